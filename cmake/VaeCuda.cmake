@@ -1,0 +1,27 @@
+# Decide whether the CUDA backend is built (VAE_CUDA=AUTO|ON|OFF) and for which GPUs.
+# The default architecture is sm_90 (H100/H200) with PTX, which is what CI and the GPU
+# suite build; pass -DVAE_CUDA_ARCHITECTURES="80;90" (or similar) for other GPUs.
+# Never "native": it fails on machines without a GPU.
+set(VAE_CUDA_ARCHITECTURES "90" CACHE STRING "CUDA architectures for the CUDA backend")
+set(VAE_HAVE_CUDA OFF)
+string(TOUPPER "${VAE_CUDA}" _vae_cuda)
+if(_vae_cuda STREQUAL "OFF")
+  message(STATUS "VAE_CUDA=OFF: building the CPU path only")
+else()
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(CMAKE_CUDA_ARCHITECTURES "${VAE_CUDA_ARCHITECTURES}")
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    enable_language(CUDA)
+    set(VAE_HAVE_CUDA ON)
+  elseif(_vae_cuda STREQUAL "ON")
+    message(FATAL_ERROR "VAE_CUDA=ON but no CUDA compiler (nvcc) was found; install the CUDA toolkit or set -DVAE_CUDA=OFF")
+  else()
+    message(STATUS "nvcc not found: building the CPU path only")
+  endif()
+endif()

@@ -1,0 +1,9 @@
+// Subcommands of the `vae` binary. Each adds itself to the app and runs when parsed.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace vae::cli {
+
+void add_train(CLI::App& app);
+
+}  // namespace vae::cli

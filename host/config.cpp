@@ -1,0 +1,179 @@
+// Names of the enums, validation of the configuration, and its JSON form (config.json).
+#include "vae/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <sstream>
+
+#include "vae/error.h"
+
+namespace vae {
+namespace {
+
+template <class E, std::size_t N>
+E parse_enum(const std::string& text, const char* what, const std::pair<const char*, E> (&names)[N]) {
+  for (const auto& [name, value] : names)
+    if (text == name) return value;
+  std::string list;
+  for (const auto& nv : names) list += (list.empty() ? "" : ", ") + std::string(nv.first);
+  throw_error("unknown ", what, " '", text, "'; expected one of: ", list);
+}
+
+const std::pair<const char*, Activation> kActivations[] = {
+    {"relu", Activation::relu}, {"tanh", Activation::tanh},
+    {"leaky_relu", Activation::leaky_relu}, {"softplus", Activation::softplus}};
+const std::pair<const char*, Likelihood> kLikelihoods[] = {
+    {"bernoulli", Likelihood::bernoulli}, {"gaussian", Likelihood::gaussian}};
+const std::pair<const char*, Binarize> kBinarize[] = {
+    {"none", Binarize::none}, {"static", Binarize::static_threshold}, {"dynamic", Binarize::dynamic}};
+const std::pair<const char*, Device> kDevices[] = {
+    {"auto", Device::automatic}, {"cpu", Device::cpu}, {"cuda", Device::cuda}};
+const std::pair<const char*, Precision> kPrecisions[] = {
+    {"fp32", Precision::fp32}, {"fp64", Precision::fp64}};
+
+template <class E, std::size_t N>
+const char* name_of(E value, const std::pair<const char*, E> (&names)[N]) {
+  for (const auto& [name, v] : names)
+    if (v == value) return name;
+  return "?";
+}
+
+}  // namespace
+
+const char* to_string(Activation a) { return name_of(a, kActivations); }
+const char* to_string(Likelihood l) { return name_of(l, kLikelihoods); }
+const char* to_string(Binarize b) { return name_of(b, kBinarize); }
+const char* to_string(Device d) { return name_of(d, kDevices); }
+const char* to_string(Precision p) { return name_of(p, kPrecisions); }
+Activation parse_activation(const std::string& s) { return parse_enum(s, "activation", kActivations); }
+Likelihood parse_likelihood(const std::string& s) { return parse_enum(s, "likelihood", kLikelihoods); }
+Binarize parse_binarize(const std::string& s) { return parse_enum(s, "binarization", kBinarize); }
+Device parse_device(const std::string& s) { return parse_enum(s, "device", kDevices); }
+Precision parse_precision(const std::string& s) { return parse_enum(s, "precision", kPrecisions); }
+
+std::vector<int> parse_int_list(const std::string& text, const std::string& what) {
+  std::vector<int> out;
+  if (text == "none") return out;  // no hidden layer: a linear map
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v <= 0 || v > 1000000)
+      throw_error(what, ": '", text, "' is not a comma-separated list of positive integers (for example 512,256)");
+    out.push_back(static_cast<int>(v));
+  }
+  if (out.empty()) throw_error(what, ": empty list; give widths such as 400 or 512,256, or 'none' for no hidden layer");
+  return out;
+}
+
+void ModelConfig::validate() const {
+  if (input_dim <= 0) throw_error("model: input dimension must be positive, got ", input_dim);
+  if (latent <= 0 || latent > 65536) throw_error("--latent must be in [1, 65536], got ", latent);
+  for (int h : encoder_hidden)
+    if (h <= 0) throw_error("--hidden: widths must be positive, got ", h);
+  for (int h : decoder_hidden)
+    if (h <= 0) throw_error("--decoder-hidden: widths must be positive, got ", h);
+  if (samples < 1 || samples > 4096) throw_error("--samples must be in [1, 4096], got ", samples);
+  if (!(beta >= 0) || !std::isfinite(beta)) throw_error("--beta must be a finite number >= 0, got ", beta);
+  if (likelihood == Likelihood::gaussian && !(sigma > 0 && std::isfinite(sigma)))
+    throw_error("--sigma must be a finite number > 0, got ", sigma);
+}
+
+void TrainConfig::validate() const {
+  if (epochs < 0) throw_error("--epochs must be >= 0, got ", epochs);
+  if (batch < 1 || batch > (1 << 20)) throw_error("--batch must be in [1, 1048576], got ", batch);
+  if (eval_batch < 1 || eval_batch > (1 << 20)) throw_error("--eval-batch must be in [1, 1048576], got ", eval_batch);
+  if (!(adam.lr > 0) || !std::isfinite(adam.lr)) throw_error("--lr must be a finite number > 0, got ", adam.lr);
+  if (!(adam.beta1 >= 0 && adam.beta1 < 1)) throw_error("Adam beta1 must be in [0, 1), got ", adam.beta1);
+  if (!(adam.beta2 >= 0 && adam.beta2 < 1)) throw_error("Adam beta2 must be in [0, 1), got ", adam.beta2);
+  if (!(adam.eps > 0)) throw_error("Adam eps must be > 0, got ", adam.eps);
+  if (threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", threads);
+}
+
+std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std::string& device_used) {
+  nlohmann::ordered_json j;
+  j["model"] = {{"input_dim", m.input_dim},
+                {"hidden", m.encoder_hidden},
+                {"decoder_hidden", m.decoder_hidden},
+                {"latent", m.latent},
+                {"activation", to_string(m.activation)},
+                {"likelihood", to_string(m.likelihood)},
+                {"sigma", m.sigma},
+                {"learn_sigma", m.learn_sigma},
+                {"samples", m.samples},
+                {"beta", m.beta}};
+  j["train"] = {{"train", t.train_path},
+                {"test", t.test_path},
+                {"epochs", t.epochs},
+                {"batch", t.batch},
+                {"eval_batch", t.eval_batch},
+                {"lr", t.adam.lr},
+                {"adam_beta1", t.adam.beta1},
+                {"adam_beta2", t.adam.beta2},
+                {"adam_eps", t.adam.eps},
+                {"seed", t.seed},
+                {"binarize", to_string(t.binarize)},
+                {"device", to_string(t.device)},
+                {"precision", to_string(t.precision)},
+                {"threads", t.threads},
+                {"stream_data", t.stream_data},
+                {"out", t.out}};
+  if (!device_used.empty()) j["device_used"] = device_used;
+  return j.dump(2) + "\n";
+}
+
+void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw_error("configuration JSON does not parse: ", e.what());
+  }
+  try {
+    if (j.contains("model")) {
+      const auto& jm = j["model"];
+      if (jm.contains("input_dim")) m.input_dim = jm["input_dim"].get<int>();
+      if (jm.contains("hidden")) m.encoder_hidden = jm["hidden"].get<std::vector<int>>();
+      if (jm.contains("decoder_hidden")) m.decoder_hidden = jm["decoder_hidden"].get<std::vector<int>>();
+      if (jm.contains("latent")) m.latent = jm["latent"].get<int>();
+      if (jm.contains("activation")) m.activation = parse_activation(jm["activation"].get<std::string>());
+      if (jm.contains("likelihood")) m.likelihood = parse_likelihood(jm["likelihood"].get<std::string>());
+      if (jm.contains("sigma")) m.sigma = jm["sigma"].get<double>();
+      if (jm.contains("learn_sigma")) m.learn_sigma = jm["learn_sigma"].get<bool>();
+      if (jm.contains("samples")) m.samples = jm["samples"].get<int>();
+      if (jm.contains("beta")) m.beta = jm["beta"].get<double>();
+    }
+    if (j.contains("train")) {
+      const auto& jt = j["train"];
+      if (jt.contains("train")) t.train_path = jt["train"].get<std::string>();
+      if (jt.contains("test")) t.test_path = jt["test"].get<std::string>();
+      if (jt.contains("epochs")) t.epochs = jt["epochs"].get<int>();
+      if (jt.contains("batch")) t.batch = jt["batch"].get<int>();
+      if (jt.contains("eval_batch")) t.eval_batch = jt["eval_batch"].get<int>();
+      if (jt.contains("lr")) t.adam.lr = jt["lr"].get<double>();
+      if (jt.contains("adam_beta1")) t.adam.beta1 = jt["adam_beta1"].get<double>();
+      if (jt.contains("adam_beta2")) t.adam.beta2 = jt["adam_beta2"].get<double>();
+      if (jt.contains("adam_eps")) t.adam.eps = jt["adam_eps"].get<double>();
+      if (jt.contains("seed")) t.seed = jt["seed"].get<std::uint64_t>();
+      if (jt.contains("binarize")) t.binarize = parse_binarize(jt["binarize"].get<std::string>());
+      if (jt.contains("device")) t.device = parse_device(jt["device"].get<std::string>());
+      if (jt.contains("precision")) t.precision = parse_precision(jt["precision"].get<std::string>());
+      if (jt.contains("threads")) t.threads = jt["threads"].get<int>();
+      if (jt.contains("stream_data")) t.stream_data = jt["stream_data"].get<bool>();
+      if (jt.contains("out")) t.out = jt["out"].get<std::string>();
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw_error("configuration JSON has a field of the wrong type: ", e.what());
+  }
+}
+
+}  // namespace vae

@@ -1,0 +1,172 @@
+// The CPU backend: CpuModel plus the batch gather, cuRAND host noise, Adam and loss sums.
+#include <cblas.h>
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+#include "cpu_model.h"
+#include "internal.h"
+#include "vae/elementwise.h"
+#include "vae/error.h"
+#include "vae/rng.h"
+
+namespace vae {
+namespace {
+
+int blas_threads(int requested) {
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = requested > 0 ? requested : hw;
+  openblas_set_num_threads(n);
+  return n;
+}
+
+template <class T>
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(const ModelConfig& model, const TrainConfig& train)
+      : train_(train),
+        model_(model, std::max(train.batch, train.eval_batch)),
+        plan_(RngPlan::make(train.seed, model, train.batch)),
+        eps_rng_(plan_.eps_seed),
+        bin_rng_(plan_.bin_seed),
+        eval_rng_(plan_.eval_seed) {
+    threads_ = blas_threads(train.threads);
+    const std::size_t B = static_cast<std::size_t>(model_.max_batch());
+    const std::size_t D = static_cast<std::size_t>(model.input_dim);
+    const std::size_t noise = round_up_even(B * model.samples * model.latent);
+    x_.assign(B * D, T(0));
+    eps_f_.assign(noise, 0.0f);
+    eps_.assign(noise, T(0));
+    if (train.binarize == Binarize::dynamic) uniform_.assign(round_up_even(B * D), 0.0f);
+    m_.assign(model_.layout().total(), T(0));
+    v_.assign(model_.layout().total(), T(0));
+  }
+
+  std::string name() const override {
+    return std::string("cpu (") + (sizeof(T) == 8 ? "fp64" : "fp32") + ", OpenBLAS " + std::to_string(threads_) +
+           (threads_ == 1 ? " thread)" : " threads)");
+  }
+  const ParamLayout& layout() const override { return model_.layout(); }
+
+  void set_parameters(const std::vector<float>& flat) override {
+    check_size(flat.size(), "set_parameters");
+    std::copy(flat.begin(), flat.end(), model_.params().begin());
+  }
+  std::vector<float> parameters() const override { return to_float(model_.params()); }
+  std::vector<float> gradients() const override { return to_float(model_.grads()); }
+  OptimizerState optimizer_state() const override { return {to_float(m_), to_float(v_), step_}; }
+  void set_optimizer_state(const OptimizerState& s) override {
+    check_size(s.m.size(), "set_optimizer_state (m)");
+    check_size(s.v.size(), "set_optimizer_state (v)");
+    std::copy(s.m.begin(), s.m.end(), m_.begin());
+    std::copy(s.v.begin(), s.v.end(), v_.begin());
+    step_ = s.step;
+  }
+
+  void set_train_data(std::shared_ptr<const Dataset> data) override {
+    if (!data) throw_error("set_train_data: no dataset");
+    if (data->dim != model_.config().input_dim)
+      throw_error("training data '", data->source, "' has ", data->dim, " features per item but the model expects ",
+                  model_.config().input_dim);
+    data_ = std::move(data);
+  }
+
+  void train_step(const Batch& batch) override {
+    if (!data_) throw_error("train_step: call set_train_data first");
+    if (batch.size <= 0 || batch.size > train_.batch)
+      throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
+    const int n = batch.size;
+    const int D = model_.config().input_dim;
+    for (int i = 0; i < n; ++i) {
+      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
+        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
+      data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
+    }
+    if (train_.binarize == Binarize::dynamic) {
+      const std::size_t nd = static_cast<std::size_t>(n) * D;
+      bin_rng_.uniform(uniform_.data(), nd, plan_.bin_offset(batch.step));
+      for (std::size_t i = 0; i < nd; ++i) x_[i] = T(uniform_[i]) <= x_[i] ? T(1) : T(0);
+    }
+    draw_noise(eps_rng_, plan_.eps_offset(batch.step), n);
+    const LossSums s = model_.forward(x_.data(), eps_.data(), n, true);
+    adam_step();
+    sums_.loss += s.loss;
+    sums_.recon += s.recon;
+    sums_.kl += s.kl;
+    sums_.count += s.count;
+  }
+
+  LossSums take_train_sums() override {
+    const LossSums s = sums_;
+    sums_ = LossSums{};
+    return s;
+  }
+
+  LossSums evaluate(const Dataset& data, int batch) override {
+    if (data.dim != model_.config().input_dim)
+      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
+                  model_.config().input_dim);
+    batch = std::min(batch, model_.max_batch());
+    const std::size_t stride = RngPlan::eval_stride(model_.config(), batch);
+    const int D = data.dim;
+    LossSums total;
+    std::int64_t k = 0;
+    for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
+      const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
+      for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
+      draw_noise(eval_rng_, static_cast<std::uint64_t>(k) * stride, n);
+      const LossSums s = model_.forward(x_.data(), eps_.data(), n, false);
+      total.loss += s.loss;
+      total.recon += s.recon;
+      total.kl += s.kl;
+      total.count += s.count;
+    }
+    return total;
+  }
+
+ private:
+  void check_size(std::size_t n, const char* what) const {
+    if (n != model_.layout().total())
+      throw_error(what, ": got ", n, " values, the model's flat parameter buffer holds ", model_.layout().total());
+  }
+  template <class U>
+  static std::vector<float> to_float(const std::vector<U>& v) {
+    return std::vector<float>(v.begin(), v.end());
+  }
+  void draw_noise(HostPhilox& rng, std::uint64_t offset, int n) {
+    const std::size_t count = static_cast<std::size_t>(n) * model_.config().samples * model_.config().latent;
+    rng.normal(eps_f_.data(), count, offset);
+    std::copy(eps_f_.begin(), eps_f_.begin() + static_cast<std::ptrdiff_t>(count), eps_.begin());
+  }
+  void adam_step() {
+    ++step_;
+    const ew::AdamScalars s = ew::adam_scalars(train_.adam.lr, train_.adam.beta1, train_.adam.beta2, train_.adam.eps, step_);
+    T* p = model_.params().data();
+    const T* g = model_.grads().data();
+    const std::size_t n = model_.params().size();
+    for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m_[i], v_[i], g[i], s);
+  }
+
+  TrainConfig train_;
+  CpuModel<T> model_;
+  RngPlan plan_;
+  HostPhilox eps_rng_, bin_rng_, eval_rng_;
+  int threads_ = 1;
+  std::shared_ptr<const Dataset> data_;
+  std::vector<T> x_, eps_, m_, v_;
+  std::vector<float> eps_f_, uniform_;
+  std::int64_t step_ = 0;
+  LossSums sums_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& model, const TrainConfig& train) {
+  model.validate();
+  train.validate();
+  if (train.precision == Precision::fp64) return std::make_unique<CpuBackend<double>>(model, train);
+  return std::make_unique<CpuBackend<float>>(model, train);
+}
+
+}  // namespace vae

@@ -1,0 +1,377 @@
+// Dataset readers: IDX (gz or raw) and NPY; binarization; the default Fashion-MNIST paths.
+// Every failure names the file and what was wrong with it; no input crashes the reader.
+#include "vae/data.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "vae/error.h"
+#include "vae/rng.h"
+
+namespace vae {
+namespace {
+
+constexpr std::uint64_t kMaxPayload = std::uint64_t(1) << 40;  // 1 TiB: larger is a corrupt header
+
+// Reads a file through zlib, which passes uncompressed files through unchanged.
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) throw_error("cannot open '", path, "': no such file");
+    if (std::filesystem::is_directory(status)) throw_error("cannot read '", path, "': it is a directory, expected a file");
+    file_ = gzopen(path.c_str(), "rb");
+    if (!file_) throw_error("cannot open '", path, "': ", std::strerror(errno));
+    gzbuffer(file_, 1 << 17);
+  }
+  ~Reader() {
+    if (file_) gzclose(file_);
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // Reads up to n bytes; returns how many were read (fewer only at the end of the data).
+  std::size_t read(void* out, std::size_t n) {
+    std::size_t done = 0;
+    auto* p = static_cast<unsigned char*>(out);
+    while (done < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
+      const int got = gzread(file_, p + done, chunk);
+      if (got < 0) {
+        int code = 0;
+        const char* msg = gzerror(file_, &code);
+        throw_error("cannot read '", path_, "': ", code == Z_ERRNO ? std::strerror(errno) : msg,
+                    " (corrupt or truncated gzip data?)");
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+      consumed_ += static_cast<std::uint64_t>(got);
+    }
+    return done;
+  }
+
+  void read_exact(void* out, std::size_t n, const char* what) {
+    const std::size_t got = read(out, n);
+    if (got != n)
+      throw_error("'", path_, "' is truncated: it ends after ", consumed_, " bytes, inside the ", what,
+                  " (", n - got, " more bytes were expected)");
+  }
+
+  // Reads `n` payload bytes into a vector that grows as data arrives, so a header that
+  // claims far more than the file holds fails on truncation, not on allocation.
+  std::vector<unsigned char> read_payload(std::uint64_t n) {
+    std::vector<unsigned char> out;
+    out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, 64u << 20)));
+    while (out.size() < n) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(n - out.size(), 16u << 20));
+      const std::size_t old = out.size();
+      out.resize(old + want);
+      const std::size_t got = read(out.data() + old, want);
+      if (got != want)
+        throw_error("'", path_, "' is truncated: the header promises ", n, " bytes of data but the file holds only ",
+                    old + got);
+    }
+    unsigned char extra;
+    if (read(&extra, 1) != 0)
+      throw_error("'", path_, "' has more data than its header describes (", n,
+                  " bytes expected); the header's dimensions are wrong or the file is corrupt");
+    return out;
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  gzFile file_ = nullptr;
+  std::uint64_t consumed_ = 0;
+};
+
+std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& path) {
+  std::uint64_t r;
+  if (__builtin_mul_overflow(a, b, &r) || r > kMaxPayload)
+    throw_error("'", path, "': the dimensions in its header overflow (", a, " x ", b, "); the header is corrupt");
+  return r;
+}
+
+const char* idx_type_name(unsigned t) {
+  switch (t) {
+    case 0x08: return "uint8";
+    case 0x09: return "int8";
+    case 0x0B: return "int16";
+    case 0x0C: return "int32";
+    case 0x0D: return "float32";
+    case 0x0E: return "float64";
+    default: return "unknown";
+  }
+}
+
+struct IdxHeader {
+  std::vector<std::uint64_t> dims;
+};
+
+IdxHeader read_idx_header(Reader& in) {
+  unsigned char magic[4];
+  in.read_exact(magic, 4, "IDX magic number");
+  if (magic[0] != 0 || magic[1] != 0)
+    throw_error("'", in.path(), "' is not an IDX file: its magic number starts with bytes ", int(magic[0]), " ",
+                int(magic[1]), ", expected 0 0 (MNIST-style files start 00 00 08 03 for images, 00 00 08 01 for labels)");
+  if (magic[2] != 0x08)
+    throw_error("'", in.path(), "': IDX data type 0x", std::hex, int(magic[2]), std::dec, " (", idx_type_name(magic[2]),
+                ") is not supported; expected 0x08 (uint8)");
+  const int ndim = magic[3];
+  if (ndim == 0) throw_error("'", in.path(), "': IDX header declares 0 dimensions");
+  IdxHeader h;
+  for (int i = 0; i < ndim; ++i) {
+    unsigned char b[4];
+    in.read_exact(b, 4, "IDX dimension list");
+    const std::uint64_t d = (std::uint64_t(b[0]) << 24) | (std::uint64_t(b[1]) << 16) | (std::uint64_t(b[2]) << 8) | b[3];
+    h.dims.push_back(d);
+  }
+  return h;
+}
+
+bool is_perfect_square(int n, int& root) {
+  root = static_cast<int>(std::lround(std::sqrt(static_cast<double>(n))));
+  return root * root == n;
+}
+
+void set_picture_shape(Dataset& d) {
+  int root;
+  if (d.height <= 0 || d.width <= 0 || std::int64_t(d.height) * d.width != d.dim) {
+    if (is_perfect_square(d.dim, root)) {
+      d.height = d.width = root;
+    } else {
+      d.height = 1;
+      d.width = d.dim;
+    }
+  }
+}
+
+// --- NPY header parsing: a Python dict literal such as
+// {'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }
+std::string npy_field(const std::string& header, const std::string& key, const std::string& path) {
+  const auto k = header.find("'" + key + "'");
+  if (k == std::string::npos) throw_error("'", path, "': NPY header has no '", key, "' field: ", header);
+  const auto colon = header.find(':', k);
+  if (colon == std::string::npos) throw_error("'", path, "': NPY header is malformed near '", key, "': ", header);
+  std::size_t b = header.find_first_not_of(" \t", colon + 1);
+  if (b == std::string::npos) throw_error("'", path, "': NPY header is malformed near '", key, "'");
+  std::size_t e;
+  if (header[b] == '\'' || header[b] == '"') {
+    e = header.find(header[b], b + 1);
+    if (e == std::string::npos) throw_error("'", path, "': NPY header has an unterminated string: ", header);
+    return header.substr(b + 1, e - b - 1);
+  }
+  if (header[b] == '(') {
+    e = header.find(')', b);
+    if (e == std::string::npos) throw_error("'", path, "': NPY header has an unterminated shape: ", header);
+    return header.substr(b, e - b + 1);
+  }
+  e = header.find_first_of(",}", b);
+  if (e == std::string::npos) throw_error("'", path, "': NPY header is malformed near '", key, "'");
+  std::string v = header.substr(b, e - b);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+  return v;
+}
+
+std::vector<std::uint64_t> npy_shape(const std::string& text, const std::string& path) {
+  // text is "(a, b)", "(a,)" or "()"
+  std::vector<std::uint64_t> dims;
+  std::stringstream ss(text.substr(1, text.size() - 2));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto b = item.find_first_not_of(' ');
+    if (b == std::string::npos) continue;  // the empty item after a trailing comma
+    const auto e = item.find_last_not_of(' ');
+    const std::string t = item.substr(b, e - b + 1);
+    if (t.find_first_not_of("0123456789") != std::string::npos || t.size() > 15)
+      throw_error("'", path, "': NPY shape ", text, " is not a tuple of non-negative integers");
+    dims.push_back(std::stoull(t));
+  }
+  return dims;
+}
+
+}  // namespace
+
+void Dataset::row(std::int64_t i, float* out) const { row_as<float>(i, out); }
+
+template <class T>
+void Dataset::row_as(std::int64_t i, T* out) const {
+  const std::size_t base = static_cast<std::size_t>(i) * static_cast<std::size_t>(dim);
+  if (is_u8()) {
+    const std::uint8_t* src = u8.data() + base;
+    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]) * static_cast<T>(1.0 / 255.0);
+  } else {
+    const float* src = f32.data() + base;
+    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]);
+  }
+}
+template void Dataset::row_as<float>(std::int64_t, float*) const;
+template void Dataset::row_as<double>(std::int64_t, double*) const;
+
+Dataset read_idx_images(const std::string& path) {
+  Reader in(path);
+  const IdxHeader h = read_idx_header(in);
+  if (h.dims.size() < 2)
+    throw_error("'", path, "' has ", h.dims.size(), " dimension; an image file needs at least 2 (count, pixels...)",
+                " - is this a labels file?");
+  std::uint64_t item = 1;
+  for (std::size_t i = 1; i < h.dims.size(); ++i) {
+    if (h.dims[i] == 0) throw_error("'", path, "': dimension ", i, " is 0; every item dimension must be positive");
+    item = checked_mul(item, h.dims[i], path);
+  }
+  if (item > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+    throw_error("'", path, "': items of ", item, " values are too large");
+  if (h.dims[0] == 0) throw_error("'", path, "' holds no images (its count is 0)");
+  const std::uint64_t bytes = checked_mul(h.dims[0], item, path);
+  Dataset d;
+  d.source = path;
+  d.count = static_cast<std::int64_t>(h.dims[0]);
+  d.dim = static_cast<int>(item);
+  if (h.dims.size() == 3) {
+    d.height = static_cast<int>(h.dims[1]);
+    d.width = static_cast<int>(h.dims[2]);
+  }
+  d.u8 = in.read_payload(bytes);
+  set_picture_shape(d);
+  return d;
+}
+
+std::vector<std::uint8_t> read_idx_labels(const std::string& path) {
+  Reader in(path);
+  const IdxHeader h = read_idx_header(in);
+  if (h.dims.size() != 1)
+    throw_error("'", path, "' has ", h.dims.size(), " dimensions; a labels file has exactly 1");
+  if (h.dims[0] == 0) throw_error("'", path, "' holds no labels (its count is 0)");
+  return in.read_payload(checked_mul(h.dims[0], 1, path));
+}
+
+Dataset read_npy(const std::string& path) {
+  Reader in(path);
+  unsigned char magic[8];
+  in.read_exact(magic, 8, "NPY magic and version");
+  if (std::memcmp(magic, "\x93NUMPY", 6) != 0) throw_error("'", path, "' is not an NPY file (bad magic)");
+  const int major = magic[6];
+  std::uint32_t header_len = 0;
+  if (major == 1) {
+    unsigned char b[2];
+    in.read_exact(b, 2, "NPY header length");
+    header_len = b[0] | (std::uint32_t(b[1]) << 8);
+  } else if (major == 2 || major == 3) {
+    unsigned char b[4];
+    in.read_exact(b, 4, "NPY header length");
+    header_len = b[0] | (std::uint32_t(b[1]) << 8) | (std::uint32_t(b[2]) << 16) | (std::uint32_t(b[3]) << 24);
+  } else {
+    throw_error("'", path, "': NPY format version ", major, ".", int(magic[7]), " is not supported (expected 1, 2 or 3)");
+  }
+  if (header_len == 0 || header_len > (1u << 20)) throw_error("'", path, "': NPY header length ", header_len, " is invalid");
+  std::string header(header_len, '\0');
+  in.read_exact(header.data(), header_len, "NPY header");
+
+  const std::string descr = npy_field(header, "descr", path);
+  const std::string fortran = npy_field(header, "fortran_order", path);
+  const auto dims = npy_shape(npy_field(header, "shape", path), path);
+  if (fortran != "False")
+    throw_error("'", path, "' is stored in Fortran order; save it in C order (numpy.ascontiguousarray) and try again");
+  if (dims.size() != 2)
+    throw_error("'", path, "' has ", dims.size(), " dimensions; expected a 2-D array (items, features)");
+  if (dims[0] == 0) throw_error("'", path, "' holds no items (shape[0] is 0)");
+  if (dims[1] == 0) throw_error("'", path, "' has 0 features per item (shape[1] is 0)");
+  if (dims[1] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+    throw_error("'", path, "': ", dims[1], " features per item is too many");
+
+  std::size_t elem = 0;
+  if (descr == "<f4") elem = 4;
+  else if (descr == "<f8") elem = 8;
+  else if (descr == "|u1" || descr == "<u1" || descr == "u1") elem = 1;
+  else if (!descr.empty() && descr[0] == '>')
+    throw_error("'", path, "': big-endian dtype '", descr, "' is not supported; convert with arr.astype('<f4')");
+  else
+    throw_error("'", path, "': dtype '", descr, "' is not supported; expected float32 ('<f4'), float64 ('<f8') or uint8 ('|u1')");
+
+  const std::uint64_t n = checked_mul(dims[0], dims[1], path);
+  auto bytes = in.read_payload(checked_mul(n, elem, path));
+  Dataset d;
+  d.source = path;
+  d.count = static_cast<std::int64_t>(dims[0]);
+  d.dim = static_cast<int>(dims[1]);
+  if (elem == 1) {
+    d.u8 = std::move(bytes);
+  } else {
+    d.f32.resize(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) {
+      double v;
+      if (elem == 4) {
+        float f;
+        std::memcpy(&f, bytes.data() + i * 4, 4);
+        v = f;
+      } else {
+        std::memcpy(&v, bytes.data() + i * 8, 8);
+      }
+      if (!std::isfinite(v) || v < 0.0 || v > 1.0) {
+        throw_error("'", path, "': value ", v, " at item ", i / dims[1], ", feature ", i % dims[1],
+                    std::isfinite(v) ? " is outside [0, 1]; scale the data to [0, 1] first (for 0..255 pixels divide by 255)"
+                                     : " is not finite");
+      }
+      d.f32[static_cast<std::size_t>(i)] = static_cast<float>(v);
+    }
+  }
+  set_picture_shape(d);
+  return d;
+}
+
+Dataset read_dataset(const std::string& path) {
+  unsigned char head[6] = {0};
+  std::size_t got;
+  {
+    Reader in(path);
+    got = in.read(head, sizeof head);
+  }
+  if (got == 0) throw_error("'", path, "' is empty");
+  if (got == 6 && std::memcmp(head, "\x93NUMPY", 6) == 0) return read_npy(path);
+  return read_idx_images(path);
+}
+
+std::string default_fashion_mnist(bool train) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist/";
+  const std::string path = dir + (train ? "train-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte.gz");
+  if (!std::filesystem::exists(path))
+    throw_error("Fashion-MNIST not found at ", path,
+                "; install it with 'sudo apt-get install dataset-fashion-mnist' or pass --train and --test");
+  return path;
+}
+
+void binarize_static(Dataset& d) {
+  for (auto& v : d.u8) v = v >= 128 ? 255 : 0;  // v/255 > 0.5
+  for (auto& v : d.f32) v = v > 0.5f ? 1.0f : 0.0f;
+}
+
+void binarize_fixed_draw(Dataset& d, std::uint64_t seed) {
+  HostPhilox rng(derive_seed(seed, RngStream::test_binarize));
+  const std::size_t rows_per_chunk = 1024;
+  std::vector<float> u(rows_per_chunk * static_cast<std::size_t>(d.dim));
+  std::vector<float> x(static_cast<std::size_t>(d.dim));
+  for (std::int64_t r0 = 0; r0 < d.count; r0 += rows_per_chunk) {
+    const std::size_t rows = static_cast<std::size_t>(std::min<std::int64_t>(rows_per_chunk, d.count - r0));
+    rng.uniform(u.data(), rows * d.dim, static_cast<std::uint64_t>(r0) * d.dim);
+    for (std::size_t r = 0; r < rows; ++r) {
+      d.row(r0 + static_cast<std::int64_t>(r), x.data());
+      const std::size_t base = (static_cast<std::size_t>(r0) + r) * d.dim;
+      for (int j = 0; j < d.dim; ++j) {
+        const bool on = u[r * d.dim + j] <= x[j];
+        if (d.is_u8()) d.u8[base + j] = on ? 255 : 0;
+        else d.f32[base + j] = on ? 1.0f : 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace vae

@@ -1,0 +1,87 @@
+// The flat parameter layout and its seeded initialization.
+#include "vae/layout.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "vae/error.h"
+#include "vae/rng.h"
+
+namespace vae {
+namespace {
+constexpr std::size_t kAlign = 16;  // floats: every tensor starts on a 64-byte boundary
+std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+std::size_t ParamLayout::add(const std::string& name, std::vector<int> shape) {
+  TensorView t;
+  t.name = name;
+  t.offset = total_;
+  t.rows = shape[0];
+  t.cols = shape.size() > 1 ? shape[1] : 1;
+  t.shape = std::move(shape);
+  total_ = align_up(total_ + t.size());
+  tensors_.push_back(t);
+  return t.offset;
+}
+
+LinearView ParamLayout::add_linear(const std::string& prefix, int in, int out) {
+  LinearView l;
+  l.in = in;
+  l.out = out;
+  l.weight = add(prefix + ".weight", {out, in});
+  l.bias = add(prefix + ".bias", {out});
+  max_width_ = std::max({max_width_, in, out});
+  return l;
+}
+
+ParamLayout::ParamLayout(const ModelConfig& cfg) {
+  cfg.validate();
+  int width = cfg.input_dim;
+  for (std::size_t i = 0; i < cfg.encoder_hidden.size(); ++i) {
+    encoder_.push_back(add_linear("encoder." + std::to_string(i), width, cfg.encoder_hidden[i]));
+    width = cfg.encoder_hidden[i];
+  }
+  head_ = add_linear("encoder.head", width, 2 * cfg.latent);  // rows [0,Z): mu, [Z,2Z): logvar
+  width = cfg.latent;
+  for (std::size_t i = 0; i < cfg.decoder_hidden.size(); ++i) {
+    decoder_.push_back(add_linear("decoder." + std::to_string(i), width, cfg.decoder_hidden[i]));
+    width = cfg.decoder_hidden[i];
+  }
+  output_ = add_linear("decoder.out", width, cfg.input_dim);
+  if (cfg.likelihood == Likelihood::gaussian && cfg.learn_sigma) {
+    has_logvar_ = true;
+    logvar_ = add("decoder.logvar", {cfg.input_dim});
+  }
+}
+
+const TensorView& ParamLayout::at(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return t;
+  throw_error("no parameter tensor named '", name, "' in this model");
+}
+
+std::vector<float> init_parameters(const ParamLayout& layout, const ModelConfig& cfg, std::uint64_t seed) {
+  std::vector<float> p(layout.total(), 0.0f);
+  // One uniform draw for the whole buffer from cuRAND's host Philox, then scaled per tensor.
+  std::vector<float> u(round_up_even(layout.total()));
+  HostPhilox rng(derive_seed(seed, RngStream::init));
+  rng.uniform(u.data(), layout.total(), 0);
+  auto fill = [&](const LinearView& l) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(l.in));
+    const std::size_t nw = static_cast<std::size_t>(l.in) * static_cast<std::size_t>(l.out);
+    for (std::size_t i = 0; i < nw; ++i) p[l.weight + i] = bound * (2.0f * u[l.weight + i] - 1.0f);
+    for (int i = 0; i < l.out; ++i) p[l.bias + i] = bound * (2.0f * u[l.bias + i] - 1.0f);
+  };
+  for (const auto& l : layout.encoder()) fill(l);
+  fill(layout.head());
+  for (const auto& l : layout.decoder()) fill(l);
+  fill(layout.output());
+  if (layout.has_logvar()) {
+    const float lv = static_cast<float>(2.0 * std::log(cfg.sigma));
+    for (int i = 0; i < cfg.input_dim; ++i) p[layout.logvar() + i] = lv;
+  }
+  return p;
+}
+
+}  // namespace vae

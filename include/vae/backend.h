@@ -1,0 +1,66 @@
+// The backend interface. The trainer talks only to this; the CPU backend (host/) and the
+// CUDA backend (kernels/) implement it. A backend owns the parameters, the gradients, the
+// optimizer state and everything a training step needs, allocated once.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vae/batch_stream.h"
+#include "vae/config.h"
+#include "vae/data.h"
+#include "vae/layout.h"
+
+namespace vae {
+
+// Sums over data points (not means): divide by count for nats per data point.
+struct LossSums {
+  double loss = 0;   // -ELBO = recon + beta * kl
+  double recon = 0;  // -(1/L) sum_l log p(x|z_l)
+  double kl = 0;     // KL(q(z|x) || p(z))
+  std::int64_t count = 0;
+
+  double mean_loss() const { return count ? loss / double(count) : 0.0; }
+  double mean_recon() const { return count ? recon / double(count) : 0.0; }
+  double mean_kl() const { return count ? kl / double(count) : 0.0; }
+};
+
+struct OptimizerState {
+  std::vector<float> m, v;  // flat, same layout as the parameters
+  std::int64_t step = 0;    // Adam's t: steps taken so far
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"
+  virtual const ParamLayout& layout() const = 0;
+
+  // Parameters in the flat layout. Setting them leaves the optimizer state alone.
+  virtual void set_parameters(const std::vector<float>& flat) = 0;
+  virtual std::vector<float> parameters() const = 0;
+  // Gradient of the last train_step's batch loss (mean over the batch), flat.
+  virtual std::vector<float> gradients() const = 0;
+  virtual OptimizerState optimizer_state() const = 0;
+  virtual void set_optimizer_state(const OptimizerState&) = 0;
+
+  // The training set; the backend keeps it (the CUDA backend uploads it or streams it).
+  virtual void set_train_data(std::shared_ptr<const Dataset> data) = 0;
+  // One step: gather, forward, loss, backward, Adam. Losses accumulate inside the backend.
+  virtual void train_step(const Batch& batch) = 0;
+  // Loss sums since the last call, then zero: the one host read per report.
+  virtual LossSums take_train_sums() = 0;
+  // -ELBO and its parts over a whole dataset, in order, `batch` items at a time.
+  virtual LossSums evaluate(const Dataset& data, int batch) = 0;
+};
+
+// Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).
+bool cuda_usable(std::string* why);
+// auto -> cuda when usable, else cpu. `note` says what was chosen and why.
+Device resolve_device(Device requested, std::string* note);
+// Throws vae::Error when the device cannot be used (for example cuda without a GPU).
+std::unique_ptr<Backend> make_backend(Device device, const ModelConfig&, const TrainConfig&);
+
+}  // namespace vae

@@ -1,0 +1,75 @@
+// Model and training configuration: the reference configuration is the default.
+// Everything here is plain data; parsing and JSON live in host/config.cpp.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vae {
+
+enum class Activation : int { relu = 0, tanh = 1, leaky_relu = 2, softplus = 3 };
+enum class Likelihood : int { bernoulli = 0, gaussian = 1 };
+enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
+enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
+enum class Precision : int { fp32 = 0, fp64 = 1 };
+
+const char* to_string(Activation);
+const char* to_string(Likelihood);
+const char* to_string(Binarize);
+const char* to_string(Device);
+const char* to_string(Precision);
+// Parse a name; throws vae::Error listing the accepted names.
+Activation parse_activation(const std::string&);
+Likelihood parse_likelihood(const std::string&);
+Binarize parse_binarize(const std::string&);
+Device parse_device(const std::string&);
+Precision parse_precision(const std::string&);
+// "512,256" -> {512, 256}; throws on anything but positive integers.
+std::vector<int> parse_int_list(const std::string& text, const std::string& what);
+
+struct ModelConfig {
+  int input_dim = 784;                   // D, taken from the data
+  std::vector<int> encoder_hidden{400};  // widths of the encoder's hidden layers
+  std::vector<int> decoder_hidden{400};  // defaults to encoder_hidden reversed
+  int latent = 20;                       // Z
+  Activation activation = Activation::relu;
+  Likelihood likelihood = Likelihood::bernoulli;
+  double sigma = 0.1;        // Gaussian decoder: fixed std, or the initial value when learned
+  bool learn_sigma = false;  // Gaussian decoder: learn a per-dimension log-variance
+  int samples = 1;           // L, Monte Carlo samples per data point
+  double beta = 1.0;         // weight of the KL term
+
+  void validate() const;  // throws vae::Error naming the bad field
+};
+
+struct AdamConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+struct TrainConfig {
+  std::string train_path;  // empty: Fashion-MNIST train from dataset-fashion-mnist
+  std::string test_path;   // empty: Fashion-MNIST test
+  int epochs = 10;
+  int batch = 128;
+  AdamConfig adam;
+  std::uint64_t seed = 1;
+  Binarize binarize = Binarize::none;
+  Device device = Device::automatic;
+  Precision precision = Precision::fp32;  // the CPU path can run in double
+  int threads = 0;                        // CPU threads; 0 = all cores
+  bool stream_data = false;               // CUDA: force the streamed (chunked) data path
+  std::string out;                        // empty: runs/<timestamp>
+  bool overwrite = false;                 // allow writing into a non-empty OUT
+  int eval_batch = 1000;
+
+  void validate() const;
+};
+
+// The effective configuration as JSON text (what config.json holds), and back.
+std::string config_to_json(const ModelConfig&, const TrainConfig&, const std::string& device_used = "");
+void config_from_json(const std::string& json_text, ModelConfig&, TrainConfig&);
+
+}  // namespace vae

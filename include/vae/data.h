@@ -1,0 +1,46 @@
+// Datasets in host memory and the readers that fill them: IDX (the MNIST family, .gz or
+// raw) and NPY (2-D float32, float64 or uint8, C order). Pixels are kept as uint8 when the
+// source is uint8 (x/255 in [0,1]) and as float32 otherwise (values must lie in [0,1]).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vae/config.h"
+
+namespace vae {
+
+struct Dataset {
+  std::string source;          // file it came from, for messages
+  std::int64_t count = 0;      // N
+  int dim = 0;                 // D, the flattened item size
+  int height = 0, width = 0;   // for pictures: item shape when it is an image, else 1 x D
+  std::vector<std::uint8_t> u8;  // (N, D) when the source was uint8
+  std::vector<float> f32;        // (N, D) otherwise
+
+  bool is_u8() const { return !u8.empty(); }
+  // Item i as floats in [0,1].
+  void row(std::int64_t i, float* out) const;
+  template <class T>
+  void row_as(std::int64_t i, T* out) const;
+};
+
+// IDX image file (magic 0x00 0x00 0x08 ndim, ndim >= 2), .gz or raw.
+Dataset read_idx_images(const std::string& path);
+// IDX label file (ndim == 1, uint8).
+std::vector<std::uint8_t> read_idx_labels(const std::string& path);
+// NPY, 2-D, '<f4' '<f8' or '|u1', C order.
+Dataset read_npy(const std::string& path);
+// Picks the reader by content: NPY magic, else IDX. Throws vae::Error naming the file.
+Dataset read_dataset(const std::string& path);
+
+// Default data: Debian's dataset-fashion-mnist. Throws, saying how to install it, if missing.
+std::string default_fashion_mnist(bool train);
+
+// Static binarization: threshold 0.5, in place (the result stays uint8 {0,255} or float {0,1}).
+void binarize_static(Dataset&);
+// A fixed stochastic binarization (one Bernoulli draw per pixel, seeded), used for the test
+// set when training binarizes dynamically.
+void binarize_fixed_draw(Dataset&, std::uint64_t seed);
+
+}  // namespace vae

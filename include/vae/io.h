@@ -1,0 +1,47 @@
+// Files the library writes and reads besides datasets: safetensors and PNG grids.
+// Every writer writes a temporary file, fsyncs it and renames it over the target, so a
+// failed write never leaves a half-written file where a good one was.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vae/config.h"
+#include "vae/layout.h"
+
+namespace vae {
+
+struct NamedTensor {
+  std::string name;
+  std::string dtype;  // "F32" or "I64"
+  std::vector<std::int64_t> shape;
+  std::vector<unsigned char> bytes;  // little-endian, C order
+};
+
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+struct SafetensorsFile {
+  std::vector<NamedTensor> tensors;
+  std::map<std::string, std::string> metadata;
+  const NamedTensor* find(const std::string& name) const;
+};
+SafetensorsFile read_safetensors(const std::string& path);
+
+// Model parameters by name (the layout's views) with the configuration as metadata "config".
+void save_model(const std::string& path, const ParamLayout&, const std::vector<float>& params,
+                const std::string& config_json);
+struct SavedModel {
+  ModelConfig model;
+  TrainConfig train;
+  std::vector<float> params;  // flat, in ParamLayout(model)
+};
+SavedModel load_model(const std::string& path);
+
+// A grid of grey images (n, h*w) with values in [0,1], `cols` per row, 1-pixel gaps.
+void write_png_grid(const std::string& path, const std::vector<float>& images, int n, int h, int w, int cols);
+
+// Write `text` to `path` atomically (temporary file, fsync, rename).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace vae

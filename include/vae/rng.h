@@ -1,0 +1,56 @@
+// Where every random number comes from. Noise is drawn from cuRAND's Philox4x32-10
+// generator: on the CPU path by cuRAND's host generator, on the CUDA path by its device
+// generator, with the same seed and offsets, so both draw the same numbers.
+//
+//   eps for training step t:        stream `eps`,  offset t * eps_stride  (normals, (B*L, Z))
+//   binarization uniforms, step t:  stream `bin`,  offset t * bin_stride  (uniforms, (B, D))
+//   eps for evaluation batch k:     stream `eval`, offset k * eps_stride
+//
+// A block of steps drawn at once equals the same steps drawn one by one (tested), so the
+// CUDA path may fill many steps' noise in one call.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "vae/config.h"
+
+namespace vae {
+
+enum class RngStream : std::uint64_t { eps = 1, bin = 2, eval = 3, init = 4, shuffle = 5, test_binarize = 6 };
+
+// A well-mixed 64-bit seed for one purpose, derived from the run's seed.
+std::uint64_t derive_seed(std::uint64_t seed, RngStream stream);
+
+struct RngPlan {
+  std::uint64_t eps_seed = 0, bin_seed = 0, eval_seed = 0;
+  std::size_t eps_stride = 0;  // normals per step: B*L*Z rounded up to even
+  std::size_t bin_stride = 0;  // uniforms per step: B*D rounded up to even
+
+  static RngPlan make(std::uint64_t seed, const ModelConfig&, int max_batch);
+  std::uint64_t eps_offset(std::int64_t step) const { return static_cast<std::uint64_t>(step) * eps_stride; }
+  std::uint64_t bin_offset(std::int64_t step) const { return static_cast<std::uint64_t>(step) * bin_stride; }
+  // Evaluation draws its own noise, batch k at offset k * eval_stride(batch).
+  static std::size_t eval_stride(const ModelConfig&, int batch);
+};
+
+// cuRAND host generator (Philox4x32-10) with explicit offsets. Counts n are rounded up to
+// even internally where cuRAND requires it; `out` must hold round_up_even(n) values.
+class HostPhilox {
+ public:
+  explicit HostPhilox(std::uint64_t seed);
+  ~HostPhilox();
+  HostPhilox(const HostPhilox&) = delete;
+  HostPhilox& operator=(const HostPhilox&) = delete;
+
+  void normal(float* out, std::size_t n, std::uint64_t offset);
+  void uniform(float* out, std::size_t n, std::uint64_t offset);  // (0, 1]
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+inline std::size_t round_up_even(std::size_t n) { return (n + 1) & ~static_cast<std::size_t>(1); }
+
+}  // namespace vae
