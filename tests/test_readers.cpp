@@ -1,0 +1,322 @@
+// The IDX and NPY readers and the safetensors model file, on good files and bad ones.
+// Every bad file must give a vae::Error that names the file, never a crash.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "test_util.h"
+#include "vae/data.h"
+#include "vae/error.h"
+#include "vae/io.h"
+#include "vae/layout.h"
+
+namespace vae {
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+void write_raw(const std::string& path, const Bytes& b) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+void write_gz(const std::string& path, const Bytes& b) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(gzwrite(f, b.data(), static_cast<unsigned>(b.size())), static_cast<int>(b.size()));
+  gzclose(f);
+}
+
+Bytes idx_bytes(unsigned char type, const std::vector<std::uint32_t>& dims, const Bytes& payload) {
+  Bytes b = {0, 0, type, static_cast<unsigned char>(dims.size())};
+  for (auto d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<unsigned char>((d >> s) & 0xFF));
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+Bytes npy_bytes(const std::string& descr, const std::string& shape, const Bytes& payload, bool fortran = false) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string head = std::string("\x93NUMPY\x01\x00", 8);
+  head += static_cast<char>(header.size() & 0xFF);
+  head += static_cast<char>(header.size() >> 8);
+  head += header;
+  Bytes b(head.begin(), head.end());
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+template <class T>
+Bytes as_bytes(const std::vector<T>& v) {
+  Bytes b(v.size() * sizeof(T));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+Bytes pixels(std::size_t n) {
+  Bytes p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>((i * 37 + 11) % 256);
+  return p;
+}
+
+// Expect read(path) to throw vae::Error whose message holds the path and `phrase`.
+template <class F>
+void expect_error(F read, const std::string& path, const std::string& phrase) {
+  try {
+    read(path);
+    ADD_FAILURE() << "no error for " << path << " (expected '" << phrase << "')";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << "message does not name the file: " << msg;
+    EXPECT_NE(msg.find(phrase), std::string::npos) << "message lacks '" << phrase << "': " << msg;
+  }
+}
+
+TEST(IdxReader, ReadsRawAndGzipImages) {
+  test::TempDir dir;
+  const Bytes payload = pixels(5 * 3 * 4);
+  const Bytes file = idx_bytes(0x08, {5, 3, 4}, payload);
+  write_raw(dir.file("img.idx"), file);
+  write_gz(dir.file("img.idx.gz"), file);
+  for (const auto& name : {"img.idx", "img.idx.gz"}) {
+    const Dataset d = read_idx_images(dir.file(name));
+    EXPECT_EQ(d.count, 5);
+    EXPECT_EQ(d.dim, 12);
+    EXPECT_EQ(d.height, 3);
+    EXPECT_EQ(d.width, 4);
+    ASSERT_TRUE(d.is_u8());
+    EXPECT_EQ(d.u8, payload);
+    std::vector<float> row(12);
+    d.row(2, row.data());
+    for (int j = 0; j < 12; ++j) EXPECT_FLOAT_EQ(row[j], payload[24 + j] / 255.0f);
+    const Dataset via_dispatch = read_dataset(dir.file(name));
+    EXPECT_EQ(via_dispatch.u8, payload);
+  }
+}
+
+TEST(IdxReader, ReadsLabelsAndFourDimensionalImages) {
+  test::TempDir dir;
+  write_raw(dir.file("labels"), idx_bytes(0x08, {4}, {3, 1, 4, 1}));
+  EXPECT_EQ(read_idx_labels(dir.file("labels")), (Bytes{3, 1, 4, 1}));
+  write_raw(dir.file("vol"), idx_bytes(0x08, {2, 2, 3, 5}, pixels(60)));
+  const Dataset d = read_idx_images(dir.file("vol"));
+  EXPECT_EQ(d.dim, 30);
+  EXPECT_EQ(d.height, 1);  // 30 is not a square: pictures are drawn as 1 x 30 strips
+}
+
+TEST(IdxReader, RejectsBadFiles) {
+  test::TempDir dir;
+  auto images = [](const std::string& p) { return read_idx_images(p); };
+  const Bytes good = idx_bytes(0x08, {4, 2, 2}, pixels(16));
+
+  write_raw(dir.file("empty"), {});
+  expect_error(images, dir.file("empty"), "truncated");
+  Bytes magic = good;
+  magic[0] = 0x1f;
+  magic[1] = 0x00;
+  write_raw(dir.file("magic"), magic);
+  expect_error(images, dir.file("magic"), "not an IDX file");
+  write_raw(dir.file("float"), idx_bytes(0x0D, {4, 2, 2}, pixels(64)));
+  expect_error(images, dir.file("float"), "float32");
+  write_raw(dir.file("short_header"), Bytes(good.begin(), good.begin() + 9));
+  expect_error(images, dir.file("short_header"), "truncated");
+  write_raw(dir.file("short_payload"), Bytes(good.begin(), good.end() - 3));
+  expect_error(images, dir.file("short_payload"), "truncated");
+  write_gz(dir.file("short_payload.gz"), Bytes(good.begin(), good.end() - 3));
+  expect_error(images, dir.file("short_payload.gz"), "truncated");
+  Bytes extra = good;
+  extra.push_back(7);
+  write_raw(dir.file("extra"), extra);
+  expect_error(images, dir.file("extra"), "more data than its header");
+  write_raw(dir.file("labels"), idx_bytes(0x08, {4}, {1, 2, 3, 4}));
+  expect_error(images, dir.file("labels"), "labels file");
+  write_raw(dir.file("zero_count"), idx_bytes(0x08, {0, 2, 2}, {}));
+  expect_error(images, dir.file("zero_count"), "holds no images");
+  write_raw(dir.file("zero_dim"), idx_bytes(0x08, {3, 0, 2}, {}));
+  expect_error(images, dir.file("zero_dim"), "must be positive");
+  write_raw(dir.file("overflow"), idx_bytes(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, pixels(10)));
+  expect_error(images, dir.file("overflow"), "overflow");
+  write_raw(dir.file("huge_claim"), idx_bytes(0x08, {1000000, 1000, 1000}, pixels(100)));
+  expect_error(images, dir.file("huge_claim"), "truncated");
+  Bytes corrupt_gz;
+  write_gz(dir.file("corrupt.gz"), good);
+  {
+    std::ifstream f(dir.file("corrupt.gz"), std::ios::binary);
+    corrupt_gz.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  for (std::size_t i = 12; i < corrupt_gz.size() - 8; ++i) corrupt_gz[i] ^= 0x5A;
+  write_raw(dir.file("corrupt.gz"), corrupt_gz);
+  try {
+    read_idx_images(dir.file("corrupt.gz"));
+    ADD_FAILURE() << "corrupt gzip data was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("corrupt.gz")), std::string::npos) << e.what();
+  }
+  expect_error(images, dir.file("does-not-exist"), "no such file");
+  expect_error(images, dir.path(), "directory");
+  auto labels = [](const std::string& p) { return read_idx_labels(p); };
+  expect_error(labels, dir.file("extra"), "exactly 1");
+}
+
+TEST(NpyReader, ReadsFloat32Float64AndUint8) {
+  test::TempDir dir;
+  const std::vector<float> f = {0.0f, 0.25f, 0.5f, 1.0f, 0.125f, 0.75f};
+  const std::vector<double> d(f.begin(), f.end());
+  write_raw(dir.file("f4.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(f)));
+  write_raw(dir.file("f8.npy"), npy_bytes("<f8", "(2, 3)", as_bytes(d)));
+  write_raw(dir.file("u1.npy"), npy_bytes("|u1", "(3, 2)", pixels(6)));
+  for (const auto& name : {"f4.npy", "f8.npy"}) {
+    const Dataset ds = read_npy(dir.file(name));
+    EXPECT_EQ(ds.count, 2);
+    EXPECT_EQ(ds.dim, 3);
+    EXPECT_EQ(ds.f32, f);
+    EXPECT_EQ(read_dataset(dir.file(name)).f32, f);  // dispatch by magic
+  }
+  const Dataset u = read_npy(dir.file("u1.npy"));
+  EXPECT_EQ(u.count, 3);
+  EXPECT_EQ(u.dim, 2);
+  EXPECT_EQ(u.u8, pixels(6));
+}
+
+TEST(NpyReader, RejectsBadFiles) {
+  test::TempDir dir;
+  auto npy = [](const std::string& p) { return read_npy(p); };
+  const std::vector<float> six = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};
+  write_raw(dir.file("magic.npy"), Bytes{'N', 'U', 'M', 'P', 'Y', 'X', 1, 0, 0, 0});
+  expect_error(npy, dir.file("magic.npy"), "not an NPY file");
+  write_raw(dir.file("fortran.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(six), true));
+  expect_error(npy, dir.file("fortran.npy"), "Fortran order");
+  write_raw(dir.file("3d.npy"), npy_bytes("<f4", "(1, 2, 3)", as_bytes(six)));
+  expect_error(npy, dir.file("3d.npy"), "expected a 2-D array");
+  write_raw(dir.file("1d.npy"), npy_bytes("<f4", "(6,)", as_bytes(six)));
+  expect_error(npy, dir.file("1d.npy"), "expected a 2-D array");
+  write_raw(dir.file("be.npy"), npy_bytes(">f4", "(2, 3)", as_bytes(six)));
+  expect_error(npy, dir.file("be.npy"), "big-endian");
+  write_raw(dir.file("i4.npy"), npy_bytes("<i4", "(2, 3)", as_bytes(six)));
+  expect_error(npy, dir.file("i4.npy"), "not supported");
+  Bytes short_payload = as_bytes(six);
+  short_payload.pop_back();
+  write_raw(dir.file("short.npy"), npy_bytes("<f4", "(2, 3)", short_payload));
+  expect_error(npy, dir.file("short.npy"), "truncated");
+  write_raw(dir.file("empty.npy"), npy_bytes("<f4", "(0, 3)", {}));
+  expect_error(npy, dir.file("empty.npy"), "holds no items");
+  write_raw(dir.file("overflow.npy"), npy_bytes("<f8", "(999999999999999, 999999999999999)", as_bytes(six)));
+  expect_error(npy, dir.file("overflow.npy"), "overflow");
+  auto nan = six;
+  nan[4] = std::nanf("");
+  write_raw(dir.file("nan.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(nan)));
+  expect_error(npy, dir.file("nan.npy"), "not finite");
+  auto big = six;
+  big[1] = 255.0f;
+  write_raw(dir.file("range.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(big)));
+  expect_error(npy, dir.file("range.npy"), "outside [0, 1]");
+  write_raw(dir.file("header.npy"), Bytes{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 20, 0, '{', '}'});
+  expect_error(npy, dir.file("header.npy"), "truncated");
+  write_raw(dir.file("noshape.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(six)));
+  {
+    std::ifstream f(dir.file("noshape.npy"), std::ios::binary);
+    Bytes b(std::istreambuf_iterator<char>(f), {});
+    const std::string h(b.begin(), b.end());
+    const auto k = h.find("'shape'");
+    std::memcpy(b.data() + k, "'shope'", 7);
+    write_raw(dir.file("noshape.npy"), b);
+  }
+  expect_error(npy, dir.file("noshape.npy"), "no 'shape' field");
+  auto any = [](const std::string& p) { return read_dataset(p); };
+  write_raw(dir.file("empty"), {});
+  expect_error(any, dir.file("empty"), "is empty");
+}
+
+TEST(Binarize, StaticThresholdAndFixedDraw) {
+  Dataset d;
+  d.count = 1;
+  d.dim = 4;
+  d.u8 = {0, 127, 128, 255};
+  binarize_static(d);
+  EXPECT_EQ(d.u8, (Bytes{0, 0, 255, 255}));
+  Dataset g;
+  g.count = 200;
+  g.dim = 50;
+  g.u8.assign(200 * 50, 77);  // p = 0.302
+  Dataset h = g;
+  binarize_fixed_draw(g, 5);
+  binarize_fixed_draw(h, 5);
+  EXPECT_EQ(g.u8, h.u8);  // seeded
+  double on = 0;
+  for (auto v : g.u8) {
+    ASSERT_TRUE(v == 0 || v == 255);
+    on += v == 255;
+  }
+  EXPECT_NEAR(on / g.u8.size(), 77.0 / 255.0, 0.02);
+}
+
+TEST(Safetensors, ModelRoundTripAndBadFiles) {
+  test::TempDir dir;
+  ModelConfig cfg;
+  cfg.input_dim = 10;
+  cfg.encoder_hidden = {6};
+  cfg.decoder_hidden = {5, 4};
+  cfg.latent = 3;
+  cfg.likelihood = Likelihood::gaussian;
+  cfg.learn_sigma = true;
+  const ParamLayout layout(cfg);
+  const auto params = init_parameters(layout, cfg, 9);
+  TrainConfig tc;
+  save_model(dir.file("m.safetensors"), layout, params, config_to_json(cfg, tc));
+  const SavedModel m = load_model(dir.file("m.safetensors"));
+  EXPECT_EQ(m.params, params);
+  EXPECT_EQ(m.model.decoder_hidden, cfg.decoder_hidden);
+  EXPECT_TRUE(m.model.learn_sigma);
+
+  // Named tensors with the shapes of the layout, readable by name.
+  const auto f = read_safetensors(dir.file("m.safetensors"));
+  ASSERT_NE(f.find("encoder.0.weight"), nullptr);
+  EXPECT_EQ(f.find("encoder.0.weight")->shape, (std::vector<std::int64_t>{6, 10}));
+  EXPECT_EQ(f.find("decoder.logvar")->shape, (std::vector<std::int64_t>{10}));
+
+  Bytes b;
+  {
+    std::ifstream in(dir.file("m.safetensors"), std::ios::binary);
+    b.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto load = [](const std::string& p) { return load_model(p); };
+  write_raw(dir.file("trunc.safetensors"), Bytes(b.begin(), b.end() - 10));
+  expect_error(load, dir.file("trunc.safetensors"), "outside the file");
+  write_raw(dir.file("tiny.safetensors"), Bytes{1, 2, 3});
+  expect_error(load, dir.file("tiny.safetensors"), "not a safetensors file");
+  Bytes bad_len = b;
+  bad_len[7] = 0x7F;
+  write_raw(dir.file("len.safetensors"), bad_len);
+  expect_error(load, dir.file("len.safetensors"), "header length");
+  Bytes bad_json = b;
+  bad_json[8] = '[';
+  bad_json[9] = '[';
+  write_raw(dir.file("json.safetensors"), bad_json);
+  expect_error(load, dir.file("json.safetensors"), "safetensors");
+  auto nan_params = params;
+  nan_params[layout.at("decoder.out.bias").offset + 2] = std::nanf("");
+  save_model(dir.file("nan.safetensors"), layout, nan_params, config_to_json(cfg, tc));
+  expect_error(load, dir.file("nan.safetensors"), "non-finite");
+  write_safetensors(dir.file("noconfig.safetensors"), {}, {});
+  expect_error(load, dir.file("noconfig.safetensors"), "no 'config' metadata");
+}
+
+TEST(Png, WritesAValidPngFile) {
+  test::TempDir dir;
+  std::vector<float> img(3 * 4 * 5);
+  for (std::size_t i = 0; i < img.size(); ++i) img[i] = float(i) / float(img.size());
+  write_png_grid(dir.file("g.png"), img, 3, 4, 5, 2);
+  std::ifstream f(dir.file("g.png"), std::ios::binary);
+  Bytes b(std::istreambuf_iterator<char>(f), {});
+  ASSERT_GT(b.size(), 50u);
+  EXPECT_EQ(Bytes(b.begin(), b.begin() + 8), (Bytes{0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A}));
+}
+
+}  // namespace
+}  // namespace vae
