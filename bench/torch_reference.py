@@ -24,6 +24,7 @@ Example:
 """
 
 import argparse
+import ast
 import gzip
 import json
 import math
@@ -127,7 +128,6 @@ def parse_npy(data, path):
         raise InputError("'%s' is truncated: it ends inside the NPY header" % path)
     header_text = data[start:start + header_len].decode("latin1")
     try:
-        import ast
         header = ast.literal_eval(header_text.strip())
         descr, fortran, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
     except (ValueError, SyntaxError, KeyError, TypeError):

@@ -14,6 +14,8 @@
 namespace vae {
 namespace {
 
+constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
+
 int blas_threads(int requested) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int n = requested > 0 ? requested : hw;
@@ -28,17 +30,16 @@ class CpuBackend final : public Backend {
       : train_(train),
         model_(model, std::max(train.batch, train.eval_batch)),
         plan_(RngPlan::make(train.seed, model, train.batch)),
-        eps_rng_(plan_.eps_seed),
-        bin_rng_(plan_.bin_seed),
-        eval_rng_(plan_.eval_seed) {
+        eps_noise_(plan_.eps_seed, StepNoise::Kind::normal, plan_.eps_stride, kNoiseBlockValues),
+        eval_noise_(plan_.eval_seed, StepNoise::Kind::normal,
+                    RngPlan::eval_stride(model, train.eval_batch), kNoiseBlockValues) {
     threads_ = blas_threads(train.threads);
     const std::size_t B = static_cast<std::size_t>(model_.max_batch());
     const std::size_t D = static_cast<std::size_t>(model.input_dim);
-    const std::size_t noise = round_up_even(B * model.samples * model.latent);
     x_.assign(B * D, T(0));
-    eps_f_.assign(noise, 0.0f);
-    eps_.assign(noise, T(0));
-    if (train.binarize == Binarize::dynamic) uniform_.assign(round_up_even(B * D), 0.0f);
+    eps_.assign(B * model.samples * model.latent, T(0));
+    if (train.binarize == Binarize::dynamic)
+      bin_noise_ = std::make_unique<StepNoise>(plan_.bin_seed, StepNoise::Kind::uniform, plan_.bin_stride, kNoiseBlockValues);
     m_.assign(model_.layout().total(), T(0));
     v_.assign(model_.layout().total(), T(0));
   }
@@ -85,10 +86,10 @@ class CpuBackend final : public Backend {
     }
     if (train_.binarize == Binarize::dynamic) {
       const std::size_t nd = static_cast<std::size_t>(n) * D;
-      bin_rng_.uniform(uniform_.data(), nd, plan_.bin_offset(batch.step));
-      for (std::size_t i = 0; i < nd; ++i) x_[i] = T(uniform_[i]) <= x_[i] ? T(1) : T(0);
+      const float* u = bin_noise_->step(batch.step);
+      for (std::size_t i = 0; i < nd; ++i) x_[i] = T(u[i]) <= x_[i] ? T(1) : T(0);
     }
-    draw_noise(eps_rng_, plan_.eps_offset(batch.step), n);
+    copy_noise(eps_noise_.step(batch.step), n);
     const LossSums s = model_.forward(x_.data(), eps_.data(), n, true);
     adam_step();
     sums_.loss += s.loss;
@@ -103,19 +104,18 @@ class CpuBackend final : public Backend {
     return s;
   }
 
-  LossSums evaluate(const Dataset& data, int batch) override {
+  LossSums evaluate(const Dataset& data) override {
     if (data.dim != model_.config().input_dim)
       throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
                   model_.config().input_dim);
-    batch = std::min(batch, model_.max_batch());
-    const std::size_t stride = RngPlan::eval_stride(model_.config(), batch);
+    const int batch = train_.eval_batch;
     const int D = data.dim;
     LossSums total;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
-      draw_noise(eval_rng_, static_cast<std::uint64_t>(k) * stride, n);
+      copy_noise(eval_noise_.step(k), n);
       const LossSums s = model_.forward(x_.data(), eps_.data(), n, false);
       total.loss += s.loss;
       total.recon += s.recon;
@@ -134,10 +134,9 @@ class CpuBackend final : public Backend {
   static std::vector<float> to_float(const std::vector<U>& v) {
     return std::vector<float>(v.begin(), v.end());
   }
-  void draw_noise(HostPhilox& rng, std::uint64_t offset, int n) {
+  void copy_noise(const float* eps, int n) {
     const std::size_t count = static_cast<std::size_t>(n) * model_.config().samples * model_.config().latent;
-    rng.normal(eps_f_.data(), count, offset);
-    std::copy(eps_f_.begin(), eps_f_.begin() + static_cast<std::ptrdiff_t>(count), eps_.begin());
+    std::copy(eps, eps + count, eps_.begin());
   }
   void adam_step() {
     ++step_;
@@ -151,11 +150,11 @@ class CpuBackend final : public Backend {
   TrainConfig train_;
   CpuModel<T> model_;
   RngPlan plan_;
-  HostPhilox eps_rng_, bin_rng_, eval_rng_;
+  StepNoise eps_noise_, eval_noise_;
+  std::unique_ptr<StepNoise> bin_noise_;
   int threads_ = 1;
   std::shared_ptr<const Dataset> data_;
   std::vector<T> x_, eps_, m_, v_;
-  std::vector<float> eps_f_, uniform_;
   std::int64_t step_ = 0;
   LossSums sums_;
 };

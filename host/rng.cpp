@@ -3,6 +3,8 @@
 
 #include <curand.h>
 
+#include <algorithm>
+
 #include "vae/error.h"
 
 namespace vae {
@@ -59,6 +61,24 @@ void HostPhilox::uniform(float* out, std::size_t n, std::uint64_t offset) {
   if (n == 0) return;
   check(curandSetGeneratorOffset(impl_->gen, offset), "curandSetGeneratorOffset");
   check(curandGenerateUniform(impl_->gen, out, n), "curandGenerateUniform");
+}
+
+StepNoise::StepNoise(std::uint64_t seed, Kind kind, std::size_t stride, std::size_t max_values)
+    : rng_(seed), kind_(kind), stride_(stride) {
+  if (stride == 0 || stride % 2 != 0) throw_error("StepNoise: stride must be even and positive, got ", stride);
+  steps_per_block_ = static_cast<std::int64_t>(std::max<std::size_t>(1, max_values / stride));
+  block_.resize(static_cast<std::size_t>(steps_per_block_) * stride);
+}
+
+const float* StepNoise::step(std::int64_t t) {
+  if (t < 0) throw_error("StepNoise: negative step ", t);
+  if (first_ < 0 || t < first_ || t >= first_ + steps_per_block_) {
+    first_ = t;
+    const std::uint64_t offset = static_cast<std::uint64_t>(t) * stride_;
+    if (kind_ == Kind::normal) rng_.normal(block_.data(), block_.size(), offset);
+    else rng_.uniform(block_.data(), block_.size(), offset);
+  }
+  return block_.data() + static_cast<std::size_t>(t - first_) * stride_;
 }
 
 }  // namespace vae

@@ -145,7 +145,7 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
     while (stream.next(batch)) backend->train_step(batch);
     const LossSums tr = backend->take_train_sums();  // waits for the device
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const LossSums te = backend->evaluate(test_data, cfg.eval_batch);
+    const LossSums te = backend->evaluate(test_data);
 
     EpochMetrics m;
     m.epoch = epoch + 1;

@@ -67,6 +67,20 @@ TEST(Rng, ABlockOfStepsEqualsTheStepsDrawnOneByOne) {
   EXPECT_NEAR(s2 / block.size(), 1.0, 0.05);
 }
 
+TEST(Rng, StepNoiseServesEveryStepFromBlocks) {
+  const std::size_t stride = 2 * 9 * 5;
+  StepNoise noise(77, StepNoise::Kind::normal, stride, 4 * stride);  // 4 steps per block
+  StepNoise uniform(78, StepNoise::Kind::uniform, stride, 3 * stride);
+  HostPhilox direct(77), direct_u(78);
+  std::vector<float> want(stride);
+  for (std::int64_t t : {0, 1, 5, 3, 4, 12, 2, 13, 40, 0}) {  // forward, back, across blocks
+    direct.normal(want.data(), stride, static_cast<std::uint64_t>(t) * stride);
+    ASSERT_EQ(0, std::memcmp(noise.step(t), want.data(), stride * sizeof(float))) << "normal step " << t;
+    direct_u.uniform(want.data(), stride, static_cast<std::uint64_t>(t) * stride);
+    ASSERT_EQ(0, std::memcmp(uniform.step(t), want.data(), stride * sizeof(float))) << "uniform step " << t;
+  }
+}
+
 TEST(Rng, StreamsAreDistinctAndSeeded) {
   std::set<std::uint64_t> seeds;
   for (auto s : {RngStream::eps, RngStream::bin, RngStream::eval, RngStream::init, RngStream::shuffle}) {
@@ -135,7 +149,7 @@ TEST(CpuBackend, StepNoiseFollowsTheDocumentedLayout) {
   std::vector<float> x(static_cast<std::size_t>(b.size) * m.input_dim);
   for (int i = 0; i < b.size; ++i) data->row(b.indices[i], x.data() + static_cast<std::size_t>(i) * m.input_dim);
   std::vector<float> eps(plan.eps_stride);
-  HostPhilox(plan.eps_seed).normal(eps.data(), static_cast<std::size_t>(b.size) * m.samples * m.latent, plan.eps_offset(1));
+  HostPhilox(plan.eps_seed).normal(eps.data(), plan.eps_stride, plan.eps_offset(1));
   const LossSums want = ref.forward(x.data(), eps.data(), b.size, true);
   EXPECT_EQ(got.loss, want.loss);
   EXPECT_EQ(got.kl, want.kl);
@@ -164,7 +178,7 @@ std::vector<double> run_losses(std::uint64_t seed, Binarize bin, int steps) {
     backend->train_step(b);
     losses.push_back(backend->take_train_sums().loss);
   }
-  losses.push_back(backend->evaluate(*data, 64).loss);
+  losses.push_back(backend->evaluate(*data).loss);
   return losses;
 }
 
@@ -187,18 +201,19 @@ TEST(Training, ShortRunOnSyntheticDataLowersTheLoss) {
   ModelConfig m = small_model(36);
   TrainConfig t;
   t.batch = 32;
+  t.eval_batch = 128;
   t.adam.lr = 3e-3;
   auto backend = make_backend(Device::cpu, m, t);
   backend->set_parameters(init_parameters(backend->layout(), m, t.seed));
   backend->set_train_data(data);
-  const double before = backend->evaluate(*data, 128).mean_loss();
+  const double before = backend->evaluate(*data).mean_loss();
   BatchStream stream(data->count, t.batch, t.seed);
   for (int e = 0; e < 15; ++e) {
     stream.start_epoch(e);
     Batch b;
     while (stream.next(b)) backend->train_step(b);
   }
-  const double after = backend->evaluate(*data, 128).mean_loss();
+  const double after = backend->evaluate(*data).mean_loss();
   ASSERT_TRUE(std::isfinite(after));
   // 36 pixels near 0.08/0.9 with 5% flips: the start is near 25 nats and the targets'
   // own entropy alone is about 11; a trained model gets well below 3/4 of the start.
@@ -287,7 +302,7 @@ TEST(Trainer, WritesEveryOutputAndRefusesToOverwrite) {
   auto backend = make_backend(Device::cpu, saved.model, saved.train);
   backend->set_parameters(saved.params);
   const Dataset test_set = read_dataset(t.test_path);
-  EXPECT_DOUBLE_EQ(backend->evaluate(test_set, t.eval_batch).mean_loss(), r.epochs.back().test_loss);
+  EXPECT_DOUBLE_EQ(backend->evaluate(test_set).mean_loss(), r.epochs.back().test_loss);
   for (const char* png : {"/samples.png", "/reconstructions.png"}) {
     std::ifstream f(t.out + png, std::ios::binary);
     char sig[8] = {};

@@ -52,8 +52,9 @@ class Backend {
   virtual void train_step(const Batch& batch) = 0;
   // Loss sums since the last call, then zero: the one host read per report.
   virtual LossSums take_train_sums() = 0;
-  // -ELBO and its parts over a whole dataset, in order, `batch` items at a time.
-  virtual LossSums evaluate(const Dataset& data, int batch) = 0;
+  // -ELBO and its parts over a whole dataset, in order, TrainConfig::eval_batch items at a
+  // time, with the evaluation noise stream (the same noise at every call).
+  virtual LossSums evaluate(const Dataset& data) = 0;
 };
 
 // Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "vae/config.h"
 
@@ -49,6 +50,25 @@ class HostPhilox {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// Serves the noise of step t (a slice of `stride` values at offset t*stride) from a block
+// of many steps drawn in one cuRAND call: each call costs a fixed few milliseconds on the
+// host, and a block equals its steps drawn one by one. The block holds at most
+// `max_values` numbers (at least one step).
+class StepNoise {
+ public:
+  enum class Kind { normal, uniform };
+  StepNoise(std::uint64_t seed, Kind kind, std::size_t stride, std::size_t max_values);
+  const float* step(std::int64_t t);  // stride values for step t
+
+ private:
+  HostPhilox rng_;
+  Kind kind_;
+  std::size_t stride_;
+  std::int64_t steps_per_block_;
+  std::int64_t first_ = -1;  // first step in the block, -1 when empty
+  std::vector<float> block_;
 };
 
 inline std::size_t round_up_even(std::size_t n) { return (n + 1) & ~static_cast<std::size_t>(1); }
