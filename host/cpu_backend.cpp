@@ -1,5 +1,6 @@
 // The CPU backend: CpuModel plus the batch gather, cuRAND host noise, Adam and loss sums.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <memory>
@@ -16,9 +17,11 @@ namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
 
-int blas_threads(int requested) {
+// One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops.
+int set_cpu_threads(int requested) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int n = requested > 0 ? requested : hw;
+  omp_set_num_threads(n);
   openblas_set_num_threads(n);
   return n;
 }
@@ -33,7 +36,7 @@ class CpuBackend final : public Backend {
         eps_noise_(plan_.eps_seed, StepNoise::Kind::normal, plan_.eps_stride, kNoiseBlockValues),
         eval_noise_(plan_.eval_seed, StepNoise::Kind::normal,
                     RngPlan::eval_stride(model, train.eval_batch), kNoiseBlockValues) {
-    threads_ = blas_threads(train.threads);
+    threads_ = set_cpu_threads(train.threads);
     const std::size_t B = static_cast<std::size_t>(model_.max_batch());
     const std::size_t D = static_cast<std::size_t>(model.input_dim);
     x_.assign(B * D, T(0));
@@ -45,8 +48,8 @@ class CpuBackend final : public Backend {
   }
 
   std::string name() const override {
-    return std::string("cpu (") + (sizeof(T) == 8 ? "fp64" : "fp32") + ", OpenBLAS " + std::to_string(threads_) +
-           (threads_ == 1 ? " thread)" : " threads)");
+    return std::string("cpu (") + (sizeof(T) == 8 ? "fp64" : "fp32") + ", OpenBLAS " + openblas_get_corename() +
+           " kernels, " + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
   }
   const ParamLayout& layout() const override { return model_.layout(); }
 
@@ -79,11 +82,11 @@ class CpuBackend final : public Backend {
       throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
     const int n = batch.size;
     const int D = model_.config().input_dim;
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; i < n; ++i)
       if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
         throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
-      data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
-    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
     if (train_.binarize == Binarize::dynamic) {
       const std::size_t nd = static_cast<std::size_t>(n) * D;
       const float* u = bin_noise_->step(batch.step);
@@ -144,7 +147,10 @@ class CpuBackend final : public Backend {
     T* p = model_.params().data();
     const T* g = model_.grads().data();
     const std::size_t n = model_.params().size();
-    for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m_[i], v_[i], g[i], s);
+    T* m = m_.data();
+    T* v = v_.data();
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m[i], v[i], g[i], s);
   }
 
   TrainConfig train_;

@@ -15,10 +15,32 @@ namespace vae {
 namespace {
 
 // ---- fused elementwise passes ---------------------------------------------------------
+// Each pass is parallel over OpenMP threads (the pool OpenBLAS uses too). Row work splits
+// by rows; column sums (bias gradients) split by columns, each column summed over the rows
+// in order by one thread, so results do not depend on the number of threads.
+
+constexpr int kColumnTile = 64;
+
+// Column sums db[c] = sum_r g[r, c] for c in [c0, c1), rows in order.
+template <class T>
+void column_sums(const T* g, int rows, int cols, int c0, int c1, T* db) {
+  for (int c = c0; c < c1; ++c) db[c] = T(0);
+  for (int r = 0; r < rows; ++r) {
+    const T* row = g + static_cast<std::size_t>(r) * cols;
+    for (int c = c0; c < c1; ++c) db[c] += row[c];
+  }
+}
+
+template <class T>
+void column_sums(const T* g, int rows, int cols, T* db) {
+#pragma omp parallel for schedule(static)
+  for (int c0 = 0; c0 < cols; c0 += kColumnTile) column_sums(g, rows, cols, c0, std::min(cols, c0 + kColumnTile), db);
+}
 
 // y = act(y + b), rows x cols, in place.
 template <Activation A, class T>
 void bias_act(T* y, const T* b, int rows, int cols) {
+#pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
     T* row = y + static_cast<std::size_t>(r) * cols;
     for (int c = 0; c < cols; ++c) row[c] = ew::act_forward<A>(row[c] + b[c]);
@@ -28,14 +50,18 @@ void bias_act(T* y, const T* b, int rows, int cols) {
 // dy <- dy * act'(y) in place, and db = column sums of the result.
 template <Activation A, class T>
 void act_backward_bias_grad(T* dy, const T* y, int rows, int cols, T* db) {
-  std::fill(db, db + cols, T(0));
-  for (int r = 0; r < rows; ++r) {
-    T* drow = dy + static_cast<std::size_t>(r) * cols;
-    const T* yrow = y + static_cast<std::size_t>(r) * cols;
-    for (int c = 0; c < cols; ++c) {
-      const T g = drow[c] * ew::act_grad_from_output<A>(yrow[c]);
-      drow[c] = g;
-      db[c] += g;
+#pragma omp parallel for schedule(static)
+  for (int c0 = 0; c0 < cols; c0 += kColumnTile) {
+    const int c1 = std::min(cols, c0 + kColumnTile);
+    for (int c = c0; c < c1; ++c) db[c] = T(0);
+    for (int r = 0; r < rows; ++r) {
+      T* drow = dy + static_cast<std::size_t>(r) * cols;
+      const T* yrow = y + static_cast<std::size_t>(r) * cols;
+      for (int c = c0; c < c1; ++c) {
+        const T g = drow[c] * ew::act_grad_from_output<A>(yrow[c]);
+        drow[c] = g;
+        db[c] += g;
+      }
     }
   }
 }
@@ -63,6 +89,7 @@ void act_backward_bias_grad(Activation a, T* dy, const T* y, int rows, int cols,
 // Latent forward: head += bias; z = mu + exp(s/2) eps for each of L samples; KL per row.
 template <class T>
 void latent_forward(T* head, const T* bias, const T* eps, int n, int L, int Z, T* z, T* kl) {
+#pragma omp parallel for schedule(static)
   for (int b = 0; b < n; ++b) {
     T* h = head + static_cast<std::size_t>(b) * 2 * Z;
     T k = 0;
@@ -79,7 +106,7 @@ void latent_forward(T* head, const T* bias, const T* eps, int n, int L, int Z, T
 // Latent backward: from dz (n*L, Z) to dhead (n, 2Z) = (d mu, d s), and the head bias grad.
 template <class T>
 void latent_backward(const T* head, const T* eps, const T* dz, int n, int L, int Z, T beta_scale, T* dhead, T* dbias) {
-  std::fill(dbias, dbias + 2 * Z, T(0));
+#pragma omp parallel for schedule(static)
   for (int b = 0; b < n; ++b) {
     const T* h = head + static_cast<std::size_t>(b) * 2 * Z;
     T* dh = dhead + static_cast<std::size_t>(b) * 2 * Z;
@@ -92,41 +119,36 @@ void latent_backward(const T* head, const T* eps, const T* dz, int n, int L, int
       }
       dh[j] = ew::latent_dmu(h[j], sdz, beta_scale);
       dh[Z + j] = ew::latent_ds(h[Z + j], sdze, beta_scale);
-      dbias[j] += dh[j];
-      dbias[Z + j] += dh[Z + j];
     }
   }
+  column_sums(dhead, n, 2 * Z, 0, 2 * Z, dbias);
 }
 
 // Likelihood pass over R = n*L rows: o = raw + bias; row log p into row_logp; with
-// backward, raw <- scale * d(-log p)/do and the bias (and learned log-variance) gradients.
+// backward, raw <- scale * d(-log p)/do and, for a learned log-variance, dlv_rows <-
+// scale * d(-log p)/dlv. The bias and log-variance gradients are column sums of those.
 template <class T, bool Backward>
 void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, T scale,
-                     T* dbias, T* dlogvar, T* row_logp) {
+                     T* dlv_rows, T* row_logp) {
   const int L = cfg.samples;
   const int D = cfg.input_dim;
-  if (Backward) {
-    std::fill(dbias, dbias + D, T(0));
-    if (logvar) std::fill(dlogvar, dlogvar + D, T(0));
-  }
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
+  const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
+#pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
     const T* xr = x + static_cast<std::size_t>(r / L) * D;
     T acc = 0;
-    if (cfg.likelihood == Likelihood::bernoulli) {
+    if (bernoulli) {
       for (int d = 0; d < D; ++d) {
         T lp, g;
         ew::bernoulli(xr[d], o[d] + bias[d], lp, g);
         acc += lp;
-        if (Backward) {
-          g *= scale;
-          o[d] = g;
-          dbias[d] += g;
-        }
+        if (Backward) o[d] = g * scale;
       }
     } else {
+      T* dlv = logvar && Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
       for (int d = 0; d < D; ++d) {
         const T lv = logvar ? logvar[d] : fixed_lv;
         const T iv = logvar ? ew::exp_(-lv) : fixed_iv;
@@ -134,10 +156,8 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
         ew::gaussian(xr[d], o[d] + bias[d], lv, iv, lp, gm, glv);
         acc += lp;
         if (Backward) {
-          gm *= scale;
-          o[d] = gm;
-          dbias[d] += gm;
-          if (logvar) dlogvar[d] += scale * glv;
+          o[d] = gm * scale;
+          if (dlv) dlv[d] = glv * scale;
         }
       }
     }
@@ -162,6 +182,7 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch) : cfg_(cfg), layout
   grad_a_.assign(R * layout_.max_width(), T(0));
   grad_b_.assign(R * layout_.max_width(), T(0));
   row_logp_.assign(R, T(0));
+  if (layout_.has_logvar()) dlv_rows_.assign(R * cfg.input_dim, T(0));
   recon_.assign(B, T(0));
   kl_.assign(B, T(0));
 }
@@ -209,12 +230,14 @@ LossSums CpuModel<T>::forward(const T* x, const T* eps, int n, bool backward) {
   const auto& out = layout_.output();
   blas::linear_forward(R, out.in, out.out, a, p + out.weight, logits_.data());
   const T* logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
-  T* dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
   const T scale = T(1) / T(R);
-  if (backward)
-    likelihood_pass<T, true>(cfg_, logits_.data(), p + out.bias, logvar, x, n, scale, g + out.bias, dlogvar, row_logp_.data());
-  else
-    likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, scale, nullptr, nullptr, row_logp_.data());
+  if (backward) {
+    likelihood_pass<T, true>(cfg_, logits_.data(), p + out.bias, logvar, x, n, scale, dlv_rows_.data(), row_logp_.data());
+    column_sums(logits_.data(), R, out.out, g + out.bias);
+    if (logvar) column_sums(dlv_rows_.data(), R, out.out, g + layout_.logvar());
+  } else {
+    likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, scale, nullptr, row_logp_.data());
+  }
 
   LossSums sums;
   sums.count = n;

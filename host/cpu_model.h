@@ -52,6 +52,7 @@ class CpuModel {
   std::vector<T> logits_;  // (B*L, D); after backward it holds d loss / d logits
   std::vector<T> grad_a_, grad_b_;  // (B*L, max width) ping-pong
   std::vector<T> row_logp_;         // (B*L)
+  std::vector<T> dlv_rows_;         // (B*L, D) learned log-variance grads per row, or empty
   std::vector<T> recon_, kl_;       // (B)
 };
 
