@@ -34,9 +34,9 @@ std::string timestamp() {
   return buf;
 }
 
-// Creates OUT. An existing, non-empty OUT is refused unless overwrite is set, so a run
-// never writes over another run's results by accident.
-std::string prepare_out_dir(const TrainConfig& cfg) {
+// Picks OUT (default runs/<timestamp>). An existing, non-empty OUT is refused unless
+// overwrite is set, so a run never writes over another run's results by accident.
+std::string choose_out_dir(const TrainConfig& cfg) {
   std::string out = cfg.out;
   if (out.empty()) {
     out = "runs/" + timestamp();
@@ -48,9 +48,13 @@ std::string prepare_out_dir(const TrainConfig& cfg) {
     if (!fs::is_empty(out, ec) && !cfg.overwrite)
       throw_error("--out '", out, "' already holds files; choose another directory or pass --overwrite");
   }
+  return out;
+}
+
+void create_out_dir(const std::string& out) {
+  std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw_error("cannot create output directory '", out, "': ", ec.message());
-  return out;
 }
 
 void write_pictures(const std::string& out, const ModelConfig& model, const std::vector<float>& params,
@@ -99,6 +103,7 @@ void write_pictures(const std::string& out, const ModelConfig& model, const std:
 
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   cfg.validate();
+  const std::string out = choose_out_dir(cfg);  // fail early, before loading data
   if (cfg.train_path.empty()) cfg.train_path = default_fashion_mnist(true);
   if (cfg.test_path.empty()) cfg.test_path = default_fashion_mnist(false);
   auto train_data = std::make_shared<Dataset>(read_dataset(cfg.train_path));
@@ -117,9 +122,9 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
 
   std::string note;
   const Device device = resolve_device(cfg.device, &note);
-  log << note << "\n";
   std::unique_ptr<Backend> backend = make_backend(device, model, cfg);
-  const std::string out = prepare_out_dir(cfg);
+  log << note << "\n";
+  create_out_dir(out);
   cfg.out = out;
 
   TrainResult result;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <random>
+#include <unistd.h>
 #include <sstream>
 #include <string>
 #include <vector>

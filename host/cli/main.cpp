@@ -11,6 +11,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"vae: variational autoencoders on the CPU (OpenBLAS) and on NVIDIA GPUs (fused CUDA kernels)", "vae"};
   app.require_subcommand(1);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides
   app.footer(
       "Run 'vae <command> --help' for a command's options.\n"
       "Example: vae train --epochs 10 --out runs/first");

@@ -14,7 +14,7 @@ namespace vae {
 
 struct NamedTensor {
   std::string name;
-  std::string dtype;  // "F32" or "I64"
+  std::string dtype;  // "F32", "F64" or "I64"
   std::vector<std::int64_t> shape;
   std::vector<unsigned char> bytes;  // little-endian, C order
 };

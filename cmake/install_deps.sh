@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what vae needs from Debian 12's packages; only what is missing, so it is cheap
+# to run again. With --test it adds what the test suite needs besides (PyTorch, numpy).
+# The CUDA toolkit (nvcc optional, cuRAND required) is expected at /usr/local/cuda.
+set -euo pipefail
+
+packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libcli11-dev
+          nlohmann-json3-dev zlib1g-dev libpng-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3 python3-numpy python3-torch)
+elif [[ -n "${1:-}" ]]; then
+  echo "usage: $0 [--test]" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo=sudo
+  echo "install_deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cuda=${CUDA_HOME:-/usr/local/cuda}
+if [[ ! -e "$cuda/include/curand.h" ]]; then
+  echo "install_deps: the CUDA toolkit was not found at $cuda (cuRAND is needed even for the CPU path);" \
+       "install CUDA 12 or newer there, or set CUDA_HOME" >&2
+  exit 1
+fi
+echo "install_deps: all dependencies are present"

@@ -1,0 +1,21 @@
+// Host-side checks of the deterministic column-sum scratch (see column_sum.cuh).
+#include "column_sum.cuh"
+#include "vae/error.h"
+
+namespace vae::gpu {
+
+void check_reduce_scratch(const ReduceScratch& s, int rows, int cols, int nv, bool row_sums, const char* who) {
+  if (rows <= 0 || cols <= 0) throw_error(who, ": rows and cols must be positive, got ", rows, " x ", cols);
+  if (row_chunks(rows) > 65535)
+    throw_error(who, ": ", rows, " rows need ", row_chunks(rows), " row chunks of ", kChunkRows,
+                "; the grid allows at most 65535 (reduce --batch or --samples)");
+  const std::size_t need = reduce_partial_floats(rows, cols, nv, row_sums);
+  if (s.partial == nullptr || s.partial_floats < need)
+    throw_error(who, ": reduction scratch holds ", s.partial_floats, " floats, (", rows, " x ", cols, ") needs ", need);
+  const std::size_t counters = reduce_counter_count(rows, cols);
+  if (s.counters == nullptr || s.counter_count < counters)
+    throw_error(who, ": reduction scratch holds ", s.counter_count, " counters, (", rows, " x ", cols, ") needs ",
+                counters);
+}
+
+}  // namespace vae::gpu

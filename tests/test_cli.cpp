@@ -1,0 +1,173 @@
+// The `vae` binary as a user meets it: bad input ends with one clear line on stderr and a
+// non-zero exit, never a crash or a hang, and never overwrites good output.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+
+namespace {
+
+struct CliRun {
+  int status = -1;     // exit code, or 128+signal
+  std::string output;  // stdout
+  std::string error;   // stderr
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+CliRun run(const std::string& args) {
+  // `timeout` turns a hang into exit code 124.
+  static int counter = 0;
+  const std::string err = std::filesystem::temp_directory_path() /
+                          ("vae-cli-stderr-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  const std::string cmd = "timeout 120 " + std::string(VAE_CLI_PATH) + " " + args + " 2>" + err;
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.error = slurp(err);
+  std::filesystem::remove(err);
+  return r;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// Fails cleanly: exit 1 (not a signal, not a timeout) and stderr is one line that names
+// the problem.
+void expect_clean_failure(const CliRun& r, const std::string& phrase, const std::string& args) {
+  EXPECT_EQ(r.status, 1) << args << "\n" << r.output << r.error;
+  EXPECT_EQ(r.error.rfind("vae: error: ", 0), 0u) << args << "\nstderr: " << r.error;
+  EXPECT_EQ(std::count(r.error.begin(), r.error.end(), '\n'), 1) << "the error should be one line: " << r.error;
+  EXPECT_NE(r.error.find(phrase), std::string::npos) << args << "\nexpected '" << phrase << "' in: " << r.error;
+}
+
+std::string idx(unsigned char type, std::initializer_list<unsigned> dims, std::size_t payload) {
+  std::string b = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
+  for (unsigned d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<char>((d >> s) & 0xFF));
+  b.append(payload, '\x40');
+  return b;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    good_ = dir_.file("good.idx");
+    write_bytes(good_, idx(0x08, {40, 4, 4}, 40 * 16));
+  }
+  std::string base(const std::string& train, const std::string& test) {
+    return "train --device cpu --epochs 1 --batch 8 --hidden 8 --latent 2 --train " + train + " --test " + test +
+           " --out " + dir_.file("out");
+  }
+  vae::test::TempDir dir_;
+  std::string good_;
+};
+
+TEST_F(Cli, HelpAnswersQuestions) {
+  const CliRun r = run("train --help");  // CLI11 prints help on stdout
+  EXPECT_EQ(r.status, 0);
+  for (const char* s : {"--train", "--test", "--epochs", "--batch", "--lr", "--seed", "--out", "--device",
+                        "--hidden", "--decoder-hidden", "--activation", "--likelihood", "--sigma", "--latent",
+                        "--samples", "--beta", "--binarize", "metrics.csv", "dataset-fashion-mnist"})
+    EXPECT_NE(r.output.find(s), std::string::npos) << "help does not mention " << s;
+  EXPECT_EQ(run("--help").status, 0);
+  EXPECT_NE(run("").status, 0);  // a command is required
+}
+
+TEST_F(Cli, BadDataFilesFailCleanly) {
+  struct Case {
+    const char* name;
+    std::string bytes;
+    const char* phrase;
+  };
+  const Case cases[] = {
+      {"empty.idx", "", "is empty"},
+      {"magic.idx", std::string("\x1f\x8b\x08\x03", 4) + std::string(20, '\0'), "corrupt or truncated gzip"},
+      {"badmagic.idx", std::string("\x01\x02\x08\x03", 4) + std::string(20, '\0'), "not an IDX file"},
+      {"float.idx", idx(0x0D, {4, 2, 2}, 64), "not supported"},
+      {"truncated.idx", idx(0x08, {40, 4, 4}, 100), "truncated"},
+      {"labels.idx", idx(0x08, {40}, 40), "labels file"},
+      {"zero.idx", idx(0x08, {0, 4, 4}, 0), "holds no images"},
+      {"huge.idx", idx(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, 10), "overflow"},
+      {"nan.npy", std::string("\x93NUMPY\x01\x00\x76\x00", 10) +
+                      "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }" + std::string(58, ' ') + "\n" +
+                      std::string("\x00\x00\xc0\x7f\x00\x00\x00\x00", 8),
+       "not finite"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir_.file(c.name);
+    write_bytes(path, c.bytes);
+    const std::string args = base(path, good_);
+    expect_clean_failure(run(args), c.phrase, args);
+    expect_clean_failure(run(base(good_, path)), c.phrase, args);  // as the test set too
+  }
+  expect_clean_failure(run(base(dir_.file("missing.idx"), good_)), "no such file", "missing file");
+  expect_clean_failure(run(base(dir_.path(), good_)), "directory", "a directory");
+  const std::string other = dir_.file("other.idx");
+  write_bytes(other, idx(0x08, {40, 3, 3}, 40 * 9));
+  expect_clean_failure(run(base(good_, other)), "9 features", "train/test dims differ");
+}
+
+TEST_F(Cli, BadOptionsFailCleanly) {
+  const std::string ok = base(good_, good_);
+  for (const auto& [flag, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"--activation swish", "unknown activation 'swish'"},
+           {"--likelihood poisson", "unknown likelihood"},
+           {"--device tpu", "unknown device"},
+           {"--binarize maybe", "unknown binarization"},
+           {"--hidden 400,,3", "comma-separated"},
+           {"--hidden 0", "comma-separated"},
+           {"--lr -1", "--lr"},
+           {"--likelihood gaussian --sigma 0", "--sigma"},
+           {"--beta nan", "--beta"}}) {
+    const CliRun r = run(ok + " " + flag);
+    expect_clean_failure(r, phrase, flag);
+  }
+  // CLI11 validates ranges itself; it exits non-zero with its own message.
+  for (const char* flag : {"--batch 0", "--latent 0", "--samples 0", "--epochs -1", "--batch abc"}) {
+    const CliRun r = run(ok + " " + flag);
+    EXPECT_NE(r.status, 0) << flag;
+    EXPECT_LT(r.status, 124) << flag << ": crash or hang\n" << r.error;
+    EXPECT_FALSE(r.error.empty()) << flag;
+  }
+}
+
+TEST_F(Cli, RefusesToOverwriteARunAndKeepsItsFiles) {
+  const std::string args = base(good_, good_);
+  const CliRun first = run(args);
+  ASSERT_EQ(first.status, 0) << first.output << first.error;
+  EXPECT_NE(first.output.find("device: cpu"), std::string::npos);
+  const std::string model = dir_.file("out") + "/model.safetensors";
+  std::ifstream f1(model, std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(f1)), {});
+  ASSERT_FALSE(before.empty());
+  expect_clean_failure(run(args + " --seed 2"), "already holds files", "second run into OUT");
+  std::ifstream f2(model, std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(f2)), {}), before);
+  EXPECT_EQ(run(args + " --seed 2 --overwrite").status, 0);
+}
+
+TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
+  const CliRun probe = run(base(good_, good_) + " --device auto --out " + dir_.file("auto"));
+  ASSERT_EQ(probe.status, 0) << probe.output << probe.error;
+  if (probe.output.find("device: cuda") != std::string::npos) GTEST_SKIP() << "a GPU is usable here";
+  EXPECT_NE(probe.output.find("device: cpu (auto: no usable GPU"), std::string::npos) << probe.output;
+  expect_clean_failure(run(base(good_, good_) + " --device cuda --out " + dir_.file("cuda")), "--device cuda",
+                       "--device cuda");
+}
+
+}  // namespace
