@@ -5,5 +5,6 @@
 namespace vae::cli {
 
 void add_train(CLI::App& app);
+void add_bench(CLI::App& app);
 
 }  // namespace vae::cli

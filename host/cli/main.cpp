@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       "Example: vae train --epochs 10 --out runs/first");
   try {
     vae::cli::add_train(app);
+    vae::cli::add_bench(app);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
