@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cpu_model.h"
+#include "cpu_passes.h"
 #include "internal.h"
 #include "vae/elementwise.h"
 #include "vae/error.h"
@@ -144,13 +145,7 @@ class CpuBackend final : public Backend {
   void adam_step() {
     ++step_;
     const ew::AdamScalars s = ew::adam_scalars(train_.adam.lr, train_.adam.beta1, train_.adam.beta2, train_.adam.eps, step_);
-    T* p = model_.params().data();
-    const T* g = model_.grads().data();
-    const std::size_t n = model_.params().size();
-    T* m = m_.data();
-    T* v = v_.data();
-#pragma omp parallel for schedule(static)
-    for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m[i], v[i], g[i], s);
+    cpu::adam_pass(model_.params().data(), m_.data(), v_.data(), model_.grads().data(), model_.params().size(), s);
   }
 
   TrainConfig train_;
