@@ -1,6 +1,14 @@
 # Dependency lookup. Everything comes from Debian packages (see cmake/install_deps.sh)
 # plus the CUDA toolkit, whose cuRAND host generator the CPU path uses for its noise.
-find_package(PkgConfig REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)
+find_package(nlohmann_json 3.9 REQUIRED)
+find_package(CUDAToolkit REQUIRED)  # cuRAND runs on the host too: the CPU path needs it
+if(VAE_FUZZ)  # the readers' fuzz targets need nothing more
+  return()
+endif()
+find_package(CLI11 REQUIRED)
+find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED)
 
 # OpenBLAS, its OpenMP build (Debian's libopenblas-openmp-dev): BLAS and our own
@@ -17,12 +25,6 @@ endif()
 add_library(vae_openblas INTERFACE)
 target_include_directories(vae_openblas SYSTEM INTERFACE ${VAE_OPENBLAS_INCLUDE_DIR})
 target_link_libraries(vae_openblas INTERFACE ${VAE_OPENBLAS_LIBRARY} OpenMP::OpenMP_CXX)
-find_package(ZLIB REQUIRED)
-find_package(PNG REQUIRED)
-find_package(CLI11 REQUIRED)
-find_package(nlohmann_json 3.9 REQUIRED)
-find_package(Threads REQUIRED)
-find_package(CUDAToolkit REQUIRED)  # cuRAND runs on the host too: the CPU path needs it
 
 # Private dependencies of libvae, gathered in one target.
 add_library(vae_deps INTERFACE)

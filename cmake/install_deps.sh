@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what vae needs from Debian 12's packages; only what is missing, so it is cheap
-# to run again. With --test it adds what the test suite needs besides (PyTorch, numpy).
+# to run again. With --test it adds what the test suite needs besides (PyTorch and numpy
+# for the cross-check; clang and its sanitizer runtimes for the fuzz targets).
 # The CUDA toolkit (nvcc optional, cuRAND required) is expected at /usr/local/cuda.
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libcli11-dev
           nlohmann-json3-dev zlib1g-dev libpng-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 python3-numpy python3-torch)
+  packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils)
 elif [[ -n "${1:-}" ]]; then
   echo "usage: $0 [--test]" >&2
   exit 2

@@ -184,6 +184,8 @@ std::string npy_field(const std::string& header, const std::string& key, const s
 
 std::vector<std::uint64_t> npy_shape(const std::string& text, const std::string& path) {
   // text is "(a, b)", "(a,)" or "()"
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
+    throw_error("'", path, "': NPY shape '", text, "' is not a tuple of non-negative integers");
   std::vector<std::uint64_t> dims;
   std::stringstream ss(text.substr(1, text.size() - 2));
   std::string item;

@@ -228,6 +228,10 @@ TEST(NpyReader, RejectsBadFiles) {
     write_raw(dir.file("noshape.npy"), b);
   }
   expect_error(npy, dir.file("noshape.npy"), "no 'shape' field");
+  write_raw(dir.file("noshapevalue.npy"), npy_bytes("<f4", "}", as_bytes(six)));  // found by fuzz_npy
+  expect_error(npy, dir.file("noshapevalue.npy"), "is not a tuple");
+  write_raw(dir.file("list.npy"), npy_bytes("<f4", "[2, 3]", as_bytes(six)));
+  expect_error(npy, dir.file("list.npy"), "is not a tuple");
   auto any = [](const std::string& p) { return read_dataset(p); };
   write_raw(dir.file("empty"), {});
   expect_error(any, dir.file("empty"), "is empty");

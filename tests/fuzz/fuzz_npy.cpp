@@ -1,0 +1,20 @@
+// libFuzzer target: the NPY reader (and the by-content dispatch of read_dataset).
+#include <cmath>
+
+#include "fuzz_input.h"
+#include "vae/data.h"
+#include "vae/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static FuzzFile file;
+  const std::string& path = file.write(data, size);
+  try {
+    const vae::Dataset d = vae::read_dataset(path);
+    const std::size_t n = static_cast<std::size_t>(d.count) * d.dim;
+    if (d.count <= 0 || d.dim <= 0 || (d.u8.size() != n && d.f32.size() != n)) std::abort();
+    for (float v : d.f32)
+      if (!(v >= 0.0f && v <= 1.0f)) std::abort();  // NaN, Inf and out-of-range are rejected
+  } catch (const vae::Error&) {
+  }
+  return 0;
+}
