@@ -48,6 +48,11 @@ void BatchStream::start_epoch(int epoch) {
   for (std::size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);
 }
 
+void BatchStream::seek(int batch) {
+  if (batch < 0 || batch > batches_) throw_error("batch stream: cannot seek to batch ", batch, " of ", batches_);
+  cursor_ = batch;
+}
+
 bool BatchStream::next(Batch& out) {
   if (cursor_ >= batches_) return false;
   const std::int64_t begin = static_cast<std::int64_t>(cursor_) * batch_;

@@ -95,6 +95,7 @@ void TrainConfig::validate() const {
   if (!(adam.beta2 >= 0 && adam.beta2 < 1)) throw_error("Adam beta2 must be in [0, 1), got ", adam.beta2);
   if (!(adam.eps > 0)) throw_error("Adam eps must be > 0, got ", adam.eps);
   if (threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", threads);
+  if (checkpoint_every < 1) throw_error("--checkpoint-every must be >= 1, got ", checkpoint_every);
 }
 
 std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std::string& device_used) {
@@ -124,6 +125,7 @@ std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std
                 {"precision", to_string(t.precision)},
                 {"threads", t.threads},
                 {"stream_data", t.stream_data},
+                {"checkpoint_every", t.checkpoint_every},
                 {"out", t.out}};
   if (!device_used.empty()) j["device_used"] = device_used;
   return j.dump(2) + "\n";
@@ -167,6 +169,7 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       if (jt.contains("precision")) t.precision = parse_precision(jt["precision"].get<std::string>());
       if (jt.contains("threads")) t.threads = jt["threads"].get<int>();
       if (jt.contains("stream_data")) t.stream_data = jt["stream_data"].get<bool>();
+      if (jt.contains("checkpoint_every")) t.checkpoint_every = jt["checkpoint_every"].get<int>();
       if (jt.contains("out")) t.out = jt["out"].get<std::string>();
     }
   } catch (const Error&) {

@@ -108,6 +108,8 @@ class CpuBackend final : public Backend {
     return s;
   }
 
+  void restore_train_sums(const LossSums& sums) override { sums_ = sums; }
+
   LossSums evaluate(const Dataset& data) override {
     if (data.dim != model_.config().input_dim)
       throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",

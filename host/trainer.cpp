@@ -1,6 +1,7 @@
 // The trainer: loads data, picks the backend, runs the epoch loop and writes OUT.
 #include "vae/trainer.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "cpu_model.h"
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
+#include "vae/checkpoint.h"
 #include "vae/data.h"
 #include "vae/error.h"
 #include "vae/io.h"
@@ -99,58 +101,184 @@ void write_pictures(const std::string& out, const ModelConfig& model, const std:
   write_png_grid(out + "/reconstructions.png", grid, count, test.height, test.width, cols);
 }
 
-}  // namespace
 
-TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
-  cfg.validate();
-  const std::string out = choose_out_dir(cfg);  // fail early, before loading data
+// Data of a run: both sets read, checked against each other, binarized as configured.
+struct RunData {
+  std::shared_ptr<Dataset> train;
+  Dataset test;
+};
+
+RunData load_data(TrainConfig& cfg) {
   if (cfg.train_path.empty()) cfg.train_path = default_fashion_mnist(true);
   if (cfg.test_path.empty()) cfg.test_path = default_fashion_mnist(false);
-  auto train_data = std::make_shared<Dataset>(read_dataset(cfg.train_path));
-  Dataset test_data = read_dataset(cfg.test_path);
-  if (test_data.dim != train_data->dim)
-    throw_error("--test '", cfg.test_path, "' has ", test_data.dim, " features per item but --train '", cfg.train_path,
-                "' has ", train_data->dim);
-  model.input_dim = train_data->dim;
-  model.validate();
+  RunData d;
+  d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path));
+  d.test = read_dataset(cfg.test_path);
+  if (d.test.dim != d.train->dim)
+    throw_error("--test '", cfg.test_path, "' has ", d.test.dim, " features per item but --train '", cfg.train_path,
+                "' has ", d.train->dim);
   if (cfg.binarize == Binarize::static_threshold) {
-    binarize_static(*train_data);
-    binarize_static(test_data);
+    binarize_static(*d.train);
+    binarize_static(d.test);
   } else if (cfg.binarize == Binarize::dynamic) {
-    binarize_fixed_draw(test_data, cfg.seed);
+    binarize_fixed_draw(d.test, cfg.seed);
   }
+  return d;
+}
+
+std::atomic<bool> g_stop{false};
+
+const char* kCsvHeader = "epoch,train_loss,test_loss,test_recon,test_kl,seconds,samples_per_sec\n";
+
+std::string csv_row(const EpochMetrics& m) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%d,%.6f,%.6f,%.6f,%.6f,%.4f,%.1f\n", m.epoch, m.train_loss, m.test_loss,
+                m.test_recon, m.test_kl, m.seconds, m.samples_per_sec);
+  return line;
+}
+
+// On resume: metrics.csv keeps its header and the rows of the epochs the checkpoint has
+// finished; rows of a later, lost epoch go (they are recomputed, identically).
+void trim_metrics(const std::string& path, int epochs_done) {
+  std::ifstream in(path);
+  if (!in) throw_error("cannot resume: '", path, "' is missing");
+  std::string line, kept;
+  if (!std::getline(in, line) || line + "\n" != kCsvHeader) throw_error("cannot resume: '", path, "' has an unexpected header");
+  kept = kCsvHeader;
+  int rows = 0;
+  while (rows < epochs_done && std::getline(in, line)) {
+    kept += line + "\n";
+    ++rows;
+  }
+  if (rows < epochs_done)
+    throw_error("cannot resume: '", path, "' has ", rows, " epoch rows but the checkpoint has finished ", epochs_done);
+  write_file_atomic(path, kept);
+}
+
+// A progress bar on one terminal line, redrawn at most every 0.2 s.
+class Progress {
+ public:
+  Progress(std::ostream& log, bool on) : log_(log), on_(on) {}
+  void update(int epoch, int epochs, int done, int total, double seconds, std::int64_t samples) {
+    if (!on_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    const int width = 30, filled = total ? width * done / total : width;
+    const double rate = seconds > 0 ? double(samples) / seconds : 0;
+    const double eta = done ? seconds * double(total - done) / double(done) : 0;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "\repoch %d/%d [%s%s] %3d%%  %.0f samples/s  ETA %.0f s   ", epoch, epochs,
+                  std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                  total ? 100 * done / total : 100, rate, eta);
+    log_ << buf << std::flush;
+    drawn_ = true;
+  }
+  void clear() {
+    if (drawn_) log_ << "\r" << std::string(100, ' ') << "\r";
+    drawn_ = false;
+  }
+
+ private:
+  std::ostream& log_;
+  bool on_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+// Everything a run starts from: fresh, or from a checkpoint.
+struct RunStart {
+  ModelConfig model;
+  TrainConfig cfg;
+  std::string out;
+  std::vector<float> params;
+  OptimizerState optimizer;  // empty when fresh
+  TrainPosition position;
+  bool resumed = false;
+};
+
+TrainResult run(RunStart s, RunData data, std::ostream& log) {
+  ModelConfig& model = s.model;
+  TrainConfig& cfg = s.cfg;
+  const std::string& out = s.out;
+  if (data.train->dim != model.input_dim)
+    throw_error("the data has ", data.train->dim, " features per item but the model expects ", model.input_dim);
 
   std::string note;
   const Device device = resolve_device(cfg.device, &note);
   std::unique_ptr<Backend> backend = make_backend(device, model, cfg);
   log << note << "\n";
-  create_out_dir(out);
-  cfg.out = out;
-
   TrainResult result;
   result.out_dir = out;
   result.device = backend->name();
   const ParamLayout& layout = backend->layout();
-  backend->set_parameters(init_parameters(layout, model, cfg.seed));
-  backend->set_train_data(train_data);
+  backend->set_parameters(s.params);
+  if (s.resumed) backend->set_optimizer_state(s.optimizer);
+  backend->restore_train_sums(s.position.partial);
+  backend->set_train_data(data.train);
+
   const std::string config_json = config_to_json(model, cfg, backend->name());
-  write_file_atomic(out + "/config.json", config_json);
+  const std::string metrics_path = out + "/metrics.csv";
+  if (s.resumed) {
+    trim_metrics(metrics_path, s.position.epoch);
+  } else {
+    create_out_dir(out);
+    write_file_atomic(out + "/config.json", config_json);
+    write_file_atomic(metrics_path, kCsvHeader);
+  }
+  std::ofstream csv(metrics_path, std::ios::app);
+  if (!csv) throw_error("cannot write '", metrics_path, "'");
 
-  std::ofstream csv(out + "/metrics.csv");
-  if (!csv) throw_error("cannot write '", out, "/metrics.csv'");
-  csv << "epoch,train_loss,test_loss,test_recon,test_kl,seconds,samples_per_sec\n" << std::flush;
+  auto save = [&](const TrainPosition& pos) {
+    Checkpoint ck;
+    ck.model = model;
+    ck.train = cfg;
+    ck.params = backend->parameters();
+    ck.optimizer = backend->optimizer_state();
+    ck.position = pos;
+    save_checkpoint(out + "/model.safetensors", ck, config_json);
+  };
 
-  log << "training on " << backend->name() << ": " << train_data->count << " items of " << model.input_dim
-      << " from " << cfg.train_path << ", " << layout.total() << " parameters, writing to " << out << "\n";
-  BatchStream stream(train_data->count, cfg.batch, cfg.seed);
-  for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
+  log << (s.resumed ? "resuming" : "training") << " on " << backend->name() << ": " << data.train->count
+      << " items of " << model.input_dim << " from " << cfg.train_path << ", " << layout.total()
+      << " parameters, writing to " << out;
+  if (s.resumed) log << ", from epoch " << s.position.epoch + 1 << " batch " << s.position.batch + 1;
+  log << "\n";
+  BatchStream stream(data.train->count, cfg.batch, cfg.seed);
+  Progress progress(log, cfg.progress);
+  for (int epoch = s.position.epoch; epoch < cfg.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     stream.start_epoch(epoch);
+    if (epoch == s.position.epoch) stream.seek(s.position.batch);
     Batch batch;
-    while (stream.next(batch)) backend->train_step(batch);
+    int done = epoch == s.position.epoch ? s.position.batch : 0;
+    std::int64_t samples = 0;
+    while (stream.next(batch)) {
+      backend->train_step(batch);
+      ++done;
+      samples += batch.size;
+      progress.update(epoch + 1, cfg.epochs, done, stream.batches_per_epoch(),
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), samples);
+      if (g_stop.load() && done < stream.batches_per_epoch()) {
+        progress.clear();
+        TrainPosition pos;
+        pos.epoch = epoch;
+        pos.batch = done;
+        pos.step = batch.step + 1;
+        pos.partial = backend->take_train_sums();
+        save(pos);
+        log << "interrupted at epoch " << epoch + 1 << ", batch " << done << " of " << stream.batches_per_epoch()
+            << "; the checkpoint is in " << out << "/model.safetensors; continue with: vae train --resume " << out
+            << std::endl;
+        result.interrupted = true;
+        g_stop = false;
+        return result;
+      }
+    }
     const LossSums tr = backend->take_train_sums();  // waits for the device
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const LossSums te = backend->evaluate(test_data);
+    const LossSums te = backend->evaluate(data.test);
+    progress.clear();
 
     EpochMetrics m;
     m.epoch = epoch + 1;
@@ -159,26 +287,72 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
     m.test_recon = te.mean_recon();
     m.test_kl = te.mean_kl();
     m.seconds = seconds;
-    m.samples_per_sec = double(tr.count) / seconds;
+    m.samples_per_sec = double(samples) / seconds;
     result.epochs.push_back(m);
 
     char line[256];
     std::snprintf(line, sizeof line, "epoch %d/%d  train -ELBO %.4f  test -ELBO %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s",
                   m.epoch, cfg.epochs, m.train_loss, m.test_loss, m.test_recon, m.test_kl, m.seconds, m.samples_per_sec);
     log << line << std::endl;
-    std::snprintf(line, sizeof line, "%d,%.6f,%.6f,%.6f,%.6f,%.4f,%.1f\n", m.epoch, m.train_loss, m.test_loss,
-                  m.test_recon, m.test_kl, m.seconds, m.samples_per_sec);
-    csv << line << std::flush;
+    csv << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
-                  m.test_loss, "); try a smaller --lr");
+                  m.test_loss, "); the last good checkpoint is kept in ", out, "/model.safetensors; try a smaller --lr");
+    if (m.epoch % cfg.checkpoint_every == 0 || m.epoch == cfg.epochs) {
+      TrainPosition pos;
+      pos.epoch = epoch + 1;
+      pos.step = static_cast<std::int64_t>(epoch + 1) * stream.batches_per_epoch();
+      save(pos);
+    }
   }
-
-  const std::vector<float> params = backend->parameters();
-  save_model(out + "/model.safetensors", layout, params, config_json);
-  write_pictures(out, model, params, test_data, cfg.seed);
+  if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
+  write_pictures(out, model, backend->parameters(), data.test, cfg.seed);
   log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors, samples.png, reconstructions.png}\n";
   return result;
+}
+
+}  // namespace
+
+void request_stop() { g_stop = true; }
+
+TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
+  cfg.validate();
+  RunStart s;
+  s.out = choose_out_dir(cfg);  // fail early, before loading data
+  RunData data = load_data(cfg);
+  model.input_dim = data.train->dim;
+  model.validate();
+  cfg.out = s.out;
+  s.model = model;
+  s.cfg = cfg;
+  s.params = init_parameters(ParamLayout(model), model, cfg.seed);
+  return run(std::move(s), std::move(data), log);
+}
+
+TrainResult resume(const std::string& out_dir, const ResumeOptions& o, std::ostream& log) {
+  const std::string path = out_dir + "/model.safetensors";
+  if (!fs::exists(path)) throw_error("--resume '", out_dir, "': no checkpoint ", path, " (is it the OUT of a vae train run?)");
+  Checkpoint ck = load_checkpoint(path);
+  RunStart s;
+  s.model = ck.model;
+  s.cfg = ck.train;
+  s.out = out_dir;
+  s.cfg.out = out_dir;
+  if (o.epochs >= 0) s.cfg.epochs = o.epochs;
+  if (o.device_given) s.cfg.device = o.device;
+  if (o.threads >= 0) s.cfg.threads = o.threads;
+  if (o.checkpoint_every > 0) s.cfg.checkpoint_every = o.checkpoint_every;
+  s.cfg.progress = o.progress;
+  s.cfg.validate();
+  if (ck.position.epoch >= s.cfg.epochs && ck.position.batch == 0)
+    throw_error("--resume '", out_dir, "': the run has finished its ", ck.position.epoch,
+                " epochs; pass --epochs N with N > ", ck.position.epoch, " to train on");
+  s.params = std::move(ck.params);
+  s.optimizer = std::move(ck.optimizer);
+  s.position = ck.position;
+  s.resumed = true;
+  RunData data = load_data(s.cfg);
+  return run(std::move(s), std::move(data), log);
 }
 
 }  // namespace vae

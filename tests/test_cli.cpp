@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "test_util.h"
 
@@ -168,6 +170,72 @@ TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_NE(probe.output.find("device: cpu (auto: no usable GPU"), std::string::npos) << probe.output;
   expect_clean_failure(run(base(good_, good_) + " --device cuda --out " + dir_.file("cuda")), "--device cuda",
                        "--device cuda");
+}
+
+std::vector<std::string> loss_rows(const std::string& csv) {  // metrics.csv without the timing columns
+  std::vector<std::string> rows;
+  std::istringstream in(csv);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::size_t comma = 0;
+    for (int k = 0; k < 5; ++k) comma = line.find(',', comma + 1);
+    rows.push_back(line.substr(0, comma));
+  }
+  return rows;
+}
+
+TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {
+  std::string big = idx(0x08, {6000, 16, 16}, 0);
+  for (std::size_t i = 0; i < 6000u * 256; ++i) big.push_back(static_cast<char>((i * 2654435761u) >> 24));
+  const std::string data = dir_.file("big.idx");
+  write_bytes(data, big);
+  const std::string args = "train --device cpu --epochs 4 --batch 16 --hidden 128 --latent 8 --train " + data +
+                           " --test " + data + " --eval-batch 2000";
+  const CliRun whole = run(args + " --out " + dir_.file("whole"));
+  ASSERT_EQ(whole.status, 0) << whole.error;
+
+  // Interrupt a second run once its first epoch is done.
+  const std::string out = dir_.file("cut");
+  const std::string script = "timeout 120 " + std::string(VAE_CLI_PATH) + " " + args + " --out " + out +
+                             " >" + dir_.file("cut.log") + " 2>&1 & pid=$!; "
+                             "while [ \"$({ wc -l < " + out + "/metrics.csv; } 2>/dev/null || echo 0)\" -lt 2 ]; do "
+                             "sleep 0.01; kill -0 $pid 2>/dev/null || break; done; kill -INT $pid; wait $pid; echo $?";
+  FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[64] = {};
+  const std::size_t n = fread(buf, 1, sizeof buf - 1, p);
+  pclose(p);
+  const int status = std::atoi(std::string(buf, n).c_str());
+  const std::string log = slurp(dir_.file("cut.log"));
+  if (status == 0) GTEST_SKIP() << "the run finished before the interrupt arrived";
+  ASSERT_EQ(status, 130) << log;
+  EXPECT_NE(log.find("interrupted at epoch"), std::string::npos) << log;
+  EXPECT_NE(log.find("vae train --resume " + out), std::string::npos) << log;
+
+  const CliRun rest = run("train --resume " + out);
+  ASSERT_EQ(rest.status, 0) << rest.error;
+  EXPECT_NE(rest.output.find("resuming on cpu"), std::string::npos) << rest.output;
+  EXPECT_EQ(loss_rows(slurp(out + "/metrics.csv")), loss_rows(slurp(dir_.file("whole") + "/metrics.csv")));
+  EXPECT_EQ(slurp(out + "/model.safetensors").size(), slurp(dir_.file("whole") + "/model.safetensors").size());
+
+  // Only the schedule-free options may change on resume.
+  expect_clean_failure(run("train --resume " + out + " --lr 0.1"), "--lr cannot change", "resume --lr");
+}
+
+TEST_F(Cli, ConfigFileUnderTheFlags) {
+  const CliRun a = run(base(good_, good_) + " --activation tanh --samples 2 --seed 5");
+  ASSERT_EQ(a.status, 0) << a.error;
+  const std::string cfg = dir_.file("out") + "/config.json";
+  const CliRun b = run("train --config " + cfg + " --out " + dir_.file("again"));
+  ASSERT_EQ(b.status, 0) << b.error;
+  EXPECT_EQ(loss_rows(slurp(dir_.file("out") + "/metrics.csv")), loss_rows(slurp(dir_.file("again") + "/metrics.csv")));
+  const CliRun c = run("train --config " + cfg + " --seed 6 --out " + dir_.file("other"));
+  ASSERT_EQ(c.status, 0) << c.error;
+  EXPECT_NE(loss_rows(slurp(dir_.file("out") + "/metrics.csv")), loss_rows(slurp(dir_.file("other") + "/metrics.csv")));
+  EXPECT_NE(slurp(dir_.file("other") + "/config.json").find("\"seed\": 6"), std::string::npos);
+  expect_clean_failure(run("train --config " + dir_.file("missing.json")), "cannot open", "missing config");
+  write_bytes(dir_.file("bad.json"), "{\"model\": {\"latent\": \"many\"}}");
+  expect_clean_failure(run("train --config " + dir_.file("bad.json")), "wrong type", "bad config");
 }
 
 }  // namespace

@@ -357,3 +357,162 @@ TEST(Device, CudaWithoutAGpuIsAClearError) {
 
 }  // namespace
 }  // namespace vae
+
+namespace vae {
+namespace {
+
+struct SmallRun {
+  test::TempDir dir;
+  ModelConfig model = small_model(16);
+  TrainConfig cfg;
+  SmallRun() {
+    write_npy_u8(dir.file("train.npy"), *synthetic(300, 16, 1));
+    write_npy_u8(dir.file("test.npy"), *synthetic(70, 16, 2));
+    cfg.train_path = dir.file("train.npy");
+    cfg.test_path = dir.file("test.npy");
+    cfg.batch = 32;  // 10 batches per epoch, the last one partial
+    cfg.device = Device::cpu;
+    cfg.binarize = Binarize::dynamic;
+  }
+  TrainResult run(const std::string& name, int epochs) {
+    TrainConfig c = cfg;
+    c.epochs = epochs;
+    c.out = dir.file(name);
+    std::ostringstream log;
+    return train(model, c, log);
+  }
+  std::string file(const std::string& run, const std::string& name) {
+    std::ifstream f(dir.file(run) + "/" + name, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  }
+};
+
+// metrics.csv without the timing columns
+std::vector<std::string> loss_columns(const std::string& csv) {
+  std::vector<std::string> rows;
+  std::istringstream in(csv);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::size_t comma = 0;
+    for (int k = 0; k < 5; ++k) comma = line.find(',', comma + 1);
+    rows.push_back(line.substr(0, comma));
+  }
+  return rows;
+}
+
+void expect_same_epochs(const std::vector<EpochMetrics>& a, const std::vector<EpochMetrics>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].epoch, b[i].epoch);
+    EXPECT_EQ(a[i].train_loss, b[i].train_loss) << "epoch " << a[i].epoch;  // bit for bit
+    EXPECT_EQ(a[i].test_loss, b[i].test_loss) << "epoch " << a[i].epoch;
+    EXPECT_EQ(a[i].test_kl, b[i].test_kl) << "epoch " << a[i].epoch;
+  }
+}
+
+TEST(Resume, MidEpochInterruptThenResumeIsBitIdentical) {
+  SmallRun r;
+  const TrainResult whole = r.run("whole", 3);
+  request_stop();  // stops after the very first step
+  const TrainResult cut = r.run("cut", 3);
+  ASSERT_TRUE(cut.interrupted);
+  EXPECT_TRUE(cut.epochs.empty());
+  const Checkpoint ck = load_checkpoint(r.dir.file("cut") + "/model.safetensors");
+  EXPECT_EQ(ck.position.epoch, 0);
+  EXPECT_EQ(ck.position.batch, 1);
+  EXPECT_EQ(ck.position.step, 1);
+  EXPECT_EQ(ck.position.partial.count, 32);
+  EXPECT_EQ(ck.optimizer.step, 1);
+
+  std::ostringstream log;
+  const TrainResult rest = resume(r.dir.file("cut"), ResumeOptions{}, log);
+  EXPECT_FALSE(rest.interrupted);
+  expect_same_epochs(rest.epochs, whole.epochs);
+  EXPECT_EQ(loss_columns(r.file("cut", "metrics.csv")), loss_columns(r.file("whole", "metrics.csv")));
+  const Checkpoint a = load_checkpoint(r.dir.file("whole") + "/model.safetensors");
+  const Checkpoint b = load_checkpoint(r.dir.file("cut") + "/model.safetensors");
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.optimizer.m, b.optimizer.m);
+  EXPECT_EQ(a.optimizer.v, b.optimizer.v);
+  EXPECT_EQ(a.optimizer.step, b.optimizer.step);
+}
+
+TEST(Resume, ExtendingAFinishedRunMatchesALongerRun) {
+  SmallRun r;
+  const TrainResult four = r.run("four", 4);
+  r.run("two", 2);
+  std::ostringstream log;
+  try {
+    resume(r.dir.file("two"), ResumeOptions{}, log);
+    ADD_FAILURE() << "resuming a finished run without more epochs was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--epochs"), std::string::npos) << e.what();
+  }
+  ResumeOptions more;
+  more.epochs = 4;
+  const TrainResult rest = resume(r.dir.file("two"), more, log);
+  ASSERT_EQ(rest.epochs.size(), 2u);
+  expect_same_epochs(rest.epochs, {four.epochs[2], four.epochs[3]});
+  EXPECT_EQ(loss_columns(r.file("two", "metrics.csv")), loss_columns(r.file("four", "metrics.csv")));
+}
+
+TEST(Resume, ALostEpochIsRecomputedFromTheLastCheckpoint) {
+  SmallRun r;
+  r.cfg.checkpoint_every = 2;
+  const TrainResult whole = r.run("whole", 3);
+  r.run("crash", 3);
+  // A crash after epoch 3's metrics row but before its checkpoint: metrics.csv has three
+  // rows and the checkpoint is the one written after epoch 2 (the same state as a 2-epoch
+  // run's final checkpoint). Resuming drops the third row and recomputes it.
+  r.run("two", 2);
+  std::filesystem::copy_file(r.dir.file("two") + "/model.safetensors", r.dir.file("crash") + "/model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ostringstream log;
+  ResumeOptions three;
+  three.epochs = 3;
+  const TrainResult rest = resume(r.dir.file("crash"), three, log);
+  expect_same_epochs(rest.epochs, {whole.epochs[2]});
+  EXPECT_EQ(loss_columns(r.file("crash", "metrics.csv")), loss_columns(r.file("whole", "metrics.csv")));
+}
+
+TEST(Resume, BadCheckpointsAreClearErrors) {
+  SmallRun r;
+  std::ostringstream log;
+  try {
+    resume(r.dir.file("nothing-here"), ResumeOptions{}, log);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no checkpoint"), std::string::npos) << e.what();
+  }
+  r.run("run", 1);
+  // a parameters-only file is not a checkpoint
+  const Checkpoint ck = load_checkpoint(r.dir.file("run") + "/model.safetensors");
+  save_model(r.dir.file("run") + "/model.safetensors", ParamLayout(ck.model), ck.params, config_to_json(ck.model, ck.train));
+  try {
+    ResumeOptions more;
+    more.epochs = 2;
+    resume(r.dir.file("run"), more, log);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adam.m."), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, FeedingConfigJsonBackReproducesTheRun) {
+  SmallRun r;
+  r.model.activation = Activation::tanh;
+  r.model.samples = 2;
+  r.model.beta = 0.7;
+  r.cfg.seed = 9;
+  const TrainResult a = r.run("a", 2);
+  ModelConfig m;
+  TrainConfig c;
+  config_from_json(r.file("a", "config.json"), m, c);
+  c.out = r.dir.file("b");
+  std::ostringstream log;
+  const TrainResult b = train(m, c, log);
+  expect_same_epochs(b.epochs, a.epochs);
+}
+
+}  // namespace
+}  // namespace vae

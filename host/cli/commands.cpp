@@ -1,112 +1,209 @@
-// The subcommands of `vae`.
+// `vae train`: options, an optional JSON configuration file underneath them, resume, and
+// Ctrl-C handling (a checkpoint, then exit code 130).
 #include "cli/commands.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <ctime>
+#include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "vae/config.h"
+#include "vae/error.h"
 #include "vae/trainer.h"
 
 namespace vae::cli {
 namespace {
 
-// Options shared by every command that builds a model.
-struct ModelOptions {
-  std::string hidden = "400";
-  std::string decoder_hidden;  // empty: the encoder's widths reversed
-  std::string activation = "relu";
-  std::string likelihood = "bernoulli";
+// Each flag writes into its own variable; when it was given on the command line its apply
+// function copies it into the configuration, on top of the defaults or of --config.
+struct TrainFlags {
   ModelConfig model;
-
-  void add(CLI::App& cmd) {
-    cmd.add_option("--hidden", hidden,
-                   "Encoder hidden widths, comma-separated (e.g. 512,256), or 'none' for a linear encoder")
-        ->capture_default_str()->group("Model");
-    cmd.add_option("--decoder-hidden", decoder_hidden,
-                   "Decoder hidden widths; default: the encoder's widths reversed")->group("Model");
-    cmd.add_option("--latent", model.latent, "Latent size Z")->capture_default_str()->check(CLI::Range(1, 65536))->group("Model");
-    cmd.add_option("--activation", activation, "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus")
-        ->capture_default_str()->group("Model");
-    cmd.add_option("--likelihood", likelihood,
-                   "Decoder likelihood: bernoulli (logits, targets in [0,1]) or gaussian (mean output)")
-        ->capture_default_str()->group("Model");
-    cmd.add_option("--sigma", model.sigma,
-                   "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma")
-        ->capture_default_str()->group("Model");
-    cmd.add_flag("--learn-sigma", model.learn_sigma, "Gaussian decoder: learn a per-dimension log-variance")->group("Model");
-    cmd.add_option("--samples", model.samples, "Monte Carlo samples L of z per data point")
-        ->capture_default_str()->check(CLI::Range(1, 4096))->group("Model");
-    cmd.add_option("--beta", model.beta, "Weight of the KL term (beta-VAE); 1 is the ELBO")->capture_default_str()->group("Model");
-  }
-
-  ModelConfig resolve() {
-    ModelConfig m = model;
-    m.encoder_hidden = parse_int_list(hidden, "--hidden");
-    if (decoder_hidden.empty()) m.decoder_hidden.assign(m.encoder_hidden.rbegin(), m.encoder_hidden.rend());
-    else m.decoder_hidden = parse_int_list(decoder_hidden, "--decoder-hidden");
-    m.activation = parse_activation(activation);
-    m.likelihood = parse_likelihood(likelihood);
-    return m;
-  }
-};
-
-struct TrainOptions {
-  ModelOptions model;
   TrainConfig train;
-  std::string device = "auto";
-  std::string binarize = "none";
-  std::string precision = "fp32";
+  std::string hidden, decoder_hidden, activation, likelihood, device, binarize, precision;
+  std::string config_file, resume;
+  std::vector<std::pair<CLI::Option*, std::function<void(ModelConfig&, TrainConfig&)>>> appliers;
+
+  template <class T>
+  CLI::Option* add(CLI::App* cmd, const std::string& name, T& var, const std::string& help, const std::string& group,
+                   std::function<void(ModelConfig&, TrainConfig&)> apply) {
+    CLI::Option* o = cmd->add_option(name, var, help)->capture_default_str()->group(group);
+    appliers.emplace_back(o, std::move(apply));
+    return o;
+  }
+  CLI::Option* flag(CLI::App* cmd, const std::string& name, bool& var, const std::string& help, const std::string& group,
+                    std::function<void(ModelConfig&, TrainConfig&)> apply) {
+    CLI::Option* o = cmd->add_flag(name, var, help)->group(group);
+    appliers.emplace_back(o, std::move(apply));
+    return o;
+  }
 };
+
+// The first Ctrl-C asks for a checkpoint after the current step; another one at least a
+// second later stops at once. (Wrappers such as `timeout` forward a signal to the whole
+// process group, so one key press can arrive twice within microseconds.)
+std::atomic<long long> g_first_interrupt_ns{0};
+long long monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+extern "C" void on_interrupt(int) {
+  const long long now = monotonic_ns();
+  long long first = 0;
+  if (g_first_interrupt_ns.compare_exchange_strong(first, now)) {
+    vae::request_stop();
+  } else if (now - first > 1000000000LL) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+  }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw_error("--config: cannot open '", path, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
 
 }  // namespace
 
 void add_train(CLI::App& app) {
-  auto opt = std::make_shared<TrainOptions>();
+  auto f = std::make_shared<TrainFlags>();
+  ModelConfig& m = f->model;
+  TrainConfig& t = f->train;
+  f->hidden = "400";
+  f->activation = to_string(m.activation);
+  f->likelihood = to_string(m.likelihood);
+  f->device = to_string(t.device);
+  f->binarize = to_string(t.binarize);
+  f->precision = to_string(t.precision);
   CLI::App* cmd = app.add_subcommand("train", "Train a VAE and write metrics, pictures and a checkpoint to OUT");
-  TrainConfig& t = opt->train;
-  cmd->add_option("--train", t.train_path, "Training images: IDX (.gz or raw) or NPY (2-D float32/float64/uint8)\n"
-                  "default: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz (apt-get install dataset-fashion-mnist)")
-      ->group("Data");
-  cmd->add_option("--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k")->group("Data");
-  cmd->add_option("--binarize", opt->binarize,
-                  "none (pixels in [0,1]), static (threshold 0.5) or dynamic (a fresh Bernoulli draw per step; "
-                  "the test set gets one fixed draw)")
-      ->capture_default_str()->group("Data");
-  opt->model.add(*cmd);
-  cmd->add_option("--epochs", t.epochs, "Passes over the training set")->capture_default_str()->check(CLI::NonNegativeNumber)->group("Training");
-  cmd->add_option("--batch", t.batch, "Minibatch size; the last partial batch of an epoch is kept")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20))->group("Training");
-  cmd->add_option("--lr", t.adam.lr, "Adam learning rate (beta1 0.9, beta2 0.999, eps 1e-8)")->capture_default_str()->group("Training");
-  cmd->add_option("--seed", t.seed, "Seed of every random draw: initialization, shuffling, binarization, noise")
-      ->capture_default_str()->group("Training");
-  cmd->add_option("--eval-batch", t.eval_batch, "Batch size of the test-set evaluation")->capture_default_str()->group("Training");
-  cmd->add_option("--device", opt->device, "auto (CUDA when a GPU is usable, else CPU; says which), cpu or cuda")
-      ->capture_default_str()->group("Device");
-  cmd->add_option("--threads", t.threads, "CPU threads for BLAS; 0 = all cores")->capture_default_str()->group("Device");
-  cmd->add_option("--precision", opt->precision, "CPU arithmetic: fp32 or fp64 (slow; for checks)")->capture_default_str()->group("Device");
-  cmd->add_flag("--stream-data", t.stream_data, "CUDA: stream the data in chunks even if it fits on the GPU")->group("Device");
-  cmd->add_option("--out", t.out, "Output directory; default runs/<timestamp>. Must be new or empty")->group("Output");
-  cmd->add_flag("--overwrite", t.overwrite, "Allow --out to be a directory that already holds files")->group("Output");
+
+  cmd->add_option("--config", f->config_file,
+                  "Start from this JSON configuration (e.g. an earlier run's OUT/config.json); flags given on the command "
+                  "line override it")->group("Run");
+  cmd->add_option("--resume", f->resume,
+                  "Continue the run in this OUT from its checkpoint, bit for bit; only --epochs, --device, --threads "
+                  "and --checkpoint-every may change")->group("Run");
+
+  f->add(cmd, "--train", t.train_path,
+         "Training images: IDX (.gz or raw) or NPY (2-D float32/float64/uint8)\n"
+         "default: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz (apt-get install dataset-fashion-mnist)",
+         "Data", [f](ModelConfig&, TrainConfig& c) { c.train_path = f->train.train_path; });
+  f->add(cmd, "--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k", "Data",
+         [f](ModelConfig&, TrainConfig& c) { c.test_path = f->train.test_path; });
+  f->add(cmd, "--binarize", f->binarize,
+         "none (pixels in [0,1]), static (threshold 0.5) or dynamic (a fresh Bernoulli draw per step; the test set "
+         "gets one fixed draw)", "Data", [f](ModelConfig&, TrainConfig& c) { c.binarize = parse_binarize(f->binarize); });
+
+  f->add(cmd, "--hidden", f->hidden, "Encoder hidden widths, comma-separated (e.g. 512,256), or 'none' for a linear encoder",
+         "Model", [f](ModelConfig& c, TrainConfig&) { c.encoder_hidden = parse_int_list(f->hidden, "--hidden"); });
+  f->add(cmd, "--decoder-hidden", f->decoder_hidden, "Decoder hidden widths; default: the encoder's widths reversed",
+         "Model", [f](ModelConfig& c, TrainConfig&) { c.decoder_hidden = parse_int_list(f->decoder_hidden, "--decoder-hidden"); });
+  f->add(cmd, "--latent", m.latent, "Latent size Z", "Model", [f](ModelConfig& c, TrainConfig&) { c.latent = f->model.latent; })
+      ->check(CLI::Range(1, 65536));
+  f->add(cmd, "--activation", f->activation, "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus",
+         "Model", [f](ModelConfig& c, TrainConfig&) { c.activation = parse_activation(f->activation); });
+  f->add(cmd, "--likelihood", f->likelihood, "Decoder likelihood: bernoulli (logits, targets in [0,1]) or gaussian (mean output)",
+         "Model", [f](ModelConfig& c, TrainConfig&) { c.likelihood = parse_likelihood(f->likelihood); });
+  f->add(cmd, "--sigma", m.sigma, "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma",
+         "Model", [f](ModelConfig& c, TrainConfig&) { c.sigma = f->model.sigma; });
+  f->flag(cmd, "--learn-sigma", m.learn_sigma, "Gaussian decoder: learn a per-dimension log-variance", "Model",
+          [f](ModelConfig& c, TrainConfig&) { c.learn_sigma = f->model.learn_sigma; });
+  f->add(cmd, "--samples", m.samples, "Monte Carlo samples L of z per data point", "Model",
+         [f](ModelConfig& c, TrainConfig&) { c.samples = f->model.samples; })->check(CLI::Range(1, 4096));
+  f->add(cmd, "--beta", m.beta, "Weight of the KL term (beta-VAE); 1 is the ELBO", "Model",
+         [f](ModelConfig& c, TrainConfig&) { c.beta = f->model.beta; });
+
+  f->add(cmd, "--epochs", t.epochs, "Passes over the training set", "Training",
+         [f](ModelConfig&, TrainConfig& c) { c.epochs = f->train.epochs; })->check(CLI::NonNegativeNumber);
+  f->add(cmd, "--batch", t.batch, "Minibatch size; the last partial batch of an epoch is kept", "Training",
+         [f](ModelConfig&, TrainConfig& c) { c.batch = f->train.batch; })->check(CLI::Range(1, 1 << 20));
+  f->add(cmd, "--lr", t.adam.lr, "Adam learning rate (beta1 0.9, beta2 0.999, eps 1e-8)", "Training",
+         [f](ModelConfig&, TrainConfig& c) { c.adam.lr = f->train.adam.lr; });
+  f->add(cmd, "--seed", t.seed, "Seed of every random draw: initialization, shuffling, binarization, noise", "Training",
+         [f](ModelConfig&, TrainConfig& c) { c.seed = f->train.seed; });
+  f->add(cmd, "--eval-batch", t.eval_batch, "Batch size of the test-set evaluation", "Training",
+         [f](ModelConfig&, TrainConfig& c) { c.eval_batch = f->train.eval_batch; });
+
+  f->add(cmd, "--device", f->device, "auto (CUDA when a GPU is usable, else CPU; says which), cpu or cuda", "Device",
+         [f](ModelConfig&, TrainConfig& c) { c.device = parse_device(f->device); });
+  f->add(cmd, "--threads", t.threads, "CPU threads (BLAS and the fused passes share them); 0 = all cores", "Device",
+         [f](ModelConfig&, TrainConfig& c) { c.threads = f->train.threads; });
+  f->add(cmd, "--precision", f->precision, "CPU arithmetic: fp32 or fp64 (slow; for checks)", "Device",
+         [f](ModelConfig&, TrainConfig& c) { c.precision = parse_precision(f->precision); });
+  f->flag(cmd, "--stream-data", t.stream_data, "CUDA: stream the data in chunks even if it fits on the GPU", "Device",
+          [f](ModelConfig&, TrainConfig& c) { c.stream_data = f->train.stream_data; });
+
+  f->add(cmd, "--out", t.out, "Output directory; default runs/<timestamp>. Must be new or empty", "Output",
+         [f](ModelConfig&, TrainConfig& c) { c.out = f->train.out; });
+  f->flag(cmd, "--overwrite", t.overwrite, "Allow --out to be a directory that already holds files", "Output",
+          [f](ModelConfig&, TrainConfig& c) { c.overwrite = f->train.overwrite; });
+  f->add(cmd, "--checkpoint-every", t.checkpoint_every, "Write the checkpoint every N epochs (and always at the end)",
+         "Output", [f](ModelConfig&, TrainConfig& c) { c.checkpoint_every = f->train.checkpoint_every; });
+
   cmd->footer(
       "\nOutputs in OUT:\n"
-      "  config.json          the effective configuration\n"
+      "  config.json          the effective configuration (feed it back with --config to repeat the run)\n"
       "  metrics.csv          per epoch: epoch,train_loss,test_loss,test_recon,test_kl,seconds,samples_per_sec\n"
       "                       losses are -ELBO in nats per data point; train_loss averages the epoch's steps;\n"
       "                       seconds and samples/s count the training steps, not the test evaluation\n"
-      "  model.safetensors    the parameters by name (encoder.0.weight, ...), config in the metadata\n"
+      "  model.safetensors    a complete checkpoint: parameters by name (encoder.0.weight, ...), Adam's state,\n"
+      "                       the data position and the configuration; readable with Python's safetensors\n"
       "  samples.png          decoder means for z drawn from the prior\n"
       "  reconstructions.png  test images (odd rows) and their reconstructions at z = mu (even rows)\n"
+      "\nCtrl-C writes a checkpoint after the current step and exits with code 130 (a second Ctrl-C a second later\n"
+      "stops at once); --resume OUT continues the run exactly where it stopped.\n"
       "\nThe defaults are the reference model: 784-400-20 encoder, 20-400-784 decoder, ReLU, Bernoulli decoder,\n"
       "batch 128, Adam lr 1e-3, 10 epochs, 1 sample, seed 1, on Fashion-MNIST.\n"
-      "Example: vae train --device cpu --hidden 512,256 --latent 32 --epochs 20 --out runs/wide");
-  cmd->callback([opt]() {
-    TrainConfig cfg = opt->train;
-    cfg.device = parse_device(opt->device);
-    cfg.binarize = parse_binarize(opt->binarize);
-    cfg.precision = parse_precision(opt->precision);
-    const ModelConfig model = opt->model.resolve();
-    train(model, cfg, std::cout);
+      "Examples:\n"
+      "  vae train --device cpu --hidden 512,256 --latent 32 --epochs 20 --out runs/wide\n"
+      "  vae train --config runs/wide/config.json --seed 2 --out runs/wide-seed2\n"
+      "  vae train --resume runs/wide --epochs 30");
+
+  cmd->callback([f, cmd]() {
+    const bool progress = isatty(STDOUT_FILENO) == 1;
+    std::signal(SIGINT, on_interrupt);
+    TrainResult r;
+    if (!f->resume.empty()) {
+      ResumeOptions o;
+      for (const auto& [opt, apply] : f->appliers) {
+        if (!opt->count()) continue;
+        const std::string name = opt->get_name();
+        if (name == "--epochs") o.epochs = f->train.epochs;
+        else if (name == "--device") o.device = parse_device(f->device), o.device_given = true;
+        else if (name == "--threads") o.threads = f->train.threads;
+        else if (name == "--checkpoint-every") o.checkpoint_every = f->train.checkpoint_every;
+        else throw_error("--resume continues a run as it was configured; ", name, " cannot change (only --epochs, "
+                         "--device, --threads and --checkpoint-every can)");
+      }
+      if (!f->config_file.empty()) throw_error("--resume and --config cannot be combined");
+      o.progress = progress;
+      r = resume(f->resume, o, std::cout);
+    } else {
+      ModelConfig model;
+      TrainConfig config;
+      if (!f->config_file.empty()) {
+        config_from_json(read_text(f->config_file), model, config);
+        config.out.clear();  // a configuration names the run it came from: never write there by default
+      }
+      for (const auto& [opt, apply] : f->appliers)
+        if (opt->count()) apply(model, config);
+      if (cmd->count("--hidden") && !cmd->count("--decoder-hidden"))
+        model.decoder_hidden.assign(model.encoder_hidden.rbegin(), model.encoder_hidden.rend());
+      config.progress = progress;
+      r = vae::train(model, config, std::cout);
+    }
+    if (r.interrupted) std::exit(130);
   });
 }
 

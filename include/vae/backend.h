@@ -52,6 +52,8 @@ class Backend {
   virtual void train_step(const Batch& batch) = 0;
   // Loss sums since the last call, then zero: the one host read per report.
   virtual LossSums take_train_sums() = 0;
+  // Sets the running loss sums (resuming mid-epoch continues the same accumulation).
+  virtual void restore_train_sums(const LossSums& sums) = 0;
   // -ELBO and its parts over a whole dataset, in order, TrainConfig::eval_batch items at a
   // time, with the evaluation noise stream (the same noise at every call).
   virtual LossSums evaluate(const Dataset& data) = 0;

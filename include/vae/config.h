@@ -64,6 +64,8 @@ struct TrainConfig {
   std::string out;                        // empty: runs/<timestamp>
   bool overwrite = false;                 // allow writing into a non-empty OUT
   int eval_batch = 1000;
+  int checkpoint_every = 1;               // write OUT/model.safetensors every N epochs (and at the end)
+  bool progress = false;                  // a progress bar (for terminals) instead of plain lines
 
   void validate() const;
 };

@@ -17,11 +17,30 @@ struct EpochMetrics {
 struct TrainResult {
   std::string out_dir;
   std::string device;  // the backend's name
-  std::vector<EpochMetrics> epochs;
+  std::vector<EpochMetrics> epochs;  // the epochs this call ran
+  bool interrupted = false;          // stopped by request_stop(); OUT holds a checkpoint to resume
 };
 
-// Trains and writes OUT/{config.json, metrics.csv, model.safetensors, samples.png,
-// reconstructions.png}. Progress lines go to `log`. model.input_dim is taken from the data.
+// Trains and writes OUT/{config.json, metrics.csv, model.safetensors (a complete checkpoint,
+// see checkpoint.h), samples.png, reconstructions.png}. Progress goes to `log`.
+// model.input_dim is taken from the data.
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log);
+
+// Continues the run in OUT from its checkpoint, bit for bit as if it had not stopped.
+// Only these may change: the number of epochs (to extend a run), the device, the threads,
+// the checkpoint interval and the progress bar.
+struct ResumeOptions {
+  int epochs = -1;  // -1: as configured
+  Device device = Device::automatic;
+  bool device_given = false;
+  int threads = -1;  // -1: as configured
+  int checkpoint_every = -1;
+  bool progress = false;
+};
+TrainResult resume(const std::string& out_dir, const ResumeOptions& options, std::ostream& log);
+
+// Asks a running train() or resume() to stop after the current step, write a checkpoint
+// and return with interrupted = true. Async-signal-safe: call it from a SIGINT handler.
+void request_stop();
 
 }  // namespace vae

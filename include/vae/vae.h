@@ -2,6 +2,7 @@
 #pragma once
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
+#include "vae/checkpoint.h"
 #include "vae/config.h"
 #include "vae/data.h"
 #include "vae/error.h"

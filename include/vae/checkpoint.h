@@ -1,0 +1,42 @@
+// Checkpoints: everything a run needs to continue bit for bit, in one safetensors file
+// that Python's safetensors and numpy can read:
+//   <name>                 the parameters by name (F32), as model.safetensors always held
+//   adam.m.<name>, adam.v.<name>   Adam's moments (F32)
+//   adam.step              Adam's t (I64, shape [1])
+//   position               [epoch, batch, step] of the next step (I64, shape [3])
+//   partial_sums           the epoch's training loss sums so far: [loss, recon, kl, count] (F64)
+//   rng                    [seed, step] (I64): the noise is counter-based (cuRAND Philox), so
+//                          the seed and the step are its whole state
+//   metadata: "config" (config.json's text), "format" = "vae-checkpoint-1"
+// Files are written atomically (temporary file, fsync, rename).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vae/backend.h"
+#include "vae/config.h"
+#include "vae/layout.h"
+
+namespace vae {
+
+struct TrainPosition {
+  int epoch = 0;          // epoch of the next step (0-based)
+  int batch = 0;          // index of the next step's batch within that epoch
+  std::int64_t step = 0;  // global index of the next step = steps done
+  LossSums partial;       // training loss sums of that epoch so far
+};
+
+struct Checkpoint {
+  ModelConfig model;
+  TrainConfig train;
+  std::vector<float> params;  // flat, ParamLayout(model)
+  OptimizerState optimizer;
+  TrainPosition position;
+};
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::string& config_json);
+// Throws vae::Error naming the file when it is not a complete checkpoint.
+Checkpoint load_checkpoint(const std::string& path);
+
+}  // namespace vae
