@@ -31,6 +31,7 @@ const std::pair<const char*, Device> kDevices[] = {
     {"auto", Device::automatic}, {"cpu", Device::cpu}, {"cuda", Device::cuda}};
 const std::pair<const char*, Precision> kPrecisions[] = {
     {"fp32", Precision::fp32}, {"fp64", Precision::fp64}};
+const std::pair<const char*, NanPolicy> kNanPolicies[] = {{"stop", NanPolicy::stop}, {"skip", NanPolicy::skip}};
 
 template <class E, std::size_t N>
 const char* name_of(E value, const std::pair<const char*, E> (&names)[N]) {
@@ -46,11 +47,13 @@ const char* to_string(Likelihood l) { return name_of(l, kLikelihoods); }
 const char* to_string(Binarize b) { return name_of(b, kBinarize); }
 const char* to_string(Device d) { return name_of(d, kDevices); }
 const char* to_string(Precision p) { return name_of(p, kPrecisions); }
+const char* to_string(NanPolicy p) { return name_of(p, kNanPolicies); }
 Activation parse_activation(const std::string& s) { return parse_enum(s, "activation", kActivations); }
 Likelihood parse_likelihood(const std::string& s) { return parse_enum(s, "likelihood", kLikelihoods); }
 Binarize parse_binarize(const std::string& s) { return parse_enum(s, "binarization", kBinarize); }
 Device parse_device(const std::string& s) { return parse_enum(s, "device", kDevices); }
 Precision parse_precision(const std::string& s) { return parse_enum(s, "precision", kPrecisions); }
+NanPolicy parse_nan_policy(const std::string& s) { return parse_enum(s, "--on-nan policy", kNanPolicies); }
 
 std::vector<int> parse_int_list(const std::string& text, const std::string& what) {
   std::vector<int> out;
@@ -126,6 +129,7 @@ std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std
                 {"threads", t.threads},
                 {"stream_data", t.stream_data},
                 {"checkpoint_every", t.checkpoint_every},
+                {"on_nan", to_string(t.on_nan)},
                 {"out", t.out}};
   if (!device_used.empty()) j["device_used"] = device_used;
   return j.dump(2) + "\n";
@@ -170,6 +174,7 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       if (jt.contains("threads")) t.threads = jt["threads"].get<int>();
       if (jt.contains("stream_data")) t.stream_data = jt["stream_data"].get<bool>();
       if (jt.contains("checkpoint_every")) t.checkpoint_every = jt["checkpoint_every"].get<int>();
+      if (jt.contains("on_nan")) t.on_nan = parse_nan_policy(jt["on_nan"].get<std::string>());
       if (jt.contains("out")) t.out = jt["out"].get<std::string>();
     }
   } catch (const Error&) {

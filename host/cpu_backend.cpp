@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <thread>
 
@@ -79,6 +80,7 @@ class CpuBackend final : public Backend {
 
   void train_step(const Batch& batch) override {
     if (!data_) throw_error("train_step: call set_train_data first");
+    if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
     if (batch.size <= 0 || batch.size > train_.batch)
       throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
     const int n = batch.size;
@@ -95,6 +97,14 @@ class CpuBackend final : public Backend {
     }
     copy_noise(eps_noise_.step(batch.step), n);
     const LossSums s = model_.forward(x_.data(), eps_.data(), n, true);
+    if (const char* bad = first_non_finite(s)) {  // no update, no loss: the step is dropped
+      if (health_.bad_steps++ == 0) {
+        health_.first_bad_step = batch.step;
+        health_.first_bad_tensor = bad;
+      }
+      health_.halted = train_.on_nan == NanPolicy::stop;
+      return;
+    }
     adam_step();
     sums_.loss += s.loss;
     sums_.recon += s.recon;
@@ -109,6 +119,7 @@ class CpuBackend final : public Backend {
   }
 
   void restore_train_sums(const LossSums& sums) override { sums_ = sums; }
+  StepHealth health() override { return health_; }
 
   LossSums evaluate(const Dataset& data) override {
     if (data.dim != model_.config().input_dim)
@@ -140,6 +151,15 @@ class CpuBackend final : public Backend {
   static std::vector<float> to_float(const std::vector<U>& v) {
     return std::vector<float>(v.begin(), v.end());
   }
+  // "loss", the name of the first parameter tensor with a non-finite gradient, or nullptr.
+  const char* first_non_finite(const LossSums& s) const {
+    if (!std::isfinite(s.loss)) return "loss";
+    const auto& g = model_.grads();
+    if (cpu::all_finite(g.data(), g.size())) return nullptr;
+    for (const auto& t : model_.layout().tensors())
+      if (!cpu::all_finite(g.data() + t.offset, t.size())) return t.name.c_str();
+    return "gradient";
+  }
   void copy_noise(const float* eps, int n) {
     const std::size_t count = static_cast<std::size_t>(n) * model_.config().samples * model_.config().latent;
     std::copy(eps, eps + count, eps_.begin());
@@ -160,6 +180,7 @@ class CpuBackend final : public Backend {
   std::vector<T> x_, eps_, m_, v_;
   std::int64_t step_ = 0;
   LossSums sums_;
+  StepHealth health_;
 };
 
 }  // namespace

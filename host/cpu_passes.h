@@ -159,6 +159,15 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
   }
 }
 
+// True when every value is finite (one pass; an OR reduction, so thread-count independent).
+template <class T>
+bool all_finite(const T* v, std::size_t n) {
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+  for (std::size_t i = 0; i < n; ++i) bad |= !(std::isfinite(v[i]));
+  return !bad;
+}
+
 // Adam over the whole flat buffer in one pass.
 template <class T>
 void adam_pass(T* p, T* m, T* v, const T* g, std::size_t n, const ew::AdamScalars& s) {

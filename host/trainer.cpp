@@ -246,6 +246,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
   log << "\n";
   BatchStream stream(data.train->count, cfg.batch, cfg.seed);
   Progress progress(log, cfg.progress);
+  std::int64_t reported_bad_steps = 0;
   for (int epoch = s.position.epoch; epoch < cfg.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     stream.start_epoch(epoch);
@@ -277,6 +278,18 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     }
     const LossSums tr = backend->take_train_sums();  // waits for the device
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const StepHealth health = backend->health();
+    if (health.bad_steps > reported_bad_steps) {
+      progress.clear();
+      const std::string what = "a non-finite " + std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
+                               " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
+      if (health.halted)
+        throw_error("training stopped: ", what, "; the last good checkpoint is kept in ", out,
+                    "/model.safetensors; try a smaller --lr, or --on-nan skip to drop such steps");
+      log << "skipped " << health.bad_steps - reported_bad_steps << " step(s) with a non-finite loss or gradient; first: "
+          << what << "\n";
+      reported_bad_steps = health.bad_steps;
+    }
     const LossSums te = backend->evaluate(data.test);
     progress.clear();
 
@@ -287,7 +300,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     m.test_recon = te.mean_recon();
     m.test_kl = te.mean_kl();
     m.seconds = seconds;
-    m.samples_per_sec = double(samples) / seconds;
+    m.samples_per_sec = double(samples) / seconds;  // the steps this call ran
     result.epochs.push_back(m);
 
     char line[256];

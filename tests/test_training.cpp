@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -512,6 +513,99 @@ TEST(Config, FeedingConfigJsonBackReproducesTheRun) {
   std::ostringstream log;
   const TrainResult b = train(m, c, log);
   expect_same_epochs(b.epochs, a.epochs);
+}
+
+}  // namespace
+}  // namespace vae
+
+namespace vae {
+namespace {
+
+TEST(NanGuard, ANonFiniteStepChangesNothingAndNamesTheTensor) {
+  const auto data = synthetic(64, 20, 4);
+  ModelConfig m = small_model(20);
+  for (NanPolicy policy : {NanPolicy::stop, NanPolicy::skip}) {
+    TrainConfig t;
+    t.batch = 16;
+    t.on_nan = policy;
+    auto backend = make_backend(Device::cpu, m, t);
+    const ParamLayout& layout = backend->layout();
+    auto good = init_parameters(layout, m, 1);
+    auto poisoned = good;
+    poisoned[layout.at("decoder.0.weight").offset + 3] = std::numeric_limits<float>::infinity();
+    backend->set_train_data(data);
+    BatchStream stream(data->count, t.batch, 1);
+    Batch b;
+    stream.next(b);
+    backend->set_parameters(good);
+    backend->train_step(b);  // a good step
+    const auto after_good = backend->parameters();
+    const auto opt_good = backend->optimizer_state();
+    EXPECT_EQ(backend->health().bad_steps, 0);
+
+    auto bad = after_good;
+    bad[layout.at("decoder.0.weight").offset + 3] = std::numeric_limits<float>::infinity();
+    backend->set_parameters(bad);
+    stream.next(b);
+    backend->train_step(b);
+    StepHealth h = backend->health();
+    EXPECT_EQ(h.bad_steps, 1);
+    EXPECT_EQ(h.first_bad_step, 1);
+    EXPECT_FALSE(h.first_bad_tensor.empty());
+    EXPECT_EQ(h.halted, policy == NanPolicy::stop);
+    EXPECT_EQ(backend->parameters(), bad) << "a non-finite step must not update";
+    EXPECT_EQ(backend->optimizer_state().step, opt_good.step);
+    EXPECT_EQ(backend->optimizer_state().m, opt_good.m);
+    const LossSums sums = backend->take_train_sums();
+    EXPECT_EQ(sums.count, 16) << "the bad step adds nothing to the loss sums";
+    EXPECT_TRUE(std::isfinite(sums.loss));
+
+    backend->set_parameters(after_good);  // healthy again
+    stream.next(b);
+    backend->train_step(b);
+    if (policy == NanPolicy::stop) {
+      EXPECT_EQ(backend->parameters(), after_good) << "a halted backend does nothing";
+    } else {
+      EXPECT_NE(backend->parameters(), after_good) << "skip carries on with the next step";
+      EXPECT_EQ(backend->optimizer_state().step, opt_good.step + 1);
+    }
+  }
+}
+
+TEST(NanGuard, AGradientOverflowIsNamed) {
+  // A huge log-variance in the head's bias makes exp(s) overflow: KL and its gradient are
+  // infinite. The loss is the first thing found non-finite.
+  const auto data = synthetic(32, 20, 5);
+  ModelConfig m = small_model(20);
+  TrainConfig t;
+  t.batch = 16;
+  auto backend = make_backend(Device::cpu, m, t);
+  auto p = init_parameters(backend->layout(), m, 1);
+  p[backend->layout().at("encoder.head.bias").offset + m.latent] = 200.0f;  // s_0 = 200: exp overflows
+  backend->set_parameters(p);
+  backend->set_train_data(data);
+  BatchStream stream(data->count, t.batch, 1);
+  Batch b;
+  stream.next(b);
+  backend->train_step(b);
+  EXPECT_EQ(backend->health().first_bad_tensor, "loss");
+}
+
+TEST(NanGuard, TrainerStopsNamingTheStepAndKeepsTheLastCheckpoint) {
+  SmallRun r;
+  r.cfg.adam.lr = 1e4;  // diverges within the first epoch
+  try {
+    r.run("nan", 3);
+    ADD_FAILURE() << "a diverging run did not stop";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("training stopped: a non-finite"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("at step"), std::string::npos) << msg;
+  }
+  std::ifstream csv(r.dir.file("nan") + "/metrics.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  EXPECT_FALSE(std::getline(csv, row)) << "no epoch row for the diverged epoch";
 }
 
 }  // namespace

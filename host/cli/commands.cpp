@@ -27,7 +27,7 @@ namespace {
 struct TrainFlags {
   ModelConfig model;
   TrainConfig train;
-  std::string hidden, decoder_hidden, activation, likelihood, device, binarize, precision;
+  std::string hidden, decoder_hidden, activation, likelihood, device, binarize, precision, on_nan;
   std::string config_file, resume;
   std::vector<std::pair<CLI::Option*, std::function<void(ModelConfig&, TrainConfig&)>>> appliers;
 
@@ -86,6 +86,7 @@ void add_train(CLI::App& app) {
   f->device = to_string(t.device);
   f->binarize = to_string(t.binarize);
   f->precision = to_string(t.precision);
+  f->on_nan = to_string(t.on_nan);
   CLI::App* cmd = app.add_subcommand("train", "Train a VAE and write metrics, pictures and a checkpoint to OUT");
 
   cmd->add_option("--config", f->config_file,
@@ -132,6 +133,9 @@ void add_train(CLI::App& app) {
          [f](ModelConfig&, TrainConfig& c) { c.adam.lr = f->train.adam.lr; });
   f->add(cmd, "--seed", t.seed, "Seed of every random draw: initialization, shuffling, binarization, noise", "Training",
          [f](ModelConfig&, TrainConfig& c) { c.seed = f->train.seed; });
+  f->add(cmd, "--on-nan", f->on_nan,
+         "A step with a non-finite loss or gradient: stop (keep the last good checkpoint) or skip the step",
+         "Training", [f](ModelConfig&, TrainConfig& c) { c.on_nan = parse_nan_policy(f->on_nan); });
   f->add(cmd, "--eval-batch", t.eval_batch, "Batch size of the test-set evaluation", "Training",
          [f](ModelConfig&, TrainConfig& c) { c.eval_batch = f->train.eval_batch; });
 

@@ -26,6 +26,16 @@ struct LossSums {
   double mean_kl() const { return count ? kl / double(count) : 0.0; }
 };
 
+// Steps whose loss or gradient was not finite. Such a step changes no parameter and adds
+// nothing to the loss sums; with NanPolicy::stop the backend then halts (later steps do
+// nothing) until the trainer reads this at its report and stops.
+struct StepHealth {
+  std::int64_t bad_steps = 0;
+  std::int64_t first_bad_step = -1;   // global step index
+  std::string first_bad_tensor;       // "loss" or a parameter tensor's name (its gradient)
+  bool halted = false;
+};
+
 struct OptimizerState {
   std::vector<float> m, v;  // flat, same layout as the parameters
   std::int64_t step = 0;    // Adam's t: steps taken so far
@@ -54,6 +64,8 @@ class Backend {
   virtual LossSums take_train_sums() = 0;
   // Sets the running loss sums (resuming mid-epoch continues the same accumulation).
   virtual void restore_train_sums(const LossSums& sums) = 0;
+  // Non-finite steps so far (one host read, like take_train_sums).
+  virtual StepHealth health() = 0;
   // -ELBO and its parts over a whole dataset, in order, TrainConfig::eval_batch items at a
   // time, with the evaluation noise stream (the same noise at every call).
   virtual LossSums evaluate(const Dataset& data) = 0;

@@ -12,18 +12,21 @@ enum class Likelihood : int { bernoulli = 0, gaussian = 1 };
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
 enum class Precision : int { fp32 = 0, fp64 = 1 };
+enum class NanPolicy : int { stop = 0, skip = 1 };  // on a non-finite loss or gradient
 
 const char* to_string(Activation);
 const char* to_string(Likelihood);
 const char* to_string(Binarize);
 const char* to_string(Device);
 const char* to_string(Precision);
+const char* to_string(NanPolicy);
 // Parse a name; throws vae::Error listing the accepted names.
 Activation parse_activation(const std::string&);
 Likelihood parse_likelihood(const std::string&);
 Binarize parse_binarize(const std::string&);
 Device parse_device(const std::string&);
 Precision parse_precision(const std::string&);
+NanPolicy parse_nan_policy(const std::string&);
 // "512,256" -> {512, 256}; throws on anything but positive integers.
 std::vector<int> parse_int_list(const std::string& text, const std::string& what);
 
@@ -66,6 +69,7 @@ struct TrainConfig {
   int eval_batch = 1000;
   int checkpoint_every = 1;               // write OUT/model.safetensors every N epochs (and at the end)
   bool progress = false;                  // a progress bar (for terminals) instead of plain lines
+  NanPolicy on_nan = NanPolicy::stop;     // a step with a non-finite loss or gradient: stop, or skip it
 
   void validate() const;
 };
