@@ -186,6 +186,11 @@ class Progress {
   std::chrono::steady_clock::time_point last_{};
 };
 
+std::string kept_checkpoint(const std::string& out) {
+  const std::string path = out + "/model.safetensors";
+  return fs::exists(path) ? "the last good checkpoint is kept in " + path : "no checkpoint had been written yet";
+}
+
 // Everything a run starts from: fresh, or from a checkpoint.
 struct RunStart {
   ModelConfig model;
@@ -284,8 +289,8 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
       const std::string what = "a non-finite " + std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
                                " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
       if (health.halted)
-        throw_error("training stopped: ", what, "; the last good checkpoint is kept in ", out,
-                    "/model.safetensors; try a smaller --lr, or --on-nan skip to drop such steps");
+        throw_error("training stopped: ", what, "; ", kept_checkpoint(out),
+                    "; try a smaller --lr, or --on-nan skip to drop such steps");
       log << "skipped " << health.bad_steps - reported_bad_steps << " step(s) with a non-finite loss or gradient; first: "
           << what << "\n";
       reported_bad_steps = health.bad_steps;
@@ -310,7 +315,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     csv << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
-                  m.test_loss, "); the last good checkpoint is kept in ", out, "/model.safetensors; try a smaller --lr");
+                  m.test_loss, "); ", kept_checkpoint(out), "; try a smaller --lr");
     if (m.epoch % cfg.checkpoint_every == 0 || m.epoch == cfg.epochs) {
       TrainPosition pos;
       pos.epoch = epoch + 1;
