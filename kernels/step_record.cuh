@@ -1,8 +1,9 @@
 // The per-step record: the only thing the host writes for a training step. It lives in a
 // pinned host ring slot, is copied to one device buffer by one cudaMemcpyAsync, and the
-// captured graph's kernels read from it everything that changes from step to step: where
-// the step's noise is inside the current noise blocks, Adam's t, and which rows to gather.
-// Nothing that varies per step is baked into a graph.
+// captured graph's kernels read from it everything that changes from step to step: the
+// step number, where the step's noise is inside the current noise blocks, and which rows
+// to gather. Nothing that varies per step is baked into a graph. (Adam's t lives in the
+// device step state, step_guard.cuh: only finite steps count.)
 //
 //   [ StepHeader (64 bytes) | indices (n uint32) ]
 #pragma once
@@ -13,13 +14,12 @@ namespace vae::gpu {
 
 struct StepHeader {
   std::int64_t step = 0;        // global step (Batch::step); eval: batch number k
-  std::int64_t adam_t = 0;      // Adam's t for this step, 1-based
   std::int64_t eps_offset = 0;  // floats from the start of the eps (or eval) noise block
   std::int64_t bin_offset = 0;  // floats from the start of the binarization noise block
   std::uint64_t rows = 0;       // device address of the rows the indices point into
   std::int32_t rows_u8 = 1;     // 1: rows are uint8 pixels (x/255); 0: float32
   std::int32_t n = 0;           // data points in this step
-  std::int64_t reserved[2] = {0, 0};
+  std::int64_t reserved[3] = {0, 0, 0};
 };
 static_assert(sizeof(StepHeader) == 64, "StepHeader is 64 bytes: the indices start 16-byte aligned");
 

@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# The GPU suite, in one go, on a machine with an NVIDIA GPU (H100/H200, sm_90). From the
+# repository root:   bash bench/gpu_suite.sh
+#
+#   1. configure and build for sm_90 (Release, -DVAE_CUDA=ON) into build-gpu/
+#   2. every test with ctest (CPU and GPU suites): pass / fail / skip counts; GPU tests that
+#      skip on a GPU machine count as a failure
+#   3. compute-sanitizer memcheck and racecheck on the GPU test binary (filtered to stay fast)
+#   4. timings: `vae bench` when the binary has it, and timed training runs (`vae train`,
+#      CUDA and CPU, 10 epochs, batch 128 and 4096, resident and streamed) with per-epoch
+#      seconds and the final test -ELBO from metrics.csv, against the targets:
+#        - a 60,000-item epoch in <= 25 ms at batch 128 on an H100;
+#        - test -ELBO after 10 epochs within 0.5 nats of the CPU path.
+#   5. (if ncu is there, informational) Nsight Compute's per-kernel times for a few steps.
+#
+# Writes bench/results/gpu-suite-<UTC date>-<commit>.log (everything) and .md (the results:
+# device, driver, date, commit, each step's status and numbers). Keeps going after a failed
+# step, records it, and exits non-zero if any step failed or a target was missed.
+#
+# Needs: nvcc 13 (PATH or /usr/local/cuda/bin), cmake >= 3.25, a C++17 compiler, OpenBLAS,
+# zlib, libpng, CLI11, nlohmann-json and GoogleTest headers (Google Benchmark optional), and
+# compute-sanitizer. No internet and no apt: what is missing is reported, not installed.
+# Data: Fashion-MNIST from /usr/share/datasets/fashion-mnist, or data/fashion-mnist/ in the
+# repository, or VAE_TRAIN / VAE_TEST; otherwise a synthetic 60,000 x 784 uint8 set is
+# written (python3) and the results say so.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+export PATH="$PATH:/usr/local/cuda/bin"
+
+BUILD=${VAE_GPU_BUILD_DIR:-build-gpu}
+JOBS=${VAE_GPU_JOBS:-$(nproc 2>/dev/null || echo 4)}
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo nogit)
+DIRTY=$(git status --porcelain 2>/dev/null | wc -l | tr -d ' ')
+mkdir -p bench/results
+BASE="bench/results/gpu-suite-$STAMP-$COMMIT"
+LOG="$ROOT/$BASE.log"
+RES="$ROOT/$BASE.md"
+TMP=$(mktemp -d /tmp/vae-gpu-suite.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+SUITE_START=$SECONDS
+FAILED=()
+
+: >"$LOG"
+: >"$RES"
+say() { echo "$*" | tee -a "$LOG"; }
+res() { echo "$*" >>"$RES"; }
+fail() {  # fail "what": recorded in the results and counted
+  FAILED+=("$1")
+  res "- **FAILED**: $1"
+  say "FAILED: $1"
+}
+
+# run_step NAME TIMEOUT_S CMD...: runs CMD (output to the log and to $TMP/NAME.out),
+# records status and time; returns the command's exit code.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS rc
+  say ""
+  say "=== $name: $* ($((SECONDS - SUITE_START)) s into the suite)"
+  timeout -k 10 "$limit" "$@" >"$TMP/$name.out" 2>&1
+  rc=$?
+  cat "$TMP/$name.out" >>"$LOG"
+  local dt=$((SECONDS - t0))
+  if [ $rc -eq 0 ]; then
+    res "- $name: ok (${dt} s)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    fail "$name: timed out after ${limit} s"
+  else
+    local last
+    last=$(grep -v '^[[:space:]]*$' "$TMP/$name.out" | tail -1 | cut -c1-300)
+    fail "$name: exit code $rc (${dt} s): ${last:-no output}"
+  fi
+  return $rc
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+header_found() {  # header_found RELATIVE_PATH
+  local d cpath=${CPATH:-}
+  for d in /usr/include /usr/local/include /usr/include/x86_64-linux-gnu /opt/local/include ${cpath//:/ }; do
+    [ -n "$d" ] && [ -f "$d/$1" ] && return 0
+  done
+  return 1
+}
+
+# ---- 0. the machine ------------------------------------------------------------------------
+res "# GPU suite $STAMP"
+res ""
+res "| | |"
+res "| --- | --- |"
+res "| date (UTC) | $(date -u '+%Y-%m-%d %H:%M:%S') |"
+res "| commit | $COMMIT$([ "${DIRTY:-0}" != 0 ] && echo " + $DIRTY uncommitted changes") |"
+if have nvidia-smi; then
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+  GPU_MEM=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader 2>/dev/null | head -1)
+else
+  GPU_NAME="(nvidia-smi not found)"
+  DRIVER="?"
+  GPU_MEM="?"
+fi
+res "| device | ${GPU_NAME:-?} (${GPU_MEM:-?}) |"
+res "| driver | ${DRIVER:-?} |"
+res "| nvcc | $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*, V[0-9.]*' || echo 'not found') |"
+res "| cmake | $(cmake --version 2>/dev/null | head -1) |"
+res "| host | $(nproc) cores, $(uname -r) |"
+res ""
+say "vae GPU suite: $GPU_NAME, driver $DRIVER, commit $COMMIT; log $LOG"
+nvidia-smi >>"$LOG" 2>&1 || true
+
+res "## Steps"
+EXTRA_CMAKE=()
+MISSING=()
+header_found CLI/CLI.hpp || MISSING+=("CLI11 (CLI/CLI.hpp; Debian: libcli11-dev)")
+header_found nlohmann/json.hpp || MISSING+=("nlohmann-json (nlohmann/json.hpp; Debian: nlohmann-json3-dev)")
+header_found cblas.h || header_found openblas/cblas.h || ls /usr/include/*/openblas*/cblas.h >/dev/null 2>&1 ||
+  MISSING+=("OpenBLAS (cblas.h; Debian: libopenblas-dev)")
+header_found png.h || MISSING+=("libpng (png.h; Debian: libpng-dev)")
+header_found zlib.h || MISSING+=("zlib (zlib.h; Debian: zlib1g-dev)")
+if ! header_found gtest/gtest.h; then
+  MISSING+=("GoogleTest (gtest/gtest.h; Debian: libgtest-dev): no tests can be built")
+  EXTRA_CMAKE+=(-DVAE_BUILD_TESTS=OFF)
+fi
+if ! header_found benchmark/benchmark.h; then
+  res "- note: Google Benchmark headers not found (Debian: libbenchmark-dev); building with -DVAE_BUILD_BENCH=OFF (vae bench is unaffected)"
+  EXTRA_CMAKE+=(-DVAE_BUILD_BENCH=OFF)
+fi
+have nvcc || MISSING+=("nvcc (the CUDA toolkit, expected under /usr/local/cuda/bin)")
+if [ ${#MISSING[@]} -gt 0 ]; then
+  for m in "${MISSING[@]}"; do fail "missing dependency: $m"; done
+fi
+GEN=()
+have ninja && GEN=(-G Ninja)
+
+# ---- 1. build --------------------------------------------------------------------------------
+BUILT=0
+if run_step configure 300 cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DVAE_CUDA=ON \
+  -DVAE_CUDA_ARCHITECTURES=90 "${EXTRA_CMAKE[@]}" &&
+  run_step build 900 cmake --build "$BUILD" -j "$JOBS"; then
+  BUILT=1
+fi
+VAE="$BUILD/vae"
+GPU_TESTS="$BUILD/tests/cuda/vae_cuda_tests"
+
+# ---- 2. every test -------------------------------------------------------------------------
+if [ $BUILT = 1 ] && [ -f "$BUILD/CTestTestfile.cmake" ]; then
+  run_step ctest 1200 ctest --test-dir "$BUILD" --output-on-failure --timeout 600
+  out="$TMP/ctest.out"
+  total=$(grep -oE 'tests failed out of [0-9]+' "$out" | grep -oE '[0-9]+$' | tail -1)
+  nfail=$(grep -oE '[0-9]+ tests failed out of' "$out" | grep -oE '^[0-9]+' | tail -1)
+  nskip=$(grep -c '(Skipped)' "$out")
+  total=${total:-0}
+  nfail=${nfail:-0}
+  res "  - ctest: $total tests: $((total - nfail - nskip)) passed, $nfail failed, $nskip skipped"
+  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Exception|Not Run|Subprocess aborted)' "$out" |
+    sed 's/^ */    - failed: /' >>"$RES"
+  # On a GPU machine no GPU test may skip.
+  ctest --test-dir "$BUILD" -N -L gpu 2>/dev/null | grep -oE 'Test +#[0-9]+: .*' | sed -E 's/Test +#[0-9]+: //' >"$TMP/gpu_tests"
+  ngpu=$(wc -l <"$TMP/gpu_tests" | tr -d ' ')
+  gpu_skipped=$(grep '(Skipped)' "$out" | grep -cFf "$TMP/gpu_tests" 2>/dev/null)
+  res "  - GPU tests (label gpu): $ngpu, skipped: ${gpu_skipped:-0}"
+  [ "$ngpu" -gt 0 ] || fail "no GPU tests found (label gpu)"
+  if [ "${gpu_skipped:-0}" -gt 0 ]; then
+    why=$("$GPU_TESTS" --gtest_filter='CudaBackend.NameSaysDeviceAndArchitecture' 2>&1 | grep -m1 'no usable GPU')
+    fail "$gpu_skipped GPU tests skipped on this machine: ${why:-see the log}"
+  fi
+else
+  fail "ctest: not run (the build failed)"
+fi
+
+# ---- 3. compute-sanitizer ----------------------------------------------------------------------
+SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+# The long CPU-heavy runs add nothing under the sanitizers; every kernel still runs.
+MEMCHECK_FILTER='-CudaBackend.TwoHundredStepsTrackTheCpu:CudaBackend.SameSeedGivesBitIdenticalRuns'
+RACECHECK_FILTER='Gather.*:Layers.*:Latent.*:LikelihoodKernel.*:LossSumsKernel.*:AdamKernel.*:StepGuardKernel.*:DeviceModel.*:CudaBackend.OneStepMatchesTheCpu:CudaBackend.StreamedAndResidentDataAreBitIdentical'
+if [ $BUILT = 1 ] && [ -x "$GPU_TESTS" ] && [ -x "$SANITIZER" ]; then
+  for tool in memcheck racecheck; do
+    filter=$MEMCHECK_FILTER
+    [ $tool = racecheck ] && filter=$RACECHECK_FILTER
+    run_step "sanitizer-$tool" 600 "$SANITIZER" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+      "$GPU_TESTS" --gtest_filter="$filter"
+    summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|HAZARD|errors' "$TMP/sanitizer-$tool.out" | tail -2 | tr '\n' ' ')
+    tests=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$TMP/sanitizer-$tool.out" | tr '\n' ' ')
+    res "  - $tool: ${summary:-no summary line}; ${tests:-no gtest summary}"
+    if grep -q '^\[  SKIPPED' "$TMP/sanitizer-$tool.out"; then fail "sanitizer-$tool: tests skipped under the sanitizer"; fi
+  done
+elif [ ! -x "$SANITIZER" ]; then
+  fail "compute-sanitizer not found (PATH or /usr/local/cuda/bin)"
+else
+  fail "compute-sanitizer: not run (no GPU test binary)"
+fi
+
+# ---- 4. timings ------------------------------------------------------------------------------
+res ""
+res "## Timings"
+TRAIN=${VAE_TRAIN:-}
+TEST=${VAE_TEST:-}
+DATA_NOTE=""
+if [ -z "$TRAIN" ]; then
+  for d in /usr/share/datasets/fashion-mnist "$ROOT/data/fashion-mnist" "$ROOT/shared/fashion-mnist"; do
+    if [ -f "$d/train-images-idx3-ubyte.gz" ] && [ -f "$d/t10k-images-idx3-ubyte.gz" ]; then
+      TRAIN="$d/train-images-idx3-ubyte.gz"
+      TEST="$d/t10k-images-idx3-ubyte.gz"
+      DATA_NOTE="Fashion-MNIST ($d)"
+      break
+    fi
+  done
+fi
+if [ -z "$TRAIN" ] && have python3; then
+  # Synthetic stand-in with Fashion-MNIST's shape: blurred blobs, 20 prototypes x 97 noise
+  # patterns, uint8 NPY. Timings hold; the -ELBO target becomes CUDA-vs-CPU agreement.
+  python3 - "$TMP" <<'PY' >>"$LOG" 2>&1
+import math, random, sys
+out = sys.argv[1]
+rng = random.Random(1)
+D = 784
+def proto():
+    img = [0.0] * D
+    for _ in range(3):
+        cx, cy, s = rng.uniform(6, 22), rng.uniform(6, 22), rng.uniform(2, 6)
+        for y in range(28):
+            for x in range(28):
+                img[y * 28 + x] += math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
+    m = max(img)
+    return [min(255, int(255 * v / m)) for v in img]
+protos = [proto() for _ in range(20)]
+noise = [[rng.randrange(-40, 41) for _ in range(D)] for _ in range(97)]
+pool = [bytes(max(0, min(255, p[i] + n[i])) for i in range(D)) for p in protos for n in noise]
+def write(path, count):
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d), }" % (count, D)
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+        f.write(b"".join(pool[(i * 7919 + 13) % len(pool)] for i in range(count)))
+write(out + "/train.npy", 60000)
+write(out + "/test.npy", 10000)
+PY
+  if [ -f "$TMP/train.npy" ]; then
+    TRAIN="$TMP/train.npy"
+    TEST="$TMP/test.npy"
+    DATA_NOTE="synthetic 60,000 x 784 uint8 (Fashion-MNIST not found): the -ELBO numbers are not Fashion-MNIST's"
+  fi
+fi
+[ -n "$TRAIN" ] && [ -z "$DATA_NOTE" ] && DATA_NOTE="$TRAIN / $TEST (VAE_TRAIN / VAE_TEST)"
+
+# train_run NAME ARGS...: a timed training run; prints "median_epoch_s first_epoch_s final_test_elbo".
+declare -A EPOCH_MEDIAN FINAL_ELBO
+train_run() {
+  local name=$1
+  shift
+  local out="$TMP/run-$name"
+  if run_step "train-$name" 900 "$VAE" train --train "$TRAIN" --test "$TEST" --epochs 10 --seed 1 --out "$out" "$@"; then
+    local csv="$out/metrics.csv"
+    # epochs 2..10: the first includes graph capture and warm-up
+    local med first elbo per
+    med=$(awk -F, 'NR>2 {print $6}' "$csv" | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "nan"}')
+    first=$(awk -F, 'NR==2 {print $6}' "$csv")
+    elbo=$(awk -F, 'END {print $3}' "$csv")
+    per=$(awk -F, 'NR>1 {printf "%s%s", sep, $6; sep=" "}' "$csv")
+    EPOCH_MEDIAN[$name]=$med
+    FINAL_ELBO[$name]=$elbo
+    res "  - $name ($*): median epoch $med s (epochs 2-10; first $first s), test -ELBO after 10 epochs $elbo; per epoch: $per"
+    grep -m1 '^training on' "$TMP/train-$name.out" | sed 's/^/    - /' >>"$RES"
+  fi
+}
+
+if [ $BUILT = 1 ] && [ -x "$VAE" ] && [ -n "$TRAIN" ]; then
+  res "- data: $DATA_NOTE"
+  if "$VAE" bench --help >/dev/null 2>&1; then
+    run_step bench-cuda 900 "$VAE" bench --impl cuda --models ref --batch 128,4096 --epochs 10 \
+      --train "$TRAIN" --test "$TEST" --json "$ROOT/$BASE-bench-cuda.json"
+    run_step bench-cpu 600 "$VAE" bench --impl cpu --models ref --batch 128 --steps 20 --repeats 3 --warmup 3 \
+      --epochs 0 --train "$TRAIN" --test "$TEST" --json "$ROOT/$BASE-bench-cpu.json"
+    if grep -qE 'vae-cuda +n/a' "$TMP/bench-cuda.out" 2>/dev/null; then
+      fail "vae bench: the CUDA backend did not run: $(grep -m1 -oE 'vae-cuda +n/a.*' "$TMP/bench-cuda.out")"
+    fi
+    for b in bench-cuda bench-cpu; do
+      if [ -f "$TMP/$b.out" ]; then
+        res "  - \`vae $b\` table:"
+        res '```'
+        grep -vE '^(wrote|$)' "$TMP/$b.out" | tail -20 >>"$RES"
+        res '```'
+      fi
+    done
+  else
+    res "- \`vae bench\` not in this build: timed training runs only"
+  fi
+  train_run cuda-b128 --device cuda --batch 128
+  train_run cuda-b128-streamed --device cuda --batch 128 --stream-data
+  train_run cuda-b4096 --device cuda --batch 4096
+  train_run cpu-b128 --device cpu --batch 128
+
+  res ""
+  res "## Targets"
+  e=${EPOCH_MEDIAN[cuda-b128]:-}
+  if [ -n "$e" ]; then
+    if awk -v e="$e" 'BEGIN {exit !(e <= 0.025)}'; then
+      res "- epoch at batch 128 on the GPU: $e s <= 0.025 s: **met**"
+    else
+      res "- epoch at batch 128 on the GPU: $e s > 0.025 s"
+      fail "TARGET MISSED: 60,000-item epoch at batch 128 took $e s (target 0.025 s)"
+    fi
+  else
+    fail "TARGET not measured: epoch time at batch 128 (the CUDA run failed)"
+  fi
+  g=${FINAL_ELBO[cuda-b128]:-}
+  c=${FINAL_ELBO[cpu-b128]:-}
+  if [ -n "$g" ] && [ -n "$c" ]; then
+    d=$(awk -v g="$g" -v c="$c" 'BEGIN {d = g - c; if (d < 0) d = -d; print d}')
+    if awk -v d="$d" 'BEGIN {exit !(d <= 0.5)}'; then
+      res "- test -ELBO after 10 epochs: CUDA $g vs CPU $c, |diff| $d <= 0.5 nats: **met**"
+    else
+      res "- test -ELBO after 10 epochs: CUDA $g vs CPU $c, |diff| $d > 0.5 nats"
+      fail "TARGET MISSED: test -ELBO CUDA $g vs CPU $c differ by $d nats (target 0.5)"
+    fi
+  else
+    fail "TARGET not measured: test -ELBO after 10 epochs (a training run failed)"
+  fi
+  s=${FINAL_ELBO[cuda-b128-streamed]:-}
+  if [ -n "$s" ] && [ -n "$g" ]; then
+    if [ "$s" = "$g" ]; then
+      res "- streamed and resident data: identical test -ELBO ($s)"
+    else
+      fail "streamed data gave test -ELBO $s, resident $g: they must be bit-identical"
+    fi
+  fi
+else
+  fail "timings: not run (no vae binary or no data)"
+fi
+
+# ---- 5. Nsight Compute (informational) ------------------------------------------------------------
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+if [ $BUILT = 1 ] && [ -x "$NCU" ] && [ -n "$TRAIN" ]; then
+  res ""
+  res "## Nsight Compute (informational, not counted)"
+  if timeout -k 10 300 "$NCU" --graph-profiling node --launch-skip 200 --launch-count 60 --print-summary per-kernel \
+    "$VAE" train --train "$TRAIN" --test "$TEST" --epochs 1 --device cuda --out "$TMP/ncu-run" >"$TMP/ncu.out" 2>&1; then
+    res '```'
+    grep -E '^ +[a-zA-Z_].*\(|Duration|Kernel Name|^  [a-z_]+' "$TMP/ncu.out" | head -80 >>"$RES"
+    res '```'
+  else
+    res "- ncu did not finish (permissions for GPU counters?); see the log"
+  fi
+  cat "$TMP/ncu.out" >>"$LOG"
+fi
+
+# ---- summary -----------------------------------------------------------------------------------
+res ""
+res "## Summary"
+res "- total time: $((SECONDS - SUITE_START)) s"
+if [ ${#FAILED[@]} -eq 0 ]; then
+  res "- everything passed"
+  say "gpu_suite: everything passed ($((SECONDS - SUITE_START)) s); results in $RES"
+  exit 0
+fi
+res "- ${#FAILED[@]} failure(s):"
+for f in "${FAILED[@]}"; do res "  - $f"; done
+say "gpu_suite: ${#FAILED[@]} failure(s); results in $RES"
+exit 1

@@ -1,0 +1,560 @@
+// The CUDA backend: CudaModel plus the batch gather, device noise blocks, Adam, loss sums,
+// one CUDA graph per training step, and the resident or streamed training data.
+//
+// Per step the host does only this (no allocation, no sync):
+//   1. if the step leaves the current noise block: refill it (cuRAND on the compute stream,
+//      never inside a graph);
+//   2. streamed data only: gather the batch's rows into a pinned slot and copy them on the
+//      copy stream into a device slot (events order copy vs compute, so the copy overlaps
+//      the steps still running);
+//   3. write the step record (StepHeader + indices) into a pinned ring slot, one
+//      cudaMemcpyAsync to the device record, an event guarding the slot's reuse;
+//   4. cudaGraphLaunch of the step graph for this batch size (captured on first use):
+//      gather -> forward -> likelihood -> loss sums -> backward -> step guard -> Adam.
+// The step guard (step_guard.cuh) drops a step whose loss or gradient is not finite, on
+// the device; Adam's t, the dropped steps and the halt live in device memory too.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adam.cuh"
+#include "cuda_backend.cuh"
+#include "cuda_check.cuh"
+#include "cuda_model.cuh"
+#include "device_memory.cuh"
+#include "gather.cuh"
+#include "internal.h"
+#include "loss_sums.cuh"
+#include "noise.cuh"
+#include "step_guard.cuh"
+#include "step_record.cuh"
+#include "vae/error.h"
+#include "vae/rng.h"
+
+namespace vae {
+namespace gpu {
+namespace {
+
+constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
+
+__global__ void probe_kernel() {}
+
+// ---- small owners of CUDA handles; release only prints -----------------------------------
+class StreamHandle {
+ public:
+  StreamHandle() { VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~StreamHandle() {
+    if (s_) VAE_CUDA_WARN(cudaStreamDestroy(s_));
+  }
+  StreamHandle(const StreamHandle&) = delete;
+  StreamHandle& operator=(const StreamHandle&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+class EventHandle {
+ public:
+  EventHandle() { VAE_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
+  ~EventHandle() {
+    if (e_) VAE_CUDA_WARN(cudaEventDestroy(e_));
+  }
+  EventHandle(const EventHandle&) = delete;
+  EventHandle& operator=(const EventHandle&) = delete;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
+class BlasHandle {
+ public:
+  BlasHandle() { VAE_CUBLAS_CHECK(cublasCreate(&h_)); }
+  ~BlasHandle() {
+    if (h_) {
+      const cublasStatus_t s = cublasDestroy(h_);
+      if (s != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "vae: warning: cublasDestroy: %s\n", cublasGetStatusString(s));
+    }
+  }
+  BlasHandle(const BlasHandle&) = delete;
+  BlasHandle& operator=(const BlasHandle&) = delete;
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
+
+struct StepGraph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  StepGraph() = default;
+  StepGraph(const StepGraph&) = delete;
+  StepGraph& operator=(const StepGraph&) = delete;
+  ~StepGraph() {
+    if (exec) VAE_CUDA_WARN(cudaGraphExecDestroy(exec));
+    if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
+  }
+};
+
+// The stream, bound into the cuBLAS handle with a fixed workspace, FP32 without TF32.
+cublasHandle_t configure_blas(cublasHandle_t h, cudaStream_t stream, void* workspace, std::size_t bytes) {
+  VAE_CUBLAS_CHECK(cublasSetStream(h, stream));
+  VAE_CUBLAS_CHECK(cublasSetWorkspace(h, workspace, bytes));
+  VAE_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));  // no TF32: FP32 results match the CPU
+  VAE_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
+  VAE_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
+  return h;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& model, const TrainConfig& train, const CudaBackendOptions& opt)
+      : model_cfg_(model),
+        train_(train),
+        opt_(opt),
+        device_(current_device()),
+        workspace_(kBlasWorkspaceBytes, "the cuBLAS workspace"),
+        blas_(configure_blas(blas_handle_.get(), compute_.get(), workspace_.get(), workspace_.bytes())),
+        max_batch_(std::max(train.batch, train.eval_batch)),
+        model_(model, max_batch_, compute_.get(), blas_),
+        plan_(RngPlan::make(train.seed, model, train.batch)),
+        eps_noise_(plan_.eps_seed, NoiseBlock::Kind::normal, plan_.eps_stride, opt.noise_block_values, compute_.get(),
+                   "training noise (eps)"),
+        eval_noise_(plan_.eval_seed, NoiseBlock::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
+                    opt.noise_block_values, compute_.get(), "evaluation noise (eps)"),
+        record_bytes_(step_record_bytes(max_batch_)),
+        ring_(record_bytes_ * static_cast<std::size_t>(opt.record_slots), "the step-record ring"),
+        ring_events_(static_cast<std::size_t>(opt.record_slots)),
+        ring_used_(static_cast<std::size_t>(opt.record_slots), false),
+        d_record_(record_bytes_, "the device step record"),
+        sums_(2, "loss accumulators"),
+        host_sums_(1, "loss read-back"),
+        state_(1, "the step state (Adam's t, dropped steps)"),
+        host_state_(1, "step-state read-back"),
+        eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(model.input_dim) * 4,
+                    "evaluation rows") {
+    if (train.binarize == Binarize::dynamic)
+      bin_noise_ = std::make_unique<NoiseBlock>(plan_.bin_seed, NoiseBlock::Kind::uniform, plan_.bin_stride,
+                                                opt.noise_block_values, compute_.get(), "binarization noise (uniforms)");
+    cudaDeviceProp prop{};
+    VAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    name_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get(), 0, sums_.bytes(), compute_.get()));
+    VAE_CUDA_CHECK(cudaMemsetAsync(d_record_.get(), 0, d_record_.bytes(), compute_.get()));
+    *host_state_.get() = DeviceStepState{};
+    VAE_CUDA_CHECK(cudaMemcpyAsync(state_.get(), host_state_.get(), sizeof(DeviceStepState), cudaMemcpyHostToDevice,
+                                   compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  }
+
+  ~CudaBackend() override {
+    VAE_CUDA_WARN(cudaStreamSynchronize(copy_.get()));
+    VAE_CUDA_WARN(cudaStreamSynchronize(compute_.get()));
+  }
+
+  std::string name() const override { return name_; }
+  const ParamLayout& layout() const override { return model_.layout(); }
+
+  void set_parameters(const std::vector<float>& flat) override {
+    check_size(flat.size(), "set_parameters");
+    upload(model_.params(), flat.data(), flat.size());
+  }
+  std::vector<float> parameters() const override { return download(model_.params()); }
+  std::vector<float> gradients() const override { return download(model_.grads()); }
+  OptimizerState optimizer_state() const override {
+    OptimizerState s;
+    s.m = download(model_.adam_m());
+    s.v = download(model_.adam_v());
+    s.step = read_state().adam_t;
+    return s;
+  }
+  void set_optimizer_state(const OptimizerState& s) override {
+    check_size(s.m.size(), "set_optimizer_state (m)");
+    check_size(s.v.size(), "set_optimizer_state (v)");
+    if (s.step < 0) throw_error("set_optimizer_state: step must be >= 0, got ", s.step);
+    upload(model_.adam_m(), s.m.data(), s.m.size());
+    upload(model_.adam_v(), s.v.data(), s.v.size());
+    host_state_.get()->adam_t = s.step;
+    VAE_CUDA_CHECK(cudaMemcpyAsync(&state_.get()->adam_t, &host_state_.get()->adam_t, sizeof(std::int64_t),
+                                   cudaMemcpyHostToDevice, compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  }
+
+  void set_train_data(std::shared_ptr<const Dataset> data) override {
+    if (!data) throw_error("set_train_data: no dataset");
+    if (data->dim != model_cfg_.input_dim)
+      throw_error("training data '", data->source, "' has ", data->dim, " features per item but the model expects ",
+                  model_cfg_.input_dim);
+    if (data->count > (std::int64_t(1) << 32))
+      throw_error("training data '", data->source, "' has ", data->count, " items; batch indices are 32-bit");
+    // Steps in flight may still read the old rows.
+    VAE_CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    data_.reset();
+    d_data_ = DeviceBuffer<unsigned char>();
+    const std::size_t bytes = static_cast<std::size_t>(data->count) * row_bytes(*data);
+    std::size_t free_bytes = 0, total_bytes = 0;
+    VAE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const std::size_t headroom =
+        std::max<std::size_t>(std::size_t(1) << 30, static_cast<std::size_t>(opt_.resident_headroom * double(total_bytes)));
+    streamed_ = train_.stream_data || bytes + headroom > free_bytes;
+    if (!streamed_) {
+      d_data_ = DeviceBuffer<unsigned char>(bytes, "the training set '" + data->source + "'");
+      const void* src = data->is_u8() ? static_cast<const void*>(data->u8.data()) : static_cast<const void*>(data->f32.data());
+      if (bytes) VAE_CUDA_CHECK(cudaMemcpyAsync(d_data_.get(), src, bytes, cudaMemcpyHostToDevice, compute_.get()));
+      VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    } else {
+      allocate_stream_slots();
+    }
+    data_ = std::move(data);
+  }
+
+  void train_step(const Batch& batch) override {
+    if (!data_) throw_error("train_step: call set_train_data first");
+    const int n = batch.size;
+    if (n <= 0 || n > train_.batch) throw_error("train_step: batch of ", n, " items, expected 1..", train_.batch);
+    if (!batch.indices) throw_error("train_step: batch.indices is null");
+    if (batch.step < 0) throw_error("train_step: batch.step must be >= 0, got ", batch.step);
+    for (int i = 0; i < n; ++i)
+      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
+        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
+
+    StepHeader h;
+    h.step = batch.step;
+    h.eps_offset = eps_noise_.prepare(batch.step);
+    h.bin_offset = bin_noise_ ? bin_noise_->prepare(batch.step) : 0;
+    h.rows_u8 = data_->is_u8() ? 1 : 0;
+    h.n = n;
+    int slot = -1;
+    if (streamed_) {
+      slot = stage_streamed_rows(batch);
+      h.rows = reinterpret_cast<std::uint64_t>(d_slots_[static_cast<std::size_t>(slot)].get());
+    } else {
+      h.rows = reinterpret_cast<std::uint64_t>(d_data_.get());
+    }
+    send_record(h, streamed_ ? nullptr : batch.indices);
+
+    auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
+    if (it != graphs_.end()) {
+      VAE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, compute_.get()));
+    } else {
+      // Direct launches: without graphs, and for the first step of each batch size, which
+      // also loads and initializes every kernel and cuBLAS path before the capture.
+      enqueue_step(n);
+      if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
+    }
+    if (slot >= 0) {
+      VAE_CUDA_CHECK(cudaEventRecord(compute_done_[static_cast<std::size_t>(slot)].get(), compute_.get()));
+      slot_computed_[static_cast<std::size_t>(slot)] = true;
+    }
+  }
+
+  LossSums take_train_sums() override { return read_sums(0); }
+
+  void restore_train_sums(const LossSums& sums) override {
+    DeviceLossSums* h = host_sums_.get();
+    h->loss = sums.loss;
+    h->recon = sums.recon;
+    h->kl = sums.kl;
+    h->count = sums.count;
+    VAE_CUDA_CHECK(cudaMemcpyAsync(sums_.get(), h, sizeof(DeviceLossSums), cudaMemcpyHostToDevice, compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the pinned staging is free again
+  }
+
+  LossSums evaluate(const Dataset& data) override {
+    if (data.dim != model_cfg_.input_dim)
+      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
+                  model_cfg_.input_dim);
+    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
+    const int batch = train_.eval_batch;
+    const std::size_t rb = row_bytes(data);
+    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
+                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
+    std::int64_t k = 0;
+    for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
+      const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
+      StepHeader h;
+      h.step = k;
+      h.eps_offset = eval_noise_.prepare(k);
+      h.rows = reinterpret_cast<std::uint64_t>(eval_stage_.get());
+      h.rows_u8 = data.is_u8() ? 1 : 0;
+      h.n = n;
+      // Pageable source: the copy is staged before the call returns and runs in stream order.
+      VAE_CUDA_CHECK(cudaMemcpyAsync(eval_stage_.get(), src + static_cast<std::size_t>(begin) * rb,
+                                     static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, compute_.get()));
+      send_record(h, nullptr);
+      gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, model_.x(), compute_.get());
+      model_.forward(eval_noise_.data(), &d_header()->eps_offset, n, false);
+      loss_accumulate(model_.row_logp(), model_.kl(), n, model_cfg_.samples, model_cfg_.beta, model_.recon(),
+                      sums_.get() + 1, true, compute_.get());
+    }
+    return read_sums(1);
+  }
+
+  StepHealth health() override {
+    const DeviceStepState s = read_state();
+    StepHealth h;
+    h.bad_steps = s.bad_steps;
+    h.first_bad_step = s.first_bad_step;
+    h.halted = s.halted != 0;
+    if (s.bad_steps > 0) h.first_bad_tensor = s.first_bad_index == -1 ? "loss" : tensor_at(s.first_bad_index);
+    return h;
+  }
+
+  CudaBackendStats stats() const {
+    CudaBackendStats s;
+    s.streamed = streamed_;
+    s.graphs = static_cast<int>(graphs_.size());
+    s.eps_refills = eps_noise_.refills();
+    s.bin_refills = bin_noise_ ? bin_noise_->refills() : 0;
+    s.eval_refills = eval_noise_.refills();
+    s.eps_steps_per_block = eps_noise_.steps_per_block();
+    return s;
+  }
+
+ private:
+  static int current_device() {
+    int d = 0;
+    VAE_CUDA_CHECK(cudaGetDevice(&d));
+    return d;
+  }
+  static std::size_t row_bytes(const Dataset& d) {
+    return static_cast<std::size_t>(d.dim) * (d.is_u8() ? sizeof(std::uint8_t) : sizeof(float));
+  }
+  StepHeader* d_header() const { return reinterpret_cast<StepHeader*>(d_record_.get()); }
+  const std::uint32_t* d_indices() const { return record_indices(d_record_.get()); }
+
+  void check_size(std::size_t n, const char* what) const {
+    if (n != model_.total())
+      throw_error(what, ": got ", n, " values, the model's flat parameter buffer holds ", model_.total());
+  }
+  void upload(float* dst, const float* src, std::size_t n) {
+    VAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  }
+  std::vector<float> download(const float* src) const {
+    std::vector<float> out(model_.total());
+    VAE_CUDA_CHECK(cudaMemcpyAsync(out.data(), src, out.size() * sizeof(float), cudaMemcpyDeviceToHost, compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    return out;
+  }
+
+  DeviceStepState read_state() const {
+    VAE_CUDA_CHECK(cudaMemcpyAsync(host_state_.get(), state_.get(), sizeof(DeviceStepState), cudaMemcpyDeviceToHost,
+                                   compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    return *host_state_.get();
+  }
+  // The parameter tensor holding flat element i ("gradient" for padding).
+  std::string tensor_at(std::int64_t i) const {
+    for (const auto& t : model_.layout().tensors())
+      if (i >= static_cast<std::int64_t>(t.offset) && i < static_cast<std::int64_t>(t.offset + t.size())) return t.name;
+    return "gradient";
+  }
+
+  LossSums read_sums(int which) {
+    DeviceLossSums* d = sums_.get() + which;
+    VAE_CUDA_CHECK(cudaMemcpyAsync(host_sums_.get(), d, sizeof(DeviceLossSums), cudaMemcpyDeviceToHost, compute_.get()));
+    VAE_CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof(DeviceLossSums), compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the one sync per report
+    const DeviceLossSums& h = *host_sums_.get();
+    LossSums s;
+    s.loss = h.loss;
+    s.recon = h.recon;
+    s.kl = h.kl;
+    s.count = h.count;
+    return s;
+  }
+
+  // Writes the record into the next pinned ring slot (waiting only if the GPU has not yet
+  // copied that slot's previous record, i.e. is record_slots steps behind), copies it to
+  // the device record on the compute stream. indices null: identity 0..n-1.
+  void send_record(const StepHeader& h, const std::uint32_t* indices) {
+    const std::size_t s = ring_next_;
+    ring_next_ = (ring_next_ + 1) % ring_events_.size();
+    if (ring_used_[s]) VAE_CUDA_CHECK(cudaEventSynchronize(ring_events_[s].get()));
+    char* slot = ring_.get() + s * record_bytes_;
+    std::memcpy(slot, &h, sizeof(StepHeader));
+    std::uint32_t* idx = record_indices(slot);
+    if (indices) std::memcpy(idx, indices, static_cast<std::size_t>(h.n) * sizeof(std::uint32_t));
+    else
+      for (int i = 0; i < h.n; ++i) idx[i] = static_cast<std::uint32_t>(i);
+    const std::size_t bytes = sizeof(StepHeader) + static_cast<std::size_t>(h.n) * sizeof(std::uint32_t);
+    VAE_CUDA_CHECK(cudaMemcpyAsync(d_record_.get(), slot, bytes, cudaMemcpyHostToDevice, compute_.get()));
+    VAE_CUDA_CHECK(cudaEventRecord(ring_events_[s].get(), compute_.get()));
+    ring_used_[s] = true;
+  }
+
+  // Everything one training step of n items runs on the compute stream: what a graph holds.
+  void enqueue_step(int n) {
+    gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr,
+                model_.x(), compute_.get());
+    model_.forward(eps_noise_.data(), &d_header()->eps_offset, n, true);
+    DeviceStepState* st = state_.get();
+    loss_accumulate(model_.row_logp(), model_.kl(), n, model_cfg_.samples, model_cfg_.beta, model_.recon(), &st->step,
+                    false, compute_.get());
+    step_guard(model_.grads(), model_.total(), d_header(), st, sums_.get(), train_.on_nan == NanPolicy::stop,
+               compute_.get());
+    adam_step(model_.params(), model_.grads(), model_.adam_m(), model_.adam_v(), model_.total(), &st->adam_t, &st->bad,
+              train_.adam, compute_.get());
+  }
+
+  // Captures enqueue_step(n) into the step graph for batch size n. Nothing per step is
+  // baked in: the kernels read the record, the noise blocks and Adam's t through fixed
+  // device addresses.
+  void capture_step(int n) {
+    cudaGraph_t graph = nullptr;
+    VAE_CUDA_CHECK(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_step(n);
+    } catch (...) {
+      VAE_CUDA_WARN(cudaStreamEndCapture(compute_.get(), &graph));
+      if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
+      throw;
+    }
+    VAE_CUDA_CHECK(cudaStreamEndCapture(compute_.get(), &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    if (status != cudaSuccess) VAE_CUDA_WARN(cudaGraphDestroy(graph));
+    VAE_CUDA_CHECK(status);
+    StepGraph& g = graphs_[n];
+    g.graph = graph;
+    g.exec = exec;
+  }
+
+  void allocate_stream_slots() {
+    if (!d_slots_.empty()) return;
+    const std::size_t bytes = static_cast<std::size_t>(train_.batch) * static_cast<std::size_t>(model_cfg_.input_dim) * 4;
+    const std::size_t k = static_cast<std::size_t>(opt_.stream_slots);
+    for (std::size_t i = 0; i < k; ++i) {
+      d_slots_.emplace_back(bytes, "a streamed batch (device)");
+      h_slots_.emplace_back(bytes, "a streamed batch (pinned host)");
+    }
+    copy_done_ = std::vector<EventHandle>(k);
+    compute_done_ = std::vector<EventHandle>(k);
+    slot_copied_.assign(k, false);
+    slot_computed_.assign(k, false);
+  }
+
+  // Streamed data: gathers the batch's rows on the host into the next pinned slot and
+  // copies them on the copy stream into the matching device slot; the compute stream waits
+  // for that copy. Returns the slot; the caller records compute_done after the step.
+  int stage_streamed_rows(const Batch& batch) {
+    const std::size_t s = stream_next_;
+    stream_next_ = (stream_next_ + 1) % d_slots_.size();
+    if (slot_copied_[s]) VAE_CUDA_CHECK(cudaEventSynchronize(copy_done_[s].get()));  // pinned slot free
+    const std::size_t rb = row_bytes(*data_);
+    const auto* src = data_->is_u8() ? static_cast<const unsigned char*>(data_->u8.data())
+                                     : reinterpret_cast<const unsigned char*>(data_->f32.data());
+    unsigned char* dst = h_slots_[s].get();
+    for (int i = 0; i < batch.size; ++i)
+      std::memcpy(dst + static_cast<std::size_t>(i) * rb, src + static_cast<std::size_t>(batch.indices[i]) * rb, rb);
+    if (slot_computed_[s]) VAE_CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), compute_done_[s].get(), 0));  // device slot free
+    VAE_CUDA_CHECK(cudaMemcpyAsync(d_slots_[s].get(), dst, static_cast<std::size_t>(batch.size) * rb,
+                                   cudaMemcpyHostToDevice, copy_.get()));
+    VAE_CUDA_CHECK(cudaEventRecord(copy_done_[s].get(), copy_.get()));
+    slot_copied_[s] = true;
+    VAE_CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), copy_done_[s].get(), 0));
+    return static_cast<int>(s);
+  }
+
+  ModelConfig model_cfg_;
+  TrainConfig train_;
+  CudaBackendOptions opt_;
+  int device_;
+  std::string name_;  // "cuda (<device name>, sm_XY)"
+  StreamHandle compute_, copy_;
+  DeviceBuffer<char> workspace_;
+  BlasHandle blas_handle_;
+  cublasHandle_t blas_;
+  int max_batch_;
+  CudaModel model_;
+  RngPlan plan_;
+  NoiseBlock eps_noise_, eval_noise_;
+  std::unique_ptr<NoiseBlock> bin_noise_;
+  std::size_t record_bytes_;
+  PinnedBuffer<char> ring_;  // record_slots x record_bytes_
+  std::vector<EventHandle> ring_events_;
+  std::vector<bool> ring_used_;
+  std::size_t ring_next_ = 0;
+  DeviceBuffer<char> d_record_;           // StepHeader + indices
+  DeviceBuffer<DeviceLossSums> sums_;     // [0] training, [1] evaluation
+  PinnedBuffer<DeviceLossSums> host_sums_;
+  DeviceBuffer<DeviceStepState> state_;  // Adam's t, dropped steps, halt
+  PinnedBuffer<DeviceStepState> host_state_;
+  DeviceBuffer<unsigned char> eval_stage_;  // (eval_batch, D) rows, uint8 or float
+  std::shared_ptr<const Dataset> data_;
+  DeviceBuffer<unsigned char> d_data_;  // resident training set
+  bool streamed_ = false;
+  std::vector<DeviceBuffer<unsigned char>> d_slots_;  // streamed batches, (batch, D) each
+  std::vector<PinnedBuffer<unsigned char>> h_slots_;
+  std::vector<EventHandle> copy_done_, compute_done_;
+  std::vector<bool> slot_copied_, slot_computed_;
+  std::size_t stream_next_ = 0;
+  std::map<int, StepGraph> graphs_;  // one per batch size
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const TrainConfig& train,
+                                           const CudaBackendOptions& opt) {
+  model.validate();
+  train.validate();
+  if (opt.record_slots < 2) throw_error("CudaBackendOptions: record_slots must be >= 2, got ", opt.record_slots);
+  if (opt.stream_slots < 2) throw_error("CudaBackendOptions: stream_slots must be >= 2, got ", opt.stream_slots);
+  if (!(opt.resident_headroom >= 0 && opt.resident_headroom < 1))
+    throw_error("CudaBackendOptions: resident_headroom must be in [0, 1), got ", opt.resident_headroom);
+  if (train.precision != Precision::fp32)
+    throw_error("the CUDA backend computes in fp32 only; --precision ", to_string(train.precision),
+                " runs on --device cpu");
+  return std::make_unique<CudaBackend>(model, train, opt);
+}
+
+CudaBackendStats cuda_backend_stats(const Backend& backend) {
+  const auto* b = dynamic_cast<const CudaBackend*>(&backend);
+  if (!b) throw_error("cuda_backend_stats: '", backend.name(), "' is not the CUDA backend");
+  return b->stats();
+}
+
+}  // namespace gpu
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const TrainConfig& train) {
+  return gpu::make_cuda_backend(model, train, gpu::CudaBackendOptions{});
+}
+
+bool cuda_device_usable(std::string* why) {
+  auto fail = [&](const std::string& reason) {
+    (void)cudaGetLastError();
+    if (why) *why = reason;
+    return false;
+  };
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
+  if (count == 0) return fail("no CUDA device found");
+  int device = 0;
+  e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return fail(std::string("cudaGetDevice: ") + cudaGetErrorString(e));
+  cudaDeviceProp prop{};
+  e = cudaGetDeviceProperties(&prop, device);
+  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(e));
+  e = cudaFree(nullptr);  // creates the context: fails on a busy or prohibited device
+  if (e != cudaSuccess) return fail(std::string("cannot use ") + prop.name + ": " + cudaGetErrorString(e));
+  cudaFuncAttributes attr{};
+  e = cudaFuncGetAttributes(&attr, gpu::probe_kernel);
+  if (e != cudaSuccess)
+    return fail(std::string("this libvae has no kernels for ") + prop.name + " (sm_" + std::to_string(prop.major) +
+                std::to_string(prop.minor) + "): " + cudaGetErrorString(e) + "; rebuild with -DVAE_CUDA_ARCHITECTURES=" +
+                std::to_string(prop.major) + std::to_string(prop.minor));
+  if (why) why->clear();
+  return true;
+}
+
+}  // namespace vae

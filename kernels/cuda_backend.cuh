@@ -1,0 +1,31 @@
+// The CUDA backend's knobs and counters, for the factory in host/internal.h and for tests.
+// make_cuda_backend(model, train) uses the default options.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "vae/backend.h"
+
+namespace vae::gpu {
+
+struct CudaBackendOptions {
+  std::size_t noise_block_values = std::size_t(1) << 23;  // floats per noise block (eps, bin, eval each)
+  int record_slots = 16;   // pinned step-record ring: the host runs at most this many steps ahead
+  int stream_slots = 4;    // streamed data: batches whose rows are in flight at once
+  bool use_graphs = true;  // false: launch each step's kernels directly (same kernels, for tests)
+  double resident_headroom = 0.10;  // keep this fraction of device memory (and >= 1 GiB) free
+};
+
+struct CudaBackendStats {
+  bool streamed = false;    // the training data is streamed from the host, not resident
+  int graphs = 0;           // step graphs captured so far (one per batch size seen)
+  std::int64_t eps_refills = 0, bin_refills = 0, eval_refills = 0;  // noise blocks drawn
+  std::int64_t eps_steps_per_block = 0;
+};
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig&, const TrainConfig&, const CudaBackendOptions&);
+// Throws vae::Error when `backend` is not a CUDA backend.
+CudaBackendStats cuda_backend_stats(const Backend& backend);
+
+}  // namespace vae::gpu

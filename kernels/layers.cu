@@ -1,0 +1,126 @@
+// Linear layers: cuBLAS products, the fused bias+activation forward kernel and the fused
+// activation-backward + bias-gradient kernel, with their launchers (see layers.cuh).
+#include <algorithm>
+
+#include "cuda_check.cuh"
+#include "layers.cuh"
+#include "vae/elementwise.h"
+#include "vae/error.h"
+
+namespace vae::gpu {
+namespace {
+
+// Row-major products through column-major cuBLAS: a row-major (r, c) matrix is the
+// column-major (c, r) matrix, its transpose.
+constexpr float kOne = 1.0f, kZero = 0.0f;
+
+// ---- forward: y = act(y + b) ---------------------------------------------------------------
+// One thread per element, grid-stride. y (rows, cols), b (cols).
+template <Activation A>
+__global__ void bias_act_forward_kernel(float* __restrict__ y, const float* __restrict__ b, int rows, int cols) {
+  const std::size_t total = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % static_cast<std::size_t>(cols));
+    y[i] = ew::act_forward<A>(y[i] + b[c]);
+  }
+}
+
+// ---- backward: dy <- dy * act'(y), db = column sums -------------------------------------
+// Grid (column tiles, row chunks), block (kTileCols, kLanes): see column_sum.cuh.
+template <Activation A>
+__global__ void __launch_bounds__(kTileCols* kLanes)
+    act_backward_bias_grad_kernel(float* __restrict__ dy, const float* __restrict__ y, int rows, int cols,
+                                  float* __restrict__ db, float* __restrict__ partial, unsigned* __restrict__ counters) {
+  const int col = blockIdx.x * kTileCols + threadIdx.x;
+  float acc[1] = {0.0f};
+  if (col < cols) {
+    const int r0 = blockIdx.y * kChunkRows + threadIdx.y;
+#pragma unroll
+    for (int k = 0; k < kChunkRows / kLanes; ++k) {
+      const int r = r0 + k * kLanes;
+      if (r < rows) {
+        const std::size_t i = static_cast<std::size_t>(r) * cols + col;
+        const float g = dy[i] * ew::act_grad_from_output<A>(y[i]);
+        dy[i] = g;
+        acc[0] += g;
+      }
+    }
+  }
+  write_column_partials<1>(acc, cols, partial);
+  if (last_block_ticket(counters + blockIdx.x, gridDim.y)) {
+    float* const out[1] = {db};
+    finish_column_sums<1>(cols, partial, out);
+  }
+}
+
+void check_dims(const char* who, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) throw_error(who, ": rows and cols must be positive, got ", rows, " x ", cols);
+}
+
+template <Activation A>
+void launch_bias_act(float* y, const float* b, int rows, int cols, cudaStream_t stream) {
+  const std::size_t total = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+  const int threads = 256;
+  const int blocks = static_cast<int>(std::min<std::size_t>((total + threads - 1) / threads, 8192));
+  bias_act_forward_kernel<A><<<blocks, threads, 0, stream>>>(y, b, rows, cols);
+  VAE_LAUNCH_CHECK("bias_act_forward_kernel");
+}
+
+template <Activation A>
+void launch_act_backward(float* dy, const float* y, int rows, int cols, float* db, const ReduceScratch& s,
+                         cudaStream_t stream) {
+  const dim3 grid(column_tiles(cols), row_chunks(rows));
+  const dim3 block(kTileCols, kLanes);
+  act_backward_bias_grad_kernel<A><<<grid, block, 0, stream>>>(dy, y, rows, cols, db, s.partial, s.counters);
+  VAE_LAUNCH_CHECK("act_backward_bias_grad_kernel");
+}
+
+}  // namespace
+
+void linear_forward(cublasHandle_t blas, int rows, int in, int out, const float* x, const float* w, float* y) {
+  if (rows <= 0 || in <= 0 || out <= 0)
+    throw_error("linear_forward: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
+  // column-major: Y^T (out, rows) = W (out, in) [stored as (in, out), op T] * X^T (in, rows)
+  VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &kOne, w, in, x, in, &kZero, y, out));
+}
+
+void linear_weight_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* x, float* dw) {
+  if (rows <= 0 || in <= 0 || out <= 0)
+    throw_error("linear_weight_grad: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
+  // column-major: dW^T (in, out) = X^T (in, rows) * dY (rows, out) [stored as (out, rows), op T]
+  VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, rows, &kOne, x, in, dy, out, &kZero, dw, in));
+}
+
+void linear_input_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* w, float* dx) {
+  if (rows <= 0 || in <= 0 || out <= 0)
+    throw_error("linear_input_grad: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
+  // column-major: dX^T (in, rows) = W^T (in, out) [stored as is] * dY^T (out, rows) [stored as is]
+  VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, rows, out, &kOne, w, in, dy, out, &kZero, dx, in));
+}
+
+void bias_act_forward(Activation act, float* y, const float* b, int rows, int cols, cudaStream_t stream) {
+  check_dims("bias_act_forward", rows, cols);
+  switch (act) {
+    case Activation::relu: return launch_bias_act<Activation::relu>(y, b, rows, cols, stream);
+    case Activation::tanh: return launch_bias_act<Activation::tanh>(y, b, rows, cols, stream);
+    case Activation::leaky_relu: return launch_bias_act<Activation::leaky_relu>(y, b, rows, cols, stream);
+    case Activation::softplus: return launch_bias_act<Activation::softplus>(y, b, rows, cols, stream);
+  }
+  throw_error("bias_act_forward: unknown activation ", int(act));
+}
+
+void act_backward_bias_grad(Activation act, float* dy, const float* y, int rows, int cols, float* db,
+                            const ReduceScratch& scratch, cudaStream_t stream) {
+  check_reduce_scratch(scratch, rows, cols, 1, false, "act_backward_bias_grad");
+  switch (act) {
+    case Activation::relu: return launch_act_backward<Activation::relu>(dy, y, rows, cols, db, scratch, stream);
+    case Activation::tanh: return launch_act_backward<Activation::tanh>(dy, y, rows, cols, db, scratch, stream);
+    case Activation::leaky_relu:
+      return launch_act_backward<Activation::leaky_relu>(dy, y, rows, cols, db, scratch, stream);
+    case Activation::softplus: return launch_act_backward<Activation::softplus>(dy, y, rows, cols, db, scratch, stream);
+  }
+  throw_error("act_backward_bias_grad: unknown activation ", int(act));
+}
+
+}  // namespace vae::gpu

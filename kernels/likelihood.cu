@@ -1,0 +1,138 @@
+// Likelihood kernel (log p per row and d loss / d logits in one pass, with the output-bias
+// and log-variance gradients) and its launcher (see likelihood.cuh).
+#include <cmath>
+
+#include "cuda_check.cuh"
+#include "likelihood.cuh"
+#include "vae/elementwise.h"
+#include "vae/error.h"
+
+namespace vae::gpu {
+namespace {
+
+enum class Kind { bernoulli, gaussian_fixed, gaussian_learned };
+
+// Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes). Thread (c, r):
+// one element per row of its lane. A warp is one row of a tile: its log p partial is a
+// warp sum, written to row_partial[r][tile]; the last tile block of a row chunk adds the
+// tiles in order into row_logp. Column partials of d bias (and d logvar) as column_sum.cuh.
+template <Kind K, bool Backward>
+__global__ void __launch_bounds__(kTileCols* kLanes)
+    likelihood_kernel(float* __restrict__ out, const float* __restrict__ bias, const float* __restrict__ logvar,
+                      const float* __restrict__ x, int L, int R, int D, float scale, float fixed_lv, float fixed_iv,
+                      float* __restrict__ dbias, float* __restrict__ dlogvar, float* __restrict__ row_logp,
+                      float* __restrict__ partial, unsigned* __restrict__ counters) {
+  constexpr int NV = K == Kind::gaussian_learned ? 2 : 1;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int col = blockIdx.x * kTileCols + tx;
+  const int ntiles = static_cast<int>(gridDim.x);
+  const int nchunks = static_cast<int>(gridDim.y);
+  float* row_partial = partial + (Backward ? static_cast<std::size_t>(NV) * nchunks * D : 0);  // (R, ntiles)
+
+  float lv = fixed_lv, iv = fixed_iv;
+  if (K == Kind::gaussian_learned && col < D) {
+    lv = logvar[col];
+    iv = ew::exp_(-lv);
+  }
+  const float b = col < D ? bias[col] : 0.0f;
+  float acc[NV];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) acc[v] = 0.0f;
+
+  const int r0 = blockIdx.y * kChunkRows + ty;
+#pragma unroll
+  for (int k = 0; k < kChunkRows / kLanes; ++k) {
+    const int r = r0 + k * kLanes;  // the same for the whole warp
+    if (r < R) {
+      float lp = 0.0f;
+      if (col < D) {
+        const std::size_t i = static_cast<std::size_t>(r) * D + col;
+        const float xv = x[static_cast<std::size_t>(r / L) * D + col];
+        const float o = out[i] + b;
+        if constexpr (K == Kind::bernoulli) {
+          float g;
+          ew::bernoulli(xv, o, lp, g);
+          if (Backward) {
+            g *= scale;
+            out[i] = g;
+            acc[0] += g;
+          }
+        } else {
+          float gm, glv;
+          ew::gaussian(xv, o, lv, iv, lp, gm, glv);
+          if (Backward) {
+            gm *= scale;
+            out[i] = gm;
+            acc[0] += gm;
+            if constexpr (K == Kind::gaussian_learned) acc[NV - 1] += scale * glv;
+          }
+        }
+      }
+      lp = warp_sum(lp);
+      if (tx == 0) row_partial[static_cast<std::size_t>(r) * ntiles + blockIdx.x] = lp;
+    }
+  }
+
+  if constexpr (Backward) {
+    write_column_partials<NV>(acc, D, partial);
+    if (last_block_ticket(counters + blockIdx.x, nchunks)) {
+      float* const outs[2] = {dbias, dlogvar};
+      finish_column_sums<NV>(D, partial, outs);
+    }
+  }
+  if (last_block_ticket(counters + ntiles + blockIdx.y, ntiles)) {
+    const int t = ty * kTileCols + tx;
+    const int r = blockIdx.y * kChunkRows + t;
+    if (t < kChunkRows && r < R) {
+      float s = 0.0f;
+      for (int k = 0; k < ntiles; ++k) s += __ldcg(row_partial + static_cast<std::size_t>(r) * ntiles + k);
+      row_logp[r] = s;
+    }
+  }
+}
+
+template <Kind K, bool Backward>
+void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, float fixed_iv,
+            const ReduceScratch& s, cudaStream_t stream) {
+  const int L = cfg.samples, D = cfg.input_dim;
+  const int R = a.n * L;
+  const float scale = 1.0f / static_cast<float>(R);
+  const dim3 grid(column_tiles(D), row_chunks(R));
+  const dim3 block(kTileCols, kLanes);
+  likelihood_kernel<K, Backward><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, L, R, D, scale, fixed_lv,
+                                                             fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
+                                                             s.counters);
+  VAE_LAUNCH_CHECK("likelihood_kernel");
+}
+
+}  // namespace
+
+void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, bool backward,
+                                 const ReduceScratch& scratch, cudaStream_t stream) {
+  const int L = cfg.samples, D = cfg.input_dim;
+  if (a.n <= 0 || L <= 0 || D <= 0)
+    throw_error("likelihood_forward_backward: n, L and D must be positive, got ", a.n, ", ", L, ", ", D);
+  if (!a.out || !a.bias || !a.x || !a.row_logp) throw_error("likelihood_forward_backward: null device pointer");
+  const bool learned = cfg.likelihood == Likelihood::gaussian && cfg.learn_sigma;
+  if (learned && !a.logvar) throw_error("likelihood_forward_backward: learned sigma needs the logvar parameters");
+  if (backward && (!a.dbias || (learned && !a.dlogvar)))
+    throw_error("likelihood_forward_backward: backward needs dbias", learned ? " and dlogvar" : "");
+  const int R = a.n * L;
+  const int nv = backward ? (learned ? 2 : 1) : 0;
+  check_reduce_scratch(scratch, R, D, nv, true, "likelihood_forward_backward");
+  // The fixed log-variance and its inverse, as the CPU computes them.
+  const float fixed_lv = static_cast<float>(2.0 * std::log(cfg.sigma));
+  const float fixed_iv = static_cast<float>(1.0 / (cfg.sigma * cfg.sigma));
+  if (cfg.likelihood == Likelihood::bernoulli) {
+    if (backward) launch<Kind::bernoulli, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+    else launch<Kind::bernoulli, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+  } else if (!learned) {
+    if (backward) launch<Kind::gaussian_fixed, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+    else launch<Kind::gaussian_fixed, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+  } else {
+    if (backward) launch<Kind::gaussian_learned, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+    else launch<Kind::gaussian_learned, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
+  }
+}
+
+}  // namespace vae::gpu

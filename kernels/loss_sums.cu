@@ -1,0 +1,60 @@
+// Loss-sum kernel (one block, fixed-order tree in double) and its launcher.
+#include "cuda_check.cuh"
+#include "loss_sums.cuh"
+#include "vae/error.h"
+
+namespace vae::gpu {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads)
+    loss_accumulate_kernel(const float* __restrict__ row_logp, const float* __restrict__ kl, int n, int L, double beta,
+                           float* __restrict__ recon, DeviceLossSums* __restrict__ out, bool accumulate) {
+  __shared__ double rs[kThreads], ks[kThreads];
+  double r_sum = 0, k_sum = 0;
+  for (int b = threadIdx.x; b < n; b += kThreads) {
+    float lp = 0.0f;  // in float and in this order, as CpuModel::forward
+    for (int l = 0; l < L; ++l) lp += row_logp[static_cast<std::size_t>(b) * L + l];
+    const float rb = -lp / static_cast<float>(L);
+    if (recon) recon[b] = rb;
+    r_sum += double(rb);
+    k_sum += double(kl[b]);
+  }
+  rs[threadIdx.x] = r_sum;
+  ks[threadIdx.x] = k_sum;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) {
+      rs[threadIdx.x] += rs[threadIdx.x + s];
+      ks[threadIdx.x] += ks[threadIdx.x + s];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const double loss = rs[0] + beta * ks[0];
+    if (accumulate) {
+      out->recon += rs[0];
+      out->kl += ks[0];
+      out->loss += loss;
+      out->count += n;
+    } else {
+      out->recon = rs[0];
+      out->kl = ks[0];
+      out->loss = loss;
+      out->count = n;
+    }
+  }
+}
+
+}  // namespace
+
+void loss_accumulate(const float* row_logp, const float* kl, int n, int L, double beta, float* recon,
+                     DeviceLossSums* out, bool accumulate, cudaStream_t stream) {
+  if (n <= 0 || L <= 0) throw_error("loss_accumulate: n and L must be positive, got ", n, ", ", L);
+  if (!row_logp || !kl || !out) throw_error("loss_accumulate: null device pointer");
+  loss_accumulate_kernel<<<1, kThreads, 0, stream>>>(row_logp, kl, n, L, beta, recon, out, accumulate);
+  VAE_LAUNCH_CHECK("loss_accumulate_kernel");
+}
+
+}  // namespace vae::gpu

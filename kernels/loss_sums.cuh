@@ -1,0 +1,25 @@
+// Per-step loss sums on the device: recon_b = -(1/L) sum_l log p(x_b|z_bl) per data point,
+// then the step's sums over the batch, reduced deterministically (one block, fixed order)
+// in double, into device memory. The host reads the running sums once per report
+// (take_train_sums), not per step.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace vae::gpu {
+
+struct DeviceLossSums {
+  double loss = 0;   // recon + beta * kl
+  double recon = 0;
+  double kl = 0;
+  long long count = 0;
+};
+
+// row_logp (n*L), kl (n) -> recon (n, nullable) and this batch's sums: added to *out
+// (accumulate, as evaluation does), or written over it (a training step's sums, which the
+// step guard adds to the running sums only when the step is finite).
+void loss_accumulate(const float* row_logp, const float* kl, int n, int L, double beta, float* recon,
+                     DeviceLossSums* out, bool accumulate, cudaStream_t stream);
+
+}  // namespace vae::gpu

@@ -1,0 +1,500 @@
+// The CUDA backend end to end against the CPU backend (the oracle): one step, 200 steps,
+// fresh noise at every graph replay, noise-block boundaries, streamed vs resident data,
+// graph vs direct launches, determinism, dynamic binarization, evaluation, resuming from
+// a checkpoint, and the errors a caller can provoke.
+//
+// Tolerances: one step 1e-5 relative (loss, and each parameter / gradient tensor in norm);
+// 200 steps 1e-3 relative per step loss (FP32 rounding differences grow through Adam).
+// GPU-against-GPU comparisons (streamed vs resident, graphs vs direct, same seed twice,
+// resume) are bit for bit.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "cuda_backend.cuh"
+#include "gpu_test_util.h"
+
+namespace vae {
+namespace {
+
+using test::GpuTest;
+
+std::unique_ptr<Backend> make(Device d, const ModelConfig& m, const TrainConfig& t,
+                              const gpu::CudaBackendOptions* opt = nullptr) {
+  if (d == Device::cuda && opt) return gpu::make_cuda_backend(m, t, *opt);
+  return make_backend(d, m, t);
+}
+
+ModelConfig model61(Activation act = Activation::relu, Likelihood lik = Likelihood::bernoulli, int L = 1,
+                    bool learned = false) {
+  ModelConfig m = test::small_model(61, act, lik, L);
+  m.latent = 13;
+  m.learn_sigma = learned;
+  if (lik == Likelihood::gaussian) m.sigma = 0.3;
+  return m;
+}
+
+TrainConfig train_cfg(int batch, std::uint64_t seed = 7) {
+  TrainConfig t;
+  t.batch = batch;
+  t.eval_batch = 37;
+  t.seed = seed;
+  return t;
+}
+
+struct RunResult {
+  std::vector<double> losses;  // per step, nats per item
+  std::vector<float> params;
+  LossSums eval;
+  gpu::CudaBackendStats stats;
+};
+
+// `steps` training steps over the seeded batch stream (epochs roll over), the loss of each
+// step read back alone, then an evaluation over the training data.
+RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data, int steps,
+        const gpu::CudaBackendOptions* opt = nullptr, int eval_after = -1) {
+  auto backend = make(d, m, t, opt);
+  backend->set_parameters(init_parameters(backend->layout(), m, t.seed));
+  backend->set_train_data(data);
+  BatchStream stream(data->count, t.batch, t.seed);
+  RunResult r;
+  Batch b;
+  for (int k = 0; k < steps; ++k) {
+    if (!stream.next(b)) {
+      stream.start_epoch(b.epoch + 1);
+      stream.next(b);
+    }
+    backend->train_step(b);
+    const LossSums s = backend->take_train_sums();
+    EXPECT_EQ(s.count, b.size);
+    r.losses.push_back(s.mean_loss());
+    if (k == eval_after) backend->evaluate(*data);
+  }
+  r.params = backend->parameters();
+  r.eval = backend->evaluate(*data);
+  if (d == Device::cuda) r.stats = gpu::cuda_backend_stats(*backend);
+  return r;
+}
+
+void expect_finite(const std::vector<double>& v, const std::string& what) {
+  for (std::size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(std::isfinite(v[i])) << what << " step " << i;
+}
+
+// ---- one step --------------------------------------------------------------------------------
+
+class CudaBackend : public GpuTest {};
+
+TEST_F(CudaBackend, OneStepMatchesTheCpu) {
+  struct Case {
+    Activation act;
+    Likelihood lik;
+    int L;
+    bool learned;
+    bool hidden;
+  };
+  const std::vector<Case> cases = {{Activation::relu, Likelihood::bernoulli, 1, false, true},
+                                   {Activation::tanh, Likelihood::gaussian, 2, true, true},
+                                   {Activation::softplus, Likelihood::gaussian, 3, false, true},
+                                   {Activation::leaky_relu, Likelihood::bernoulli, 2, false, false}};
+  const auto data = test::synthetic(100, 61, 31);
+  for (const auto& c : cases) {
+    ModelConfig m = model61(c.act, c.lik, c.L, c.learned);
+    if (!c.hidden) m.encoder_hidden = m.decoder_hidden = {};
+    const TrainConfig t = train_cfg(37);
+    const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
+                             " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers");
+    auto cpu = make(Device::cpu, m, t);
+    auto gpu = make(Device::cuda, m, t);
+    const auto init = init_parameters(cpu->layout(), m, t.seed);
+    for (auto* b : {cpu.get(), gpu.get()}) {
+      b->set_parameters(init);
+      b->set_train_data(data);
+    }
+    BatchStream stream(data->count, t.batch, t.seed);
+    Batch batch;
+    ASSERT_TRUE(stream.next(batch));
+    ASSERT_TRUE(stream.next(batch));  // step 1: a noise offset other than 0
+    cpu->train_step(batch);
+    gpu->train_step(batch);
+    const LossSums want = cpu->take_train_sums(), got = gpu->take_train_sums();
+    EXPECT_EQ(got.count, want.count) << what;
+    EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::fabs(want.loss)) << what;
+    EXPECT_NEAR(got.recon, want.recon, 1e-5 * std::fabs(want.recon)) << what;
+    EXPECT_NEAR(got.kl, want.kl, 1e-5 * std::fabs(want.kl) + 1e-6) << what;
+
+    const auto gp = gpu->parameters(), cp = cpu->parameters();
+    const auto gg = gpu->gradients(), cg = cpu->gradients();
+    const OptimizerState gs = gpu->optimizer_state(), cs = cpu->optimizer_state();
+    EXPECT_EQ(gs.step, 1) << what;
+    EXPECT_EQ(gs.step, cs.step) << what;
+    for (const auto& tv : gpu->layout().tensors()) {
+      const auto p = test::tensor_of(gp, tv), g = test::tensor_of(gg, tv);
+      EXPECT_FALSE(test::any_nan(p) || test::any_nan(g)) << tv.name << ", " << what;
+      EXPECT_NE(p, test::tensor_of(init, tv)) << tv.name << " did not move, " << what;
+      EXPECT_LE(test::rel_norm_error(p, test::tensor_of(cp, tv)), 1e-5) << "parameters " << tv.name << ", " << what;
+      EXPECT_LE(test::rel_norm_error(g, test::tensor_of(cg, tv)), 1e-5) << "gradient " << tv.name << ", " << what;
+      EXPECT_LE(test::rel_norm_error(test::tensor_of(gs.m, tv), test::tensor_of(cs.m, tv)), 1e-5)
+          << "Adam m " << tv.name << ", " << what;
+      EXPECT_LE(test::rel_norm_error(test::tensor_of(gs.v, tv), test::tensor_of(cs.v, tv)), 3e-5)
+          << "Adam v " << tv.name << ", " << what;
+    }
+  }
+}
+
+// ---- many steps ------------------------------------------------------------------------------
+
+TEST_F(CudaBackend, TwoHundredStepsTrackTheCpu) {
+  const auto data = test::synthetic(150, 61, 32);  // batch 32: four full batches and one of 22
+  for (int L : {1, 2}) {
+    const ModelConfig m = model61(L == 1 ? Activation::relu : Activation::tanh, Likelihood::bernoulli, L);
+    const TrainConfig t = train_cfg(32);
+    const RunResult cpu = run(Device::cpu, m, t, data, 200);
+    const RunResult gpu = run(Device::cuda, m, t, data, 200);
+    expect_finite(gpu.losses, "GPU");
+    EXPECT_TRUE(test::all_close(gpu.losses, cpu.losses, 0, 1e-3, "step losses, L=" + std::to_string(L)));
+    EXPECT_NEAR(gpu.eval.loss, cpu.eval.loss, 1e-3 * std::fabs(cpu.eval.loss));
+    EXPECT_LT(gpu.losses.back(), 0.8 * gpu.losses.front()) << "training lowered the loss";
+    EXPECT_EQ(gpu.stats.graphs, 2) << "one graph for batches of 32, one for the last batch of 22";
+  }
+}
+
+// ---- fresh noise at every replay (the graph trap) --------------------------------------------
+
+TEST_F(CudaBackend, EveryStepDrawsFreshNoise) {
+  const auto data = test::synthetic(100, 61, 33);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
+  const TrainConfig t = train_cfg(37);
+  auto cpu = make(Device::cpu, m, t);
+  auto gpu = make(Device::cuda, m, t);
+  const auto init = init_parameters(cpu->layout(), m, t.seed);
+  std::vector<std::uint32_t> idx(37);
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<std::uint32_t>(3 * i);
+  for (auto* b : {cpu.get(), gpu.get()}) b->set_train_data(data);
+  // The same items and the same parameters at steps 5, 6 and 5 again (after a first step
+  // that captures the graph): only the noise differs between steps 5 and 6.
+  std::vector<double> g, c;
+  for (std::int64_t step : {0, 5, 6, 5, 9}) {
+    const Batch batch{idx.data(), static_cast<int>(idx.size()), 0, step};
+    for (auto* b : {cpu.get(), gpu.get()}) {
+      b->set_parameters(init);
+      b->train_step(batch);
+    }
+    g.push_back(gpu->take_train_sums().loss);
+    c.push_back(cpu->take_train_sums().loss);
+  }
+  EXPECT_EQ(gpu::cuda_backend_stats(*gpu).graphs, 1) << "steps after the first replay the captured graph";
+  EXPECT_NE(g[1], g[2]) << "steps 5 and 6 replayed the same noise";
+  EXPECT_NE(g[2], g[4]) << "steps 6 and 9 replayed the same noise";
+  EXPECT_EQ(std::memcmp(&g[1], &g[3], sizeof(double)), 0) << "step 5 twice gave " << g[1] << " and " << g[3];
+  EXPECT_TRUE(test::all_close(g, c, 0, 1e-5, "GPU vs CPU loss at steps 0, 5, 6, 5, 9"));
+}
+
+// Steps whose noise crosses block boundaries (3 steps per block), jumps far ahead and back.
+TEST_F(CudaBackend, NoiseBlockBoundariesGiveTheSameNoise) {
+  const auto data = test::synthetic(100, 61, 34);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
+  TrainConfig t = train_cfg(37);
+  t.binarize = Binarize::dynamic;
+  const RngPlan plan = RngPlan::make(t.seed, m, t.batch);
+  gpu::CudaBackendOptions small;
+  small.noise_block_values = 3 * plan.eps_stride;
+  auto cpu = make(Device::cpu, m, t);
+  auto gpu_small = make(Device::cuda, m, t, &small);
+  auto gpu_big = make(Device::cuda, m, t);
+  const auto init = init_parameters(cpu->layout(), m, t.seed);
+  std::vector<std::uint32_t> idx(37);
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<std::uint32_t>(99 - 2 * i);
+  std::vector<Backend*> all = {cpu.get(), gpu_small.get(), gpu_big.get()};
+  for (auto* b : all) b->set_train_data(data);
+  std::vector<double> loss[3];
+  for (std::int64_t step : {0, 1, 2, 3, 4, 7, 6, 1000003, 2, 5}) {
+    const Batch batch{idx.data(), static_cast<int>(idx.size()), 0, step};
+    for (std::size_t k = 0; k < all.size(); ++k) {
+      all[k]->set_parameters(init);
+      all[k]->train_step(batch);
+      loss[k].push_back(all[k]->take_train_sums().loss);
+    }
+  }
+  const auto stats = gpu::cuda_backend_stats(*gpu_small);
+  EXPECT_EQ(stats.eps_steps_per_block, 3);
+  EXPECT_GE(stats.eps_refills, 7) << "the step sequence must leave the 3-step blocks repeatedly";
+  EXPECT_TRUE(test::bit_equal(loss[1], loss[2])) << "3-step noise blocks and large blocks gave different numbers";
+  EXPECT_TRUE(test::all_close(loss[1], loss[0], 0, 1e-5, "GPU (3-step blocks) vs CPU"));
+}
+
+// ---- data paths, graphs, determinism -------------------------------------------------------
+
+TEST_F(CudaBackend, StreamedAndResidentDataAreBitIdentical) {
+  for (bool as_float : {false, true}) {
+    const auto data = test::synthetic(150, 61, 35, as_float);
+    const ModelConfig m = model61(Activation::leaky_relu, Likelihood::bernoulli, 2);
+    TrainConfig t = train_cfg(32);
+    t.binarize = Binarize::dynamic;
+    const RunResult resident = run(Device::cuda, m, t, data, 23);  // four epochs and a bit: every stream slot reused
+    t.stream_data = true;
+    const RunResult streamed = run(Device::cuda, m, t, data, 23);
+    EXPECT_FALSE(resident.stats.streamed);
+    EXPECT_TRUE(streamed.stats.streamed);
+    expect_finite(resident.losses, "resident");
+    EXPECT_TRUE(test::bit_equal(streamed.losses, resident.losses)) << (as_float ? "float" : "uint8") << " data: losses";
+    EXPECT_TRUE(test::bit_equal(streamed.params, resident.params)) << (as_float ? "float" : "uint8") << " data: params";
+    EXPECT_EQ(streamed.eval.loss, resident.eval.loss);
+  }
+}
+
+TEST_F(CudaBackend, GraphReplaysEqualDirectLaunches) {
+  const auto data = test::synthetic(150, 61, 36);
+  const ModelConfig m = model61(Activation::softplus, Likelihood::gaussian, 2, true);
+  const TrainConfig t = train_cfg(32);
+  gpu::CudaBackendOptions direct;
+  direct.use_graphs = false;
+  const RunResult graphed = run(Device::cuda, m, t, data, 17);
+  const RunResult plain = run(Device::cuda, m, t, data, 17, &direct);
+  EXPECT_EQ(graphed.stats.graphs, 2);
+  EXPECT_EQ(plain.stats.graphs, 0);
+  expect_finite(graphed.losses, "graphs");
+  EXPECT_TRUE(test::bit_equal(graphed.losses, plain.losses));
+  EXPECT_TRUE(test::bit_equal(graphed.params, plain.params));
+}
+
+TEST_F(CudaBackend, SameSeedGivesBitIdenticalRuns) {
+  const auto data = test::synthetic(150, 61, 37);
+  for (Binarize bin : {Binarize::none, Binarize::dynamic}) {
+    const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 3);
+    TrainConfig t = train_cfg(32, 5);
+    t.binarize = bin;
+    const RunResult a = run(Device::cuda, m, t, data, 30);
+    const RunResult b = run(Device::cuda, m, t, data, 30);
+    expect_finite(a.losses, "run a");
+    EXPECT_TRUE(test::bit_equal(a.losses, b.losses)) << to_string(bin);
+    EXPECT_TRUE(test::bit_equal(a.params, b.params)) << to_string(bin);
+    EXPECT_EQ(std::memcmp(&a.eval.loss, &b.eval.loss, sizeof(double)), 0);
+    t.seed = 6;
+    const RunResult c = run(Device::cuda, m, t, data, 30);
+    EXPECT_NE(a.losses, c.losses) << "a different seed must give a different run";
+  }
+}
+
+TEST_F(CudaBackend, ResumingFromACheckpointIsBitIdentical) {
+  const auto data = test::synthetic(150, 61, 38);
+  const ModelConfig m = model61(Activation::tanh, Likelihood::bernoulli, 1);
+  const TrainConfig t = train_cfg(32);
+  auto whole = make(Device::cuda, m, t);
+  whole->set_parameters(init_parameters(whole->layout(), m, t.seed));
+  whole->set_train_data(data);
+  std::vector<Batch> batches;
+  std::vector<std::vector<std::uint32_t>> owned;
+  BatchStream stream(data->count, t.batch, t.seed);
+  for (int e = 0; batches.size() < 20; ++e) {
+    stream.start_epoch(e);
+    Batch b;
+    while (stream.next(b) && batches.size() < 20) {
+      owned.emplace_back(b.indices, b.indices + b.size);
+      batches.push_back(b);
+    }
+  }
+  for (std::size_t i = 0; i < batches.size(); ++i) batches[i].indices = owned[i].data();
+  std::vector<double> a, b;
+  std::vector<float> ckpt_params;
+  OptimizerState ckpt_opt;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    if (i == 10) {
+      ckpt_params = whole->parameters();
+      ckpt_opt = whole->optimizer_state();
+    }
+    whole->train_step(batches[i]);
+    a.push_back(whole->take_train_sums().loss);
+  }
+  EXPECT_EQ(ckpt_opt.step, 10);
+  auto resumed = make(Device::cuda, m, t);
+  resumed->set_parameters(ckpt_params);
+  resumed->set_optimizer_state(ckpt_opt);
+  resumed->set_train_data(data);
+  for (std::size_t i = 10; i < batches.size(); ++i) {
+    resumed->train_step(batches[i]);
+    b.push_back(resumed->take_train_sums().loss);
+  }
+  EXPECT_TRUE(test::bit_equal(std::vector<double>(a.begin() + 10, a.end()), b));
+  EXPECT_TRUE(test::bit_equal(resumed->parameters(), whole->parameters()));
+  EXPECT_EQ(resumed->optimizer_state().step, 20);
+}
+
+TEST_F(CudaBackend, RestoredSumsContinueTheAccumulation) {
+  const auto data = test::synthetic(100, 61, 43);
+  const ModelConfig m = model61();
+  const TrainConfig t = train_cfg(32);
+  std::vector<std::uint32_t> idx(32);
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<std::uint32_t>(i);
+  const Batch batch{idx.data(), 32, 0, 3};
+  LossSums got[2];
+  LossSums restored;
+  restored.loss = 1234.5;
+  restored.recon = 1000.25;
+  restored.kl = 234.25;
+  restored.count = 77;
+  for (int k = 0; k < 2; ++k) {
+    auto gpu = make(Device::cuda, m, t);
+    gpu->set_parameters(init_parameters(gpu->layout(), m, t.seed));
+    gpu->set_train_data(data);
+    if (k == 1) gpu->restore_train_sums(restored);
+    gpu->train_step(batch);
+    got[k] = gpu->take_train_sums();
+  }
+  EXPECT_EQ(got[1].count, restored.count + 32);
+  EXPECT_EQ(got[1].loss, restored.loss + got[0].loss);
+  EXPECT_EQ(got[1].recon, restored.recon + got[0].recon);
+  EXPECT_EQ(got[1].kl, restored.kl + got[0].kl);
+}
+
+// The CPU backend's NaN test, on both backends: a step with an infinite weight is dropped,
+// counted and named; stop halts, skip carries on; both backends report the same health.
+TEST_F(CudaBackend, ANonFiniteStepIsDroppedAsOnTheCpu) {
+  const auto data = test::synthetic(64, 61, 44);
+  const ModelConfig m = model61();
+  for (NanPolicy policy : {NanPolicy::stop, NanPolicy::skip}) {
+    TrainConfig t = train_cfg(16);
+    t.on_nan = policy;
+    StepHealth health[2];
+    for (Device d : {Device::cpu, Device::cuda}) {
+      auto backend = make(d, m, t);
+      const ParamLayout& layout = backend->layout();
+      backend->set_train_data(data);
+      backend->set_parameters(init_parameters(layout, m, 1));
+      BatchStream stream(data->count, t.batch, 1);
+      Batch b;
+      stream.next(b);
+      backend->train_step(b);  // a good step
+      const auto after_good = backend->parameters();
+      const auto opt_good = backend->optimizer_state();
+      auto bad = after_good;
+      bad[layout.at("decoder.0.weight").offset + 3] = std::numeric_limits<float>::infinity();
+      backend->set_parameters(bad);
+      stream.next(b);
+      backend->train_step(b);
+      const StepHealth h = backend->health();
+      const std::string what = std::string(to_string(d)) + ", " + to_string(policy);
+      EXPECT_EQ(h.bad_steps, 1) << what;
+      EXPECT_EQ(h.first_bad_step, 1) << what;
+      EXPECT_EQ(h.halted, policy == NanPolicy::stop) << what;
+      EXPECT_TRUE(test::bit_equal(backend->parameters(), bad)) << "a non-finite step must not update, " << what;
+      EXPECT_EQ(backend->optimizer_state().step, opt_good.step) << what;
+      EXPECT_TRUE(test::bit_equal(backend->optimizer_state().m, opt_good.m)) << what;
+      const LossSums sums = backend->take_train_sums();
+      EXPECT_EQ(sums.count, 16) << "the bad step adds nothing to the loss sums, " << what;
+      EXPECT_TRUE(std::isfinite(sums.loss)) << what;
+      backend->set_parameters(after_good);  // healthy again
+      stream.next(b);
+      backend->train_step(b);
+      if (policy == NanPolicy::stop) {
+        EXPECT_TRUE(test::bit_equal(backend->parameters(), after_good)) << "a halted backend does nothing, " << what;
+        EXPECT_EQ(backend->take_train_sums().count, 0) << what;
+      } else {
+        EXPECT_FALSE(test::bit_equal(backend->parameters(), after_good)) << "skip carries on, " << what;
+        EXPECT_EQ(backend->optimizer_state().step, opt_good.step + 1) << what;
+      }
+      health[d == Device::cuda] = backend->health();
+    }
+    EXPECT_EQ(health[1].bad_steps, health[0].bad_steps);
+    EXPECT_EQ(health[1].first_bad_step, health[0].first_bad_step);
+    EXPECT_EQ(health[1].first_bad_tensor, health[0].first_bad_tensor);
+    EXPECT_EQ(health[1].halted, health[0].halted);
+  }
+}
+
+// ---- binarization and evaluation -------------------------------------------------------------
+
+TEST_F(CudaBackend, DynamicBinarizationTracksTheCpu) {
+  const auto data = test::synthetic(150, 61, 39);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 1);
+  TrainConfig t = train_cfg(32);
+  t.binarize = Binarize::dynamic;
+  const RunResult cpu = run(Device::cpu, m, t, data, 30);
+  const RunResult gpu = run(Device::cuda, m, t, data, 30);
+  EXPECT_NEAR(gpu.losses[0], cpu.losses[0], 1e-5 * std::fabs(cpu.losses[0])) << "first step";
+  EXPECT_TRUE(test::all_close(gpu.losses, cpu.losses, 0, 1e-3, "step losses with dynamic binarization"));
+  // The binarized targets differ from the gray ones, so the first step's loss differs from a
+  // run without binarization (by about 7e-4 relative on this data, on the CPU), far more
+  // than the 1e-5 the GPU and the CPU may differ by.
+  t.binarize = Binarize::none;
+  const RunResult gray = run(Device::cuda, m, t, data, 1);
+  EXPECT_GT(std::fabs(gray.losses[0] - gpu.losses[0]), 1e-4 * std::fabs(gpu.losses[0]));
+}
+
+TEST_F(CudaBackend, EvaluateMatchesTheCpu) {
+  for (bool as_float : {false, true}) {
+    const auto data = test::synthetic(150, 61, 40, as_float);  // eval batch 37: four of 37 and one of 2
+    const ModelConfig m = model61(Activation::tanh, Likelihood::gaussian, 3, true);
+    const TrainConfig t = train_cfg(32);
+    auto cpu = make(Device::cpu, m, t);
+    auto gpu = make(Device::cuda, m, t);
+    const auto init = init_parameters(cpu->layout(), m, t.seed);
+    cpu->set_parameters(init);
+    gpu->set_parameters(init);
+    const LossSums want = cpu->evaluate(*data), got = gpu->evaluate(*data), again = gpu->evaluate(*data);
+    EXPECT_EQ(got.count, 150);
+    EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::fabs(want.loss));
+    EXPECT_NEAR(got.recon, want.recon, 1e-5 * std::fabs(want.recon));
+    EXPECT_NEAR(got.kl, want.kl, 1e-5 * std::fabs(want.kl) + 1e-6);
+    EXPECT_EQ(std::memcmp(&got.loss, &again.loss, sizeof(double)), 0) << "evaluation noise must repeat";
+    EXPECT_EQ(gpu::cuda_backend_stats(*gpu).eval_refills, 1) << "five evaluation batches fit one noise block";
+  }
+}
+
+TEST_F(CudaBackend, EvaluateLeavesTrainingAlone) {
+  const auto data = test::synthetic(150, 61, 41);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
+  const TrainConfig t = train_cfg(32);
+  const RunResult plain = run(Device::cuda, m, t, data, 12);
+  const RunResult with_eval = run(Device::cuda, m, t, data, 12, nullptr, 5);
+  EXPECT_TRUE(test::bit_equal(plain.losses, with_eval.losses));
+  EXPECT_TRUE(test::bit_equal(plain.params, with_eval.params));
+}
+
+// ---- errors ----------------------------------------------------------------------------------
+
+template <class F>
+void expect_error(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no vae::Error thrown; expected one mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(CudaBackend, RejectsBadInputWithClearErrors) {
+  const auto data = test::synthetic(50, 61, 42);
+  const ModelConfig m = model61();
+  TrainConfig t = train_cfg(16);
+  t.precision = Precision::fp64;
+  expect_error([&] { make(Device::cuda, m, t); }, "fp32");
+  t.precision = Precision::fp32;
+  auto gpu = make(Device::cuda, m, t);
+  std::vector<std::uint32_t> idx(17, 0);
+  expect_error([&] { gpu->train_step(Batch{idx.data(), 16, 0, 0}); }, "set_train_data");
+  gpu->set_train_data(data);
+  expect_error([&] { gpu->train_step(Batch{idx.data(), 17, 0, 0}); }, "batch of 17");
+  idx[3] = 50;
+  expect_error([&] { gpu->train_step(Batch{idx.data(), 16, 0, 0}); }, "out of range");
+  expect_error([&] { gpu->set_parameters(std::vector<float>(3)); }, "set_parameters");
+  expect_error([&] { gpu->set_train_data(test::synthetic(10, 60, 1)); }, "60 features");
+  expect_error([&] { gpu->evaluate(*test::synthetic(10, 60, 1)); }, "60 features");
+  // After the errors the backend still trains.
+  idx[3] = 4;
+  gpu->set_parameters(init_parameters(gpu->layout(), m, 1));
+  gpu->train_step(Batch{idx.data(), 16, 0, 0});
+  EXPECT_TRUE(std::isfinite(gpu->take_train_sums().loss));
+}
+
+TEST_F(CudaBackend, NameSaysDeviceAndArchitecture) {
+  auto gpu = make(Device::cuda, model61(), train_cfg(16));
+  const std::string name = gpu->name();
+  EXPECT_EQ(name.rfind("cuda (", 0), 0u) << name;
+  EXPECT_NE(name.find(", sm_"), std::string::npos) << name;
+  std::string why;
+  EXPECT_TRUE(cuda_usable(&why));
+  EXPECT_EQ(resolve_device(Device::automatic, nullptr), Device::cuda);
+}
+
+}  // namespace
+}  // namespace vae
