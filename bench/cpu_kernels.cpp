@@ -89,7 +89,7 @@ void BM_BernoulliLikelihood_Fused(benchmark::State& st) {
        bias = random_vec(D, -1, 1, 7);
   std::vector<float> row_logp(kRows), db(D), none;
   for (auto _ : st) {
-    cpu::likelihood_pass<float, true>(cfg, raw.data(), bias.data(), nullptr, x.data(), kRows, 1.0f / kRows,
+    cpu::likelihood_pass<float, true>(cfg, raw.data(), bias.data(), nullptr, x.data(), kRows, 1, 1.0f / kRows,
                                       none.data(), row_logp.data());
     cpu::column_sums(raw.data(), kRows, D, db.data());
     benchmark::DoNotOptimize(db.data());

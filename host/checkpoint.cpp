@@ -1,4 +1,4 @@
-// Complete checkpoints (parameters, Adam state, data position, loss sums) in safetensors.
+// Complete checkpoints (parameters, optimizer state, data position, loss sums) in safetensors.
 #include "vae/checkpoint.h"
 
 #include <cmath>
@@ -58,16 +58,16 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::s
     std::vector<std::int64_t> shape(v.shape.begin(), v.shape.end());
     tensors.push_back(make_tensor(v.name, "F32", shape, ck.params.data() + v.offset, v.size()));
     if (has_adam) {
-      tensors.push_back(make_tensor("adam.m." + v.name, "F32", shape, ck.optimizer.m.data() + v.offset, v.size()));
-      tensors.push_back(make_tensor("adam.v." + v.name, "F32", shape, ck.optimizer.v.data() + v.offset, v.size()));
+      tensors.push_back(make_tensor("optimizer.m." + v.name, "F32", shape, ck.optimizer.m.data() + v.offset, v.size()));
+      tensors.push_back(make_tensor("optimizer.v." + v.name, "F32", shape, ck.optimizer.v.data() + v.offset, v.size()));
     }
   }
-  const std::int64_t adam_step = ck.optimizer.step;
+  const std::int64_t steps[2] = {ck.optimizer.step, ck.optimizer.step_decoder};
   const std::int64_t position[3] = {ck.position.epoch, ck.position.batch, ck.position.step};
   const double sums[4] = {ck.position.partial.loss, ck.position.partial.recon, ck.position.partial.kl,
                           double(ck.position.partial.count)};
   const std::int64_t rng[2] = {static_cast<std::int64_t>(ck.train.seed), ck.position.step};
-  tensors.push_back(make_tensor("adam.step", "I64", {1}, &adam_step, 1));
+  tensors.push_back(make_tensor("optimizer.step", "I64", {2}, steps, 2));
   tensors.push_back(make_tensor("position", "I64", {3}, position, 3));
   tensors.push_back(make_tensor("partial_sums", "F64", {4}, sums, 4));
   tensors.push_back(make_tensor("rng", "I64", {2}, rng, 2));
@@ -91,19 +91,20 @@ Checkpoint load_checkpoint(const std::string& path) {
   }
   const ParamLayout layout(ck.model);
   copy_flat(f, path, layout, "", ck.params);
-  copy_flat(f, path, layout, "adam.m.", ck.optimizer.m);
-  copy_flat(f, path, layout, "adam.v.", ck.optimizer.v);
-  std::int64_t step, pos[3];
+  copy_flat(f, path, layout, "optimizer.m.", ck.optimizer.m);
+  copy_flat(f, path, layout, "optimizer.v.", ck.optimizer.v);
+  std::int64_t steps[2], pos[3];
   double sums[4];
-  std::memcpy(&step, need(f, path, "adam.step", "I64", 1).bytes.data(), 8);
+  std::memcpy(steps, need(f, path, "optimizer.step", "I64", 2).bytes.data(), 16);
   std::memcpy(pos, need(f, path, "position", "I64", 3).bytes.data(), 24);
   std::memcpy(sums, need(f, path, "partial_sums", "F64", 4).bytes.data(), 32);
   for (float v : ck.optimizer.v)
-    if (v < 0) throw_error("'", path, "': Adam's second moment holds a negative value");
-  if (step < 0 || pos[0] < 0 || pos[0] > (1 << 30) || pos[1] < 0 || pos[1] > (1 << 30) || pos[2] < 0 ||
+    if (v < 0) throw_error("'", path, "': the optimizer's second slot holds a negative value");
+  if (steps[0] < 0 || steps[1] < 0 || pos[0] < 0 || pos[0] > (1 << 30) || pos[1] < 0 || pos[1] > (1 << 30) || pos[2] < 0 ||
       !(sums[3] >= 0 && sums[3] < 9e15))
     throw_error("'", path, "': its training position is invalid");
-  ck.optimizer.step = step;
+  ck.optimizer.step = steps[0];
+  ck.optimizer.step_decoder = steps[1];
   ck.position.epoch = static_cast<int>(pos[0]);
   ck.position.batch = static_cast<int>(pos[1]);
   ck.position.step = pos[2];

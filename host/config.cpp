@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -32,6 +33,13 @@ const std::pair<const char*, Device> kDevices[] = {
 const std::pair<const char*, Precision> kPrecisions[] = {
     {"fp32", Precision::fp32}, {"fp64", Precision::fp64}};
 const std::pair<const char*, NanPolicy> kNanPolicies[] = {{"stop", NanPolicy::stop}, {"skip", NanPolicy::skip}};
+const std::pair<const char*, Optimizer> kOptimizers[] = {
+    {"adam", Optimizer::adam}, {"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}, {"rmsprop", Optimizer::rmsprop}};
+const std::pair<const char*, LrSchedule> kLrSchedules[] = {
+    {"constant", LrSchedule::constant}, {"cosine", LrSchedule::cosine}, {"step", LrSchedule::step}};
+const std::pair<const char*, Objective> kObjectives[] = {{"elbo", Objective::elbo}, {"iwae", Objective::iwae}};
+const std::pair<const char*, Estimator> kEstimators[] = {{"reparam", Estimator::reparam}, {"score", Estimator::score}};
+const std::pair<const char*, Schedule> kSchedules[] = {{"joint", Schedule::joint}, {"alternating", Schedule::alternating}};
 
 template <class E, std::size_t N>
 const char* name_of(E value, const std::pair<const char*, E> (&names)[N]) {
@@ -48,12 +56,22 @@ const char* to_string(Binarize b) { return name_of(b, kBinarize); }
 const char* to_string(Device d) { return name_of(d, kDevices); }
 const char* to_string(Precision p) { return name_of(p, kPrecisions); }
 const char* to_string(NanPolicy p) { return name_of(p, kNanPolicies); }
+const char* to_string(Optimizer o) { return name_of(o, kOptimizers); }
+const char* to_string(LrSchedule s) { return name_of(s, kLrSchedules); }
+const char* to_string(Objective o) { return name_of(o, kObjectives); }
+const char* to_string(Estimator e) { return name_of(e, kEstimators); }
+const char* to_string(Schedule s) { return name_of(s, kSchedules); }
 Activation parse_activation(const std::string& s) { return parse_enum(s, "activation", kActivations); }
 Likelihood parse_likelihood(const std::string& s) { return parse_enum(s, "likelihood", kLikelihoods); }
 Binarize parse_binarize(const std::string& s) { return parse_enum(s, "binarization", kBinarize); }
 Device parse_device(const std::string& s) { return parse_enum(s, "device", kDevices); }
 Precision parse_precision(const std::string& s) { return parse_enum(s, "precision", kPrecisions); }
 NanPolicy parse_nan_policy(const std::string& s) { return parse_enum(s, "--on-nan policy", kNanPolicies); }
+Optimizer parse_optimizer(const std::string& s) { return parse_enum(s, "optimizer", kOptimizers); }
+LrSchedule parse_lr_schedule(const std::string& s) { return parse_enum(s, "learning-rate schedule", kLrSchedules); }
+Objective parse_objective(const std::string& s) { return parse_enum(s, "objective", kObjectives); }
+Estimator parse_estimator(const std::string& s) { return parse_enum(s, "gradient estimator", kEstimators); }
+Schedule parse_schedule(const std::string& s) { return parse_enum(s, "schedule", kSchedules); }
 
 std::vector<int> parse_int_list(const std::string& text, const std::string& what) {
   std::vector<int> out;
@@ -93,10 +111,26 @@ void TrainConfig::validate() const {
   if (epochs < 0) throw_error("--epochs must be >= 0, got ", epochs);
   if (batch < 1 || batch > (1 << 20)) throw_error("--batch must be in [1, 1048576], got ", batch);
   if (eval_batch < 1 || eval_batch > (1 << 20)) throw_error("--eval-batch must be in [1, 1048576], got ", eval_batch);
-  if (!(adam.lr > 0) || !std::isfinite(adam.lr)) throw_error("--lr must be a finite number > 0, got ", adam.lr);
-  if (!(adam.beta1 >= 0 && adam.beta1 < 1)) throw_error("Adam beta1 must be in [0, 1), got ", adam.beta1);
-  if (!(adam.beta2 >= 0 && adam.beta2 < 1)) throw_error("Adam beta2 must be in [0, 1), got ", adam.beta2);
-  if (!(adam.eps > 0)) throw_error("Adam eps must be > 0, got ", adam.eps);
+  const OptimizerConfig& o = optimizer;
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw_error("--lr must be a finite number > 0, got ", o.lr);
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw_error("Adam beta1 must be in [0, 1), got ", o.beta1);
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw_error("Adam beta2 must be in [0, 1), got ", o.beta2);
+  if (!(o.eps > 0) || !std::isfinite(o.eps)) throw_error("the optimizer's eps must be > 0, got ", o.eps);
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
+    throw_error("--weight-decay must be a finite number >= 0, got ", o.weight_decay);
+  if (o.kind == Optimizer::adamw && o.weight_decay * o.lr >= 1)
+    throw_error("adamw needs lr * weight_decay < 1 (it multiplies the parameters by 1 - lr * wd), got ",
+                o.lr * o.weight_decay);
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw_error("--momentum must be in [0, 1), got ", o.momentum);
+  if (!(o.alpha >= 0 && o.alpha < 1)) throw_error("--rmsprop-alpha must be in [0, 1), got ", o.alpha);
+  if (!(o.lr_min >= 0) || o.lr_min > o.lr) throw_error("--lr-min must be in [0, --lr], got ", o.lr_min);
+  if (o.lr_step_epochs < 1) throw_error("--lr-step must be >= 1 epoch, got ", o.lr_step_epochs);
+  if (!(o.lr_gamma > 0 && o.lr_gamma <= 1)) throw_error("--lr-gamma must be in (0, 1], got ", o.lr_gamma);
+  if (iw_k < 1 || iw_k > 100000) throw_error("--k must be in [1, 100000], got ", iw_k);
+  if (kl_warmup_steps < 0) throw_error("--kl-warmup must be >= 0 steps, got ", kl_warmup_steps);
+  if (e_steps < 1 || m_steps < 1) throw_error("--e-steps and --m-steps must be >= 1, got ", e_steps, " and ", m_steps);
+  if (objective == Objective::iwae && estimator == Estimator::score)
+    throw_error("--estimator score is for the ELBO; --objective iwae uses the reparameterization gradient");
   if (threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", threads);
   if (checkpoint_every < 1) throw_error("--checkpoint-every must be >= 1, got ", checkpoint_every);
 }
@@ -118,10 +152,25 @@ std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std
                 {"epochs", t.epochs},
                 {"batch", t.batch},
                 {"eval_batch", t.eval_batch},
-                {"lr", t.adam.lr},
-                {"adam_beta1", t.adam.beta1},
-                {"adam_beta2", t.adam.beta2},
-                {"adam_eps", t.adam.eps},
+                {"optimizer", to_string(t.optimizer.kind)},
+                {"lr", t.optimizer.lr},
+                {"adam_beta1", t.optimizer.beta1},
+                {"adam_beta2", t.optimizer.beta2},
+                {"eps", t.optimizer.eps},
+                {"weight_decay", t.optimizer.weight_decay},
+                {"momentum", t.optimizer.momentum},
+                {"rmsprop_alpha", t.optimizer.alpha},
+                {"lr_schedule", to_string(t.optimizer.schedule)},
+                {"lr_min", t.optimizer.lr_min},
+                {"lr_step", t.optimizer.lr_step_epochs},
+                {"lr_gamma", t.optimizer.lr_gamma},
+                {"objective", to_string(t.objective)},
+                {"k", t.iw_k},
+                {"estimator", to_string(t.estimator)},
+                {"kl_warmup", t.kl_warmup_steps},
+                {"schedule", to_string(t.schedule)},
+                {"e_steps", t.e_steps},
+                {"m_steps", t.m_steps},
                 {"seed", t.seed},
                 {"binarize", to_string(t.binarize)},
                 {"device", to_string(t.device)},
@@ -163,10 +212,26 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       if (jt.contains("epochs")) t.epochs = jt["epochs"].get<int>();
       if (jt.contains("batch")) t.batch = jt["batch"].get<int>();
       if (jt.contains("eval_batch")) t.eval_batch = jt["eval_batch"].get<int>();
-      if (jt.contains("lr")) t.adam.lr = jt["lr"].get<double>();
-      if (jt.contains("adam_beta1")) t.adam.beta1 = jt["adam_beta1"].get<double>();
-      if (jt.contains("adam_beta2")) t.adam.beta2 = jt["adam_beta2"].get<double>();
-      if (jt.contains("adam_eps")) t.adam.eps = jt["adam_eps"].get<double>();
+      auto& o = t.optimizer;
+      if (jt.contains("optimizer")) o.kind = parse_optimizer(jt["optimizer"].get<std::string>());
+      if (jt.contains("lr")) o.lr = jt["lr"].get<double>();
+      if (jt.contains("adam_beta1")) o.beta1 = jt["adam_beta1"].get<double>();
+      if (jt.contains("adam_beta2")) o.beta2 = jt["adam_beta2"].get<double>();
+      if (jt.contains("eps")) o.eps = jt["eps"].get<double>();
+      if (jt.contains("weight_decay")) o.weight_decay = jt["weight_decay"].get<double>();
+      if (jt.contains("momentum")) o.momentum = jt["momentum"].get<double>();
+      if (jt.contains("rmsprop_alpha")) o.alpha = jt["rmsprop_alpha"].get<double>();
+      if (jt.contains("lr_schedule")) o.schedule = parse_lr_schedule(jt["lr_schedule"].get<std::string>());
+      if (jt.contains("lr_min")) o.lr_min = jt["lr_min"].get<double>();
+      if (jt.contains("lr_step")) o.lr_step_epochs = jt["lr_step"].get<int>();
+      if (jt.contains("lr_gamma")) o.lr_gamma = jt["lr_gamma"].get<double>();
+      if (jt.contains("objective")) t.objective = parse_objective(jt["objective"].get<std::string>());
+      if (jt.contains("k")) t.iw_k = jt["k"].get<int>();
+      if (jt.contains("estimator")) t.estimator = parse_estimator(jt["estimator"].get<std::string>());
+      if (jt.contains("kl_warmup")) t.kl_warmup_steps = jt["kl_warmup"].get<std::int64_t>();
+      if (jt.contains("schedule")) t.schedule = parse_schedule(jt["schedule"].get<std::string>());
+      if (jt.contains("e_steps")) t.e_steps = jt["e_steps"].get<int>();
+      if (jt.contains("m_steps")) t.m_steps = jt["m_steps"].get<int>();
       if (jt.contains("seed")) t.seed = jt["seed"].get<std::uint64_t>();
       if (jt.contains("binarize")) t.binarize = parse_binarize(jt["binarize"].get<std::string>());
       if (jt.contains("device")) t.device = parse_device(jt["device"].get<std::string>());
@@ -182,6 +247,36 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
   } catch (const std::exception& e) {
     throw_error("configuration JSON has a field of the wrong type: ", e.what());
   }
+}
+
+int train_samples(const ModelConfig& m, const TrainConfig& t) {
+  return t.objective == Objective::iwae ? t.iw_k : m.samples;
+}
+
+StepScalars step_scalars(const ModelConfig& m, const TrainConfig& t, std::int64_t step, std::int64_t steps_per_epoch) {
+  StepScalars s;
+  const OptimizerConfig& o = t.optimizer;
+  const std::int64_t per_epoch = std::max<std::int64_t>(1, steps_per_epoch);
+  switch (o.schedule) {
+    case LrSchedule::constant: s.lr = o.lr; break;
+    case LrSchedule::cosine: {  // from lr at step 0 to lr_min at the run's last step
+      const double total = double(std::max<std::int64_t>(1, std::int64_t(t.epochs) * per_epoch - 1));
+      const double f = std::min(1.0, double(step) / total);
+      s.lr = o.lr_min + 0.5 * (o.lr - o.lr_min) * (1.0 + std::cos(M_PI * f));
+      break;
+    }
+    case LrSchedule::step:
+      s.lr = o.lr * std::pow(o.lr_gamma, double((step / per_epoch) / o.lr_step_epochs));
+      break;
+  }
+  s.beta = m.beta;
+  if (t.kl_warmup_steps > 0 && step < t.kl_warmup_steps) s.beta = m.beta * double(step) / double(t.kl_warmup_steps);
+  if (t.schedule == Schedule::alternating) {
+    const bool e_step = step % (t.e_steps + t.m_steps) < t.e_steps;
+    s.update_encoder = e_step;
+    s.update_decoder = !e_step;
+  }
+  return s;
 }
 
 }  // namespace vae

@@ -1,4 +1,5 @@
-// The CPU backend: CpuModel plus the batch gather, cuRAND host noise, Adam and loss sums.
+// The CPU backend: CpuModel plus the batch gather, cuRAND host noise, the optimizers and
+// their schedules, loss sums, the NaN guard and the log-likelihood estimates.
 #include <cblas.h>
 #include <omp.h>
 
@@ -18,6 +19,7 @@ namespace vae {
 namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
+constexpr int kIwChunk = 128;  // estimate_log_likelihood: samples per pass and data point
 
 // One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops.
 int set_cpu_threads(int requested) {
@@ -28,21 +30,42 @@ int set_cpu_threads(int requested) {
   return n;
 }
 
+Pass training_pass(const TrainConfig& t, Estimator estimator) {
+  if (t.objective == Objective::iwae) return Pass::iwae;
+  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
+}
+
+// A running log-sum-exp: the estimates add samples chunk by chunk.
+struct LogSumExp {
+  double max = -INFINITY, sum = 0;
+  void add(double v) {
+    if (v <= max) {
+      sum += std::exp(v - max);
+    } else {
+      sum = sum * std::exp(max - v) + 1.0;
+      max = v;
+    }
+  }
+  double log_mean(int k) const { return max + std::log(sum) - std::log(double(k)); }
+};
+
 template <class T>
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const ModelConfig& model, const TrainConfig& train)
-      : train_(train),
-        model_(model, std::max(train.batch, train.eval_batch)),
-        plan_(RngPlan::make(train.seed, model, train.batch)),
+      : model_cfg_(model),
+        train_(train),
+        train_samples_(train_samples(model, train)),
+        model_(model, std::max(train.batch, train.eval_batch), std::max(train_samples_, model.samples)),
+        plan_(RngPlan::make(train.seed, model, train.batch, train_samples_)),
         eps_noise_(plan_.eps_seed, StepNoise::Kind::normal, plan_.eps_stride, kNoiseBlockValues),
-        eval_noise_(plan_.eval_seed, StepNoise::Kind::normal,
-                    RngPlan::eval_stride(model, train.eval_batch), kNoiseBlockValues) {
+        eval_noise_(plan_.eval_seed, StepNoise::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
+                    kNoiseBlockValues) {
     threads_ = set_cpu_threads(train.threads);
     const std::size_t B = static_cast<std::size_t>(model_.max_batch());
     const std::size_t D = static_cast<std::size_t>(model.input_dim);
     x_.assign(B * D, T(0));
-    eps_.assign(B * model.samples * model.latent, T(0));
+    eps_.assign(B * model_.max_samples() * model.latent, T(0));
     if (train.binarize == Binarize::dynamic)
       bin_noise_ = std::make_unique<StepNoise>(plan_.bin_seed, StepNoise::Kind::uniform, plan_.bin_stride, kNoiseBlockValues);
     m_.assign(model_.layout().total(), T(0));
@@ -61,42 +84,30 @@ class CpuBackend final : public Backend {
   }
   std::vector<float> parameters() const override { return to_float(model_.params()); }
   std::vector<float> gradients() const override { return to_float(model_.grads()); }
-  OptimizerState optimizer_state() const override { return {to_float(m_), to_float(v_), step_}; }
+  OptimizerState optimizer_state() const override { return {to_float(m_), to_float(v_), steps_[0], steps_[1]}; }
   void set_optimizer_state(const OptimizerState& s) override {
     check_size(s.m.size(), "set_optimizer_state (m)");
     check_size(s.v.size(), "set_optimizer_state (v)");
+    if (s.step < 0 || s.step_decoder < 0) throw_error("set_optimizer_state: negative step count");
     std::copy(s.m.begin(), s.m.end(), m_.begin());
     std::copy(s.v.begin(), s.v.end(), v_.begin());
-    step_ = s.step;
+    steps_[0] = s.step;
+    steps_[1] = s.step_decoder;
   }
 
   void set_train_data(std::shared_ptr<const Dataset> data) override {
     if (!data) throw_error("set_train_data: no dataset");
-    if (data->dim != model_.config().input_dim)
+    if (data->dim != model_cfg_.input_dim)
       throw_error("training data '", data->source, "' has ", data->dim, " features per item but the model expects ",
-                  model_.config().input_dim);
+                  model_cfg_.input_dim);
+    steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
     data_ = std::move(data);
   }
 
   void train_step(const Batch& batch) override {
-    if (!data_) throw_error("train_step: call set_train_data first");
     if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
-    if (batch.size <= 0 || batch.size > train_.batch)
-      throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
-    const int n = batch.size;
-    const int D = model_.config().input_dim;
-    for (int i = 0; i < n; ++i)
-      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
-        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
-    if (train_.binarize == Binarize::dynamic) {
-      const std::size_t nd = static_cast<std::size_t>(n) * D;
-      const float* u = bin_noise_->step(batch.step);
-      for (std::size_t i = 0; i < nd; ++i) x_[i] = T(u[i]) <= x_[i] ? T(1) : T(0);
-    }
-    copy_noise(eps_noise_.step(batch.step), n);
-    const LossSums s = model_.forward(x_.data(), eps_.data(), n, true);
+    const StepScalars ss = step_scalars(model_cfg_, train_, batch.step, steps_per_epoch_);
+    const LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
     if (const char* bad = first_non_finite(s)) {  // no update, no loss: the step is dropped
       if (health_.bad_steps++ == 0) {
         health_.first_bad_step = batch.step;
@@ -105,11 +116,16 @@ class CpuBackend final : public Backend {
       health_.halted = train_.on_nan == NanPolicy::stop;
       return;
     }
-    adam_step();
+    optimizer_step(ss);
     sums_.loss += s.loss;
     sums_.recon += s.recon;
     sums_.kl += s.kl;
     sums_.count += s.count;
+  }
+
+  LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
+    const StepScalars ss = step_scalars(model_cfg_, train_, noise_step, steps_per_epoch_);
+    return gradient_of(batch, noise_step, training_pass(train_, estimator), ss.beta);
   }
 
   LossSums take_train_sums() override {
@@ -117,27 +133,84 @@ class CpuBackend final : public Backend {
     sums_ = LossSums{};
     return s;
   }
-
   void restore_train_sums(const LossSums& sums) override { sums_ = sums; }
   StepHealth health() override { return health_; }
 
   LossSums evaluate(const Dataset& data) override {
-    if (data.dim != model_.config().input_dim)
-      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
-                  model_.config().input_dim);
+    check_dim(data);
     const int batch = train_.eval_batch;
+    const int L = model_cfg_.samples;
     const int D = data.dim;
     LossSums total;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
-      copy_noise(eval_noise_.step(k), n);
-      const LossSums s = model_.forward(x_.data(), eps_.data(), n, false);
+      copy_noise(eval_noise_.step(k), static_cast<std::size_t>(n) * L * model_cfg_.latent);
+      const LossSums s = model_.run(x_.data(), eps_.data(), n, L, model_cfg_.beta, Pass::forward);
       total.loss += s.loss;
       total.recon += s.recon;
       total.kl += s.kl;
       total.count += s.count;
+    }
+    return total;
+  }
+
+  LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
+    check_dim(data);
+    if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
+    const int Z = model_cfg_.latent, D = data.dim;
+    const int chunk = std::min(k, kIwChunk);
+    const int n_max = std::max(1, std::min(model_.max_batch(), (model_.max_batch() * model_.max_samples()) / chunk));
+    CpuModel<T>& m = iw_model(n_max, chunk);
+    const std::size_t stride = RngPlan::iw_stride(model_cfg_, k);
+    HostPhilox q_rng(derive_seed(train_.seed, RngStream::iw_q)), p_rng(derive_seed(train_.seed, RngStream::iw_prior));
+    std::vector<float> noise(round_up_even(static_cast<std::size_t>(n_max) * stride));
+    std::vector<T> eps(static_cast<std::size_t>(n_max) * chunk * Z), x(static_cast<std::size_t>(n_max) * D);
+    LikelihoodSums total;
+    total.k = k;
+    std::vector<LogSumExp> lq(n_max), lp(n_max);
+    std::vector<double> recon(n_max);
+    for (std::int64_t begin = 0; begin < data.count; begin += n_max) {
+      const int n = static_cast<int>(std::min<std::int64_t>(n_max, data.count - begin));
+      for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x.data() + static_cast<std::size_t>(i) * D);
+      std::fill(lq.begin(), lq.end(), LogSumExp{});
+      std::fill(lp.begin(), lp.end(), LogSumExp{});
+      std::fill(recon.begin(), recon.end(), 0.0);
+      for (int use_prior = 0; use_prior < 2; ++use_prior) {
+        (use_prior ? p_rng : q_rng).normal(noise.data(), static_cast<std::size_t>(n) * stride,
+                                            static_cast<std::uint64_t>(begin) * stride);
+        for (int c0 = 0; c0 < k; c0 += chunk) {
+          const int c = std::min(chunk, k - c0);
+          for (int i = 0; i < n; ++i)
+            for (int s = 0; s < c; ++s)
+              for (int j = 0; j < Z; ++j)
+                eps[(static_cast<std::size_t>(i) * c + s) * Z + j] =
+                    T(noise[static_cast<std::size_t>(i) * stride + static_cast<std::size_t>(c0 + s) * Z + j]);
+          if (use_prior) {
+            m.decode_log_likelihood(x.data(), eps.data(), n, c);  // z = eps ~ N(0, I)
+          } else {
+            const LossSums s = m.run(x.data(), eps.data(), n, c, 1.0, Pass::forward);
+            if (c0 == 0) total.kl += s.kl;
+          }
+          for (int i = 0; i < n; ++i)
+            for (int s = 0; s < c; ++s) {
+              const std::size_t r = static_cast<std::size_t>(i) * c + s;
+              if (use_prior) {
+                lp[i].add(double(m.row_logp()[r]));
+              } else {
+                lq[i].add(double(m.row_logp()[r]) + double(m.row_lpq()[r]));
+                recon[i] -= double(m.row_logp()[r]);
+              }
+            }
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        total.iwae += lq[i].log_mean(k);
+        total.prior += lp[i].log_mean(k);
+        total.recon += recon[i] / k;
+      }
+      total.count += n;
     }
     return total;
   }
@@ -147,10 +220,39 @@ class CpuBackend final : public Backend {
     if (n != model_.layout().total())
       throw_error(what, ": got ", n, " values, the model's flat parameter buffer holds ", model_.layout().total());
   }
+  void check_dim(const Dataset& data) const {
+    if (data.dim != model_cfg_.input_dim)
+      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
+                  model_cfg_.input_dim);
+  }
   template <class U>
   static std::vector<float> to_float(const std::vector<U>& v) {
     return std::vector<float>(v.begin(), v.end());
   }
+  void copy_noise(const float* eps, std::size_t count) { std::copy(eps, eps + count, eps_.begin()); }
+
+  // Gather, noise and one forward+backward pass of `pass` on the batch.
+  LossSums gradient_of(const Batch& batch, std::int64_t noise_step, Pass pass, double beta) {
+    if (!data_) throw_error("train_step: call set_train_data first");
+    if (batch.size <= 0 || batch.size > train_.batch)
+      throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
+    if (noise_step < 0) throw_error("train_step: negative step ", noise_step);
+    const int n = batch.size;
+    const int D = model_cfg_.input_dim;
+    for (int i = 0; i < n; ++i)
+      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
+        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
+    if (train_.binarize == Binarize::dynamic) {
+      const std::size_t nd = static_cast<std::size_t>(n) * D;
+      const float* u = bin_noise_->step(noise_step);
+      for (std::size_t i = 0; i < nd; ++i) x_[i] = T(u[i]) <= x_[i] ? T(1) : T(0);
+    }
+    copy_noise(eps_noise_.step(noise_step), static_cast<std::size_t>(n) * train_samples_ * model_cfg_.latent);
+    return model_.run(x_.data(), eps_.data(), n, train_samples_, beta, pass);
+  }
+
   // "loss", the name of the first parameter tensor with a non-finite gradient, or nullptr.
   const char* first_non_finite(const LossSums& s) const {
     if (!std::isfinite(s.loss)) return "loss";
@@ -160,25 +262,41 @@ class CpuBackend final : public Backend {
       if (!cpu::all_finite(g.data() + t.offset, t.size())) return t.name.c_str();
     return "gradient";
   }
-  void copy_noise(const float* eps, int n) {
-    const std::size_t count = static_cast<std::size_t>(n) * model_.config().samples * model_.config().latent;
-    std::copy(eps, eps + count, eps_.begin());
-  }
-  void adam_step() {
-    ++step_;
-    const ew::AdamScalars s = ew::adam_scalars(train_.adam.lr, train_.adam.beta1, train_.adam.beta2, train_.adam.eps, step_);
-    cpu::adam_pass(model_.params().data(), m_.data(), v_.data(), model_.grads().data(), model_.params().size(), s);
+
+  // The optimizer over the groups this step updates (encoder: [0, encoder_end), decoder: the rest).
+  void optimizer_step(const StepScalars& ss) {
+    const std::size_t split = model_.layout().encoder_end(), total = model_.params().size();
+    const bool update[2] = {ss.update_encoder, ss.update_decoder};
+    const std::size_t begin[2] = {0, split}, end[2] = {split, total};
+    for (int grp = 0; grp < 2; ++grp) {
+      if (!update[grp]) continue;
+      const ew::OptimizerScalars s = ew::optimizer_scalars(train_.optimizer, ss.lr, ++steps_[grp]);
+      cpu::optimizer_pass(model_.params().data() + begin[grp], m_.data() + begin[grp], v_.data() + begin[grp],
+                          model_.grads().data() + begin[grp], end[grp] - begin[grp], s);
+    }
   }
 
+  // A model for estimate_log_likelihood (n data points x chunk samples), sharing the parameters.
+  CpuModel<T>& iw_model(int n, int chunk) {
+    if (!iw_model_ || iw_model_->max_batch() < n || iw_model_->max_samples() < chunk)
+      iw_model_ = std::make_unique<CpuModel<T>>(model_cfg_, n, chunk);
+    iw_model_->params() = model_.params();
+    return *iw_model_;
+  }
+
+  ModelConfig model_cfg_;
   TrainConfig train_;
+  int train_samples_;
   CpuModel<T> model_;
   RngPlan plan_;
   StepNoise eps_noise_, eval_noise_;
   std::unique_ptr<StepNoise> bin_noise_;
+  std::unique_ptr<CpuModel<T>> iw_model_;
   int threads_ = 1;
+  std::int64_t steps_per_epoch_ = 1;
   std::shared_ptr<const Dataset> data_;
   std::vector<T> x_, eps_, m_, v_;
-  std::int64_t step_ = 0;
+  std::int64_t steps_[2] = {0, 0};  // optimizer updates of the encoder and decoder groups
   LossSums sums_;
   StepHealth health_;
 };

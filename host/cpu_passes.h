@@ -80,9 +80,10 @@ void act_backward_bias_grad(Activation a, T* dy, const T* y, int rows, int cols,
   }
 }
 
-// Latent forward: head += bias; z = mu + exp(s/2) eps for each of L samples; KL per row.
+// Latent forward: head += bias; z = mu + exp(s/2) eps for each of L samples; KL per data
+// point; and, when lpq is given, log p(z) - log q(z|x) per sample row (importance weights).
 template <class T>
-void latent_forward(T* head, const T* bias, const T* eps, int n, int L, int Z, T* z, T* kl) {
+void latent_forward(T* head, const T* bias, const T* eps, int n, int L, int Z, T* z, T* kl, T* lpq = nullptr) {
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < n; ++b) {
     T* h = head + static_cast<std::size_t>(b) * 2 * Z;
@@ -92,12 +93,18 @@ void latent_forward(T* head, const T* bias, const T* eps, int n, int L, int Z, T
     kl[b] = k;
     for (int l = 0; l < L; ++l) {
       const std::size_t r = (static_cast<std::size_t>(b) * L + l) * Z;
-      for (int j = 0; j < Z; ++j) z[r + j] = ew::reparameterize(h[j], h[Z + j], eps[r + j]);
+      T w = 0;
+      for (int j = 0; j < Z; ++j) {
+        z[r + j] = ew::reparameterize(h[j], h[Z + j], eps[r + j]);
+        w += ew::log_prior_minus_log_q(z[r + j], eps[r + j], h[Z + j]);
+      }
+      if (lpq) lpq[static_cast<std::size_t>(b) * L + l] = w;
     }
   }
 }
 
 // Latent backward: from dz (n*L, Z) to dhead (n, 2Z) = (d mu, d s), and the head bias grad.
+// ELBO: the reparameterization path plus beta_scale times the KL gradient.
 template <class T>
 void latent_backward(const T* head, const T* eps, const T* dz, int n, int L, int Z, T beta_scale, T* dhead, T* dbias) {
 #pragma omp parallel for schedule(static)
@@ -118,13 +125,94 @@ void latent_backward(const T* head, const T* eps, const T* dz, int n, int L, int
   column_sums(dhead, n, 2 * Z, 0, 2 * Z, dbias);
 }
 
-// Likelihood pass over R = n*L rows: o = raw + bias; row log p into row_logp; with
+// Latent backward of the score-function (REINFORCE) estimator: the reconstruction term's
+// gradient is (1/L) sum_l -log p(x|z_l) * grad log q(z_l|x), with z held fixed, scaled by
+// `scale` (1/n); the KL keeps its closed-form gradient. row_logp (n*L).
+template <class T>
+void latent_backward_score(const T* head, const T* eps, const T* row_logp, int n, int L, int Z, T scale, T beta_scale,
+                           T* dhead, T* dbias) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; ++b) {
+    const T* h = head + static_cast<std::size_t>(b) * 2 * Z;
+    T* dh = dhead + static_cast<std::size_t>(b) * 2 * Z;
+    for (int j = 0; j < Z; ++j) {
+      T sfe = 0, sfe2 = 0;
+      for (int l = 0; l < L; ++l) {
+        const std::size_t r = static_cast<std::size_t>(b) * L + l;
+        const T e = eps[r * Z + j];
+        sfe += row_logp[r] * e;
+        sfe2 += row_logp[r] * (e * e - T(1));
+      }
+      dh[j] = ew::score_dmu(h[j], h[Z + j], sfe, -scale / T(L), beta_scale);
+      dh[Z + j] = ew::score_ds(h[Z + j], sfe2, -scale / T(L), beta_scale);
+    }
+  }
+  column_sums(dhead, n, 2 * Z, 0, 2 * Z, dbias);
+}
+
+// IWAE weights: per data point b, lw_k = row_logp + lpq over its K rows; writes the
+// normalized weights w_k = softmax(lw)_k into w and returns log(1/K sum_k exp(lw_k)) in
+// bound[b] (a stable logsumexp).
+template <class T>
+void importance_weights(const T* row_logp, const T* lpq, int n, int K, T* w, T* bound) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; ++b) {
+    const std::size_t r0 = static_cast<std::size_t>(b) * K;
+    T mx = -INFINITY;
+    for (int k = 0; k < K; ++k) mx = std::max(mx, row_logp[r0 + k] + lpq[r0 + k]);
+    T sum = 0;
+    for (int k = 0; k < K; ++k) {
+      w[r0 + k] = ew::exp_(row_logp[r0 + k] + lpq[r0 + k] - mx);
+      sum += w[r0 + k];
+    }
+    for (int k = 0; k < K; ++k) w[r0 + k] /= sum;
+    bound[b] = mx + ew::log_(sum) - ew::log_(T(K));
+  }
+}
+
+// IWAE latent backward. w (n*K): the normalized importance weights already divided by n;
+// dz (n*K, Z) from the decoder holds -w_k d log p/dz. Adds the prior's part w_k z, then
+// d mu = sum_k dz and d s = sum_k dz eps exp(s/2)/2 - 1/2 sum_k w_k (log q's own -s/2).
+template <class T>
+void latent_backward_iwae(const T* head, const T* eps, const T* z, const T* w, const T* dz, int n, int K, int Z,
+                          T* dhead, T* dbias) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; ++b) {
+    const T* h = head + static_cast<std::size_t>(b) * 2 * Z;
+    T* dh = dhead + static_cast<std::size_t>(b) * 2 * Z;
+    T wsum = 0;
+    for (int k = 0; k < K; ++k) wsum += w[static_cast<std::size_t>(b) * K + k];
+    for (int j = 0; j < Z; ++j) {
+      T sdz = 0, sdze = 0;
+      for (int k = 0; k < K; ++k) {
+        const std::size_t r = static_cast<std::size_t>(b) * K + k;
+        const T d = dz[r * Z + j] + w[r] * z[r * Z + j];
+        sdz += d;
+        sdze += d * eps[r * Z + j];
+      }
+      dh[j] = sdz;
+      dh[Z + j] = ew::latent_ds(h[Z + j], sdze, T(0)) - T(0.5) * wsum;
+    }
+  }
+  column_sums(dhead, n, 2 * Z, 0, 2 * Z, dbias);
+}
+
+// Multiplies each row r of g (rows, cols) by scale[r].
+template <class T>
+void scale_rows(T* g, const T* scale, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    T* row = g + static_cast<std::size_t>(r) * cols;
+    for (int c = 0; c < cols; ++c) row[c] *= scale[r];
+  }
+}
+
+// Likelihood pass over R = n*L rows (L samples of each data point): o = raw + bias; row log p into row_logp; with
 // backward, raw <- scale * d(-log p)/do and, for a learned log-variance, dlv_rows <-
 // scale * d(-log p)/dlv. The bias and log-variance gradients are column sums of those.
 template <class T, bool Backward>
-void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, T scale,
+void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, int L, T scale,
                      T* dlv_rows, T* row_logp) {
-  const int L = cfg.samples;
   const int D = cfg.input_dim;
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
@@ -173,6 +261,14 @@ template <class T>
 void adam_pass(T* p, T* m, T* v, const T* g, std::size_t n, const ew::AdamScalars& s) {
 #pragma omp parallel for schedule(static)
   for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m[i], v[i], g[i], s);
+}
+
+// Any optimizer over a flat range in one pass; Adam keeps its own loop, which vectorizes.
+template <class T>
+void optimizer_pass(T* p, T* s1, T* s2, const T* g, std::size_t n, const ew::OptimizerScalars& s) {
+  if (static_cast<Optimizer>(s.kind) == Optimizer::adam) return adam_pass(p, s1, s2, g, n, s.adam);
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) ew::optimizer_update(p[i], s1[i], s2[i], g[i], s);
 }
 
 }  // namespace vae::cpu

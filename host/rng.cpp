@@ -24,12 +24,13 @@ std::uint64_t derive_seed(std::uint64_t seed, RngStream stream) {
   return splitmix64(splitmix64(seed) ^ (static_cast<std::uint64_t>(stream) * 0xD1B54A32D192ED03ull));
 }
 
-RngPlan RngPlan::make(std::uint64_t seed, const ModelConfig& m, int max_batch) {
+RngPlan RngPlan::make(std::uint64_t seed, const ModelConfig& m, int max_batch, int samples) {
+  if (samples <= 0) samples = m.samples;
   RngPlan p;
   p.eps_seed = derive_seed(seed, RngStream::eps);
   p.bin_seed = derive_seed(seed, RngStream::bin);
   p.eval_seed = derive_seed(seed, RngStream::eval);
-  p.eps_stride = round_up_even(static_cast<std::size_t>(max_batch) * m.samples * m.latent);
+  p.eps_stride = round_up_even(static_cast<std::size_t>(max_batch) * samples * m.latent);
   p.bin_stride = round_up_even(static_cast<std::size_t>(max_batch) * m.input_dim);
   return p;
 }

@@ -50,7 +50,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) %
 }  // namespace
 
 void adam_step(float* p, const float* g, float* m, float* v, std::size_t n, const std::int64_t* t, const int* skip,
-               const AdamConfig& cfg, cudaStream_t stream) {
+               const OptimizerConfig& cfg, cudaStream_t stream) {
   if (n == 0 || n % 4 != 0) throw_error("adam_step: n must be a positive multiple of 4, got ", n);
   if (!p || !g || !m || !v || !t) throw_error("adam_step: null device pointer");
   if (!aligned16(p) || !aligned16(g) || !aligned16(m) || !aligned16(v))
@@ -64,7 +64,7 @@ void adam_step(float* p, const float* g, float* m, float* v, std::size_t n, cons
   VAE_LAUNCH_CHECK("adam_kernel");
 }
 
-void adam_scalars_on_device(const std::int64_t* t_dev, int count, const AdamConfig& cfg, ew::AdamScalars* out,
+void adam_scalars_on_device(const std::int64_t* t_dev, int count, const OptimizerConfig& cfg, ew::AdamScalars* out,
                             cudaStream_t stream) {
   if (count <= 0) return;
   const int threads = 128;

@@ -18,10 +18,10 @@ namespace vae::gpu {
 // t: device pointer to Adam's step number (1-based) for this update. skip (nullable):
 // device flag; when non-zero the launch changes nothing (a dropped, non-finite step).
 void adam_step(float* p, const float* g, float* m, float* v, std::size_t n, const std::int64_t* t, const int* skip,
-               const AdamConfig& cfg, cudaStream_t stream);
+               const OptimizerConfig& cfg, cudaStream_t stream);
 
 // For tests: the device's scalars for each t in t_dev (count of them) into out (device).
-void adam_scalars_on_device(const std::int64_t* t_dev, int count, const AdamConfig& cfg, ew::AdamScalars* out,
+void adam_scalars_on_device(const std::int64_t* t_dev, int count, const OptimizerConfig& cfg, ew::AdamScalars* out,
                             cudaStream_t stream);
 
 }  // namespace vae::gpu

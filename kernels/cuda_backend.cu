@@ -173,12 +173,16 @@ class CudaBackend final : public Backend {
     s.m = download(model_.adam_m());
     s.v = download(model_.adam_v());
     s.step = read_state().adam_t;
+    s.step_decoder = s.step;  // joint training only, for now
     return s;
   }
   void set_optimizer_state(const OptimizerState& s) override {
     check_size(s.m.size(), "set_optimizer_state (m)");
     check_size(s.v.size(), "set_optimizer_state (v)");
     if (s.step < 0) throw_error("set_optimizer_state: step must be >= 0, got ", s.step);
+    if (s.step_decoder != s.step)
+      throw_error("set_optimizer_state: the CUDA backend does not yet run the alternating schedule (the encoder and "
+                  "decoder have had different numbers of updates); resume this run with --device cpu");
     upload(model_.adam_m(), s.m.data(), s.m.size());
     upload(model_.adam_v(), s.v.data(), s.v.size());
     host_state_.get()->adam_t = s.step;
@@ -298,6 +302,13 @@ class CudaBackend final : public Backend {
     return read_sums(1);
   }
 
+  LikelihoodSums estimate_log_likelihood(const Dataset&, int) override {
+    throw_error("estimate_log_likelihood: not yet implemented on the CUDA backend; use --device cpu");
+  }
+  LossSums compute_gradient(const Batch&, std::int64_t, Estimator) override {
+    throw_error("compute_gradient: not yet implemented on the CUDA backend; use --device cpu");
+  }
+
   StepHealth health() override {
     const DeviceStepState s = read_state();
     StepHealth h;
@@ -403,7 +414,7 @@ class CudaBackend final : public Backend {
     step_guard(model_.grads(), model_.total(), d_header(), st, sums_.get(), train_.on_nan == NanPolicy::stop,
                compute_.get());
     adam_step(model_.params(), model_.grads(), model_.adam_m(), model_.adam_v(), model_.total(), &st->adam_t, &st->bad,
-              train_.adam, compute_.get());
+              train_.optimizer, compute_.get());
   }
 
   // Captures enqueue_step(n) into the step graph for batch size n. Nothing per step is
@@ -514,6 +525,17 @@ std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const Train
   if (train.precision != Precision::fp32)
     throw_error("the CUDA backend computes in fp32 only; --precision ", to_string(train.precision),
                 " runs on --device cpu");
+  // Not yet on the device: say so instead of training something else.
+  const auto unsupported = [](const std::string& what) {
+    throw_error("the CUDA backend does not yet support ", what, "; run it with --device cpu");
+  };
+  if (train.optimizer.kind != Optimizer::adam) unsupported(std::string("--optimizer ") + to_string(train.optimizer.kind));
+  if (train.optimizer.schedule != LrSchedule::constant)
+    unsupported(std::string("--lr-schedule ") + to_string(train.optimizer.schedule));
+  if (train.objective != Objective::elbo) unsupported("--objective iwae");
+  if (train.estimator != Estimator::reparam) unsupported("--estimator score");
+  if (train.schedule != Schedule::joint) unsupported("--schedule alternating");
+  if (train.kl_warmup_steps > 0) unsupported("--kl-warmup");
   return std::make_unique<CudaBackend>(model, train, opt);
 }
 

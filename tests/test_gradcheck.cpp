@@ -20,11 +20,13 @@ struct GradCase {
   int samples;
   double beta;
   std::vector<int> enc, dec;
+  bool iwae = false;  // the IWAE loss (samples = K) instead of the ELBO
 };
 
 std::string case_name(const GradCase& c) {
-  std::string s = std::string(to_string(c.act)) + "_" + to_string(c.lik) + (c.learn_sigma ? "_learned" : "") + "_L" +
-                  std::to_string(c.samples) + "_beta" + (c.beta == 1.0 ? "1" : "0p5");
+  std::string s = std::string(c.iwae ? "iwae_" : "") + to_string(c.act) + "_" + to_string(c.lik) +
+                  (c.learn_sigma ? "_learned" : "") + "_L" + std::to_string(c.samples) + "_beta" +
+                  (c.beta == 1.0 ? "1" : "0p5");
   s += "_enc";
   for (int h : c.enc) s += std::to_string(h);
   s += "_dec";
@@ -62,9 +64,12 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   const auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * cfg.input_dim, 0.05, 0.95, 1);
   const auto eps = test::normal_values<double>(static_cast<std::size_t>(n) * cfg.samples * cfg.latent, 2);
 
-  model.forward(x.data(), eps.data(), n, true);
+  const Pass pass = c.iwae ? Pass::iwae : Pass::elbo_reparam;
+  model.run(x.data(), eps.data(), n, cfg.samples, cfg.beta, pass);
   const std::vector<double> analytic = model.grads();
-  auto loss = [&]() { return model.forward(x.data(), eps.data(), n, false).loss / n; };
+  auto loss = [&]() {
+    return model.run(x.data(), eps.data(), n, cfg.samples, cfg.beta, c.iwae ? Pass::iwae : Pass::forward).loss / n;
+  };
 
   const double h = 1e-6;
   for (const auto& t : layout.tensors()) {
@@ -94,6 +99,12 @@ std::vector<GradCase> all_cases() {
                                 std::pair{Likelihood::gaussian, true}})
       for (int L : {1, 3})
         for (double beta : {1.0, 0.5}) cases.push_back({a, lik, learned, L, beta, {6, 5}, {4}});
+  // The IWAE loss with K = 1 and K = 4 samples, every activation and likelihood.
+  for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
+    for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
+                                std::pair{Likelihood::gaussian, true}})
+      for (int K : {1, 4}) cases.push_back({a, lik, learned, K, 1.0, {6, 5}, {4}, true});
+  cases.push_back({Activation::tanh, Likelihood::gaussian, true, 3, 1.0, {}, {}, true});
   // No hidden layers at all (linear encoder and decoder), and only a decoder hidden layer.
   cases.push_back({Activation::tanh, Likelihood::gaussian, true, 2, 0.5, {}, {}});
   cases.push_back({Activation::softplus, Likelihood::bernoulli, false, 2, 1.0, {}, {5}});

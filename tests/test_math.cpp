@@ -5,6 +5,8 @@
 #include <cmath>
 #include <random>
 
+#include "vae/config.h"
+
 #include "test_util.h"
 #include "vae/elementwise.h"
 
@@ -164,6 +166,119 @@ TEST(Adam, MatchesTextbookStepsOverManyIterations) {
     EXPECT_NEAR(v, (double)V, 1e-15);
   }
   EXPECT_NE(p, 0.3);
+}
+
+}  // namespace
+}  // namespace vae
+
+namespace vae {
+namespace {
+
+// Each optimizer against its update written out by hand, as PyTorch defines it.
+TEST(Optimizers, MatchHandWrittenUpdates) {
+  const double grads[] = {0.5, -0.2, 0.1, 3.0, -4.0, 0.0, 1e-4, -0.7};
+  for (Optimizer kind : {Optimizer::adam, Optimizer::adamw, Optimizer::sgd, Optimizer::rmsprop}) {
+    OptimizerConfig c;
+    c.kind = kind;
+    c.lr = 0.05;
+    c.weight_decay = 0.1;
+    c.momentum = 0.8;
+    c.alpha = 0.9;
+    double p = 0.3, s1 = 0, s2 = 0;
+    long double P = 0.3L, M = 0, V = 0, buf = 0, sq = 0;
+    int t = 0;
+    for (double g : grads) {
+      ++t;
+      ew::optimizer_update(p, s1, s2, g, ew::optimizer_scalars(c, c.lr, t));
+      switch (kind) {
+        case Optimizer::adamw:
+          P *= 1 - (long double)c.lr * c.weight_decay;
+          [[fallthrough]];
+        case Optimizer::adam: {
+          M = c.beta1 * M + (1 - c.beta1) * (long double)g;
+          V = c.beta2 * V + (1 - c.beta2) * (long double)g * g;
+          const long double mhat = M / (1 - std::pow((long double)c.beta1, t));
+          const long double vhat = V / (1 - std::pow((long double)c.beta2, t));
+          P -= c.lr * mhat / (std::sqrt(vhat) + c.eps);
+          break;
+        }
+        case Optimizer::sgd:
+          buf = t == 1 ? (long double)g : c.momentum * buf + g;  // torch.optim.SGD, dampening 0
+          P -= c.lr * buf;
+          break;
+        case Optimizer::rmsprop:
+          sq = c.alpha * sq + (1 - c.alpha) * (long double)g * g;
+          P -= c.lr * g / (std::sqrt(sq) + c.eps);
+          break;
+      }
+      EXPECT_NEAR(p, (double)P, 1e-13) << to_string(kind) << " step " << t;
+    }
+    EXPECT_NE(p, 0.3) << to_string(kind);
+  }
+  // SGD's first step by hand: buf = g = 0.5, p = 0.3 - 0.05 * 0.5 = 0.275.
+  OptimizerConfig c;
+  c.kind = Optimizer::sgd;
+  c.lr = 0.05;
+  double p = 0.3, s1 = 0, s2 = 0;
+  ew::optimizer_update(p, s1, s2, 0.5, ew::optimizer_scalars(c, c.lr, 1));
+  EXPECT_DOUBLE_EQ(p, 0.275);
+  // RMSprop's first step by hand: sq = 0.01 * 0.25 = 0.0025, p = 0.3 - 0.05 * 0.5 / (0.05 + 1e-8).
+  c.kind = Optimizer::rmsprop;
+  p = 0.3, s1 = 0, s2 = 0;
+  ew::optimizer_update(p, s1, s2, 0.5, ew::optimizer_scalars(c, c.lr, 1));
+  EXPECT_NEAR(p, 0.3 - 0.025 / (0.05 + 1e-8), 1e-15);
+}
+
+TEST(StepScalars, SchedulesWarmupAndAlternation) {
+  ModelConfig m;
+  m.beta = 2.0;
+  TrainConfig t;
+  t.epochs = 4;
+  t.optimizer.lr = 0.1;
+  const std::int64_t per_epoch = 10;  // 40 steps in all
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 17, per_epoch).lr, 0.1);
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 17, per_epoch).beta, 2.0);
+
+  t.optimizer.schedule = LrSchedule::cosine;
+  t.optimizer.lr_min = 0.01;
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 0, per_epoch).lr, 0.1);
+  EXPECT_NEAR(step_scalars(m, t, 39, per_epoch).lr, 0.01, 1e-15);
+  EXPECT_NEAR(step_scalars(m, t, 19, per_epoch).lr, 0.01 + 0.09 * 0.5 * (1 + std::cos(M_PI * 19 / 39)), 1e-15);
+
+  t.optimizer.schedule = LrSchedule::step;
+  t.optimizer.lr_step_epochs = 2;
+  t.optimizer.lr_gamma = 0.5;
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 19, per_epoch).lr, 0.1);   // epoch 1
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 20, per_epoch).lr, 0.05);  // epoch 2
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 39, per_epoch).lr, 0.05);
+
+  t.kl_warmup_steps = 8;
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 0, per_epoch).beta, 0.0);
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 2, per_epoch).beta, 0.5);
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 8, per_epoch).beta, 2.0);
+  EXPECT_DOUBLE_EQ(step_scalars(m, t, 100, per_epoch).beta, 2.0);
+
+  EXPECT_TRUE(step_scalars(m, t, 3, per_epoch).update_encoder);
+  EXPECT_TRUE(step_scalars(m, t, 3, per_epoch).update_decoder);
+  t.schedule = Schedule::alternating;
+  t.e_steps = 2;
+  t.m_steps = 3;
+  const bool e[] = {true, true, false, false, false, true, true, false};
+  for (int s = 0; s < 8; ++s) {
+    EXPECT_EQ(step_scalars(m, t, s, per_epoch).update_encoder, e[s]) << "step " << s;
+    EXPECT_EQ(step_scalars(m, t, s, per_epoch).update_decoder, !e[s]) << "step " << s;
+  }
+}
+
+TEST(ImportanceWeights, LogPriorMinusLogQMatchesDensities) {
+  for (double mu : {-0.7, 0.4})
+    for (double s : {-1.2, 0.3})
+      for (double eps : {-1.5, 0.2}) {
+        const double z = ew::reparameterize(mu, s, eps), sd = std::exp(0.5 * s);
+        const double log_p = -0.5 * z * z - 0.5 * std::log(2 * M_PI);
+        const double log_q = -0.5 * std::pow((z - mu) / sd, 2) - std::log(sd) - 0.5 * std::log(2 * M_PI);
+        EXPECT_NEAR(ew::log_prior_minus_log_q(z, eps, s), log_p - log_q, 1e-13);
+      }
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ int main() {
   model.latent = 2;
   vae::TrainConfig train;
   train.batch = 32;
-  train.adam.lr = 3e-3;
+  train.optimizer.lr = 3e-3;
   train.eval_batch = 256;
 
   std::string note;

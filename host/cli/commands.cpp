@@ -28,6 +28,7 @@ struct TrainFlags {
   ModelConfig model;
   TrainConfig train;
   std::string hidden, decoder_hidden, activation, likelihood, device, binarize, precision, on_nan;
+  std::string optimizer, lr_schedule, objective, estimator, schedule;
   std::string config_file, resume;
   std::vector<std::pair<CLI::Option*, std::function<void(ModelConfig&, TrainConfig&)>>> appliers;
 
@@ -77,7 +78,8 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 void add_train(CLI::App& app) {
-  auto f = std::make_shared<TrainFlags>();
+  auto f = std::make_shared<TrainFlags>();  // owned by the command's callback
+  TrainFlags* fp = f.get();                 // what the flags' appliers use: no ownership cycle
   ModelConfig& m = f->model;
   TrainConfig& t = f->train;
   f->hidden = "400";
@@ -87,6 +89,11 @@ void add_train(CLI::App& app) {
   f->binarize = to_string(t.binarize);
   f->precision = to_string(t.precision);
   f->on_nan = to_string(t.on_nan);
+  f->optimizer = to_string(t.optimizer.kind);
+  f->lr_schedule = to_string(t.optimizer.schedule);
+  f->objective = to_string(t.objective);
+  f->estimator = to_string(t.estimator);
+  f->schedule = to_string(t.schedule);
   CLI::App* cmd = app.add_subcommand("train", "Train a VAE and write metrics, pictures and a checkpoint to OUT");
 
   cmd->add_option("--config", f->config_file,
@@ -99,61 +106,96 @@ void add_train(CLI::App& app) {
   f->add(cmd, "--train", t.train_path,
          "Training images: IDX (.gz or raw) or NPY (2-D float32/float64/uint8)\n"
          "default: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz (apt-get install dataset-fashion-mnist)",
-         "Data", [f](ModelConfig&, TrainConfig& c) { c.train_path = f->train.train_path; });
+         "Data", [fp](ModelConfig&, TrainConfig& c) { c.train_path = fp->train.train_path; });
   f->add(cmd, "--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k", "Data",
-         [f](ModelConfig&, TrainConfig& c) { c.test_path = f->train.test_path; });
+         [fp](ModelConfig&, TrainConfig& c) { c.test_path = fp->train.test_path; });
   f->add(cmd, "--binarize", f->binarize,
          "none (pixels in [0,1]), static (threshold 0.5) or dynamic (a fresh Bernoulli draw per step; the test set "
-         "gets one fixed draw)", "Data", [f](ModelConfig&, TrainConfig& c) { c.binarize = parse_binarize(f->binarize); });
+         "gets one fixed draw)", "Data", [fp](ModelConfig&, TrainConfig& c) { c.binarize = parse_binarize(fp->binarize); });
 
   f->add(cmd, "--hidden", f->hidden, "Encoder hidden widths, comma-separated (e.g. 512,256), or 'none' for a linear encoder",
-         "Model", [f](ModelConfig& c, TrainConfig&) { c.encoder_hidden = parse_int_list(f->hidden, "--hidden"); });
+         "Model", [fp](ModelConfig& c, TrainConfig&) { c.encoder_hidden = parse_int_list(fp->hidden, "--hidden"); });
   f->add(cmd, "--decoder-hidden", f->decoder_hidden, "Decoder hidden widths; default: the encoder's widths reversed",
-         "Model", [f](ModelConfig& c, TrainConfig&) { c.decoder_hidden = parse_int_list(f->decoder_hidden, "--decoder-hidden"); });
-  f->add(cmd, "--latent", m.latent, "Latent size Z", "Model", [f](ModelConfig& c, TrainConfig&) { c.latent = f->model.latent; })
+         "Model", [fp](ModelConfig& c, TrainConfig&) { c.decoder_hidden = parse_int_list(fp->decoder_hidden, "--decoder-hidden"); });
+  f->add(cmd, "--latent", m.latent, "Latent size Z", "Model", [fp](ModelConfig& c, TrainConfig&) { c.latent = fp->model.latent; })
       ->check(CLI::Range(1, 65536));
   f->add(cmd, "--activation", f->activation, "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus",
-         "Model", [f](ModelConfig& c, TrainConfig&) { c.activation = parse_activation(f->activation); });
+         "Model", [fp](ModelConfig& c, TrainConfig&) { c.activation = parse_activation(fp->activation); });
   f->add(cmd, "--likelihood", f->likelihood, "Decoder likelihood: bernoulli (logits, targets in [0,1]) or gaussian (mean output)",
-         "Model", [f](ModelConfig& c, TrainConfig&) { c.likelihood = parse_likelihood(f->likelihood); });
+         "Model", [fp](ModelConfig& c, TrainConfig&) { c.likelihood = parse_likelihood(fp->likelihood); });
   f->add(cmd, "--sigma", m.sigma, "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma",
-         "Model", [f](ModelConfig& c, TrainConfig&) { c.sigma = f->model.sigma; });
+         "Model", [fp](ModelConfig& c, TrainConfig&) { c.sigma = fp->model.sigma; });
   f->flag(cmd, "--learn-sigma", m.learn_sigma, "Gaussian decoder: learn a per-dimension log-variance", "Model",
-          [f](ModelConfig& c, TrainConfig&) { c.learn_sigma = f->model.learn_sigma; });
+          [fp](ModelConfig& c, TrainConfig&) { c.learn_sigma = fp->model.learn_sigma; });
   f->add(cmd, "--samples", m.samples, "Monte Carlo samples L of z per data point", "Model",
-         [f](ModelConfig& c, TrainConfig&) { c.samples = f->model.samples; })->check(CLI::Range(1, 4096));
+         [fp](ModelConfig& c, TrainConfig&) { c.samples = fp->model.samples; })->check(CLI::Range(1, 4096));
   f->add(cmd, "--beta", m.beta, "Weight of the KL term (beta-VAE); 1 is the ELBO", "Model",
-         [f](ModelConfig& c, TrainConfig&) { c.beta = f->model.beta; });
+         [fp](ModelConfig& c, TrainConfig&) { c.beta = fp->model.beta; });
 
   f->add(cmd, "--epochs", t.epochs, "Passes over the training set", "Training",
-         [f](ModelConfig&, TrainConfig& c) { c.epochs = f->train.epochs; })->check(CLI::NonNegativeNumber);
+         [fp](ModelConfig&, TrainConfig& c) { c.epochs = fp->train.epochs; })->check(CLI::NonNegativeNumber);
   f->add(cmd, "--batch", t.batch, "Minibatch size; the last partial batch of an epoch is kept", "Training",
-         [f](ModelConfig&, TrainConfig& c) { c.batch = f->train.batch; })->check(CLI::Range(1, 1 << 20));
-  f->add(cmd, "--lr", t.adam.lr, "Adam learning rate (beta1 0.9, beta2 0.999, eps 1e-8)", "Training",
-         [f](ModelConfig&, TrainConfig& c) { c.adam.lr = f->train.adam.lr; });
+         [fp](ModelConfig&, TrainConfig& c) { c.batch = fp->train.batch; })->check(CLI::Range(1, 1 << 20));
+  f->add(cmd, "--optimizer", f->optimizer,
+         "adam, adamw (decoupled --weight-decay), sgd (with --momentum) or rmsprop; PyTorch's forms", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.kind = parse_optimizer(fp->optimizer); });
+  f->add(cmd, "--lr", t.optimizer.lr, "Learning rate (Adam: beta1 0.9, beta2 0.999, eps 1e-8)", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.lr = fp->train.optimizer.lr; });
+  f->add(cmd, "--weight-decay", t.optimizer.weight_decay, "AdamW's decoupled weight decay", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.weight_decay = fp->train.optimizer.weight_decay; });
+  f->add(cmd, "--momentum", t.optimizer.momentum, "SGD's momentum", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.momentum = fp->train.optimizer.momentum; });
+  f->add(cmd, "--rmsprop-alpha", t.optimizer.alpha, "RMSprop's smoothing of the squared gradient", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.alpha = fp->train.optimizer.alpha; });
+  f->add(cmd, "--lr-schedule", f->lr_schedule,
+         "constant, cosine (from --lr to --lr-min over the run) or step (times --lr-gamma every --lr-step epochs)",
+         "Optimizer", [fp](ModelConfig&, TrainConfig& c) { c.optimizer.schedule = parse_lr_schedule(fp->lr_schedule); });
+  f->add(cmd, "--lr-min", t.optimizer.lr_min, "cosine: the learning rate at the last step", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.lr_min = fp->train.optimizer.lr_min; });
+  f->add(cmd, "--lr-step", t.optimizer.lr_step_epochs, "step: epochs between decays", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.lr_step_epochs = fp->train.optimizer.lr_step_epochs; });
+  f->add(cmd, "--lr-gamma", t.optimizer.lr_gamma, "step: the decay factor", "Optimizer",
+         [fp](ModelConfig&, TrainConfig& c) { c.optimizer.lr_gamma = fp->train.optimizer.lr_gamma; });
+  f->add(cmd, "--objective", f->objective,
+         "elbo, or iwae: the importance-weighted bound log mean_k p(x,z_k)/q(z_k|x) with --k samples", "Objective",
+         [fp](ModelConfig&, TrainConfig& c) { c.objective = parse_objective(fp->objective); });
+  f->add(cmd, "--k", t.iw_k, "IWAE: importance samples per data point", "Objective",
+         [fp](ModelConfig&, TrainConfig& c) { c.iw_k = fp->train.iw_k; });
+  f->add(cmd, "--kl-warmup", t.kl_warmup_steps, "Ramp the KL weight linearly from 0 to --beta over this many steps",
+         "Objective", [fp](ModelConfig&, TrainConfig& c) { c.kl_warmup_steps = fp->train.kl_warmup_steps; });
+  f->add(cmd, "--estimator", f->estimator,
+         "The encoder's gradient: reparam (pathwise) or score (score function, REINFORCE)", "Objective",
+         [fp](ModelConfig&, TrainConfig& c) { c.estimator = parse_estimator(fp->estimator); });
+  f->add(cmd, "--schedule", f->schedule,
+         "joint, or alternating (variational EM): --e-steps encoder-only steps, then --m-steps decoder-only steps",
+         "Objective", [fp](ModelConfig&, TrainConfig& c) { c.schedule = parse_schedule(fp->schedule); });
+  f->add(cmd, "--e-steps", t.e_steps, "alternating: E-steps (update phi, theta fixed) per round", "Objective",
+         [fp](ModelConfig&, TrainConfig& c) { c.e_steps = fp->train.e_steps; });
+  f->add(cmd, "--m-steps", t.m_steps, "alternating: M-steps (update theta, phi fixed) per round", "Objective",
+         [fp](ModelConfig&, TrainConfig& c) { c.m_steps = fp->train.m_steps; });
   f->add(cmd, "--seed", t.seed, "Seed of every random draw: initialization, shuffling, binarization, noise", "Training",
-         [f](ModelConfig&, TrainConfig& c) { c.seed = f->train.seed; });
+         [fp](ModelConfig&, TrainConfig& c) { c.seed = fp->train.seed; });
   f->add(cmd, "--on-nan", f->on_nan,
          "A step with a non-finite loss or gradient: stop (keep the last good checkpoint) or skip the step",
-         "Training", [f](ModelConfig&, TrainConfig& c) { c.on_nan = parse_nan_policy(f->on_nan); });
+         "Training", [fp](ModelConfig&, TrainConfig& c) { c.on_nan = parse_nan_policy(fp->on_nan); });
   f->add(cmd, "--eval-batch", t.eval_batch, "Batch size of the test-set evaluation", "Training",
-         [f](ModelConfig&, TrainConfig& c) { c.eval_batch = f->train.eval_batch; });
+         [fp](ModelConfig&, TrainConfig& c) { c.eval_batch = fp->train.eval_batch; });
 
   f->add(cmd, "--device", f->device, "auto (CUDA when a GPU is usable, else CPU; says which), cpu or cuda", "Device",
-         [f](ModelConfig&, TrainConfig& c) { c.device = parse_device(f->device); });
+         [fp](ModelConfig&, TrainConfig& c) { c.device = parse_device(fp->device); });
   f->add(cmd, "--threads", t.threads, "CPU threads (BLAS and the fused passes share them); 0 = all cores", "Device",
-         [f](ModelConfig&, TrainConfig& c) { c.threads = f->train.threads; });
+         [fp](ModelConfig&, TrainConfig& c) { c.threads = fp->train.threads; });
   f->add(cmd, "--precision", f->precision, "CPU arithmetic: fp32 or fp64 (slow; for checks)", "Device",
-         [f](ModelConfig&, TrainConfig& c) { c.precision = parse_precision(f->precision); });
+         [fp](ModelConfig&, TrainConfig& c) { c.precision = parse_precision(fp->precision); });
   f->flag(cmd, "--stream-data", t.stream_data, "CUDA: stream the data in chunks even if it fits on the GPU", "Device",
-          [f](ModelConfig&, TrainConfig& c) { c.stream_data = f->train.stream_data; });
+          [fp](ModelConfig&, TrainConfig& c) { c.stream_data = fp->train.stream_data; });
 
   f->add(cmd, "--out", t.out, "Output directory; default runs/<timestamp>. Must be new or empty", "Output",
-         [f](ModelConfig&, TrainConfig& c) { c.out = f->train.out; });
+         [fp](ModelConfig&, TrainConfig& c) { c.out = fp->train.out; });
   f->flag(cmd, "--overwrite", t.overwrite, "Allow --out to be a directory that already holds files", "Output",
-          [f](ModelConfig&, TrainConfig& c) { c.overwrite = f->train.overwrite; });
+          [fp](ModelConfig&, TrainConfig& c) { c.overwrite = fp->train.overwrite; });
   f->add(cmd, "--checkpoint-every", t.checkpoint_every, "Write the checkpoint every N epochs (and always at the end)",
-         "Output", [f](ModelConfig&, TrainConfig& c) { c.checkpoint_every = f->train.checkpoint_every; });
+         "Output", [fp](ModelConfig&, TrainConfig& c) { c.checkpoint_every = fp->train.checkpoint_every; });
 
   cmd->footer(
       "\nOutputs in OUT:\n"

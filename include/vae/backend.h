@@ -36,9 +36,24 @@ struct StepHealth {
   bool halted = false;
 };
 
+// The optimizer's state: two flat slots in the parameters' layout (adam/adamw: the moments m
+// and v; sgd: the momentum buffer in m; rmsprop: the squared-gradient average in v) and the
+// number of updates of each parameter group. The groups differ only under the alternating
+// (variational EM) schedule; step counts Adam's t.
 struct OptimizerState {
-  std::vector<float> m, v;  // flat, same layout as the parameters
-  std::int64_t step = 0;    // Adam's t: steps taken so far
+  std::vector<float> m, v;
+  std::int64_t step = 0;          // updates of the encoder's parameters (phi)
+  std::int64_t step_decoder = 0;  // updates of the decoder's parameters (theta)
+};
+
+// Estimates of log p(x) over a dataset, as sums over data points (nats).
+struct LikelihoodSums {
+  double recon = 0;  // -(1/K) sum_k log p(x|z_k), z_k ~ q(z|x)
+  double kl = 0;     // KL(q(z|x) || p(z)), closed form; ELBO = -(recon + kl)
+  double iwae = 0;   // log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x): the IWAE bound, -> log p(x)
+  double prior = 0;  // log (1/K) sum_k p(x|z_k), z_k ~ p(z): the naive estimate
+  std::int64_t count = 0;
+  int k = 0;
 };
 
 class Backend {
@@ -69,6 +84,13 @@ class Backend {
   // -ELBO and its parts over a whole dataset, in order, TrainConfig::eval_batch items at a
   // time, with the evaluation noise stream (the same noise at every call).
   virtual LossSums evaluate(const Dataset& data) = 0;
+  // log p(x) estimated with k importance samples from q(z|x) (IWAE) and k from the prior,
+  // with the ELBO from the same samples; noise from its own streams (see rng.h).
+  virtual LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) = 0;
+  // The training loss's gradient on one batch at the current parameters, with the noise of
+  // step `noise_step` and the given encoder estimator; nothing is updated or accumulated.
+  // gradients() then holds it. Returns the batch's loss sums.
+  virtual LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) = 0;
 };
 
 // Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).

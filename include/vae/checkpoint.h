@@ -1,8 +1,9 @@
 // Checkpoints: everything a run needs to continue bit for bit, in one safetensors file
 // that Python's safetensors and numpy can read:
 //   <name>                 the parameters by name (F32), as model.safetensors always held
-//   adam.m.<name>, adam.v.<name>   Adam's moments (F32)
-//   adam.step              Adam's t (I64, shape [1])
+//   optimizer.m.<name>, optimizer.v.<name>   the optimizer's two state slots (F32; Adam's
+//                          moments, SGD's momentum buffer in m, RMSprop's squared average in v)
+//   optimizer.step         updates of the encoder and the decoder group (I64, shape [2])
 //   position               [epoch, batch, step] of the next step (I64, shape [3])
 //   partial_sums           the epoch's training loss sums so far: [loss, recon, kl, count] (F64)
 //   rng                    [seed, step] (I64): the noise is counter-based (cuRAND Philox), so

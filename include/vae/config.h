@@ -13,6 +13,11 @@ enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
 enum class Precision : int { fp32 = 0, fp64 = 1 };
 enum class NanPolicy : int { stop = 0, skip = 1 };  // on a non-finite loss or gradient
+enum class Optimizer : int { adam = 0, adamw = 1, sgd = 2, rmsprop = 3 };
+enum class LrSchedule : int { constant = 0, cosine = 1, step = 2 };
+enum class Objective : int { elbo = 0, iwae = 1 };
+enum class Estimator : int { reparam = 0, score = 1 };  // the encoder's gradient estimator
+enum class Schedule : int { joint = 0, alternating = 1 };  // variational EM: E-steps then M-steps
 
 const char* to_string(Activation);
 const char* to_string(Likelihood);
@@ -20,6 +25,11 @@ const char* to_string(Binarize);
 const char* to_string(Device);
 const char* to_string(Precision);
 const char* to_string(NanPolicy);
+const char* to_string(Optimizer);
+const char* to_string(LrSchedule);
+const char* to_string(Objective);
+const char* to_string(Estimator);
+const char* to_string(Schedule);
 // Parse a name; throws vae::Error listing the accepted names.
 Activation parse_activation(const std::string&);
 Likelihood parse_likelihood(const std::string&);
@@ -27,6 +37,11 @@ Binarize parse_binarize(const std::string&);
 Device parse_device(const std::string&);
 Precision parse_precision(const std::string&);
 NanPolicy parse_nan_policy(const std::string&);
+Optimizer parse_optimizer(const std::string&);
+LrSchedule parse_lr_schedule(const std::string&);
+Objective parse_objective(const std::string&);
+Estimator parse_estimator(const std::string&);
+Schedule parse_schedule(const std::string&);
 // "512,256" -> {512, 256}; throws on anything but positive integers.
 std::vector<int> parse_int_list(const std::string& text, const std::string& what);
 
@@ -45,11 +60,21 @@ struct ModelConfig {
   void validate() const;  // throws vae::Error naming the bad field
 };
 
-struct AdamConfig {
+// The optimizer, in PyTorch's forms (torch.optim.Adam, AdamW, SGD, RMSprop), and its
+// learning-rate schedule.
+struct OptimizerConfig {
+  Optimizer kind = Optimizer::adam;
   double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
+  double beta1 = 0.9;            // adam, adamw
+  double beta2 = 0.999;          // adam, adamw
+  double eps = 1e-8;             // adam, adamw, rmsprop
+  double weight_decay = 0.01;    // adamw: decoupled, p -= lr * wd * p
+  double momentum = 0.9;         // sgd
+  double alpha = 0.99;           // rmsprop: smoothing of the squared gradient
+  LrSchedule schedule = LrSchedule::constant;
+  double lr_min = 0.0;           // cosine: the last step's learning rate
+  int lr_step_epochs = 3;        // step: multiply by lr_gamma every this many epochs
+  double lr_gamma = 0.5;
 };
 
 struct TrainConfig {
@@ -57,7 +82,13 @@ struct TrainConfig {
   std::string test_path;   // empty: Fashion-MNIST test
   int epochs = 10;
   int batch = 128;
-  AdamConfig adam;
+  OptimizerConfig optimizer;
+  Objective objective = Objective::elbo;
+  int iw_k = 5;                          // IWAE: importance samples per data point
+  Estimator estimator = Estimator::reparam;
+  std::int64_t kl_warmup_steps = 0;      // beta ramps linearly from 0 over this many steps
+  Schedule schedule = Schedule::joint;
+  int e_steps = 1, m_steps = 1;          // alternating: encoder-only steps, then decoder-only steps
   std::uint64_t seed = 1;
   Binarize binarize = Binarize::none;
   Device device = Device::automatic;
@@ -73,6 +104,19 @@ struct TrainConfig {
 
   void validate() const;
 };
+
+// What a training step uses besides the parameters: its learning rate, its KL weight, and
+// which parameter groups it updates. Both backends take these from here, so they agree.
+struct StepScalars {
+  double lr = 0;
+  double beta = 1;
+  bool update_encoder = true;  // encoder.* (phi): the E-step's group
+  bool update_decoder = true;  // decoder.* (theta): the M-step's group
+};
+StepScalars step_scalars(const ModelConfig&, const TrainConfig&, std::int64_t step, std::int64_t steps_per_epoch);
+
+// Samples of z per data point a training step draws: L for the ELBO, K for IWAE.
+int train_samples(const ModelConfig&, const TrainConfig&);
 
 // The effective configuration as JSON text (what config.json holds), and back.
 std::string config_to_json(const ModelConfig&, const TrainConfig&, const std::string& device_used = "");

@@ -111,6 +111,19 @@ VAE_HD T latent_ds(T s, T sum_dz_eps, T beta_scale) {
   return T(0.5) * sum_dz_eps * exp_(T(0.5) * s) + beta_scale * T(0.5) * expm1_(s);
 }
 
+// Score-function (REINFORCE) gradient for one latent dimension, z held fixed:
+//   grad_mu log q = eps / sigma;  grad_s log q = (eps^2 - 1) / 2
+// sum_f_eps = sum_l f_l eps_l, sum_f_eps2 = sum_l f_l (eps_l^2 - 1), scaled by `scale`, plus
+// the KL's closed-form gradient times beta_scale.
+template <class T>
+VAE_HD T score_dmu(T mu, T s, T sum_f_eps, T scale, T beta_scale) {
+  return scale * sum_f_eps * exp_(T(-0.5) * s) + beta_scale * mu;
+}
+template <class T>
+VAE_HD T score_ds(T s, T sum_f_eps2, T scale, T beta_scale) {
+  return T(0.5) * scale * sum_f_eps2 + beta_scale * T(0.5) * expm1_(s);
+}
+
 // ---- Adam (PyTorch's form) ------------------------------------------------------------
 // m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^t.
@@ -132,6 +145,67 @@ VAE_HD void adam_update(T& p, T& m, T& v, T g, const AdamScalars& s) {
   v = T(s.beta2) * v + (T(1) - T(s.beta2)) * g * g;
   const T denom = sqrt_(v) * T(s.inv_sqrt_bc2) + T(s.eps);
   p -= T(s.step_size) * m / denom;
+}
+
+// ---- every optimizer (PyTorch's forms); s1, s2 are its two state slots -------------------
+//   adam:    s1 = m, s2 = v, as adam_update
+//   adamw:   p *= 1 - lr*wd, then adam_update (decoupled weight decay)
+//   sgd:     s1 = momentum * s1 + g;  p -= lr * s1          (s2 unused)
+//   rmsprop: s2 = alpha * s2 + (1-alpha) g^2;  p -= lr * g / (sqrt(s2) + eps)   (s1 unused)
+struct OptimizerScalars {
+  int kind = 0;           // vae::Optimizer
+  double lr = 0;          // this step's learning rate
+  AdamScalars adam{};     // adam, adamw (step_size = lr / bc1)
+  double decay = 1;       // adamw: 1 - lr * weight_decay
+  double momentum = 0;    // sgd
+  double alpha = 0;       // rmsprop
+  double eps = 0;         // rmsprop
+};
+
+// Scalars of one update of a parameter group that has had t updates including this one.
+inline OptimizerScalars optimizer_scalars(const OptimizerConfig& c, double lr, long long t) {
+  OptimizerScalars s;
+  s.kind = static_cast<int>(c.kind);
+  s.lr = lr;
+  s.adam = adam_scalars(lr, c.beta1, c.beta2, c.eps, t);
+  s.decay = c.kind == Optimizer::adamw ? 1.0 - lr * c.weight_decay : 1.0;
+  s.momentum = c.momentum;
+  s.alpha = c.alpha;
+  s.eps = c.eps;
+  return s;
+}
+
+template <class T>
+VAE_HD void optimizer_update(T& p, T& s1, T& s2, T g, const OptimizerScalars& s) {
+  switch (static_cast<Optimizer>(s.kind)) {
+    case Optimizer::adamw:
+      p *= T(s.decay);
+      adam_update(p, s1, s2, g, s.adam);
+      break;
+    case Optimizer::sgd:
+      s1 = T(s.momentum) * s1 + g;
+      p -= T(s.lr) * s1;
+      break;
+    case Optimizer::rmsprop:
+      s2 = T(s.alpha) * s2 + (T(1) - T(s.alpha)) * g * g;
+      p -= T(s.lr) * g / (sqrt_(s2) + T(s.eps));
+      break;
+    default:
+      adam_update(p, s1, s2, g, s.adam);
+  }
+}
+
+// ---- importance weights ---------------------------------------------------------------
+// log p(z) - log q(z|x) for one latent dimension, z = mu + exp(s/2) eps:
+//   log p(z) = -z^2/2 - log(2 pi)/2;  log q(z|x) = -eps^2/2 - s/2 - log(2 pi)/2
+template <class T>
+VAE_HD T log_prior_minus_log_q(T z, T eps, T s) {
+  return T(0.5) * (eps * eps - z * z + s);
+}
+// log N(z; 0, 1) for one dimension.
+template <class T>
+VAE_HD T log_standard_normal(T z) {
+  return T(-0.5) * (z * z + T(kLog2Pi));
 }
 
 }  // namespace ew

@@ -42,6 +42,8 @@ class ParamLayout {
   bool has_logvar() const { return has_logvar_; }
   std::size_t logvar() const { return logvar_; }  // learned Gaussian log-variance (D)
   int max_width() const { return max_width_; }    // widest activation of any layer
+  // The encoder's tensors (phi) fill [0, encoder_end()), the decoder's (theta) the rest.
+  std::size_t encoder_end() const { return decoder_.empty() ? output_.weight : decoder_.front().weight; }
 
  private:
   LinearView add_linear(const std::string& prefix, int in, int out);

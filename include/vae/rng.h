@@ -4,7 +4,8 @@
 //
 //   eps for training step t:        stream `eps`,  offset t * eps_stride  (normals, (B*L, Z))
 //   binarization uniforms, step t:  stream `bin`,  offset t * bin_stride  (uniforms, (B, D))
-//   eps for evaluation batch k:     stream `eval`, offset k * eps_stride
+//   eps for evaluation batch k:     stream `eval`, offset k * eval_stride
+//   log p(x) estimates, item i:     streams `iw_q` and `iw_prior`, offset i * iw_stride
 //
 // A block of steps drawn at once equals the same steps drawn one by one (tested), so the
 // CUDA path may fill many steps' noise in one call.
@@ -18,7 +19,14 @@
 
 namespace vae {
 
-enum class RngStream : std::uint64_t { eps = 1, bin = 2, eval = 3, init = 4, shuffle = 5, test_binarize = 6 };
+inline std::size_t round_up_even(std::size_t n) { return (n + 1) & ~static_cast<std::size_t>(1); }
+
+enum class RngStream : std::uint64_t {
+  eps = 1, bin = 2, eval = 3, init = 4, shuffle = 5, test_binarize = 6,
+  iw_q = 7,      // estimate_log_likelihood: samples from q(z|x)
+  iw_prior = 8,  // estimate_log_likelihood: samples from p(z)
+  pictures = 9,
+};
 
 // A well-mixed 64-bit seed for one purpose, derived from the run's seed.
 std::uint64_t derive_seed(std::uint64_t seed, RngStream stream);
@@ -28,11 +36,17 @@ struct RngPlan {
   std::size_t eps_stride = 0;  // normals per step: B*L*Z rounded up to even
   std::size_t bin_stride = 0;  // uniforms per step: B*D rounded up to even
 
-  static RngPlan make(std::uint64_t seed, const ModelConfig&, int max_batch);
+  // samples: z per data point in a training step (train_samples()); 0 means model.samples.
+  static RngPlan make(std::uint64_t seed, const ModelConfig&, int max_batch, int samples = 0);
   std::uint64_t eps_offset(std::int64_t step) const { return static_cast<std::uint64_t>(step) * eps_stride; }
   std::uint64_t bin_offset(std::int64_t step) const { return static_cast<std::uint64_t>(step) * bin_stride; }
   // Evaluation draws its own noise, batch k at offset k * eval_stride(batch).
   static std::size_t eval_stride(const ModelConfig&, int batch);
+  // estimate_log_likelihood: data point i's k samples (k, Z) sit at offset i * iw_stride in
+  // the iw_q and iw_prior streams.
+  static std::size_t iw_stride(const ModelConfig& m, int k) {
+    return round_up_even(static_cast<std::size_t>(k) * static_cast<std::size_t>(m.latent));
+  }
 };
 
 // cuRAND host generator (Philox4x32-10) with explicit offsets. Counts n are rounded up to
@@ -71,6 +85,6 @@ class StepNoise {
   std::vector<float> block_;
 };
 
-inline std::size_t round_up_even(std::size_t n) { return (n + 1) & ~static_cast<std::size_t>(1); }
+
 
 }  // namespace vae

@@ -8,5 +8,6 @@
 #include "vae/error.h"
 #include "vae/io.h"
 #include "vae/layout.h"
+#include "vae/linear_gaussian.h"
 #include "vae/rng.h"
 #include "vae/trainer.h"

@@ -499,7 +499,7 @@ class AdamKernel : public GpuTest {};
 
 TEST_F(AdamKernel, MatchesTheCpuUpdateWithTFromDeviceMemory) {
   const std::size_t n = 4 * 1031;
-  AdamConfig cfg;
+  OptimizerConfig cfg;
   cfg.lr = 3e-3;
   auto p = test::uniform_values<float>(n, -1, 1, 100);
   auto m = test::uniform_values<float>(n, -0.1, 0.1, 101);
@@ -532,7 +532,7 @@ TEST_F(AdamKernel, MatchesTheCpuUpdateWithTFromDeviceMemory) {
 
 TEST_F(AdamKernel, DeviceScalarsEqualTheHostScalars) {
   const std::vector<std::int64_t> ts = {1, 2, 3, 10, 99, 1000, 4691, 100000, 10000000};
-  AdamConfig cfg;
+  OptimizerConfig cfg;
   Dev<std::int64_t> t(ts);
   Dev<ew::AdamScalars> out(ts.size());
   gpu::adam_scalars_on_device(t.get(), static_cast<int>(ts.size()), cfg, out.get(), nullptr);
