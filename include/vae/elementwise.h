@@ -132,8 +132,8 @@ struct AdamScalars {
   double step_size;     // lr / bc1
   double inv_sqrt_bc2;  // 1 / sqrt(bc2)
 };
-// The scalars for step t (1-based), computed once on the host in double.
-inline AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, long long t) {
+// The scalars for step t (1-based), in double (on the host, or once per launch on the device).
+VAE_HD AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, long long t) {
   const double bc1 = 1.0 - pow(beta1, double(t));
   const double bc2 = 1.0 - pow(beta2, double(t));
   return AdamScalars{beta1, beta2, eps, lr / bc1, 1.0 / sqrt(bc2)};
@@ -163,7 +163,8 @@ struct OptimizerScalars {
 };
 
 // Scalars of one update of a parameter group that has had t updates including this one.
-inline OptimizerScalars optimizer_scalars(const OptimizerConfig& c, double lr, long long t) {
+// OptimizerConfig is plain data: a kernel may take it by value and call this on the device.
+VAE_HD OptimizerScalars optimizer_scalars(const OptimizerConfig& c, double lr, long long t) {
   OptimizerScalars s;
   s.kind = static_cast<int>(c.kind);
   s.lr = lr;
