@@ -10,6 +10,7 @@ endif()
 find_package(CLI11 REQUIRED)
 find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED)
+find_package(Freetype REQUIRED)  # text in the plots (with the DejaVu fonts at run time)
 
 # OpenBLAS, its OpenMP build (Debian's libopenblas-openmp-dev): BLAS and our own
 # elementwise loops then share one OpenMP thread pool, so the two never oversubscribe the
@@ -29,5 +30,5 @@ target_link_libraries(vae_openblas INTERFACE ${VAE_OPENBLAS_LIBRARY} OpenMP::Ope
 # Private dependencies of libvae, gathered in one target.
 add_library(vae_deps INTERFACE)
 target_link_libraries(vae_deps INTERFACE
-  vae_openblas ZLIB::ZLIB PNG::PNG nlohmann_json::nlohmann_json
+  vae_openblas ZLIB::ZLIB PNG::PNG Freetype::Freetype nlohmann_json::nlohmann_json
   CUDA::curand Threads::Threads)

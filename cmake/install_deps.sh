@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libpng-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist)
+          nlohmann-json3-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core libgtest-dev libbenchmark-dev
+          dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils)
 elif [[ -n "${1:-}" ]]; then

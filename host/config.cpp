@@ -149,6 +149,7 @@ std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std
                 {"beta", m.beta}};
   j["train"] = {{"train", t.train_path},
                 {"test", t.test_path},
+                {"test_labels", t.test_labels_path},
                 {"epochs", t.epochs},
                 {"batch", t.batch},
                 {"eval_batch", t.eval_batch},
@@ -209,6 +210,7 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       const auto& jt = j["train"];
       if (jt.contains("train")) t.train_path = jt["train"].get<std::string>();
       if (jt.contains("test")) t.test_path = jt["test"].get<std::string>();
+      if (jt.contains("test_labels")) t.test_labels_path = jt["test_labels"].get<std::string>();
       if (jt.contains("epochs")) t.epochs = jt["epochs"].get<int>();
       if (jt.contains("batch")) t.batch = jt["batch"].get<int>();
       if (jt.contains("eval_batch")) t.eval_batch = jt["eval_batch"].get<int>();

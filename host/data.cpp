@@ -351,6 +351,11 @@ std::string default_fashion_mnist(bool train) {
   return path;
 }
 
+std::string default_fashion_mnist_labels(bool train) {
+  return std::string("/usr/share/datasets/fashion-mnist/") +
+         (train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
+}
+
 void binarize_static(Dataset& d) {
   for (auto& v : d.u8) v = v >= 128 ? 255 : 0;  // v/255 > 0.5
   for (auto& v : d.f32) v = v > 0.5f ? 1.0f : 0.0f;

@@ -20,6 +20,7 @@
 #include "vae/error.h"
 #include "vae/io.h"
 #include "vae/layout.h"
+#include "vae/pictures.h"
 #include "vae/rng.h"
 
 namespace fs = std::filesystem;
@@ -59,48 +60,28 @@ void create_out_dir(const std::string& out) {
   if (ec) throw_error("cannot create output directory '", out, "': ", ec.message());
 }
 
-void write_pictures(const std::string& out, const ModelConfig& model, const std::vector<float>& params,
-                    const Dataset& test, std::uint64_t seed) {
-  const int n_samples = 64, n_recon = 32;
-  CpuModel<float> m(model, n_samples);
-  std::copy(params.begin(), params.end(), m.params().begin());
-  const int Z = model.latent, D = model.input_dim;
-
-  std::vector<float> z(round_up_even(static_cast<std::size_t>(n_samples) * Z));
-  HostPhilox rng(derive_seed(seed, RngStream::eval) ^ 0x5A5A5A5Aull);
-  rng.normal(z.data(), static_cast<std::size_t>(n_samples) * Z, 0);
-  std::vector<float> mean(static_cast<std::size_t>(n_samples) * D);
-  m.decode_mean(z.data(), n_samples, mean.data());
-  write_png_grid(out + "/samples.png", mean, n_samples, test.height, test.width, 8);
-
-  // Reconstructions: inputs and decoder means at z = mu, in pairs of rows.
-  const int n = static_cast<int>(std::min<std::int64_t>(n_recon, test.count));
-  std::vector<float> x(static_cast<std::size_t>(n) * D);
-  for (int i = 0; i < n; ++i) test.row(i, x.data() + static_cast<std::size_t>(i) * D);
-  std::vector<float> zero_eps(round_up_even(static_cast<std::size_t>(n) * model.samples * Z), 0.0f);
-  m.forward(x.data(), zero_eps.data(), n, false);
-  std::vector<float> mu(static_cast<std::size_t>(n) * Z);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < Z; ++j) mu[static_cast<std::size_t>(i) * Z + j] = m.head()[static_cast<std::size_t>(i) * 2 * Z + j];
-  std::vector<float> rec(static_cast<std::size_t>(n) * D);
-  m.decode_mean(mu.data(), n, rec.data());
-  const int cols = 8;
-  std::vector<float> grid;
-  int count = 0;
-  for (int r0 = 0; r0 < n; r0 += cols) {
-    const int k = std::min(cols, n - r0);
-    for (const auto* src : {&x, &rec}) {
-      for (int i = 0; i < cols; ++i) {
-        if (i < k) grid.insert(grid.end(), src->begin() + static_cast<std::ptrdiff_t>(r0 + i) * D,
-                               src->begin() + static_cast<std::ptrdiff_t>(r0 + i + 1) * D);
-        else grid.insert(grid.end(), static_cast<std::size_t>(D), 0.0f);
-        ++count;
-      }
+// The run's pictures: samples, reconstructions, the ELBO curve, and for a 2-D latent space
+// with labels, the scatter of the test set's posterior means. Returns the files written.
+std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
+                                        const std::vector<float>& params, const Dataset& test, std::ostream& log) {
+  std::vector<std::string> files = {"samples.png", "reconstructions.png", "elbo.png"};
+  write_samples_png(out + "/samples.png", model, params, 64, test.height, test.width, cfg.seed);
+  write_reconstructions_png(out + "/reconstructions.png", model, params, test, 32);
+  write_elbo_curve_png(out + "/elbo.png", out + "/metrics.csv");
+  if (model.latent == 2) {
+    std::string labels = cfg.test_labels_path;
+    const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
+    if (labels.empty() && fashion) labels = default_fashion_mnist_labels(false);
+    if (labels.empty()) {
+      log << "no --test-labels: skipping the latent scatter\n";
+    } else {
+      write_latent_scatter_png(out + "/latent.png", model, params, test, read_idx_labels(labels), 5000,
+                               fashion ? fashion_mnist_classes() : std::vector<std::string>{});
+      files.push_back("latent.png");
     }
   }
-  write_png_grid(out + "/reconstructions.png", grid, count, test.height, test.width, cols);
+  return files;
 }
-
 
 // Data of a run: both sets read, checked against each other, binarized as configured.
 struct RunData {
@@ -324,8 +305,10 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     }
   }
   if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
-  write_pictures(out, model, backend->parameters(), data.test, cfg.seed);
-  log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors, samples.png, reconstructions.png}\n";
+  const auto pictures = write_pictures(out, model, cfg, backend->parameters(), data.test, log);
+  log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors";
+  for (const auto& p : pictures) log << ", " << p;
+  log << "}\n";
   return result;
 }
 

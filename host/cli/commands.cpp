@@ -109,6 +109,9 @@ void add_train(CLI::App& app) {
          "Data", [fp](ModelConfig&, TrainConfig& c) { c.train_path = fp->train.train_path; });
   f->add(cmd, "--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k", "Data",
          [fp](ModelConfig&, TrainConfig& c) { c.test_path = fp->train.test_path; });
+  f->add(cmd, "--test-labels", t.test_labels_path,
+         "Labels of the test set (IDX), for the latent scatter of a 2-D latent space; default: Fashion-MNIST's",
+         "Data", [fp](ModelConfig&, TrainConfig& c) { c.test_labels_path = fp->train.test_labels_path; });
   f->add(cmd, "--binarize", f->binarize,
          "none (pixels in [0,1]), static (threshold 0.5) or dynamic (a fresh Bernoulli draw per step; the test set "
          "gets one fixed draw)", "Data", [fp](ModelConfig&, TrainConfig& c) { c.binarize = parse_binarize(fp->binarize); });
@@ -207,6 +210,8 @@ void add_train(CLI::App& app) {
       "                       the data position and the configuration; readable with Python's safetensors\n"
       "  samples.png          decoder means for z drawn from the prior\n"
       "  reconstructions.png  test images (odd rows) and their reconstructions at z = mu (even rows)\n"
+      "  elbo.png             the ELBO curve: train and test -ELBO, test reconstruction and KL per epoch\n"
+      "  latent.png           with --latent 2: the test set's posterior means coloured by label\n"
       "\nCtrl-C writes a checkpoint after the current step and exits with code 130 (a second Ctrl-C a second later\n"
       "stops at once); --resume OUT continues the run exactly where it stopped.\n"
       "\nThe defaults are the reference model: 784-400-20 encoder, 20-400-784 decoder, ReLU, Bernoulli decoder,\n"

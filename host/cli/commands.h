@@ -6,5 +6,6 @@ namespace vae::cli {
 
 void add_train(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_model_tools(CLI::App& app);  // eval, gradvar, sample, reconstruct, interpolate, scatter, plot
 
 }  // namespace vae::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   try {
     vae::cli::add_train(app);
     vae::cli::add_bench(app);
+    vae::cli::add_model_tools(app);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

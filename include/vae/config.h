@@ -80,6 +80,7 @@ struct OptimizerConfig {
 struct TrainConfig {
   std::string train_path;  // empty: Fashion-MNIST train from dataset-fashion-mnist
   std::string test_path;   // empty: Fashion-MNIST test
+  std::string test_labels_path;  // labels of the test set (IDX), for the 2-D latent scatter
   int epochs = 10;
   int batch = 128;
   OptimizerConfig optimizer;

@@ -36,6 +36,8 @@ Dataset read_dataset(const std::string& path);
 
 // Default data: Debian's dataset-fashion-mnist. Throws, saying how to install it, if missing.
 std::string default_fashion_mnist(bool train);
+// Its labels file (the path, whether or not it exists).
+std::string default_fashion_mnist_labels(bool train);
 
 // Static binarization: threshold 0.5, in place (the result stays uint8 {0,255} or float {0,1}).
 void binarize_static(Dataset&);

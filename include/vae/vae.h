@@ -9,5 +9,6 @@
 #include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/linear_gaussian.h"
+#include "vae/pictures.h"
 #include "vae/rng.h"
 #include "vae/trainer.h"

@@ -1,0 +1,256 @@
+// Subcommands that read a trained model: eval, gradvar, sample, reconstruct, interpolate,
+// scatter, and plot (the ELBO curve of a run).
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/commands.h"
+#include "vae/vae.h"
+
+namespace vae::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// --model: a run's OUT directory or a .safetensors file.
+SavedModel load_model_arg(const std::string& arg) {
+  std::error_code ec;
+  const std::string path = fs::is_directory(arg, ec) ? arg + "/model.safetensors" : arg;
+  if (!fs::exists(path, ec))
+    throw_error("--model '", arg, "': no such file", fs::is_directory(arg, ec) ? " (no model.safetensors in it)" : "");
+  return load_model(path);
+}
+
+// --data: a file, or the model's test set as it was trained (default).
+Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_set) {
+  std::string path = arg;
+  if (path.empty()) path = train_set ? m.train.train_path : m.train.test_path;
+  if (path.empty()) path = default_fashion_mnist(!train_set);
+  Dataset d = read_dataset(path);
+  if (d.dim != m.model.input_dim)
+    throw_error("--data '", path, "' has ", d.dim, " features per item but the model expects ", m.model.input_dim);
+  if (m.train.binarize == Binarize::static_threshold) binarize_static(d);
+  else if (m.train.binarize == Binarize::dynamic) binarize_fixed_draw(d, m.train.seed);
+  return d;
+}
+
+Dataset first_items(const Dataset& d, std::int64_t n) {
+  if (n <= 0 || n >= d.count) return d;
+  Dataset out = d;
+  out.count = n;
+  if (out.is_u8()) out.u8.resize(static_cast<std::size_t>(n) * d.dim);
+  else out.f32.resize(static_cast<std::size_t>(n) * d.dim);
+  return out;
+}
+
+std::unique_ptr<Backend> backend_for(const SavedModel& m, const std::string& device, int batch, std::ostream& log) {
+  TrainConfig t = m.train;
+  t.device = parse_device(device);
+  t.objective = Objective::elbo;  // estimates and gradients of the ELBO, whatever the model was trained with
+  if (batch > 0) t.batch = batch;
+  std::string note;
+  const Device d = resolve_device(t.device, &note);
+  auto b = make_backend(d, m.model, t);
+  log << note << "\n";
+  b->set_parameters(m.params);
+  return b;
+}
+
+void add_eval(CLI::App& app) {
+  struct Opt {
+    std::string model, data, device = "auto", json;
+    int k = 100;
+    std::int64_t limit = 0;
+  };
+  auto o = std::make_shared<Opt>();
+  CLI::App* cmd = app.add_subcommand("eval", "Estimate log p(x) of a trained model: ELBO, importance sampling, gaps");
+  cmd->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  cmd->add_option("--data", o->data, "Data to evaluate (IDX or NPY); default: the model's test set");
+  cmd->add_option("--iw", o->k, "K importance samples per data point")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--limit", o->limit, "Use only the first N items (0: all)")->capture_default_str();
+  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--json", o->json, "Also write the numbers as JSON here");
+  cmd->footer(
+      "\nPer data point, in nats:\n"
+      "  -ELBO          recon + KL, recon estimated with the K samples from q(z|x), KL in closed form\n"
+      "  log p(x) IWAE  log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x): the IWAE bound, -> log p(x) as K grows\n"
+      "  log p(x) prior log (1/K) sum_k p(x|z_k), z_k ~ p(z): the naive estimate, for comparison\n"
+      "  gap            log p(x) IWAE - ELBO: at least KL(q(z|x) || p(z|x)), the ELBO's looseness\n"
+      "  exact log p(x) in closed form, for a linear decoder with a Gaussian likelihood (PPCA)\n"
+      "Example: vae eval --model runs/fashion-mnist --iw 1000 --limit 1000");
+  cmd->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    const Dataset data = first_items(load_data_arg(o->data, m, false), o->limit);
+    auto backend = backend_for(m, o->device, 0, std::cout);
+    const LikelihoodSums s = backend->estimate_log_likelihood(data, o->k);
+    const double n = double(s.count);
+    const double elbo = -(s.recon + s.kl) / n, iwae = s.iwae / n, prior = s.prior / n;
+    std::printf("model %s: %d-%s-%d, %s likelihood; %lld items of %s; K = %d\n", o->model.c_str(), m.model.input_dim,
+                m.model.encoder_hidden.empty() ? "linear" : std::to_string(m.model.encoder_hidden[0]).c_str(),
+                m.model.latent, to_string(m.model.likelihood), static_cast<long long>(s.count), data.source.c_str(), o->k);
+    std::printf("  -ELBO            %10.4f   (recon %.4f, KL %.4f)\n", -elbo, s.recon / n, s.kl / n);
+    std::printf("  log p(x) IWAE    %10.4f\n", iwae);
+    std::printf("  log p(x) prior   %10.4f   (naive: z from the prior)\n", prior);
+    std::printf("  gap IWAE - ELBO  %10.4f\n", iwae - elbo);
+    nlohmann::ordered_json j = {{"model", o->model},     {"data", data.source},  {"items", s.count},
+                                {"k", o->k},             {"neg_elbo", -elbo},    {"recon", s.recon / n},
+                                {"kl", s.kl / n},        {"log_px_iwae", iwae},  {"log_px_prior", prior},
+                                {"gap", iwae - elbo},    {"device", backend->name()}};
+    if (has_exact_log_likelihood(m.model)) {
+      const double exact = exact_log_likelihood(m.model, m.params, data) / n;
+      std::printf("  exact log p(x)   %10.4f   (linear-Gaussian decoder: closed form)\n", exact);
+      j["log_px_exact"] = exact;
+    }
+    if (!o->json.empty()) write_file_atomic(o->json, j.dump(2) + "\n");
+  });
+}
+
+void add_gradvar(CLI::App& app) {
+  struct Opt {
+    std::string model, data, device = "auto", json;
+    int batch = 128, repeats = 100;
+  };
+  auto o = std::make_shared<Opt>();
+  CLI::App* cmd = app.add_subcommand(
+      "gradvar", "Variance of the encoder's gradient under the reparameterization and score-function estimators");
+  cmd->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  cmd->add_option("--data", o->data, "Data (IDX or NPY); default: the model's training set");
+  cmd->add_option("--batch", o->batch, "The one batch: the first N items")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--repeats", o->repeats, "Gradient estimates per estimator (fresh noise each)")
+      ->capture_default_str()->check(CLI::Range(2, 1000000));
+  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--json", o->json, "Also write the numbers as JSON here");
+  cmd->footer(
+      "\nFor each parameter tensor: the norm of the mean gradient over the repeats, and the total variance\n"
+      "(sum over its elements of the variance across repeats) under each estimator, and their ratio.\n"
+      "The decoder's gradient is the same estimator under both; the encoder's (phi) is where they differ.");
+  cmd->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    auto data = std::make_shared<Dataset>(first_items(load_data_arg(o->data, m, true), o->batch));
+    auto backend = backend_for(m, o->device, static_cast<int>(data->count), std::cout);
+    backend->set_train_data(data);
+    std::vector<std::uint32_t> idx(static_cast<std::size_t>(data->count));
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<std::uint32_t>(i);
+    Batch batch;
+    batch.indices = idx.data();
+    batch.size = static_cast<int>(idx.size());
+    const ParamLayout& layout = backend->layout();
+    const std::size_t P = layout.total();
+    struct Moments {
+      std::vector<double> mean, m2;
+    } mom[2];
+    for (int e = 0; e < 2; ++e) {
+      mom[e].mean.assign(P, 0);
+      mom[e].m2.assign(P, 0);
+      for (int r = 0; r < o->repeats; ++r) {
+        backend->compute_gradient(batch, r, e == 0 ? Estimator::reparam : Estimator::score);
+        const std::vector<float> g = backend->gradients();
+        for (std::size_t i = 0; i < P; ++i) {
+          const double d = g[i] - mom[e].mean[i];
+          mom[e].mean[i] += d / (r + 1);
+          mom[e].m2[i] += d * (g[i] - mom[e].mean[i]);
+        }
+      }
+    }
+    std::printf("%d gradient estimates per estimator on one batch of %d items\n", o->repeats, batch.size);
+    std::printf("%-22s %12s %14s %14s %12s\n", "tensor", "|mean grad|", "var reparam", "var score", "score/reparam");
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+    for (const auto& t : layout.tensors()) {
+      double norm = 0, var[2] = {0, 0};
+      for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) {
+        norm += mom[0].mean[i] * mom[0].mean[i];
+        for (int e = 0; e < 2; ++e) var[e] += mom[e].m2[i] / (o->repeats - 1);
+      }
+      const double ratio = var[0] > 0 ? var[1] / var[0] : 0;
+      std::printf("%-22s %12.4g %14.4g %14.4g %12.4g\n", t.name.c_str(), std::sqrt(norm), var[0], var[1], ratio);
+      rows.push_back({{"tensor", t.name}, {"mean_grad_norm", std::sqrt(norm)}, {"var_reparam", var[0]},
+                      {"var_score", var[1]}, {"ratio", ratio}});
+    }
+    if (!o->json.empty())
+      write_file_atomic(o->json, nlohmann::ordered_json({{"repeats", o->repeats}, {"batch", batch.size}, {"tensors", rows}})
+                                         .dump(2) + "\n");
+  });
+}
+
+void add_pictures(CLI::App& app) {
+  struct Opt {
+    std::string model, data, out, labels, metrics;
+    int n = 64, steps = 10;
+    std::int64_t from = 0, to = 1, points = 5000;
+    std::uint64_t seed = 1;
+  };
+  auto o = std::make_shared<Opt>();
+  CLI::App* s = app.add_subcommand("sample", "A grid of decoder means for z drawn from the prior (PNG)");
+  s->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  s->add_option("--out", o->out, "The PNG to write")->required();
+  s->add_option("--n", o->n, "Samples")->capture_default_str();
+  s->add_option("--seed", o->seed, "Seed of the prior draws")->capture_default_str();
+  s->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    int h = 0, w = 0;
+    for (int r = 1; r * r <= m.model.input_dim; ++r)
+      if (r * r == m.model.input_dim) h = w = r;
+    write_samples_png(o->out, m.model, m.params, o->n, h, w, o->seed);
+    std::cout << "wrote " << o->out << "\n";
+  });
+
+  CLI::App* r = app.add_subcommand("reconstruct", "Inputs and their reconstructions at z = mu (PNG)");
+  r->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  r->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  r->add_option("--out", o->out, "The PNG to write")->required();
+  r->add_option("--n", o->n, "Items (the first N)")->capture_default_str();
+  r->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    write_reconstructions_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), o->n);
+    std::cout << "wrote " << o->out << "\n";
+  });
+
+  CLI::App* i = app.add_subcommand("interpolate", "The decoded latent path between two images (PNG)");
+  i->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  i->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  i->add_option("--from", o->from, "Index of the first image")->capture_default_str();
+  i->add_option("--to", o->to, "Index of the second image")->capture_default_str();
+  i->add_option("--steps", o->steps, "Points on the path, ends included")->capture_default_str();
+  i->add_option("--out", o->out, "The PNG to write")->required();
+  i->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    write_interpolation_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), o->from, o->to, o->steps);
+    std::cout << "wrote " << o->out << "\n";
+  });
+
+  CLI::App* sc = app.add_subcommand("scatter", "For a 2-D latent space: the posterior means coloured by label (PNG)");
+  sc->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
+  sc->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  sc->add_option("--labels", o->labels, "Their labels (IDX); default: Fashion-MNIST's test labels");
+  sc->add_option("--points", o->points, "At most this many items")->capture_default_str();
+  sc->add_option("--out", o->out, "The PNG to write")->required();
+  sc->callback([o]() {
+    const SavedModel m = load_model_arg(o->model);
+    const bool default_labels = o->labels.empty();
+    const std::string labels = default_labels ? default_fashion_mnist_labels(false) : o->labels;
+    write_latent_scatter_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), read_idx_labels(labels),
+                             o->points, default_labels ? fashion_mnist_classes() : std::vector<std::string>{});
+    std::cout << "wrote " << o->out << "\n";
+  });
+
+  CLI::App* p = app.add_subcommand("plot", "The ELBO curve of a run from its metrics.csv (PNG)");
+  p->add_option("--run", o->metrics, "A run's OUT directory or its metrics.csv")->required();
+  p->add_option("--out", o->out, "The PNG to write")->required();
+  p->callback([o]() {
+    std::error_code ec;
+    write_elbo_curve_png(o->out, fs::is_directory(o->metrics, ec) ? o->metrics + "/metrics.csv" : o->metrics);
+    std::cout << "wrote " << o->out << "\n";
+  });
+}
+
+}  // namespace
+
+void add_model_tools(CLI::App& app) {
+  add_eval(app);
+  add_gradvar(app);
+  add_pictures(app);
+}
+
+}  // namespace vae::cli
