@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "vae/checkpoint.h"
 
 namespace {
 
@@ -216,7 +217,12 @@ TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {
   ASSERT_EQ(rest.status, 0) << rest.error;
   EXPECT_NE(rest.output.find("resuming on cpu"), std::string::npos) << rest.output;
   EXPECT_EQ(loss_rows(slurp(out + "/metrics.csv")), loss_rows(slurp(dir_.file("whole") + "/metrics.csv")));
-  EXPECT_EQ(slurp(out + "/model.safetensors").size(), slurp(dir_.file("whole") + "/model.safetensors").size());
+  const vae::Checkpoint a = vae::load_checkpoint(out + "/model.safetensors");
+  const vae::Checkpoint b = vae::load_checkpoint(dir_.file("whole") + "/model.safetensors");
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.optimizer.m, b.optimizer.m);
+  EXPECT_EQ(a.optimizer.v, b.optimizer.v);
+  EXPECT_EQ(a.optimizer.step, b.optimizer.step);
 
   // Only the schedule-free options may change on resume.
   expect_clean_failure(run("train --resume " + out + " --lr 0.1"), "--lr cannot change", "resume --lr");
@@ -236,6 +242,58 @@ TEST_F(Cli, ConfigFileUnderTheFlags) {
   expect_clean_failure(run("train --config " + dir_.file("missing.json")), "cannot open", "missing config");
   write_bytes(dir_.file("bad.json"), "{\"model\": {\"latent\": \"many\"}}");
   expect_clean_failure(run("train --config " + dir_.file("bad.json")), "wrong type", "bad config");
+}
+
+bool is_png(const std::string& path) {
+  const std::string b = slurp(path);
+  return b.size() > 8 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0;
+}
+
+TEST_F(Cli, ModelToolsWorkOnATrainedRun) {
+  const std::string labels = dir_.file("labels.idx");
+  std::string lab = {0, 0, 8, 1, 0, 0, 0, 40};
+  for (int i = 0; i < 40; ++i) lab.push_back(static_cast<char>(i % 3));
+  write_bytes(labels, lab);
+  const std::string out = dir_.file("run");
+  const CliRun t = run("train --device cpu --epochs 2 --batch 8 --hidden 8 --latent 2 --train " + good_ + " --test " +
+                       good_ + " --test-labels " + labels + " --out " + out);
+  ASSERT_EQ(t.status, 0) << t.error;
+  for (const char* f : {"/samples.png", "/reconstructions.png", "/elbo.png", "/latent.png"})
+    EXPECT_TRUE(is_png(out + f)) << f;
+
+  const CliRun e = run("eval --model " + out + " --iw 20 --device cpu --json " + dir_.file("eval.json"));
+  ASSERT_EQ(e.status, 0) << e.error;
+  for (const char* s : {"-ELBO", "log p(x) IWAE", "log p(x) prior", "gap IWAE - ELBO"})
+    EXPECT_NE(e.output.find(s), std::string::npos) << s << "\n" << e.output;
+  const std::string j = slurp(dir_.file("eval.json"));
+  EXPECT_NE(j.find("\"log_px_iwae\""), std::string::npos) << j;
+
+  const CliRun g = run("gradvar --model " + out + " --batch 8 --repeats 20 --device cpu");
+  ASSERT_EQ(g.status, 0) << g.error;
+  EXPECT_NE(g.output.find("encoder.head.weight"), std::string::npos) << g.output;
+
+  const std::string png = dir_.file("x.png");
+  for (const std::string& cmd : {"sample --model " + out + " --n 9 --out " + png,
+                                 "reconstruct --model " + out + " --n 5 --out " + png,
+                                 "interpolate --model " + out + " --from 2 --to 7 --steps 5 --out " + png,
+                                 "scatter --model " + out + " --labels " + labels + " --out " + png,
+                                 "plot --run " + out + " --out " + png}) {
+    std::filesystem::remove(png);
+    const CliRun r = run(cmd);
+    EXPECT_EQ(r.status, 0) << cmd << "\n" << r.error;
+    EXPECT_TRUE(is_png(png)) << cmd;
+  }
+  expect_clean_failure(run("eval --model " + dir_.file("nope")), "no such file", "missing model");
+  expect_clean_failure(run("interpolate --model " + out + " --from 0 --to 99 --out " + png), "--from and --to",
+                       "index out of range");
+  expect_clean_failure(run("plot --run " + good_ + " --out " + png), "not a vae metrics.csv", "not a metrics file");
+  const std::string other = dir_.file("other.idx");
+  write_bytes(other, idx(0x08, {10, 3, 3}, 90));
+  expect_clean_failure(run("eval --model " + out + " --data " + other), "features per item", "dims mismatch");
+  // A model with a larger latent space has no 2-D scatter.
+  ASSERT_EQ(run(base(good_, good_) + " --latent 3 --out " + dir_.file("z3")).status, 0);
+  expect_clean_failure(run("scatter --model " + dir_.file("z3") + " --labels " + labels + " --out " + png),
+                       "2-D latent", "scatter of Z=3");
 }
 
 }  // namespace
