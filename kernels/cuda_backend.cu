@@ -1,5 +1,6 @@
-// The CUDA backend: CudaModel plus the batch gather, device noise blocks, Adam, loss sums,
-// one CUDA graph per training step, and the resident or streamed training data.
+// The CUDA backend: CudaModel plus the batch gather, device noise blocks, the optimizers,
+// loss sums, one CUDA graph per training step, the resident or streamed training data, and
+// the log-likelihood estimates.
 //
 // Per step the host does only this (no allocation, no sync):
 //   1. if the step leaves the current noise block: refill it (cuRAND on the compute stream,
@@ -7,12 +8,14 @@
 //   2. streamed data only: gather the batch's rows into a pinned slot and copy them on the
 //      copy stream into a device slot (events order copy vs compute, so the copy overlaps
 //      the steps still running);
-//   3. write the step record (StepHeader + indices) into a pinned ring slot, one
+//   3. write the step record (StepHeader with the step's scalars from step_scalars():
+//      learning rate, beta, the groups to update; + indices) into a pinned ring slot, one
 //      cudaMemcpyAsync to the device record, an event guarding the slot's reuse;
 //   4. cudaGraphLaunch of the step graph for this batch size (captured on first use):
-//      gather -> forward -> likelihood -> loss sums -> backward -> step guard -> Adam.
+//      gather -> forward -> likelihood -> loss sums -> backward -> step guard -> optimizer.
 // The step guard (step_guard.cuh) drops a step whose loss or gradient is not finite, on
-// the device; Adam's t, the dropped steps and the halt live in device memory too.
+// the device; the groups' update counts, the dropped steps and the halt live in device
+// memory too.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -23,15 +26,17 @@
 #include <string>
 #include <vector>
 
-#include "adam.cuh"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
 #include "device_memory.cuh"
 #include "gather.cuh"
+#include "importance.cuh"
+#include "layers.cuh"
 #include "internal.h"
 #include "loss_sums.cuh"
 #include "noise.cuh"
+#include "optimizer.cuh"
 #include "step_guard.cuh"
 #include "step_record.cuh"
 #include "vae/error.h"
@@ -42,6 +47,11 @@ namespace gpu {
 namespace {
 
 constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
+// estimate_log_likelihood: samples per pass and data point (the CPU path's chunk), sample
+// rows per pass, and noise values per data-point block (each of iw_q and iw_prior).
+constexpr int kIwChunk = 128;
+constexpr int kIwRows = 8192;
+constexpr std::size_t kIwNoiseValues = std::size_t(1) << 22;
 
 __global__ void probe_kernel() {}
 
@@ -113,6 +123,45 @@ cublasHandle_t configure_blas(cublasHandle_t h, cudaStream_t stream, void* works
   return h;
 }
 
+// The training pass of the configuration, with the given encoder estimator.
+Pass training_pass(const TrainConfig& t, Estimator estimator) {
+  if (t.objective == Objective::iwae) return Pass::iwae;
+  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
+}
+
+// What estimate_log_likelihood needs besides the backend's own buffers: a model sized for
+// n_max data points x chunk samples (sharing the parameters by copy), the iw_q / iw_prior
+// noise for n_max data points at a time (a NoiseBlock whose "step" is the data point), and
+// the per-data-point running sums. Kept between calls with the same k.
+struct IwWorkspace {
+  IwWorkspace(const ModelConfig& m, std::uint64_t seed, int n_max_, int chunk_, std::size_t stride_,
+              cudaStream_t stream, cublasHandle_t blas, LtBiasRelu* lt)
+      : n_max(n_max_),
+        chunk(chunk_),
+        stride(stride_),
+        model(m, n_max_, n_max_ * chunk_, stream, blas, lt),
+        q_noise(derive_seed(seed, RngStream::iw_q), NoiseBlock::Kind::normal, stride_,
+                static_cast<std::size_t>(n_max_) * stride_, stream, "log p(x) estimate noise (q)"),
+        prior_noise(derive_seed(seed, RngStream::iw_prior), NoiseBlock::Kind::normal, stride_,
+                    static_cast<std::size_t>(n_max_) * stride_, stream, "log p(x) estimate noise (prior)"),
+        eps(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(chunk_) * static_cast<std::size_t>(m.latent),
+            "log p(x) estimate samples"),
+        stage(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(m.input_dim) * 4, "log p(x) estimate rows"),
+        running(static_cast<std::size_t>(n_max_), "log p(x) estimate running sums"),
+        totals(1, "log p(x) estimate sums"),
+        host_totals(1, "log p(x) estimate read-back") {}
+
+  int n_max, chunk;
+  std::size_t stride;
+  CudaModel model;
+  NoiseBlock q_noise, prior_noise;
+  DeviceBuffer<float> eps;              // (n_max * chunk, Z)
+  DeviceBuffer<unsigned char> stage;    // (n_max, D) rows, uint8 or float
+  DeviceBuffer<IwRunning> running;      // (n_max)
+  DeviceBuffer<DeviceLikelihoodSums> totals;
+  PinnedBuffer<DeviceLikelihoodSums> host_totals;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& model, const TrainConfig& train, const CudaBackendOptions& opt)
@@ -122,9 +171,12 @@ class CudaBackend final : public Backend {
         device_(current_device()),
         workspace_(kBlasWorkspaceBytes, "the cuBLAS workspace"),
         blas_(configure_blas(blas_handle_.get(), compute_.get(), workspace_.get(), workspace_.bytes())),
+        lt_(opt.lt_bias_relu ? std::make_unique<LtBiasRelu>(workspace_.get(), workspace_.bytes()) : nullptr),
         max_batch_(std::max(train.batch, train.eval_batch)),
-        model_(model, max_batch_, compute_.get(), blas_),
-        plan_(RngPlan::make(train.seed, model, train.batch)),
+        train_samples_(train_samples(model, train)),
+        train_pass_(training_pass(train, train.estimator)),
+        model_(model, max_batch_, max_rows(model, train), compute_.get(), blas_, lt_.get()),
+        plan_(RngPlan::make(train.seed, model, train.batch, train_samples_)),
         eps_noise_(plan_.eps_seed, NoiseBlock::Kind::normal, plan_.eps_stride, opt.noise_block_values, compute_.get(),
                    "training noise (eps)"),
         eval_noise_(plan_.eval_seed, NoiseBlock::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
@@ -134,9 +186,9 @@ class CudaBackend final : public Backend {
         ring_events_(static_cast<std::size_t>(opt.record_slots)),
         ring_used_(static_cast<std::size_t>(opt.record_slots), false),
         d_record_(record_bytes_, "the device step record"),
-        sums_(2, "loss accumulators"),
+        sums_(3, "loss accumulators"),
         host_sums_(1, "loss read-back"),
-        state_(1, "the step state (Adam's t, dropped steps)"),
+        state_(1, "the step state (update counts, dropped steps)"),
         host_state_(1, "step-state read-back"),
         eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(model.input_dim) * 4,
                     "evaluation rows") {
@@ -170,24 +222,25 @@ class CudaBackend final : public Backend {
   std::vector<float> gradients() const override { return download(model_.grads()); }
   OptimizerState optimizer_state() const override {
     OptimizerState s;
-    s.m = download(model_.adam_m());
-    s.v = download(model_.adam_v());
-    s.step = read_state().adam_t;
-    s.step_decoder = s.step;  // joint training only, for now
+    s.m = download(model_.state1());
+    s.v = download(model_.state2());
+    const DeviceStepState st = read_state();
+    s.step = st.updates[0];
+    s.step_decoder = st.updates[1];
     return s;
   }
   void set_optimizer_state(const OptimizerState& s) override {
     check_size(s.m.size(), "set_optimizer_state (m)");
     check_size(s.v.size(), "set_optimizer_state (v)");
-    if (s.step < 0) throw_error("set_optimizer_state: step must be >= 0, got ", s.step);
-    if (s.step_decoder != s.step)
-      throw_error("set_optimizer_state: the CUDA backend does not yet run the alternating schedule (the encoder and "
-                  "decoder have had different numbers of updates); resume this run with --device cpu");
-    upload(model_.adam_m(), s.m.data(), s.m.size());
-    upload(model_.adam_v(), s.v.data(), s.v.size());
-    host_state_.get()->adam_t = s.step;
-    VAE_CUDA_CHECK(cudaMemcpyAsync(&state_.get()->adam_t, &host_state_.get()->adam_t, sizeof(std::int64_t),
-                                   cudaMemcpyHostToDevice, compute_.get()));
+    if (s.step < 0 || s.step_decoder < 0)
+      throw_error("set_optimizer_state: negative step count (", s.step, ", ", s.step_decoder, ")");
+    upload(model_.state1(), s.m.data(), s.m.size());
+    upload(model_.state2(), s.v.data(), s.v.size());
+    std::int64_t* h = host_state_.get()->updates;
+    h[0] = s.step;
+    h[1] = s.step_decoder;
+    VAE_CUDA_CHECK(cudaMemcpyAsync(state_.get()->updates, h, sizeof(std::int64_t) * 2, cudaMemcpyHostToDevice,
+                                   compute_.get()));
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
   }
 
@@ -217,34 +270,14 @@ class CudaBackend final : public Backend {
     } else {
       allocate_stream_slots();
     }
+    steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
     data_ = std::move(data);
   }
 
   void train_step(const Batch& batch) override {
-    if (!data_) throw_error("train_step: call set_train_data first");
+    check_batch(batch, batch.step, "train_step");
     const int n = batch.size;
-    if (n <= 0 || n > train_.batch) throw_error("train_step: batch of ", n, " items, expected 1..", train_.batch);
-    if (!batch.indices) throw_error("train_step: batch.indices is null");
-    if (batch.step < 0) throw_error("train_step: batch.step must be >= 0, got ", batch.step);
-    for (int i = 0; i < n; ++i)
-      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
-        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
-
-    StepHeader h;
-    h.step = batch.step;
-    h.eps_offset = eps_noise_.prepare(batch.step);
-    h.bin_offset = bin_noise_ ? bin_noise_->prepare(batch.step) : 0;
-    h.rows_u8 = data_->is_u8() ? 1 : 0;
-    h.n = n;
-    int slot = -1;
-    if (streamed_) {
-      slot = stage_streamed_rows(batch);
-      h.rows = reinterpret_cast<std::uint64_t>(d_slots_[static_cast<std::size_t>(slot)].get());
-    } else {
-      h.rows = reinterpret_cast<std::uint64_t>(d_data_.get());
-    }
-    send_record(h, streamed_ ? nullptr : batch.indices);
-
+    const int slot = prepare_step(batch, batch.step);
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
     if (it != graphs_.end()) {
       VAE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, compute_.get()));
@@ -254,10 +287,18 @@ class CudaBackend final : public Backend {
       enqueue_step(n);
       if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
     }
-    if (slot >= 0) {
-      VAE_CUDA_CHECK(cudaEventRecord(compute_done_[static_cast<std::size_t>(slot)].get(), compute_.get()));
-      slot_computed_[static_cast<std::size_t>(slot)] = true;
-    }
+    finish_step(slot);
+  }
+
+  // The same pass as a training step (direct launches, no graph), without the step guard,
+  // the optimizer or the running sums: only the gradients and sums_[2] change.
+  LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
+    check_batch(batch, noise_step, "compute_gradient");
+    const int n = batch.size;
+    const int slot = prepare_step(batch, noise_step);
+    enqueue_pass(n, training_pass(train_, estimator), sums_.get() + 2);
+    finish_step(slot);
+    return read_sums(2);
   }
 
   LossSums take_train_sums() override { return read_sums(0); }
@@ -273,9 +314,7 @@ class CudaBackend final : public Backend {
   }
 
   LossSums evaluate(const Dataset& data) override {
-    if (data.dim != model_cfg_.input_dim)
-      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
-                  model_cfg_.input_dim);
+    check_dim(data);
     VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
     const int batch = train_.eval_batch;
     const std::size_t rb = row_bytes(data);
@@ -290,23 +329,83 @@ class CudaBackend final : public Backend {
       h.rows = reinterpret_cast<std::uint64_t>(eval_stage_.get());
       h.rows_u8 = data.is_u8() ? 1 : 0;
       h.n = n;
+      h.beta = model_cfg_.beta;
       // Pageable source: the copy is staged before the call returns and runs in stream order.
       VAE_CUDA_CHECK(cudaMemcpyAsync(eval_stage_.get(), src + static_cast<std::size_t>(begin) * rb,
                                      static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, compute_.get()));
       send_record(h, nullptr);
       gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, model_.x(), compute_.get());
-      model_.forward(eval_noise_.data(), &d_header()->eps_offset, n, false);
-      loss_accumulate(model_.row_logp(), model_.kl(), n, model_cfg_.samples, model_cfg_.beta, model_.recon(),
-                      sums_.get() + 1, true, compute_.get());
+      model_.run(eval_noise_.data(), &d_header()->eps_offset, n, model_cfg_.samples, Pass::forward, nullptr);
+      loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &d_header()->beta,
+                      model_.recon(), sums_.get() + 1, true, compute_.get());
     }
     return read_sums(1);
   }
 
-  LikelihoodSums estimate_log_likelihood(const Dataset&, int) override {
-    throw_error("estimate_log_likelihood: not yet implemented on the CUDA backend; use --device cpu");
-  }
-  LossSums compute_gradient(const Batch&, std::int64_t, Estimator) override {
-    throw_error("compute_gradient: not yet implemented on the CUDA backend; use --device cpu");
+  // The CPU path's estimate (CpuBackend::estimate_log_likelihood) on the device: data point
+  // i's k samples from q(z|x) and from p(z) at offset i * iw_stride of the iw_q and
+  // iw_prior streams, chunk by chunk; per data point a running log-sum-exp in double over
+  // its samples in order; the data points added in order. Training state is not touched.
+  LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
+    check_dim(data);
+    if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
+    const int Z = model_cfg_.latent;
+    const int chunk = std::min(k, kIwChunk);
+    const std::size_t stride = RngPlan::iw_stride(model_cfg_, k);
+    const int n_max = static_cast<int>(std::max<std::size_t>(
+        1, std::min({static_cast<std::size_t>(max_batch_), static_cast<std::size_t>(kIwRows / chunk),
+                     kIwNoiseValues / stride})));
+    IwWorkspace& w = iw_workspace(n_max, chunk, stride);
+    CudaModel& m = w.model;
+    cudaStream_t st = compute_.get();
+    VAE_CUDA_CHECK(cudaMemcpyAsync(m.params(), model_.params(), model_.total() * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, st));
+    VAE_CUDA_CHECK(cudaMemsetAsync(w.totals.get(), 0, sizeof(DeviceLikelihoodSums), st));
+    const std::size_t rb = row_bytes(data);
+    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
+                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
+    for (std::int64_t begin = 0; begin < data.count; begin += n_max) {
+      const int n = static_cast<int>(std::min<std::int64_t>(n_max, data.count - begin));
+      StepHeader h;
+      h.step = begin;
+      h.rows = reinterpret_cast<std::uint64_t>(w.stage.get());
+      h.rows_u8 = data.is_u8() ? 1 : 0;
+      h.n = n;
+      // Pageable source: the copy is staged before the call returns and runs in stream order.
+      VAE_CUDA_CHECK(cudaMemcpyAsync(w.stage.get(), src + static_cast<std::size_t>(begin) * rb,
+                                     static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, st));
+      send_record(h, nullptr);
+      gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, m.x(), st);
+      iw_reset(w.running.get(), n, st);
+      for (int use_prior = 0; use_prior < 2; ++use_prior) {
+        NoiseBlock& noise = use_prior ? w.prior_noise : w.q_noise;
+        const float* block = noise.data() + noise.prepare(begin);  // data points begin .. begin + n_max
+        for (int c0 = 0; c0 < k; c0 += chunk) {
+          const int c = std::min(chunk, k - c0);
+          iw_gather_chunk(block, n, stride, c0, c, Z, w.eps.get(), st);
+          if (use_prior) {
+            m.decode_log_likelihood(w.eps.get(), n, c);  // z = eps ~ N(0, I)
+            iw_accumulate(m.row_logp(), nullptr, n, c, w.running.get(), st);
+          } else {
+            m.run(w.eps.get(), nullptr, n, c, Pass::forward, nullptr);
+            iw_accumulate(m.row_logp(), m.lpq(), n, c, w.running.get(), st);
+          }
+        }
+      }
+      iw_finish(w.running.get(), m.kl(), n, k, w.totals.get(), st);
+    }
+    VAE_CUDA_CHECK(cudaMemcpyAsync(w.host_totals.get(), w.totals.get(), sizeof(DeviceLikelihoodSums),
+                                   cudaMemcpyDeviceToHost, st));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(st));
+    const DeviceLikelihoodSums& t = *w.host_totals.get();
+    LikelihoodSums out;
+    out.recon = t.recon;
+    out.kl = t.kl;
+    out.iwae = t.iwae;
+    out.prior = t.prior;
+    out.count = t.count;
+    out.k = k;
+    return out;
   }
 
   StepHealth health() override {
@@ -327,6 +426,7 @@ class CudaBackend final : public Backend {
     s.bin_refills = bin_noise_ ? bin_noise_->refills() : 0;
     s.eval_refills = eval_noise_.refills();
     s.eps_steps_per_block = eps_noise_.steps_per_block();
+    s.lt_plans = lt_ ? lt_->plans_with_algorithm() : 0;
     return s;
   }
 
@@ -339,8 +439,73 @@ class CudaBackend final : public Backend {
   static std::size_t row_bytes(const Dataset& d) {
     return static_cast<std::size_t>(d.dim) * (d.is_u8() ? sizeof(std::uint8_t) : sizeof(float));
   }
+  // Sample rows the main model needs: training batches of train_samples, evaluation
+  // batches of model.samples.
+  static int max_rows(const ModelConfig& m, const TrainConfig& t) {
+    const long long rows = std::max({static_cast<long long>(t.batch) * train_samples(m, t),
+                                     static_cast<long long>(t.eval_batch) * m.samples,
+                                     static_cast<long long>(std::max(t.batch, t.eval_batch))});
+    if (rows > (1 << 30)) throw_error("the CUDA backend: ", rows, " sample rows per pass is too many");
+    return static_cast<int>(rows);
+  }
   StepHeader* d_header() const { return reinterpret_cast<StepHeader*>(d_record_.get()); }
   const std::uint32_t* d_indices() const { return record_indices(d_record_.get()); }
+
+  void check_dim(const Dataset& data) const {
+    if (data.dim != model_cfg_.input_dim)
+      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
+                  model_cfg_.input_dim);
+  }
+  void check_batch(const Batch& batch, std::int64_t step, const char* who) const {
+    if (!data_) throw_error(who, ": call set_train_data first");
+    const int n = batch.size;
+    if (n <= 0 || n > train_.batch) throw_error(who, ": batch of ", n, " items, expected 1..", train_.batch);
+    if (!batch.indices) throw_error(who, ": batch.indices is null");
+    if (step < 0) throw_error(who, ": the step must be >= 0, got ", step);
+    for (int i = 0; i < n; ++i)
+      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
+        throw_error(who, ": index ", batch.indices[i], " is out of range for ", data_->count, " items");
+  }
+
+  // Everything before a step's kernels: its noise (blocks refilled if needed), its rows
+  // (streamed data: staged on the copy stream), its record with the step's scalars. Returns
+  // the stream slot (-1: resident data) for finish_step.
+  int prepare_step(const Batch& batch, std::int64_t step) {
+    const StepScalars ss = step_scalars(model_cfg_, train_, step, steps_per_epoch_);
+    StepHeader h;
+    h.step = step;
+    h.eps_offset = eps_noise_.prepare(step);
+    h.bin_offset = bin_noise_ ? bin_noise_->prepare(step) : 0;
+    h.rows_u8 = data_->is_u8() ? 1 : 0;
+    h.n = batch.size;
+    h.lr = ss.lr;
+    h.beta = ss.beta;
+    h.update_encoder = ss.update_encoder ? 1 : 0;
+    h.update_decoder = ss.update_decoder ? 1 : 0;
+    int slot = -1;
+    if (streamed_) {
+      slot = stage_streamed_rows(batch);
+      h.rows = reinterpret_cast<std::uint64_t>(d_slots_[static_cast<std::size_t>(slot)].get());
+    } else {
+      h.rows = reinterpret_cast<std::uint64_t>(d_data_.get());
+    }
+    send_record(h, streamed_ ? nullptr : batch.indices);
+    return slot;
+  }
+  void finish_step(int slot) {
+    if (slot < 0) return;
+    VAE_CUDA_CHECK(cudaEventRecord(compute_done_[static_cast<std::size_t>(slot)].get(), compute_.get()));
+    slot_computed_[static_cast<std::size_t>(slot)] = true;
+  }
+
+  IwWorkspace& iw_workspace(int n_max, int chunk, std::size_t stride) {
+    if (!iw_ || iw_->n_max != n_max || iw_->chunk != chunk || iw_->stride != stride) {
+      iw_.reset();  // free the old one first
+      iw_ = std::make_unique<IwWorkspace>(model_cfg_, train_.seed, n_max, chunk, stride, compute_.get(), blas_,
+                                          lt_.get());
+    }
+    return *iw_;
+  }
 
   void check_size(std::size_t n, const char* what) const {
     if (n != model_.total())
@@ -403,23 +568,39 @@ class CudaBackend final : public Backend {
     ring_used_[s] = true;
   }
 
+  // Gather, the model's pass and the step's loss sums (written over *sums), on the compute
+  // stream. beta and the noise offsets are read from the device record.
+  void enqueue_pass(int n, Pass pass, DeviceLossSums* sums) {
+    StepHeader* hdr = d_header();
+    gather_rows(hdr, d_indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr, model_.x(),
+                compute_.get());
+    model_.run(eps_noise_.data(), &hdr->eps_offset, n, train_samples_, pass, &hdr->beta);
+    loss_accumulate(model_.row_logp(), model_.kl(), pass == Pass::iwae ? model_.bound() : nullptr, n, train_samples_,
+                    &hdr->beta, model_.recon(), sums, false, compute_.get());
+  }
+
   // Everything one training step of n items runs on the compute stream: what a graph holds.
   void enqueue_step(int n) {
-    gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr,
-                model_.x(), compute_.get());
-    model_.forward(eps_noise_.data(), &d_header()->eps_offset, n, true);
     DeviceStepState* st = state_.get();
-    loss_accumulate(model_.row_logp(), model_.kl(), n, model_cfg_.samples, model_cfg_.beta, model_.recon(), &st->step,
-                    false, compute_.get());
+    enqueue_pass(n, train_pass_, &st->step);
     step_guard(model_.grads(), model_.total(), d_header(), st, sums_.get(), train_.on_nan == NanPolicy::stop,
                compute_.get());
-    adam_step(model_.params(), model_.grads(), model_.adam_m(), model_.adam_v(), model_.total(), &st->adam_t, &st->bad,
-              train_.optimizer, compute_.get());
+    OptimizerArgs oa;
+    oa.p = model_.params();
+    oa.g = model_.grads();
+    oa.s1 = model_.state1();
+    oa.s2 = model_.state2();
+    oa.n = model_.total();
+    oa.encoder_end = model_.layout().encoder_end();
+    oa.hdr = d_header();
+    oa.updates = st->updates;
+    oa.skip = &st->bad;
+    optimizer_step(oa, train_.optimizer, compute_.get());
   }
 
   // Captures enqueue_step(n) into the step graph for batch size n. Nothing per step is
-  // baked in: the kernels read the record, the noise blocks and Adam's t through fixed
-  // device addresses.
+  // baked in: the kernels read the record (noise offsets, rows, lr, beta, groups), the
+  // noise blocks and the update counts through fixed device addresses.
   void capture_step(int n) {
     cudaGraph_t graph = nullptr;
     VAE_CUDA_CHECK(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeThreadLocal));
@@ -485,7 +666,10 @@ class CudaBackend final : public Backend {
   DeviceBuffer<char> workspace_;
   BlasHandle blas_handle_;
   cublasHandle_t blas_;
+  std::unique_ptr<LtBiasRelu> lt_;  // CudaBackendOptions::lt_bias_relu; shares the cuBLAS workspace
   int max_batch_;
+  int train_samples_;  // samples per data point of a training step (train_samples())
+  Pass train_pass_;    // the training pass (objective and estimator)
   CudaModel model_;
   RngPlan plan_;
   NoiseBlock eps_noise_, eval_noise_;
@@ -496,9 +680,9 @@ class CudaBackend final : public Backend {
   std::vector<bool> ring_used_;
   std::size_t ring_next_ = 0;
   DeviceBuffer<char> d_record_;           // StepHeader + indices
-  DeviceBuffer<DeviceLossSums> sums_;     // [0] training, [1] evaluation
+  DeviceBuffer<DeviceLossSums> sums_;     // [0] training, [1] evaluation, [2] compute_gradient
   PinnedBuffer<DeviceLossSums> host_sums_;
-  DeviceBuffer<DeviceStepState> state_;  // Adam's t, dropped steps, halt
+  DeviceBuffer<DeviceStepState> state_;  // update counts, dropped steps, halt
   PinnedBuffer<DeviceStepState> host_state_;
   DeviceBuffer<unsigned char> eval_stage_;  // (eval_batch, D) rows, uint8 or float
   std::shared_ptr<const Dataset> data_;
@@ -510,6 +694,8 @@ class CudaBackend final : public Backend {
   std::vector<bool> slot_copied_, slot_computed_;
   std::size_t stream_next_ = 0;
   std::map<int, StepGraph> graphs_;  // one per batch size
+  std::int64_t steps_per_epoch_ = 1;  // for the lr schedules (step_scalars)
+  std::unique_ptr<IwWorkspace> iw_;   // estimate_log_likelihood, allocated on first use
 };
 
 }  // namespace
@@ -525,17 +711,6 @@ std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const Train
   if (train.precision != Precision::fp32)
     throw_error("the CUDA backend computes in fp32 only; --precision ", to_string(train.precision),
                 " runs on --device cpu");
-  // Not yet on the device: say so instead of training something else.
-  const auto unsupported = [](const std::string& what) {
-    throw_error("the CUDA backend does not yet support ", what, "; run it with --device cpu");
-  };
-  if (train.optimizer.kind != Optimizer::adam) unsupported(std::string("--optimizer ") + to_string(train.optimizer.kind));
-  if (train.optimizer.schedule != LrSchedule::constant)
-    unsupported(std::string("--lr-schedule ") + to_string(train.optimizer.schedule));
-  if (train.objective != Objective::elbo) unsupported("--objective iwae");
-  if (train.estimator != Estimator::reparam) unsupported("--estimator score");
-  if (train.schedule != Schedule::joint) unsupported("--schedule alternating");
-  if (train.kl_warmup_steps > 0) unsupported("--kl-warmup");
   return std::make_unique<CudaBackend>(model, train, opt);
 }
 

@@ -1,12 +1,15 @@
-// Forward and backward pass of the MLP VAE on the device, mirroring CpuModel::forward and
+// Forward and backward pass of the MLP VAE on the device, mirroring CpuModel::run and
 // CpuModel::backward step by step:
-//   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent kernel (bias, z, KL)
+//   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent kernel (bias, z, KL, log p(z)/q)
 //   -> decoder [GEMM, bias+act] -> output GEMM -> likelihood kernel (bias, log p, d/dlogits)
-//   backward: output GEMMs, [act'+bias-grad kernel, GEMMs] per layer, latent backward kernel.
+//      (IWAE: log p first, then the importance weights, then the weighted gradient)
+//   backward: output GEMMs, [act'+bias-grad kernel, GEMMs] per layer, latent backward kernel
+//   (reparameterization, score function or IWAE).
 #include <algorithm>
 
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
+#include "importance.cuh"
 #include "latent.cuh"
 #include "layers.cuh"
 #include "likelihood.cuh"
@@ -14,17 +17,26 @@
 
 namespace vae::gpu {
 
-CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, cudaStream_t stream, cublasHandle_t blas)
-    : cfg_(cfg), layout_(cfg), max_batch_(max_batch), total_(layout_.total()), stream_(stream), blas_(blas) {
+CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaStream_t stream, cublasHandle_t blas,
+                     LtBiasRelu* lt)
+    : cfg_(cfg),
+      layout_(cfg),
+      max_batch_(max_batch),
+      max_rows_(max_rows),
+      total_(layout_.total()),
+      stream_(stream),
+      blas_(blas),
+      lt_(lt) {
   if (max_batch <= 0) throw_error("CudaModel: max_batch must be positive, got ", max_batch);
+  if (max_rows < max_batch) throw_error("CudaModel: max_rows (", max_rows, ") must be >= max_batch (", max_batch, ")");
+  if (max_rows > (1 << 30)) throw_error("CudaModel: ", max_rows, " sample rows (batch x samples) is too many");
   const std::size_t B = static_cast<std::size_t>(max_batch);
-  const std::size_t R = B * static_cast<std::size_t>(cfg.samples);
+  const std::size_t R = static_cast<std::size_t>(max_rows);
   const std::size_t D = static_cast<std::size_t>(cfg.input_dim);
   const std::size_t Z = static_cast<std::size_t>(cfg.latent);
   const int W = layout_.max_width();
-  if (R > static_cast<std::size_t>(1) << 30) throw_error("CudaModel: batch x samples = ", R, " rows is too many");
 
-  flat_ = DeviceBuffer<float>(4 * total_, "the flat parameter buffer (params, grads, Adam m and v)");
+  flat_ = DeviceBuffer<float>(4 * total_, "the flat parameter buffer (params, grads, optimizer state)");
   x_ = DeviceBuffer<float>(B * D, "the input batch");
   for (const auto& l : layout_.encoder()) enc_act_.emplace_back(B * l.out, "encoder activations");
   for (const auto& l : layout_.decoder()) dec_act_.emplace_back(R * l.out, "decoder activations");
@@ -34,11 +46,14 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, cudaStream_t stream,
   grad_a_ = DeviceBuffer<float>(R * W, "backward activations (a)");
   grad_b_ = DeviceBuffer<float>(R * W, "backward activations (b)");
   row_logp_ = DeviceBuffer<float>(R, "per-sample log-likelihoods");
+  lpq_ = DeviceBuffer<float>(R, "per-sample log p(z) - log q(z|x)");
+  weights_ = DeviceBuffer<float>(R, "importance weights");
   kl_ = DeviceBuffer<float>(B, "per-item KL");
   recon_ = DeviceBuffer<float>(B, "per-item reconstruction loss");
+  bound_ = DeviceBuffer<float>(B, "per-item IWAE bound");
 
   // One scratch for every fused reduction: the largest (rows, cols, sums) any of them needs.
-  const int rows = static_cast<int>(R);
+  const int rows = max_rows;
   const int cols = std::max(W, static_cast<int>(D));
   const std::size_t partial =
       std::max({reduce_partial_floats(rows, cols, 1, false), reduce_partial_floats(max_batch, cfg.latent, 2, false),
@@ -52,34 +67,51 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, cudaStream_t stream,
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaModel::forward(const float* eps_block, const std::int64_t* eps_offset, int n, bool backward) {
-  if (n <= 0 || n > max_batch_) throw_error("CudaModel::forward: batch of ", n, " rows, expected 1..", max_batch_);
-  if (!eps_block) throw_error("CudaModel::forward: no noise block");
-  const int L = cfg_.samples, Z = cfg_.latent;
+void CudaModel::linear_act(int rows, const LinearView& l, const float* in, float* out) {
+  const float* p = params();
+  if (lt_ && cfg_.activation == Activation::relu &&
+      lt_->forward(rows, l.in, l.out, in, p + l.weight, p + l.bias, out, stream_))
+    return;
+  linear_forward(blas_, rows, l.in, l.out, in, p + l.weight, out);
+  bias_act_forward(cfg_.activation, out, p + l.bias, rows, l.out, stream_);
+}
+
+const float* CudaModel::decode(const float* z, int rows) {
+  const float* a = z;
+  for (std::size_t i = 0; i < layout_.decoder().size(); ++i) {
+    float* out = dec_act_[i].get();
+    linear_act(rows, layout_.decoder()[i], a, out);
+    a = out;
+  }
+  return a;
+}
+
+void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass,
+                    const double* beta) {
+  if (n <= 0 || n > max_batch_) throw_error("CudaModel::run: batch of ", n, " rows, expected 1..", max_batch_);
+  if (L <= 0 || static_cast<long long>(n) * L > max_rows_)
+    throw_error("CudaModel::run: ", n, " x ", L, " sample rows, expected at most ", max_rows_);
+  if (!eps_block) throw_error("CudaModel::run: no noise block");
+  if ((pass == Pass::elbo_reparam || pass == Pass::elbo_score) && !beta)
+    throw_error("CudaModel::run: the ELBO gradient needs beta (a device pointer)");
+  const int Z = cfg_.latent;
   const int R = n * L;
   float* p = params();
   float* g = grads();
 
   const float* h = x_.get();
   for (std::size_t i = 0; i < layout_.encoder().size(); ++i) {
-    const auto& l = layout_.encoder()[i];
     float* out = enc_act_[i].get();
-    linear_forward(blas_, n, l.in, l.out, h, p + l.weight, out);
-    bias_act_forward(cfg_.activation, out, p + l.bias, n, l.out, stream_);
+    linear_act(n, layout_.encoder()[i], h, out);
     h = out;
   }
   const auto& hd = layout_.head();
   linear_forward(blas_, n, hd.in, hd.out, h, p + hd.weight, head_.get());
-  latent_forward(head_.get(), p + hd.bias, eps_block, eps_offset, n, L, Z, z_.get(), kl_.get(), stream_);
+  const bool want_lpq = pass == Pass::forward || pass == Pass::iwae;
+  latent_forward(head_.get(), p + hd.bias, eps_block, eps_offset, n, L, Z, z_.get(), kl_.get(),
+                 want_lpq ? lpq_.get() : nullptr, stream_);
 
-  const float* a = z_.get();
-  for (std::size_t i = 0; i < layout_.decoder().size(); ++i) {
-    const auto& l = layout_.decoder()[i];
-    float* out = dec_act_[i].get();
-    linear_forward(blas_, R, l.in, l.out, a, p + l.weight, out);
-    bias_act_forward(cfg_.activation, out, p + l.bias, R, l.out, stream_);
-    a = out;
-  }
+  const float* a = decode(z_.get(), R);
   const auto& out = layout_.output();
   linear_forward(blas_, R, out.in, out.out, a, p + out.weight, logits_.get());
 
@@ -89,40 +121,75 @@ void CudaModel::forward(const float* eps_block, const std::int64_t* eps_offset, 
   la.logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
   la.x = x_.get();
   la.n = n;
-  la.dbias = backward ? g + out.bias : nullptr;
-  la.dlogvar = backward && layout_.has_logvar() ? g + layout_.logvar() : nullptr;
+  la.L = L;
   la.row_logp = row_logp_.get();
-  likelihood_forward_backward(cfg_, la, backward, scratch_, stream_);
-  if (backward) this->backward(eps_block, eps_offset, n);
+  if (pass != Pass::forward) {
+    la.dbias = g + out.bias;
+    la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
+  }
+  switch (pass) {
+    case Pass::forward: likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_); return;
+    case Pass::iwae:
+      // log p per row, then the weights (/ n) and the bound, then each row's gradient times its weight.
+      likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_);
+      importance_weights(row_logp_.get(), lpq_.get(), n, L, n, weights_.get(), bound_.get(), stream_);
+      la.row_scale = weights_.get();
+      likelihood_forward_backward(cfg_, la, LikelihoodMode::weighted, scratch_, stream_);
+      break;
+    case Pass::elbo_reparam:
+    case Pass::elbo_score: likelihood_forward_backward(cfg_, la, LikelihoodMode::backward, scratch_, stream_); break;
+  }
+  backward(eps_block, eps_offset, n, L, pass, beta);
 }
 
-void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset, int n) {
-  const int L = cfg_.samples, Z = cfg_.latent;
+void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass,
+                         const double* beta) {
+  const int Z = cfg_.latent;
   const int R = n * L;
   const float* p = params();
   float* g = grads();
   float* dcur = grad_a_.get();
   float* dnext = grad_b_.get();
+  const bool need_dz = pass != Pass::elbo_score;  // the score estimator does not go through z
 
   // Output layer: logits_ holds d loss / d logits (R, D); its bias gradient is done.
   const auto& out = layout_.output();
   const float* dec_last = dec_act_.empty() ? z_.get() : dec_act_.back().get();
   linear_weight_grad(blas_, R, out.in, out.out, logits_.get(), dec_last, g + out.weight);
-  linear_input_grad(blas_, R, out.in, out.out, logits_.get(), p + out.weight, dcur);
+  if (need_dz || !dec_act_.empty()) linear_input_grad(blas_, R, out.in, out.out, logits_.get(), p + out.weight, dcur);
 
   for (std::size_t k = layout_.decoder().size(); k-- > 0;) {
     const auto& l = layout_.decoder()[k];
     act_backward_bias_grad(cfg_.activation, dcur, dec_act_[k].get(), R, l.out, g + l.bias, scratch_, stream_);
     const float* in = k == 0 ? z_.get() : dec_act_[k - 1].get();
     linear_weight_grad(blas_, R, l.in, l.out, dcur, in, g + l.weight);
+    if (k == 0 && !need_dz) break;
     linear_input_grad(blas_, R, l.in, l.out, dcur, p + l.weight, dnext);
     std::swap(dcur, dnext);
   }
 
-  // dcur = d loss / dz (R, Z) -> dnext = (d mu, d s) (n, 2Z); beta/n in float, as the CPU.
+  // dcur = d loss / dz (R, Z) -> dnext = (d mu, d s) (n, 2Z), and the head-bias gradient.
   const auto& hd = layout_.head();
-  const float beta_scale = static_cast<float>(cfg_.beta) / static_cast<float>(n);
-  latent_backward(head_.get(), eps_block, eps_offset, dcur, n, L, Z, beta_scale, dnext, g + hd.bias, scratch_, stream_);
+  LatentBackwardArgs lb;
+  lb.head = head_.get();
+  lb.eps_block = eps_block;
+  lb.eps_offset = eps_offset;
+  lb.n = n;
+  lb.L = L;
+  lb.Z = Z;
+  lb.dz = need_dz ? dcur : nullptr;
+  lb.beta = beta;
+  lb.row_logp = row_logp_.get();
+  lb.z = z_.get();
+  lb.w = weights_.get();
+  lb.dhead = dnext;
+  lb.dbias = g + hd.bias;
+  switch (pass) {
+    case Pass::elbo_reparam: latent_backward(lb, scratch_, stream_); break;
+    case Pass::elbo_score: latent_backward_score(lb, scratch_, stream_); break;
+    case Pass::iwae: latent_backward_iwae(lb, scratch_, stream_); break;
+    case Pass::forward: return;
+  }
   std::swap(dcur, dnext);
   const float* enc_last = enc_act_.empty() ? x_.get() : enc_act_.back().get();
   linear_weight_grad(blas_, n, hd.in, hd.out, dcur, enc_last, g + hd.weight);
@@ -139,6 +206,26 @@ void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset,
     linear_input_grad(blas_, n, l.in, l.out, dcur, p + l.weight, dnext);
     std::swap(dcur, dnext);
   }
+}
+
+void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
+  if (n <= 0 || n > max_batch_ || L <= 0 || static_cast<long long>(n) * L > max_rows_)
+    throw_error("CudaModel::decode_log_likelihood: ", n, " x ", L, " codes, expected at most ", max_batch_,
+                " data points and ", max_rows_, " rows");
+  if (!z) throw_error("CudaModel::decode_log_likelihood: no codes");
+  const float* a = decode(z, n * L);
+  const auto& out = layout_.output();
+  const float* p = params();
+  linear_forward(blas_, n * L, out.in, out.out, a, p + out.weight, logits_.get());
+  LikelihoodArgs la;
+  la.out = logits_.get();
+  la.bias = p + out.bias;
+  la.logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
+  la.x = x_.get();
+  la.n = n;
+  la.L = L;
+  la.row_logp = row_logp_.get();
+  likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_);
 }
 
 }  // namespace vae::gpu

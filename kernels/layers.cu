@@ -1,6 +1,8 @@
 // Linear layers: cuBLAS products, the fused bias+activation forward kernel and the fused
-// activation-backward + bias-gradient kernel, with their launchers (see layers.cuh).
+// activation-backward + bias-gradient kernel, with their launchers, and the cuBLASLt
+// GEMM + bias + ReLU epilogue (see layers.cuh).
 #include <algorithm>
+#include <cstdio>
 
 #include "cuda_check.cuh"
 #include "layers.cuh"
@@ -121,6 +123,96 @@ void act_backward_bias_grad(Activation act, float* dy, const float* y, int rows,
     case Activation::softplus: return launch_act_backward<Activation::softplus>(dy, y, rows, cols, db, scratch, stream);
   }
   throw_error("act_backward_bias_grad: unknown activation ", int(act));
+}
+
+// ---- cuBLASLt GEMM + bias + ReLU ------------------------------------------------------------
+
+struct LtBiasRelu::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;  // the heuristic found an algorithm
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    warn(a ? cublasLtMatrixLayoutDestroy(a) : CUBLAS_STATUS_SUCCESS);
+    warn(b ? cublasLtMatrixLayoutDestroy(b) : CUBLAS_STATUS_SUCCESS);
+    warn(d ? cublasLtMatrixLayoutDestroy(d) : CUBLAS_STATUS_SUCCESS);
+    warn(desc ? cublasLtMatmulDescDestroy(desc) : CUBLAS_STATUS_SUCCESS);
+  }
+  static void warn(cublasStatus_t s) {
+    if (s != CUBLAS_STATUS_SUCCESS)
+      std::fprintf(stderr, "vae: warning: cuBLASLt release: %s\n", cublasGetStatusString(s));
+  }
+};
+
+LtBiasRelu::LtBiasRelu(void* workspace, std::size_t workspace_bytes)
+    : workspace_(workspace), workspace_bytes_(workspace_bytes) {
+  VAE_CUBLAS_CHECK(cublasLtCreate(&lt_));
+}
+
+LtBiasRelu::~LtBiasRelu() {
+  plans_.clear();
+  if (lt_) Plan::warn(cublasLtDestroy(lt_));
+}
+
+LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* bias) {
+  auto& slot = plans_[{rows, in, out}];
+  if (slot) return *slot;
+  auto p = std::make_unique<Plan>();
+  // Column-major view of the row-major product, as linear_forward: D = Y^T (out, rows) =
+  // op(A) B with A = W stored (in, out), op T, and B = X^T stored (in, rows).
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_RELU_BIAS;
+  const cudaDataType_t f32 = CUDA_R_32F;
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &f32, sizeof f32));
+  // The heuristic reads the bias pointer's alignment (every bias starts on a 16-float boundary).
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  VAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, static_cast<std::uint64_t>(in),
+                                              static_cast<std::uint64_t>(out), in));
+  VAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, static_cast<std::uint64_t>(in),
+                                              static_cast<std::uint64_t>(rows), in));
+  VAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, static_cast<std::uint64_t>(out),
+                                              static_cast<std::uint64_t>(rows), out));
+  cublasLtMatmulPreference_t pref = nullptr;
+  VAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &workspace_bytes_, sizeof workspace_bytes_);
+  if (status == CUBLAS_STATUS_SUCCESS)
+    status = cublasLtMatmulAlgoGetHeuristic(lt_, p->desc, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
+  Plan::warn(cublasLtMatmulPreferenceDestroy(pref));
+  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED)
+    VAE_CUBLAS_CHECK(status);  // a real error: throws, naming the call
+  p->ok = status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+  if (p->ok) p->algo = result.algo;
+  slot = std::move(p);
+  return *slot;
+}
+
+int LtBiasRelu::plans_with_algorithm() const {
+  int n = 0;
+  for (const auto& [shape, p] : plans_) n += p && p->ok;
+  return n;
+}
+
+bool LtBiasRelu::forward(int rows, int in, int out, const float* x, const float* w, const float* b, float* y,
+                         cudaStream_t stream) {
+  if (rows <= 0 || in <= 0 || out <= 0)
+    throw_error("LtBiasRelu::forward: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
+  if (!x || !w || !b || !y) throw_error("LtBiasRelu::forward: null device pointer");
+  Plan& p = plan(rows, in, out, b);
+  if (!p.ok) return false;
+  VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+  VAE_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &kOne, w, p.a, x, p.b, &kZero, y, p.d, y, p.d, &p.algo, workspace_,
+                                  workspace_bytes_, stream));
+  return true;
 }
 
 }  // namespace vae::gpu

@@ -16,18 +16,21 @@ enum class Kind { bernoulli, gaussian_fixed, gaussian_learned };
 // one element per row of its lane. A warp is one row of a tile: its log p partial is a
 // warp sum, written to row_partial[r][tile]; the last tile block of a row chunk adds the
 // tiles in order into row_logp. Column partials of d bias (and d logvar) as column_sum.cuh.
-template <Kind K, bool Backward>
+template <Kind K, LikelihoodMode M>
 __global__ void __launch_bounds__(kTileCols* kLanes)
     likelihood_kernel(float* __restrict__ out, const float* __restrict__ bias, const float* __restrict__ logvar,
-                      const float* __restrict__ x, int L, int R, int D, float scale, float fixed_lv, float fixed_iv,
-                      float* __restrict__ dbias, float* __restrict__ dlogvar, float* __restrict__ row_logp,
-                      float* __restrict__ partial, unsigned* __restrict__ counters) {
+                      const float* __restrict__ x, int L, int R, int D, float scale,
+                      const float* __restrict__ row_scale, float fixed_lv, float fixed_iv, float* __restrict__ dbias,
+                      float* __restrict__ dlogvar, float* __restrict__ row_logp, float* __restrict__ partial,
+                      unsigned* __restrict__ counters) {
+  constexpr bool kGrad = M != LikelihoodMode::forward;
+  constexpr bool kRowSums = M != LikelihoodMode::weighted;
   constexpr int NV = K == Kind::gaussian_learned ? 2 : 1;
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int col = blockIdx.x * kTileCols + tx;
   const int ntiles = static_cast<int>(gridDim.x);
   const int nchunks = static_cast<int>(gridDim.y);
-  float* row_partial = partial + (Backward ? static_cast<std::size_t>(NV) * nchunks * D : 0);  // (R, ntiles)
+  float* row_partial = partial + (kGrad ? static_cast<std::size_t>(NV) * nchunks * D : 0);  // (R, ntiles)
 
   float lv = fixed_lv, iv = fixed_iv;
   if (K == Kind::gaussian_learned && col < D) {
@@ -49,90 +52,106 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
         const std::size_t i = static_cast<std::size_t>(r) * D + col;
         const float xv = x[static_cast<std::size_t>(r / L) * D + col];
         const float o = out[i] + b;
+        const float sc = M == LikelihoodMode::weighted ? row_scale[r] : scale;
         if constexpr (K == Kind::bernoulli) {
           float g;
           ew::bernoulli(xv, o, lp, g);
-          if (Backward) {
-            g *= scale;
+          if (kGrad) {
+            g *= sc;
             out[i] = g;
             acc[0] += g;
           }
         } else {
           float gm, glv;
           ew::gaussian(xv, o, lv, iv, lp, gm, glv);
-          if (Backward) {
-            gm *= scale;
+          if (kGrad) {
+            gm *= sc;
             out[i] = gm;
             acc[0] += gm;
-            if constexpr (K == Kind::gaussian_learned) acc[NV - 1] += scale * glv;
+            if constexpr (K == Kind::gaussian_learned) acc[NV - 1] += sc * glv;
           }
         }
       }
-      lp = warp_sum(lp);
-      if (tx == 0) row_partial[static_cast<std::size_t>(r) * ntiles + blockIdx.x] = lp;
+      if constexpr (kRowSums) {
+        lp = warp_sum(lp);
+        if (tx == 0) row_partial[static_cast<std::size_t>(r) * ntiles + blockIdx.x] = lp;
+      }
     }
   }
 
-  if constexpr (Backward) {
+  if constexpr (kGrad) {
     write_column_partials<NV>(acc, D, partial);
     if (last_block_ticket(counters + blockIdx.x, nchunks)) {
       float* const outs[2] = {dbias, dlogvar};
       finish_column_sums<NV>(D, partial, outs);
     }
   }
-  if (last_block_ticket(counters + ntiles + blockIdx.y, ntiles)) {
-    const int t = ty * kTileCols + tx;
-    const int r = blockIdx.y * kChunkRows + t;
-    if (t < kChunkRows && r < R) {
-      float s = 0.0f;
-      for (int k = 0; k < ntiles; ++k) s += __ldcg(row_partial + static_cast<std::size_t>(r) * ntiles + k);
-      row_logp[r] = s;
+  if constexpr (kRowSums) {
+    if (last_block_ticket(counters + ntiles + blockIdx.y, ntiles)) {
+      const int t = ty * kTileCols + tx;
+      const int r = blockIdx.y * kChunkRows + t;
+      if (t < kChunkRows && r < R) {
+        float s = 0.0f;
+        for (int k = 0; k < ntiles; ++k) s += __ldcg(row_partial + static_cast<std::size_t>(r) * ntiles + k);
+        row_logp[r] = s;
+      }
     }
   }
 }
 
-template <Kind K, bool Backward>
-void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, float fixed_iv,
-            const ReduceScratch& s, cudaStream_t stream) {
-  const int L = cfg.samples, D = cfg.input_dim;
-  const int R = a.n * L;
-  const float scale = 1.0f / static_cast<float>(R);
+template <Kind K, LikelihoodMode M>
+void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, float fixed_iv, const ReduceScratch& s,
+            cudaStream_t stream) {
+  const int D = cfg.input_dim;
+  const int R = a.n * a.L;
+  const float scale = 1.0f / static_cast<float>(R);  // as the CPU: T(1) / T(R)
   const dim3 grid(column_tiles(D), row_chunks(R));
   const dim3 block(kTileCols, kLanes);
-  likelihood_kernel<K, Backward><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, L, R, D, scale, fixed_lv,
-                                                             fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
-                                                             s.counters);
+  likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, a.L, R, D, scale, a.row_scale,
+                                                      fixed_lv, fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
+                                                      s.counters);
   VAE_LAUNCH_CHECK("likelihood_kernel");
+}
+
+template <Kind K>
+void launch_mode(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode, float fixed_lv, float fixed_iv,
+                 const ReduceScratch& s, cudaStream_t stream) {
+  switch (mode) {
+    case LikelihoodMode::forward: return launch<K, LikelihoodMode::forward>(cfg, a, fixed_lv, fixed_iv, s, stream);
+    case LikelihoodMode::backward: return launch<K, LikelihoodMode::backward>(cfg, a, fixed_lv, fixed_iv, s, stream);
+    case LikelihoodMode::weighted: return launch<K, LikelihoodMode::weighted>(cfg, a, fixed_lv, fixed_iv, s, stream);
+  }
 }
 
 }  // namespace
 
-void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, bool backward,
+void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream) {
-  const int L = cfg.samples, D = cfg.input_dim;
-  if (a.n <= 0 || L <= 0 || D <= 0)
-    throw_error("likelihood_forward_backward: n, L and D must be positive, got ", a.n, ", ", L, ", ", D);
-  if (!a.out || !a.bias || !a.x || !a.row_logp) throw_error("likelihood_forward_backward: null device pointer");
+  const int D = cfg.input_dim;
+  if (a.n <= 0 || a.L <= 0 || D <= 0)
+    throw_error("likelihood_forward_backward: n, L and D must be positive, got ", a.n, ", ", a.L, ", ", D);
+  if (!a.out || !a.bias || !a.x) throw_error("likelihood_forward_backward: null device pointer");
   const bool learned = cfg.likelihood == Likelihood::gaussian && cfg.learn_sigma;
+  const bool grad = mode != LikelihoodMode::forward;
+  const bool row_sums = mode != LikelihoodMode::weighted;
   if (learned && !a.logvar) throw_error("likelihood_forward_backward: learned sigma needs the logvar parameters");
-  if (backward && (!a.dbias || (learned && !a.dlogvar)))
-    throw_error("likelihood_forward_backward: backward needs dbias", learned ? " and dlogvar" : "");
-  const int R = a.n * L;
-  const int nv = backward ? (learned ? 2 : 1) : 0;
-  check_reduce_scratch(scratch, R, D, nv, true, "likelihood_forward_backward");
+  if (grad && (!a.dbias || (learned && !a.dlogvar)))
+    throw_error("likelihood_forward_backward: the gradient needs dbias", learned ? " and dlogvar" : "");
+  if (row_sums && !a.row_logp) throw_error("likelihood_forward_backward: row_logp is null");
+  if (mode == LikelihoodMode::weighted && !a.row_scale)
+    throw_error("likelihood_forward_backward: the weighted mode needs row_scale");
+  const int R = a.n * a.L;
+  const int nv = grad ? (learned ? 2 : 1) : 0;
+  check_reduce_scratch(scratch, R, D, nv, row_sums, "likelihood_forward_backward");
   // The fixed log-variance and its inverse, as the CPU computes them.
   const float fixed_lv = static_cast<float>(2.0 * std::log(cfg.sigma));
   const float fixed_iv = static_cast<float>(1.0 / (cfg.sigma * cfg.sigma));
-  if (cfg.likelihood == Likelihood::bernoulli) {
-    if (backward) launch<Kind::bernoulli, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-    else launch<Kind::bernoulli, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-  } else if (!learned) {
-    if (backward) launch<Kind::gaussian_fixed, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-    else launch<Kind::gaussian_fixed, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-  } else {
-    if (backward) launch<Kind::gaussian_learned, true>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-    else launch<Kind::gaussian_learned, false>(cfg, a, fixed_lv, fixed_iv, scratch, stream);
-  }
+  if (cfg.likelihood == Likelihood::bernoulli)
+    launch_mode<Kind::bernoulli>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else if (!learned)
+    launch_mode<Kind::gaussian_fixed>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else
+    launch_mode<Kind::gaussian_learned>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
 }
 
 }  // namespace vae::gpu

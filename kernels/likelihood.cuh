@@ -1,9 +1,15 @@
 // The decoder likelihood, forward and backward in one pass: for each of the R = n*L rows
 // of output-layer results o (R, D) (bias not yet added), log p(x|z) per row and, in the
-// same pass, d(loss)/d(logits) = scale * d(-log p)/do with scale = 1/(n*L), written over o.
-// Bernoulli (logits) or Gaussian (means; fixed sigma, or a learned per-dimension
-// log-variance). The output-bias gradient and the log-variance gradient are deterministic
-// column sums, and each row's log p is a deterministic sum over its column tiles.
+// same pass, d(loss)/d(logits) = scale_r * d(-log p)/do, written over o. Bernoulli
+// (logits) or Gaussian (means; fixed sigma, or a learned per-dimension log-variance). The
+// output-bias gradient and the log-variance gradient are deterministic column sums, and
+// each row's log p is a deterministic sum over its column tiles.
+//
+// Three modes:
+//   forward:   row log p only; o is left alone;
+//   backward:  row log p, and the gradient with one scale 1/(n*L) for every row (the ELBO);
+//   weighted:  the gradient only, row r scaled by row_scale[r] (IWAE's second phase: the
+//              normalized importance weights / n, computed from the forward mode's log p).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -12,19 +18,23 @@
 
 namespace vae::gpu {
 
+enum class LikelihoodMode { forward, backward, weighted };
+
 struct LikelihoodArgs {
-  float* out = nullptr;           // (R, D): o without bias in; with backward, d loss / d logits out
+  float* out = nullptr;           // (R, D): o without bias in; with a gradient mode, d loss / d logits out
   const float* bias = nullptr;    // (D)
   const float* logvar = nullptr;  // (D) learned Gaussian log-variance, or null
   const float* x = nullptr;       // (n, D) targets; row r uses x[r / L]
   int n = 0;
-  float* dbias = nullptr;      // (D) with backward
-  float* dlogvar = nullptr;    // (D) with backward and a learned log-variance
-  float* row_logp = nullptr;   // (R) log p(x | z_r)
+  int L = 0;                      // samples per data point: R = n*L rows
+  const float* row_scale = nullptr;  // (R) weighted mode: each row's gradient scale
+  float* dbias = nullptr;      // (D) gradient modes
+  float* dlogvar = nullptr;    // (D) gradient modes with a learned log-variance
+  float* row_logp = nullptr;   // (R) log p(x | z_r): forward and backward modes
 };
 
-// cfg gives D, L, the likelihood and sigma. backward=false computes row_logp only.
-void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, bool backward,
+// cfg gives D, the likelihood and sigma.
+void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream);
 
 }  // namespace vae::gpu

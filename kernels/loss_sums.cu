@@ -9,30 +9,34 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads)
-    loss_accumulate_kernel(const float* __restrict__ row_logp, const float* __restrict__ kl, int n, int L, double beta,
+    loss_accumulate_kernel(const float* __restrict__ row_logp, const float* __restrict__ kl,
+                           const float* __restrict__ bound, int n, int L, const double* __restrict__ beta,
                            float* __restrict__ recon, DeviceLossSums* __restrict__ out, bool accumulate) {
-  __shared__ double rs[kThreads], ks[kThreads];
-  double r_sum = 0, k_sum = 0;
+  __shared__ double rs[kThreads], ks[kThreads], bs[kThreads];
+  double r_sum = 0, k_sum = 0, b_sum = 0;
   for (int b = threadIdx.x; b < n; b += kThreads) {
-    float lp = 0.0f;  // in float and in this order, as CpuModel::forward
+    float lp = 0.0f;  // in float and in this order, as CpuModel::run
     for (int l = 0; l < L; ++l) lp += row_logp[static_cast<std::size_t>(b) * L + l];
     const float rb = -lp / static_cast<float>(L);
     if (recon) recon[b] = rb;
     r_sum += double(rb);
     k_sum += double(kl[b]);
+    if (bound) b_sum += double(bound[b]);
   }
   rs[threadIdx.x] = r_sum;
   ks[threadIdx.x] = k_sum;
+  bs[threadIdx.x] = b_sum;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {
     if (static_cast<int>(threadIdx.x) < s) {
       rs[threadIdx.x] += rs[threadIdx.x + s];
       ks[threadIdx.x] += ks[threadIdx.x + s];
+      bs[threadIdx.x] += bs[threadIdx.x + s];
     }
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    const double loss = rs[0] + beta * ks[0];
+    const double loss = bound ? -bs[0] : rs[0] + *beta * ks[0];
     if (accumulate) {
       out->recon += rs[0];
       out->kl += ks[0];
@@ -49,11 +53,12 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void loss_accumulate(const float* row_logp, const float* kl, int n, int L, double beta, float* recon,
-                     DeviceLossSums* out, bool accumulate, cudaStream_t stream) {
+void loss_accumulate(const float* row_logp, const float* kl, const float* bound, int n, int L, const double* beta,
+                     float* recon, DeviceLossSums* out, bool accumulate, cudaStream_t stream) {
   if (n <= 0 || L <= 0) throw_error("loss_accumulate: n and L must be positive, got ", n, ", ", L);
   if (!row_logp || !kl || !out) throw_error("loss_accumulate: null device pointer");
-  loss_accumulate_kernel<<<1, kThreads, 0, stream>>>(row_logp, kl, n, L, beta, recon, out, accumulate);
+  if (!bound && !beta) throw_error("loss_accumulate: the ELBO loss needs beta (a device pointer)");
+  loss_accumulate_kernel<<<1, kThreads, 0, stream>>>(row_logp, kl, bound, n, L, beta, recon, out, accumulate);
   VAE_LAUNCH_CHECK("loss_accumulate_kernel");
 }
 

@@ -1,7 +1,9 @@
 // Per-step loss sums on the device: recon_b = -(1/L) sum_l log p(x_b|z_bl) per data point,
 // then the step's sums over the batch, reduced deterministically (one block, fixed order)
 // in double, into device memory. The host reads the running sums once per report
-// (take_train_sums), not per step.
+// (take_train_sums), not per step. The loss is recon + beta * kl (the ELBO, beta read from
+// device memory: the step record's, so KL warm-up needs no new graph), or -sum_b bound_b
+// for the IWAE objective (recon and kl are then the ELBO's parts, as the CPU reports them).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -10,7 +12,7 @@
 namespace vae::gpu {
 
 struct DeviceLossSums {
-  double loss = 0;   // recon + beta * kl
+  double loss = 0;   // recon + beta * kl, or -sum bound (IWAE)
   double recon = 0;
   double kl = 0;
   long long count = 0;
@@ -18,8 +20,10 @@ struct DeviceLossSums {
 
 // row_logp (n*L), kl (n) -> recon (n, nullable) and this batch's sums: added to *out
 // (accumulate, as evaluation does), or written over it (a training step's sums, which the
-// step guard adds to the running sums only when the step is finite).
-void loss_accumulate(const float* row_logp, const float* kl, int n, int L, double beta, float* recon,
-                     DeviceLossSums* out, bool accumulate, cudaStream_t stream);
+// step guard adds to the running sums only when the step is finite). beta: device pointer
+// to the KL weight (unused when bound is given). bound (n, nullable): the IWAE bound per
+// data point; when given, loss = -sum_b bound_b.
+void loss_accumulate(const float* row_logp, const float* kl, const float* bound, int n, int L, const double* beta,
+                     float* recon, DeviceLossSums* out, bool accumulate, cudaStream_t stream);
 
 }  // namespace vae::gpu

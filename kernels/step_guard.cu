@@ -60,7 +60,8 @@ __global__ void __launch_bounds__(kThreads)
     acc->recon += s.recon;
     acc->kl += s.kl;
     acc->count += s.count;
-    st->adam_t += 1;
+    if (hdr->update_encoder) st->updates[0] += 1;
+    if (hdr->update_decoder) st->updates[1] += 1;
   }
 }
 

@@ -1,9 +1,11 @@
 // The per-step record: the only thing the host writes for a training step. It lives in a
 // pinned host ring slot, is copied to one device buffer by one cudaMemcpyAsync, and the
 // captured graph's kernels read from it everything that changes from step to step: the
-// step number, where the step's noise is inside the current noise blocks, and which rows
-// to gather. Nothing that varies per step is baked into a graph. (Adam's t lives in the
-// device step state, step_guard.cuh: only finite steps count.)
+// step number, where the step's noise is inside the current noise blocks, which rows to
+// gather, and the step's scalars from vae::step_scalars() (learning rate, KL weight beta,
+// which parameter groups to update). Nothing that varies per step is baked into a graph,
+// so one graph serves every step of a batch size under any schedule. (The optimizer's
+// update counts live in the device step state, step_guard.cuh: only finite steps count.)
 //
 //   [ StepHeader (64 bytes) | indices (n uint32) ]
 #pragma once
@@ -19,7 +21,10 @@ struct StepHeader {
   std::uint64_t rows = 0;       // device address of the rows the indices point into
   std::int32_t rows_u8 = 1;     // 1: rows are uint8 pixels (x/255); 0: float32
   std::int32_t n = 0;           // data points in this step
-  std::int64_t reserved[3] = {0, 0, 0};
+  double lr = 0;                // StepScalars::lr: this step's learning rate
+  double beta = 1;              // StepScalars::beta: the KL weight (warm-up); evaluation: ModelConfig::beta
+  std::int32_t update_encoder = 1;  // StepScalars::update_encoder: update the encoder group [0, encoder_end)
+  std::int32_t update_decoder = 1;  // StepScalars::update_decoder: update the decoder group
 };
 static_assert(sizeof(StepHeader) == 64, "StepHeader is 64 bytes: the indices start 16-byte aligned");
 

@@ -1,7 +1,8 @@
 // Helpers for the GPU suites: the skip-without-GPU fixture, device buffers filled from and
 // read back to host vectors, NaN poisoning (so a test shows every output element is
-// written), a stream + cuBLAS handle configured as the backend configures them, and the
-// synthetic data and small models the backend tests share.
+// written), a stream + cuBLAS handle configured as the backend configures them, tolerance
+// checks for sums, a device step record, and the synthetic data, small models and training
+// runs the backend tests share.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -12,12 +13,15 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cuda_backend.cuh"
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
 #include "internal.h"
+#include "step_record.cuh"
 #include "test_util.h"
 #include "vae/vae.h"
 
@@ -101,10 +105,67 @@ class GpuContext {
   cublasHandle_t blas = nullptr;
 };
 
+// |got - want| <= 1e-6 * sum_abs + 1e-6 per element, where sum_abs is the sum of the
+// absolute values of the terms behind want (the float error of a sum scales with it).
+inline ::testing::AssertionResult sums_close(const std::vector<float>& got, const std::vector<double>& want,
+                                      const std::vector<double>& sum_abs, const std::string& what) {
+  if (got.size() != want.size()) return ::testing::AssertionFailure() << what << ": size mismatch";
+  int bad = 0;
+  std::ostringstream first;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double allowed = 1e-6 * sum_abs[i] + 1e-6;
+    const double err = std::fabs(double(got[i]) - want[i]);
+    if (!(err <= allowed)) {
+      if (bad < 5) first << "\n  [" << i << "] got " << got[i] << " want " << want[i] << " allowed " << allowed;
+      ++bad;
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << got.size() << " outside tolerance"
+                                       << first.str();
+}
+
+// Column sums of a (rows, cols) float matrix, in double, with the sums of |terms|.
+inline void column_sums_ref(const std::vector<float>& m, int rows, int cols, std::vector<double>& sum,
+                     std::vector<double>& sum_abs) {
+  sum.assign(static_cast<std::size_t>(cols), 0.0);
+  sum_abs.assign(static_cast<std::size_t>(cols), 0.0);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const double v = m[static_cast<std::size_t>(r) * cols + c];
+      sum[static_cast<std::size_t>(c)] += v;
+      sum_abs[static_cast<std::size_t>(c)] += std::fabs(v);
+    }
+}
+
+// A step record on the device: header plus indices, as the backend writes it.
+class DeviceRecord {
+ public:
+  explicit DeviceRecord(int max_batch) : bytes_(gpu::step_record_bytes(max_batch)), buf_(bytes_, "test record") {}
+  void write(const gpu::StepHeader& h, const std::vector<std::uint32_t>& indices) {
+    std::vector<char> host(bytes_, 0);
+    std::memcpy(host.data(), &h, sizeof h);
+    std::memcpy(gpu::record_indices(host.data()), indices.data(), indices.size() * sizeof(std::uint32_t));
+    test::copy_to_device(buf_.get(), host.data(), bytes_);
+  }
+  const gpu::StepHeader* header() const { return reinterpret_cast<const gpu::StepHeader*>(buf_.get()); }
+  const std::uint32_t* indices() const { return gpu::record_indices(buf_.get()); }
+
+ private:
+  std::size_t bytes_;
+  gpu::DeviceBuffer<char> buf_;
+};
+
 inline bool any_nan(const std::vector<float>& v) {
   for (float x : v)
     if (std::isnan(x)) return true;
   return false;
+}
+// Every element still NaN: a poisoned buffer nothing wrote.
+inline bool all_nan(const std::vector<float>& v) {
+  for (float x : v)
+    if (!std::isnan(x)) return false;
+  return true;
 }
 
 // The elements of one named tensor of a flat buffer.
@@ -160,6 +221,72 @@ inline ModelConfig small_model(int dim, Activation act = Activation::relu, Likel
   m.likelihood = lik;
   m.samples = samples;
   return m;
+}
+
+// ---- backends on the synthetic data -------------------------------------------------------
+
+inline std::unique_ptr<Backend> make(Device d, const ModelConfig& m, const TrainConfig& t,
+                                     const gpu::CudaBackendOptions* opt = nullptr) {
+  if (d == Device::cuda && opt) return gpu::make_cuda_backend(m, t, *opt);
+  return make_backend(d, m, t);
+}
+
+// The backend tests' model: D 61, hidden 24, Z 13.
+inline ModelConfig model61(Activation act = Activation::relu, Likelihood lik = Likelihood::bernoulli, int L = 1,
+                           bool learned = false) {
+  ModelConfig m = test::small_model(61, act, lik, L);
+  m.latent = 13;
+  m.learn_sigma = learned;
+  if (lik == Likelihood::gaussian) m.sigma = 0.3;
+  return m;
+}
+
+inline TrainConfig train_cfg(int batch, std::uint64_t seed = 7) {
+  TrainConfig t;
+  t.batch = batch;
+  t.eval_batch = 37;
+  t.seed = seed;
+  return t;
+}
+
+struct RunResult {
+  std::vector<double> losses;  // per step, nats per item
+  std::vector<float> params;
+  OptimizerState optimizer;
+  LossSums eval;
+  gpu::CudaBackendStats stats;
+};
+
+// `steps` training steps over the seeded batch stream (epochs roll over), the loss of each
+// step read back alone, then an evaluation over the training data.
+inline RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
+                     int steps, const gpu::CudaBackendOptions* opt = nullptr, int eval_after = -1) {
+  auto backend = make(d, m, t, opt);
+  backend->set_parameters(init_parameters(backend->layout(), m, t.seed));
+  backend->set_train_data(data);
+  BatchStream stream(data->count, t.batch, t.seed);
+  RunResult r;
+  Batch b;
+  for (int k = 0; k < steps; ++k) {
+    if (!stream.next(b)) {
+      stream.start_epoch(b.epoch + 1);
+      stream.next(b);
+    }
+    backend->train_step(b);
+    const LossSums s = backend->take_train_sums();
+    EXPECT_EQ(s.count, b.size);
+    r.losses.push_back(s.mean_loss());
+    if (k == eval_after) backend->evaluate(*data);
+  }
+  r.params = backend->parameters();
+  r.optimizer = backend->optimizer_state();
+  r.eval = backend->evaluate(*data);
+  if (d == Device::cuda) r.stats = gpu::cuda_backend_stats(*backend);
+  return r;
+}
+
+inline void expect_finite(const std::vector<double>& v, const std::string& what) {
+  for (std::size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(std::isfinite(v[i])) << what << " step " << i;
 }
 
 }  // namespace vae::test

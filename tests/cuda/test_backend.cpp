@@ -11,74 +11,18 @@
 #include <cstring>
 #include <limits>
 
-#include "cuda_backend.cuh"
 #include "gpu_test_util.h"
 
 namespace vae {
 namespace {
 
+using test::expect_finite;
 using test::GpuTest;
-
-std::unique_ptr<Backend> make(Device d, const ModelConfig& m, const TrainConfig& t,
-                              const gpu::CudaBackendOptions* opt = nullptr) {
-  if (d == Device::cuda && opt) return gpu::make_cuda_backend(m, t, *opt);
-  return make_backend(d, m, t);
-}
-
-ModelConfig model61(Activation act = Activation::relu, Likelihood lik = Likelihood::bernoulli, int L = 1,
-                    bool learned = false) {
-  ModelConfig m = test::small_model(61, act, lik, L);
-  m.latent = 13;
-  m.learn_sigma = learned;
-  if (lik == Likelihood::gaussian) m.sigma = 0.3;
-  return m;
-}
-
-TrainConfig train_cfg(int batch, std::uint64_t seed = 7) {
-  TrainConfig t;
-  t.batch = batch;
-  t.eval_batch = 37;
-  t.seed = seed;
-  return t;
-}
-
-struct RunResult {
-  std::vector<double> losses;  // per step, nats per item
-  std::vector<float> params;
-  LossSums eval;
-  gpu::CudaBackendStats stats;
-};
-
-// `steps` training steps over the seeded batch stream (epochs roll over), the loss of each
-// step read back alone, then an evaluation over the training data.
-RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data, int steps,
-        const gpu::CudaBackendOptions* opt = nullptr, int eval_after = -1) {
-  auto backend = make(d, m, t, opt);
-  backend->set_parameters(init_parameters(backend->layout(), m, t.seed));
-  backend->set_train_data(data);
-  BatchStream stream(data->count, t.batch, t.seed);
-  RunResult r;
-  Batch b;
-  for (int k = 0; k < steps; ++k) {
-    if (!stream.next(b)) {
-      stream.start_epoch(b.epoch + 1);
-      stream.next(b);
-    }
-    backend->train_step(b);
-    const LossSums s = backend->take_train_sums();
-    EXPECT_EQ(s.count, b.size);
-    r.losses.push_back(s.mean_loss());
-    if (k == eval_after) backend->evaluate(*data);
-  }
-  r.params = backend->parameters();
-  r.eval = backend->evaluate(*data);
-  if (d == Device::cuda) r.stats = gpu::cuda_backend_stats(*backend);
-  return r;
-}
-
-void expect_finite(const std::vector<double>& v, const std::string& what) {
-  for (std::size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(std::isfinite(v[i])) << what << " step " << i;
-}
+using test::make;
+using test::model61;
+using test::run;
+using test::RunResult;
+using test::train_cfg;
 
 // ---- one step --------------------------------------------------------------------------------
 

@@ -7,13 +7,15 @@
 // Tolerances (FP32 on both sides): elementwise results atol 1e-6 + rtol 1e-5 (device libm
 // and FMA contraction differ from glibc by an ulp or two); sums over rows or columns
 // against a double reference, allowance 1e-6 * (sum of |terms|) + 1e-6 (float summation
-// in a different order); the device model against CpuModel 1e-5 relative in norm.
+// in a different order); the device model against CpuModel 1e-5 relative in norm (IWAE
+// gradients 1e-4, see DeviceModel.EveryPassMatchesCpuModel). The inference toolkit's own
+// kernels (optimizer, score / IWAE latent backward, importance weights, estimates) are in
+// test_inference_kernels.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
 
-#include "adam.cuh"
 #include "column_sum.cuh"
 #include "cpu_model.h"
 #include "cuda_model.cuh"
@@ -32,44 +34,14 @@ namespace vae {
 namespace {
 
 using test::all_close;
+using test::column_sums_ref;
+using test::DeviceRecord;
+using test::sums_close;
 using test::Dev;
 using test::GpuContext;
 using test::GpuTest;
 
 constexpr Activation kActivations[] = {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus};
-
-// |got - want| <= 1e-6 * sum_abs + 1e-6 per element, where sum_abs is the sum of the
-// absolute values of the terms behind want (the float error of a sum scales with it).
-::testing::AssertionResult sums_close(const std::vector<float>& got, const std::vector<double>& want,
-                                      const std::vector<double>& sum_abs, const std::string& what) {
-  if (got.size() != want.size()) return ::testing::AssertionFailure() << what << ": size mismatch";
-  int bad = 0;
-  std::ostringstream first;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double allowed = 1e-6 * sum_abs[i] + 1e-6;
-    const double err = std::fabs(double(got[i]) - want[i]);
-    if (!(err <= allowed)) {
-      if (bad < 5) first << "\n  [" << i << "] got " << got[i] << " want " << want[i] << " allowed " << allowed;
-      ++bad;
-    }
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << got.size() << " outside tolerance"
-                                       << first.str();
-}
-
-// Column sums of a (rows, cols) float matrix, in double, with the sums of |terms|.
-void column_sums_ref(const std::vector<float>& m, int rows, int cols, std::vector<double>& sum,
-                     std::vector<double>& sum_abs) {
-  sum.assign(static_cast<std::size_t>(cols), 0.0);
-  sum_abs.assign(static_cast<std::size_t>(cols), 0.0);
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) {
-      const double v = m[static_cast<std::size_t>(r) * cols + c];
-      sum[static_cast<std::size_t>(c)] += v;
-      sum_abs[static_cast<std::size_t>(c)] += std::fabs(v);
-    }
-}
 
 float act_forward_ref(Activation a, float x) {
   switch (a) {
@@ -89,24 +61,6 @@ float act_grad_ref(Activation a, float y) {
   }
   return NAN;
 }
-
-// A step record on the device: header plus indices, as the backend writes it.
-class DeviceRecord {
- public:
-  explicit DeviceRecord(int max_batch) : bytes_(gpu::step_record_bytes(max_batch)), buf_(bytes_, "test record") {}
-  void write(const gpu::StepHeader& h, const std::vector<std::uint32_t>& indices) {
-    std::vector<char> host(bytes_, 0);
-    std::memcpy(host.data(), &h, sizeof h);
-    std::memcpy(gpu::record_indices(host.data()), indices.data(), indices.size() * sizeof(std::uint32_t));
-    test::copy_to_device(buf_.get(), host.data(), bytes_);
-  }
-  const gpu::StepHeader* header() const { return reinterpret_cast<const gpu::StepHeader*>(buf_.get()); }
-  const std::uint32_t* indices() const { return gpu::record_indices(buf_.get()); }
-
- private:
-  std::size_t bytes_;
-  gpu::DeviceBuffer<char> buf_;
-};
 
 std::vector<std::uint32_t> random_indices(int n, std::uint32_t count, std::uint64_t seed) {
   std::mt19937_64 g(seed);
@@ -281,14 +235,16 @@ TEST_F(Latent, ForwardMatchesTheCpuFormulas) {
     const std::size_t stride = R * Z;
     const auto noise = test::normal_values<float>(3 * stride, 40 + L);
     const std::int64_t offset = static_cast<std::int64_t>(2 * stride);
-    Dev<float> head(head0), dbias(bias), eps(noise), z(R * Z), kl(static_cast<std::size_t>(n));
+    Dev<float> head(head0), dbias(bias), eps(noise), z(R * Z), kl(static_cast<std::size_t>(n)), lpq(R);
     Dev<std::int64_t> off(std::vector<std::int64_t>{offset});
     z.poison();
     kl.poison();
-    gpu::latent_forward(head.get(), dbias.get(), eps.get(), off.get(), n, L, Z, z.get(), kl.get(), nullptr);
+    lpq.poison();
+    gpu::latent_forward(head.get(), dbias.get(), eps.get(), off.get(), n, L, Z, z.get(), kl.get(), lpq.get(), nullptr);
 
     std::vector<float> wh(head0.size()), wz(R * Z);
     std::vector<double> wkl(static_cast<std::size_t>(n)), wkl_abs(static_cast<std::size_t>(n));
+    std::vector<double> wlpq(R, 0.0), wlpq_abs(R, 0.0);  // log p(z) - log q(z|x) per row
     const float* e = noise.data() + offset;
     for (int b = 0; b < n; ++b) {
       for (int j = 0; j < 2 * Z; ++j) {
@@ -301,15 +257,30 @@ TEST_F(Latent, ForwardMatchesTheCpuFormulas) {
         wkl[static_cast<std::size_t>(b)] += k;
         wkl_abs[static_cast<std::size_t>(b)] += std::fabs(k);
         for (int l = 0; l < L; ++l) {
-          const std::size_t r = (static_cast<std::size_t>(b) * L + l) * Z + j;
+          const std::size_t row = static_cast<std::size_t>(b) * L + l, r = row * Z + j;
           wz[r] = ew::reparameterize(h[j], h[Z + j], e[r]);
+          const double t = ew::log_prior_minus_log_q(wz[r], e[r], h[Z + j]);
+          wlpq[row] += t;
+          wlpq_abs[row] += std::fabs(t);
         }
       }
     }
     const std::string what = "L=" + std::to_string(L);
+    const auto got_z = z.download(), got_kl = kl.download();
     EXPECT_TRUE(test::bit_equal(head.download(), wh)) << "head + bias, " << what;
-    EXPECT_TRUE(all_close(z.download(), wz, 1e-6, 1e-5, "z " + what));
-    EXPECT_TRUE(sums_close(kl.download(), wkl, wkl_abs, "KL " + what));
+    EXPECT_TRUE(all_close(got_z, wz, 1e-6, 1e-5, "z " + what));
+    EXPECT_TRUE(sums_close(got_kl, wkl, wkl_abs, "KL " + what));
+    EXPECT_TRUE(sums_close(lpq.download(), wlpq, wlpq_abs, "log p(z) - log q(z|x) per row, " + what));
+
+    // Without lpq (the ELBO passes): the same z and KL, bit for bit, and lpq untouched.
+    Dev<float> head2(head0);
+    z.poison();
+    kl.poison();
+    lpq.poison();
+    gpu::latent_forward(head2.get(), dbias.get(), eps.get(), off.get(), n, L, Z, z.get(), kl.get(), nullptr, nullptr);
+    EXPECT_TRUE(test::bit_equal(z.download(), got_z)) << what;
+    EXPECT_TRUE(test::bit_equal(kl.download(), got_kl)) << what;
+    EXPECT_TRUE(test::all_nan(lpq.download())) << "lpq written although not asked for, " << what;
   }
 }
 
@@ -320,7 +291,9 @@ TEST_F(Latent, BackwardMatchesTheCpuFormulas) {
     const auto head = test::uniform_values<float>(static_cast<std::size_t>(n) * 2 * Z, -2, 2, 50 + L);
     const auto eps = test::normal_values<float>(R * Z, 60 + L);
     const auto dz = test::uniform_values<float>(R * Z, -0.1, 0.1, 70 + L);
-    const float beta_scale = 1.5f / static_cast<float>(n);
+    const double beta = 1.5;  // from device memory; beta/n formed in float as the CPU forms it
+    const float beta_scale = static_cast<float>(beta) / static_cast<float>(n);
+    Dev<double> dbeta(std::vector<double>{beta});
     Dev<float> dh(head), de(eps), ddz(dz), dhead(head.size()), dbias(2 * static_cast<std::size_t>(Z));
     Dev<float> partial(gpu::reduce_partial_floats(n, Z, 2, false));
     Dev<unsigned> counters(gpu::reduce_counter_count(n, Z));
@@ -328,8 +301,17 @@ TEST_F(Latent, BackwardMatchesTheCpuFormulas) {
     const gpu::ReduceScratch scratch{partial.get(), partial.size(), counters.get(), counters.size()};
     dhead.poison();
     dbias.poison();
-    gpu::latent_backward(dh.get(), de.get(), nullptr, ddz.get(), n, L, Z, beta_scale, dhead.get(), dbias.get(), scratch,
-                         nullptr);
+    gpu::LatentBackwardArgs a;
+    a.head = dh.get();
+    a.eps_block = de.get();
+    a.n = n;
+    a.L = L;
+    a.Z = Z;
+    a.dz = ddz.get();
+    a.beta = dbeta.get();
+    a.dhead = dhead.get();
+    a.dbias = dbias.get();
+    gpu::latent_backward(a, scratch, nullptr);
 
     std::vector<float> want(head.size());
     for (int b = 0; b < n; ++b)
@@ -398,10 +380,11 @@ TEST_F(LikelihoodKernel, LogProbAndGradientsMatchTheCpuFormulas) {
       a.logvar = c.learned ? dlv.get() : nullptr;
       a.x = dx.get();
       a.n = c.n;
+      a.L = c.L;
       a.dbias = dbias.get();
       a.dlogvar = dlogvar.get();
       a.row_logp = row_logp.get();
-      gpu::likelihood_forward_backward(cfg, a, backward,
+      gpu::likelihood_forward_backward(cfg, a, backward ? gpu::LikelihoodMode::backward : gpu::LikelihoodMode::forward,
                                        {partial.get(), partial.size(), counters.get(), counters.size()}, nullptr);
 
       // The CPU formulas, element by element; sums in double.
@@ -457,13 +440,14 @@ TEST_F(LossSumsKernel, PerItemReconAndAccumulatedSums) {
   acc.zero();
   double want_recon = 0, want_kl = 0;
   const double beta = 0.75;
+  Dev<double> dbeta(std::vector<double>{beta});
   long long want_count = 0;
   for (auto [n, L] : {std::array<int, 2>{37, 3}, std::array<int, 2>{300, 2}}) {
     const auto row_logp = test::uniform_values<float>(static_cast<std::size_t>(n) * L, -200, -50, 90 + n);
     const auto kl = test::uniform_values<float>(static_cast<std::size_t>(n), 0, 30, 91 + n);
     Dev<float> dl(row_logp), dk(kl), recon(static_cast<std::size_t>(n));
     recon.poison();
-    gpu::loss_accumulate(dl.get(), dk.get(), n, L, beta, recon.get(), acc.get(), true, nullptr);
+    gpu::loss_accumulate(dl.get(), dk.get(), nullptr, n, L, dbeta.get(), recon.get(), acc.get(), true, nullptr);
     std::vector<float> want(static_cast<std::size_t>(n));
     for (int b = 0; b < n; ++b) {
       float lp = 0;  // CpuModel::forward's order and precision
@@ -485,67 +469,12 @@ TEST_F(LossSumsKernel, PerItemReconAndAccumulatedSums) {
   const auto row_logp = test::uniform_values<float>(10, -200, -50, 95);
   const auto kl = test::uniform_values<float>(5, 0, 30, 96);
   Dev<float> dl(row_logp), dk(kl);
-  gpu::loss_accumulate(dl.get(), dk.get(), 5, 2, beta, nullptr, acc.get(), false, nullptr);
+  gpu::loss_accumulate(dl.get(), dk.get(), nullptr, 5, 2, dbeta.get(), nullptr, acc.get(), false, nullptr);
   const auto one = acc.download()[0];
   EXPECT_EQ(one.count, 5);
   double r = 0;
   for (int b = 0; b < 5; ++b) r += double(-(row_logp[2 * b] + row_logp[2 * b + 1]) / 2.0f);
   EXPECT_NEAR(one.recon, r, 1e-12 * std::fabs(r));
-}
-
-// ---- Adam ----------------------------------------------------------------------------------
-
-class AdamKernel : public GpuTest {};
-
-TEST_F(AdamKernel, MatchesTheCpuUpdateWithTFromDeviceMemory) {
-  const std::size_t n = 4 * 1031;
-  OptimizerConfig cfg;
-  cfg.lr = 3e-3;
-  auto p = test::uniform_values<float>(n, -1, 1, 100);
-  auto m = test::uniform_values<float>(n, -0.1, 0.1, 101);
-  auto v = test::uniform_values<float>(n, 0, 0.01, 102);
-  Dev<float> dp(p), dm(m), dv(v), dg(n);
-  Dev<std::int64_t> t(1);
-  for (std::int64_t step : {7, 8, 1}) {
-    const auto g = test::uniform_values<float>(n, -1, 1, 103 + static_cast<std::uint64_t>(step));
-    dg.upload(g);
-    t.upload({step});
-    gpu::adam_step(dp.get(), dg.get(), dm.get(), dv.get(), n, t.get(), nullptr, cfg, nullptr);
-    const ew::AdamScalars s = ew::adam_scalars(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, step);
-    for (std::size_t i = 0; i < n; ++i) ew::adam_update(p[i], m[i], v[i], g[i], s);
-    const std::string what = "t=" + std::to_string(step);
-    EXPECT_TRUE(all_close(dp.download(), p, 1e-7, 1e-6, "params " + what));
-    EXPECT_TRUE(all_close(dm.download(), m, 1e-8, 1e-6, "m " + what));
-    EXPECT_TRUE(all_close(dv.download(), v, 1e-10, 1e-6, "v " + what));
-    // Continue from the device's state so errors do not accumulate.
-    p = dp.download();
-    m = dm.download();
-    v = dv.download();
-  }
-  // With the skip flag set (a dropped step) nothing changes.
-  Dev<int> skip(std::vector<int>{1});
-  gpu::adam_step(dp.get(), dg.get(), dm.get(), dv.get(), n, t.get(), skip.get(), cfg, nullptr);
-  EXPECT_TRUE(test::bit_equal(dp.download(), p));
-  EXPECT_TRUE(test::bit_equal(dm.download(), m));
-  EXPECT_TRUE(test::bit_equal(dv.download(), v));
-}
-
-TEST_F(AdamKernel, DeviceScalarsEqualTheHostScalars) {
-  const std::vector<std::int64_t> ts = {1, 2, 3, 10, 99, 1000, 4691, 100000, 10000000};
-  OptimizerConfig cfg;
-  Dev<std::int64_t> t(ts);
-  Dev<ew::AdamScalars> out(ts.size());
-  gpu::adam_scalars_on_device(t.get(), static_cast<int>(ts.size()), cfg, out.get(), nullptr);
-  const auto got = out.download();
-  for (std::size_t i = 0; i < ts.size(); ++i) {
-    const ew::AdamScalars want = ew::adam_scalars(cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, ts[i]);
-    // pow may differ by an ulp or two between libdevice and glibc, and 1 - b^t (>= 1e-3 here)
-    // magnifies that to ~1e-13; the float values Adam uses agree.
-    EXPECT_NEAR(got[i].step_size, want.step_size, 1e-12 * want.step_size) << "t=" << ts[i];
-    EXPECT_NEAR(got[i].inv_sqrt_bc2, want.inv_sqrt_bc2, 1e-12 * want.inv_sqrt_bc2) << "t=" << ts[i];
-    EXPECT_EQ(static_cast<float>(got[i].step_size), static_cast<float>(want.step_size)) << "t=" << ts[i];
-    EXPECT_EQ(static_cast<float>(got[i].inv_sqrt_bc2), static_cast<float>(want.inv_sqrt_bc2)) << "t=" << ts[i];
-  }
 }
 
 // ---- step guard ----------------------------------------------------------------------------
@@ -573,14 +502,15 @@ TEST_F(StepGuardKernel, DropsNonFiniteStepsCountsThemAndHalts) {
       st.step.loss = loss;
       state.upload({st});
     };
-    // 1. finite: counted in the sums, t advances.
+    // 1. finite: counted in the sums, both groups' update counts advance.
     h.step = 40;
     rec.write(h, {0});
     set_step(step.loss);
     gpu::step_guard(g.get(), n, rec.header(), state.get(), acc.get(), stop, nullptr);
     auto st = state.download()[0];
     EXPECT_EQ(st.bad, 0);
-    EXPECT_EQ(st.adam_t, 1);
+    EXPECT_EQ(st.updates[0], 1);
+    EXPECT_EQ(st.updates[1], 1);
     EXPECT_EQ(acc.download()[0].count, 7);
     EXPECT_EQ(acc.download()[0].loss, 10.5);
     // 2. two non-finite gradients: dropped; the lower index is remembered.
@@ -593,7 +523,8 @@ TEST_F(StepGuardKernel, DropsNonFiniteStepsCountsThemAndHalts) {
     gpu::step_guard(g.get(), n, rec.header(), state.get(), acc.get(), stop, nullptr);
     st = state.download()[0];
     EXPECT_EQ(st.bad, 1);
-    EXPECT_EQ(st.adam_t, 1);
+    EXPECT_EQ(st.updates[0], 1);
+    EXPECT_EQ(st.updates[1], 1);
     EXPECT_EQ(st.bad_steps, 1);
     EXPECT_EQ(st.first_bad_step, 41);
     EXPECT_EQ(st.first_bad_index, 4123);
@@ -613,15 +544,27 @@ TEST_F(StepGuardKernel, DropsNonFiniteStepsCountsThemAndHalts) {
     EXPECT_EQ(st.bad, 1);
     EXPECT_EQ(st.bad_steps, stop ? 1 : 2);
     EXPECT_EQ(st.first_bad_index, 4123) << "the first dropped step stays the one remembered";
-    // 4. finite again: skip carries on, stop stays halted.
+    // 4. finite again, an E-step (encoder only): skip carries on, stop stays halted.
     h.step = 43;
+    h.update_decoder = 0;
     rec.write(h, {0});
     set_step(step.loss);
     gpu::step_guard(g.get(), n, rec.header(), state.get(), acc.get(), stop, nullptr);
     st = state.download()[0];
     EXPECT_EQ(st.bad, stop ? 1 : 0);
-    EXPECT_EQ(st.adam_t, stop ? 1 : 2);
+    EXPECT_EQ(st.updates[0], stop ? 1 : 2);
+    EXPECT_EQ(st.updates[1], 1) << "an encoder-only step leaves the decoder's count";
     EXPECT_EQ(acc.download()[0].count, stop ? 7 : 14);
+    // 5. an M-step (decoder only).
+    h.step = 44;
+    h.update_encoder = 0;
+    h.update_decoder = 1;
+    rec.write(h, {0});
+    set_step(step.loss);
+    gpu::step_guard(g.get(), n, rec.header(), state.get(), acc.get(), stop, nullptr);
+    st = state.download()[0];
+    EXPECT_EQ(st.updates[0], stop ? 1 : 2) << "a decoder-only step leaves the encoder's count";
+    EXPECT_EQ(st.updates[1], stop ? 1 : 2);
   }
 }
 
@@ -689,7 +632,12 @@ struct ModelCase {
 
 class DeviceModel : public GpuTest {};
 
-TEST_F(DeviceModel, ForwardAndBackwardMatchCpuModel) {
+// Every pass (ELBO reparameterized, ELBO score function, IWAE) and the forward pass.
+// Tolerances: sums 1e-5 relative; gradients 1e-5 relative in norm per tensor, IWAE 1e-4:
+// its weights are exp(lw_k - max) of log-weights that are sums of D + Z float terms (tens
+// of nats) added in a different order on each side, so an absolute rounding difference
+// of ~1e-5 in lw_k is a relative ~1e-5 in w_k, and in the gradient it scales.
+TEST_F(DeviceModel, EveryPassMatchesCpuModel) {
   const std::vector<ModelCase> cases = {
       {Activation::relu, Likelihood::bernoulli, false, 1, {24}, {24}},
       {Activation::tanh, Likelihood::gaussian, false, 2, {17, 9}, {11}},
@@ -715,59 +663,96 @@ TEST_F(DeviceModel, ForwardAndBackwardMatchCpuModel) {
     cfg.sigma = 0.3;
     cfg.samples = c.L;
     cfg.beta = 0.8;
-    const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
-                             " L=" + std::to_string(c.L) + " enc " + std::to_string(c.enc.size()) + " dec " +
-                             std::to_string(c.dec.size());
+    const std::string model_what = std::string(to_string(c.act)) + "/" + to_string(c.lik) +
+                                   (c.learned ? " learned" : "") + " L=" + std::to_string(c.L) + " enc " +
+                                   std::to_string(c.enc.size()) + " dec " + std::to_string(c.dec.size());
     CpuModel<float> cpu(cfg, max_batch);
     const auto params = init_parameters(cpu.layout(), cfg, 5);
     std::copy(params.begin(), params.end(), cpu.params().begin());
     const auto eps = test::normal_values<float>(round_up_even(static_cast<std::size_t>(n) * c.L * Z), 22);
-    const LossSums want = cpu.forward(x.data(), eps.data(), n, true);
 
-    gpu::CudaModel gpu_model(cfg, max_batch, ctx.stream, ctx.blas);
+    gpu::CudaModel gpu_model(cfg, max_batch, max_batch * c.L, ctx.stream, ctx.blas);
     ASSERT_EQ(gpu_model.total(), params.size());
     test::copy_to_device(gpu_model.params(), params.data(), params.size() * sizeof(float));
     test::copy_to_device(gpu_model.x(), x.data(), x.size() * sizeof(float));
-    for (const auto& t : gpu_model.layout().tensors()) test::poison_range(gpu_model.grads() + t.offset, t.size());
     Dev<float> deps(eps);
+    Dev<double> dbeta(std::vector<double>{cfg.beta});
     Dev<gpu::DeviceLossSums> acc(1);
-    acc.zero();
-    gpu_model.forward(deps.get(), nullptr, n, true);
-    gpu::loss_accumulate(gpu_model.row_logp(), gpu_model.kl(), n, c.L, cfg.beta, gpu_model.recon(), acc.get(), true,
-                         ctx.stream);
-    ctx.sync();
-    const auto got = acc.download()[0];
-    EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::fabs(want.loss)) << what;
-    EXPECT_NEAR(got.recon, want.recon, 1e-5 * std::fabs(want.recon)) << what;
-    EXPECT_NEAR(got.kl, want.kl, 1e-5 * std::fabs(want.kl) + 1e-6) << what;
-    EXPECT_EQ(got.count, n);
-    const std::vector<float> cpu_head(cpu.head(), cpu.head() + static_cast<std::size_t>(n) * 2 * Z);
-    EXPECT_TRUE(all_close(test::download_range(gpu_model.head(), cpu_head.size()), cpu_head, 1e-5, 1e-5, "head " + what));
-    const std::vector<float> cpu_recon(cpu.recon(), cpu.recon() + n), cpu_kl(cpu.kl(), cpu.kl() + n);
-    EXPECT_TRUE(all_close(test::download_range(gpu_model.recon(), static_cast<std::size_t>(n)), cpu_recon, 1e-4, 1e-5,
-                          "recon per item " + what));
-    EXPECT_TRUE(all_close(test::download_range(gpu_model.kl(), static_cast<std::size_t>(n)), cpu_kl, 1e-4, 1e-5,
-                          "KL per item " + what));
-    const auto grads = test::download_range(gpu_model.grads(), gpu_model.total());
-    const std::vector<float> cpu_grads(cpu.grads().begin(), cpu.grads().end());
-    for (const auto& t : gpu_model.layout().tensors()) {
-      const auto g = test::tensor_of(grads, t), w = test::tensor_of(cpu_grads, t);
-      EXPECT_FALSE(test::any_nan(g)) << t.name << " not fully written, " << what;
-      EXPECT_LE(test::rel_norm_error(g, w), 1e-5) << t.name << ", " << what;
+    const std::vector<std::pair<gpu::Pass, Pass>> passes = {
+        {gpu::Pass::elbo_reparam, Pass::elbo_reparam}, {gpu::Pass::elbo_score, Pass::elbo_score},
+        {gpu::Pass::iwae, Pass::iwae}};
+    std::vector<float> grads;
+    for (const auto& [gpass, cpass] : passes) {
+      const bool iwae = cpass == Pass::iwae;
+      const std::string what = model_what + (cpass == Pass::elbo_reparam ? ", reparameterized ELBO"
+                                             : iwae                       ? ", IWAE"
+                                                                          : ", score-function ELBO");
+      const LossSums want = cpu.run(x.data(), eps.data(), n, c.L, cfg.beta, cpass);
+      for (const auto& t : gpu_model.layout().tensors()) test::poison_range(gpu_model.grads() + t.offset, t.size());
+      test::poison_range(const_cast<float*>(gpu_model.bound()), static_cast<std::size_t>(n));
+      acc.zero();
+      gpu_model.run(deps.get(), nullptr, n, c.L, gpass, dbeta.get());
+      gpu::loss_accumulate(gpu_model.row_logp(), gpu_model.kl(), iwae ? gpu_model.bound() : nullptr, n, c.L,
+                           dbeta.get(), gpu_model.recon(), acc.get(), true, ctx.stream);
+      ctx.sync();
+      const auto got = acc.download()[0];
+      EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::fabs(want.loss)) << what;
+      EXPECT_NEAR(got.recon, want.recon, 1e-5 * std::fabs(want.recon)) << what;
+      EXPECT_NEAR(got.kl, want.kl, 1e-5 * std::fabs(want.kl) + 1e-6) << what;
+      EXPECT_EQ(got.count, n);
+      const std::vector<float> cpu_head(cpu.head(), cpu.head() + static_cast<std::size_t>(n) * 2 * Z);
+      EXPECT_TRUE(
+          all_close(test::download_range(gpu_model.head(), cpu_head.size()), cpu_head, 1e-5, 1e-5, "head " + what));
+      const std::vector<float> cpu_recon(cpu.recon(), cpu.recon() + n), cpu_kl(cpu.kl(), cpu.kl() + n);
+      EXPECT_TRUE(all_close(test::download_range(gpu_model.recon(), static_cast<std::size_t>(n)), cpu_recon, 1e-4,
+                            1e-5, "recon per item " + what));
+      EXPECT_TRUE(all_close(test::download_range(gpu_model.kl(), static_cast<std::size_t>(n)), cpu_kl, 1e-4, 1e-5,
+                            "KL per item " + what));
+      if (iwae) {
+        const std::vector<float> cpu_bound(cpu.iwae_bound(), cpu.iwae_bound() + n);
+        EXPECT_TRUE(all_close(test::download_range(gpu_model.bound(), static_cast<std::size_t>(n)), cpu_bound, 1e-4,
+                              1e-5, "IWAE bound per item " + what));
+      }
+      grads = test::download_range(gpu_model.grads(), gpu_model.total());
+      const std::vector<float> cpu_grads(cpu.grads().begin(), cpu.grads().end());
+      for (const auto& t : gpu_model.layout().tensors()) {
+        const auto g = test::tensor_of(grads, t), w = test::tensor_of(cpu_grads, t);
+        EXPECT_FALSE(test::any_nan(g)) << t.name << " not fully written, " << what;
+        EXPECT_LE(test::rel_norm_error(g, w), iwae ? 1e-4 : 1e-5) << t.name << ", " << what;
+      }
     }
 
-    // Forward only, on a shorter batch: the losses again, no gradient touched.
+    // Forward only, on a shorter batch: the losses and the per-row terms of the importance
+    // weights again, no gradient touched.
     const int n2 = 29;
-    const LossSums want2 = cpu.forward(x.data(), eps.data(), n2, false);
+    const LossSums want2 = cpu.run(x.data(), eps.data(), n2, c.L, cfg.beta, Pass::forward);
     acc.zero();
-    gpu_model.forward(deps.get(), nullptr, n2, false);
-    gpu::loss_accumulate(gpu_model.row_logp(), gpu_model.kl(), n2, c.L, cfg.beta, gpu_model.recon(), acc.get(), true,
-                         ctx.stream);
+    test::poison_range(const_cast<float*>(gpu_model.lpq()), static_cast<std::size_t>(n2) * c.L);
+    gpu_model.run(deps.get(), nullptr, n2, c.L, gpu::Pass::forward, nullptr);
+    gpu::loss_accumulate(gpu_model.row_logp(), gpu_model.kl(), nullptr, n2, c.L, dbeta.get(), gpu_model.recon(),
+                         acc.get(), true, ctx.stream);
     ctx.sync();
     const auto got2 = acc.download()[0];
-    EXPECT_NEAR(got2.loss, want2.loss, 1e-5 * std::fabs(want2.loss)) << "forward only, " << what;
+    EXPECT_NEAR(got2.loss, want2.loss, 1e-5 * std::fabs(want2.loss)) << "forward only, " << model_what;
+    const std::size_t R2 = static_cast<std::size_t>(n2) * c.L;
+    const std::vector<float> cpu_lpq(cpu.row_lpq(), cpu.row_lpq() + R2), cpu_logp(cpu.row_logp(), cpu.row_logp() + R2);
+    EXPECT_TRUE(all_close(test::download_range(gpu_model.lpq(), R2), cpu_lpq, 1e-4, 1e-5,
+                          "log p(z) - log q(z|x) per row, " + model_what));
+    EXPECT_TRUE(all_close(test::download_range(gpu_model.row_logp(), R2), cpu_logp, 1e-4, 1e-5,
+                          "log p(x|z) per row, " + model_what));
     EXPECT_TRUE(test::bit_equal(test::download_range(gpu_model.grads(), gpu_model.total()), grads))
-        << "a forward-only pass changed the gradients, " << what;
+        << "a forward-only pass changed the gradients, " << model_what;
+
+    // The naive estimate's pass: codes from the caller, no encoder.
+    const auto codes = test::normal_values<float>(static_cast<std::size_t>(n2) * c.L * Z, 23);
+    cpu.decode_log_likelihood(x.data(), codes.data(), n2, c.L);
+    Dev<float> dcodes(codes);
+    test::poison_range(const_cast<float*>(gpu_model.row_logp()), R2);
+    gpu_model.decode_log_likelihood(dcodes.get(), n2, c.L);
+    ctx.sync();
+    const std::vector<float> cpu_decoded(cpu.row_logp(), cpu.row_logp() + R2);
+    EXPECT_TRUE(all_close(test::download_range(gpu_model.row_logp(), R2), cpu_decoded, 1e-4, 1e-5,
+                          "decode_log_likelihood, " + model_what));
   }
 }
 
