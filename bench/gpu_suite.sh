@@ -114,13 +114,36 @@ say "vae GPU suite: $GPU_NAME, driver $DRIVER, commit $COMMIT; log $LOG"
 nvidia-smi >>"$LOG" 2>&1 || true
 
 res "## Steps"
+# Carried dependencies (bench/gpu_deps.sh, run on the CPU machine, then `carry: [".gpu-deps"]`):
+# unpack the Debian packages into /opt/vae-deps and point the compiler, CMake, the loader and
+# the data there.
+if ls .gpu-deps/*.deb >/dev/null 2>&1; then
+  DEPS=/opt/vae-deps
+  mkdir -p "$DEPS"
+  for deb in .gpu-deps/*.deb; do dpkg -x "$deb" "$DEPS" || fail "cannot unpack $deb"; done
+  ARCHLIB=$DEPS/usr/lib/x86_64-linux-gnu
+  export CPATH="$DEPS/usr/include:$DEPS/usr/include/x86_64-linux-gnu:$DEPS/usr/include/freetype2${CPATH:+:$CPATH}"
+  export CMAKE_PREFIX_PATH="$DEPS/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  export LD_LIBRARY_PATH="$ARCHLIB:$ARCHLIB/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PKG_CONFIG_PATH="$ARCHLIB/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  if [ -f "$DEPS/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" ] && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    mkdir -p /usr/share/fonts/truetype/dejavu && cp "$DEPS/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" /usr/share/fonts/truetype/dejavu/
+  fi
+  FM=$DEPS/usr/share/datasets/fashion-mnist
+  if [ -f "$FM/train-images-idx3-ubyte.gz" ] && [ -z "${VAE_TRAIN:-}" ]; then
+    export VAE_TRAIN=$FM/train-images-idx3-ubyte.gz VAE_TEST=$FM/t10k-images-idx3-ubyte.gz
+  fi
+  res "- carried dependencies: $(ls .gpu-deps/*.deb | wc -l) Debian packages unpacked into $DEPS"
+fi
 EXTRA_CMAKE=()
 MISSING=()
 header_found CLI/CLI.hpp || MISSING+=("CLI11 (CLI/CLI.hpp; Debian: libcli11-dev)")
 header_found nlohmann/json.hpp || MISSING+=("nlohmann-json (nlohmann/json.hpp; Debian: nlohmann-json3-dev)")
 header_found cblas.h || header_found openblas/cblas.h || ls /usr/include/*/openblas*/cblas.h >/dev/null 2>&1 ||
+  ls /opt/vae-deps/usr/include/*/openblas*/cblas.h >/dev/null 2>&1 ||
   MISSING+=("OpenBLAS (cblas.h; Debian: libopenblas-dev)")
 header_found png.h || MISSING+=("libpng (png.h; Debian: libpng-dev)")
+header_found ft2build.h || header_found freetype2/ft2build.h || MISSING+=("FreeType (ft2build.h; Debian: libfreetype-dev)")
 header_found zlib.h || MISSING+=("zlib (zlib.h; Debian: zlib1g-dev)")
 if ! header_found gtest/gtest.h; then
   MISSING+=("GoogleTest (gtest/gtest.h; Debian: libgtest-dev): no tests can be built")

@@ -15,10 +15,26 @@ find_package(Freetype REQUIRED)  # text in the plots (with the DejaVu fonts at r
 # OpenBLAS, its OpenMP build (Debian's libopenblas-openmp-dev): BLAS and our own
 # elementwise loops then share one OpenMP thread pool, so the two never oversubscribe the
 # cores the way a pthread OpenBLAS and a second pool would.
-set(_vae_blas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
-find_library(VAE_OPENBLAS_LIBRARY NAMES openblas PATHS ${_vae_blas_dir} NO_DEFAULT_PATH)
-find_path(VAE_OPENBLAS_INCLUDE_DIR NAMES cblas.h
-  PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
+# Debian's place for it, under each CMAKE_PREFIX_PATH entry first (bench/gpu_suite.sh unpacks
+# carried packages into such a prefix), then under /usr.
+set(_vae_arch ${CMAKE_LIBRARY_ARCHITECTURE})
+if(NOT _vae_arch)
+  set(_vae_arch x86_64-linux-gnu)
+endif()
+set(_vae_blas_lib_dirs)
+set(_vae_blas_inc_dirs)
+set(_vae_prefixes ${CMAKE_PREFIX_PATH})
+if(DEFINED ENV{CMAKE_PREFIX_PATH})
+  string(REPLACE ":" ";" _vae_env_prefixes "$ENV{CMAKE_PREFIX_PATH}")
+  list(APPEND _vae_prefixes ${_vae_env_prefixes})
+endif()
+foreach(_p ${_vae_prefixes} /usr)
+  list(APPEND _vae_blas_lib_dirs ${_p}/lib/${_vae_arch}/openblas-openmp)
+  list(APPEND _vae_blas_inc_dirs ${_p}/include/${_vae_arch}/openblas-openmp)
+endforeach()
+set(_vae_blas_dir /usr/lib/${_vae_arch}/openblas-openmp)
+find_library(VAE_OPENBLAS_LIBRARY NAMES openblas PATHS ${_vae_blas_lib_dirs} NO_DEFAULT_PATH)
+find_path(VAE_OPENBLAS_INCLUDE_DIR NAMES cblas.h PATHS ${_vae_blas_inc_dirs} NO_DEFAULT_PATH)
 if(NOT VAE_OPENBLAS_LIBRARY OR NOT VAE_OPENBLAS_INCLUDE_DIR)
   message(FATAL_ERROR "OpenBLAS (OpenMP build) not found under ${_vae_blas_dir}; "
                       "install it with: sudo apt-get install libopenblas-openmp-dev (or run cmake/install_deps.sh)")
