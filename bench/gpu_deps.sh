@@ -7,7 +7,7 @@
 #   bash bench/gpu_deps.sh && du -sh .gpu-deps      # about 45 MB; the carry limit is 64 MB
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0 libcli11-dev nlohmann-json3-dev
+packages=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0 libsleef-dev libsleef3 libcli11-dev nlohmann-json3-dev
           libgtest-dev libbenchmark-dev libbenchmark1debian libpng-dev libpng16-16 zlib1g-dev libfreetype-dev
           libfreetype6 libbrotli1 fonts-dejavu-core dataset-fashion-mnist)
 mkdir -p .gpu-deps

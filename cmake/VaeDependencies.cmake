@@ -39,6 +39,20 @@ if(NOT VAE_OPENBLAS_LIBRARY OR NOT VAE_OPENBLAS_INCLUDE_DIR)
   message(FATAL_ERROR "OpenBLAS (OpenMP build) not found under ${_vae_blas_dir}; "
                       "install it with: sudo apt-get install libopenblas-openmp-dev (or run cmake/install_deps.sh)")
 endif()
+# SLEEF (Debian's libsleef-dev): vector exp and log1p for the CPU path's Bernoulli pass,
+# used when the build targets AVX2 or AVX-512 (VAE_NATIVE). Without it the pass is scalar.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(SLEEF QUIET IMPORTED_TARGET sleef)
+endif()
+add_library(vae_sleef INTERFACE)
+if(SLEEF_FOUND)
+  target_link_libraries(vae_sleef INTERFACE PkgConfig::SLEEF)
+  target_compile_definitions(vae_sleef INTERFACE VAE_HAVE_SLEEF=1)
+else()
+  message(STATUS "SLEEF not found (apt-get install libsleef-dev): the CPU Bernoulli pass stays scalar")
+endif()
+
 add_library(vae_openblas INTERFACE)
 target_include_directories(vae_openblas SYSTEM INTERFACE ${VAE_OPENBLAS_INCLUDE_DIR})
 target_link_libraries(vae_openblas INTERFACE ${VAE_OPENBLAS_LIBRARY} OpenMP::OpenMP_CXX)
@@ -46,5 +60,5 @@ target_link_libraries(vae_openblas INTERFACE ${VAE_OPENBLAS_LIBRARY} OpenMP::Ope
 # Private dependencies of libvae, gathered in one target.
 add_library(vae_deps INTERFACE)
 target_link_libraries(vae_deps INTERFACE
-  vae_openblas ZLIB::ZLIB PNG::PNG Freetype::Freetype nlohmann_json::nlohmann_json
+  vae_openblas vae_sleef ZLIB::ZLIB PNG::PNG Freetype::Freetype nlohmann_json::nlohmann_json
   CUDA::curand Threads::Threads)

@@ -5,7 +5,7 @@
 # The CUDA toolkit (nvcc optional, cuRAND required) is expected at /usr/local/cuda.
 set -euo pipefail
 
-packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libcli11-dev
+packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsleef-dev libcli11-dev
           nlohmann-json3-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core libgtest-dev libbenchmark-dev
           dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
