@@ -3,7 +3,6 @@
 
 #include <ft2build.h>
 #include FT_FREETYPE_H
-#include <png.h>
 
 #include <algorithm>
 #include <cmath>
@@ -123,22 +122,7 @@ void Canvas::image(int x0, int y0, const float* px, int h, int w, int scale) {
     }
 }
 
-void Canvas::write_png(const std::string& path) const {
-  png_image img;
-  std::memset(&img, 0, sizeof img);
-  img.version = PNG_IMAGE_VERSION;
-  img.width = static_cast<png_uint_32>(w_);
-  img.height = static_cast<png_uint_32>(h_);
-  img.format = PNG_FORMAT_RGB;
-  png_alloc_size_t size = 0;
-  if (!png_image_write_to_memory(&img, nullptr, &size, 0, rgb_.data(), w_ * 3, nullptr))
-    throw_error("cannot encode PNG for '", path, "': ", img.message);
-  std::string buf(size, '\0');
-  if (!png_image_write_to_memory(&img, buf.data(), &size, 0, rgb_.data(), w_ * 3, nullptr))
-    throw_error("cannot encode PNG for '", path, "': ", img.message);
-  buf.resize(size);
-  write_file_atomic(path, buf);
-}
+void Canvas::write_png(const std::string& path) const { vae::write_png(path, rgb_.data(), w_, h_, 3); }
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   if (!(hi > lo)) {

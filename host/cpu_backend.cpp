@@ -35,18 +35,11 @@ Pass training_pass(const TrainConfig& t, Estimator estimator) {
   return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
 }
 
-// A running log-sum-exp: the estimates add samples chunk by chunk.
+// A running log-sum-exp: the estimates add samples chunk by chunk, in order.
 struct LogSumExp {
   double max = -INFINITY, sum = 0;
-  void add(double v) {
-    if (v <= max) {
-      sum += std::exp(v - max);
-    } else {
-      sum = sum * std::exp(max - v) + 1.0;
-      max = v;
-    }
-  }
-  double log_mean(int k) const { return max + std::log(sum) - std::log(double(k)); }
+  void add(double v) { ew::logsumexp_add(max, sum, v); }
+  double log_mean(int k) const { return ew::logsumexp_log_mean(max, sum, k); }
 };
 
 template <class T>

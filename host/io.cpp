@@ -224,17 +224,24 @@ void write_png_grid(const std::string& path, const std::vector<float>& images, i
         pix[static_cast<std::size_t>(y0 + y) * W + x0 + x] = static_cast<unsigned char>(std::lround(v * 255.0f));
       }
   }
+  write_png(path, pix.data(), W, H, 1);
+}
+
+void write_png(const std::string& path, const unsigned char* pixels, int width, int height, int channels) {
+  if (width <= 0 || height <= 0 || (channels != 1 && channels != 3))
+    throw_error("write_png: cannot write ", width, "x", height, "x", channels, " pixels to '", path, "'");
   png_image img;
   std::memset(&img, 0, sizeof img);
   img.version = PNG_IMAGE_VERSION;
-  img.width = static_cast<png_uint_32>(W);
-  img.height = static_cast<png_uint_32>(H);
-  img.format = PNG_FORMAT_GRAY;
+  img.width = static_cast<png_uint_32>(width);
+  img.height = static_cast<png_uint_32>(height);
+  img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  const int stride = width * channels;
   png_alloc_size_t size = 0;
-  if (!png_image_write_to_memory(&img, nullptr, &size, 0, pix.data(), W, nullptr))
+  if (!png_image_write_to_memory(&img, nullptr, &size, 0, pixels, stride, nullptr))
     throw_error("cannot encode PNG for '", path, "': ", img.message);
   std::vector<unsigned char> buf(size);
-  if (!png_image_write_to_memory(&img, buf.data(), &size, 0, pix.data(), W, nullptr))
+  if (!png_image_write_to_memory(&img, buf.data(), &size, 0, pixels, stride, nullptr))
     throw_error("cannot encode PNG for '", path, "': ", img.message);
   write_bytes_atomic(path, std::string(), buf.data(), size);
 }

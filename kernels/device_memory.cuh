@@ -14,19 +14,20 @@ void device_free(void* p) noexcept;
 void* pinned_alloc(std::size_t bytes, const std::string& what);
 void pinned_free(void* p) noexcept;
 
-template <class T>
-class DeviceBuffer {
+// An owning buffer of `count` T from Alloc, released by Free; moves, never copies.
+template <class T, void* (*Alloc)(std::size_t, const std::string&), void (*Free)(void*) noexcept>
+class OwnedBuffer {
  public:
-  DeviceBuffer() = default;
-  DeviceBuffer(std::size_t count, const std::string& what)
-      : ptr_(count ? static_cast<T*>(device_alloc(count * sizeof(T), what)) : nullptr), count_(count) {}
-  ~DeviceBuffer() { device_free(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  OwnedBuffer() = default;
+  OwnedBuffer(std::size_t count, const std::string& what)
+      : ptr_(count ? static_cast<T*>(Alloc(count * sizeof(T), what)) : nullptr), count_(count) {}
+  ~OwnedBuffer() { Free(ptr_); }
+  OwnedBuffer(const OwnedBuffer&) = delete;
+  OwnedBuffer& operator=(const OwnedBuffer&) = delete;
+  OwnedBuffer(OwnedBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)) {}
+  OwnedBuffer& operator=(OwnedBuffer&& o) noexcept {
     if (this != &o) {
-      device_free(ptr_);
+      Free(ptr_);
       ptr_ = std::exchange(o.ptr_, nullptr);
       count_ = std::exchange(o.count_, 0);
     }
@@ -42,30 +43,8 @@ class DeviceBuffer {
 };
 
 template <class T>
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  PinnedBuffer(std::size_t count, const std::string& what)
-      : ptr_(count ? static_cast<T*>(pinned_alloc(count * sizeof(T), what)) : nullptr), count_(count) {}
-  ~PinnedBuffer() { pinned_free(ptr_); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      pinned_free(ptr_);
-      ptr_ = std::exchange(o.ptr_, nullptr);
-      count_ = std::exchange(o.count_, 0);
-    }
-    return *this;
-  }
-  T* get() const { return ptr_; }
-  std::size_t size() const { return count_; }
-  std::size_t bytes() const { return count_ * sizeof(T); }
-
- private:
-  T* ptr_ = nullptr;
-  std::size_t count_ = 0;
-};
+using DeviceBuffer = OwnedBuffer<T, device_alloc, device_free>;  // cudaMalloc
+template <class T>
+using PinnedBuffer = OwnedBuffer<T, pinned_alloc, pinned_free>;  // cudaHostAlloc
 
 }  // namespace vae::gpu

@@ -35,17 +35,10 @@ __global__ void importance_weights_kernel(const float* __restrict__ row_logp, co
   bound[b] = mx + ew::log_(sum) - ew::log_(static_cast<float>(K));
 }
 
-// The CPU path's LogSumExp::add (cpu_backend.cpp), in double.
-__device__ __forceinline__ void lse_add(double& mx, double& sum, double v) {
-  if (v <= mx) {
-    sum += exp(v - mx);
-  } else {
-    sum = sum * exp(mx - v) + 1.0;
-    mx = v;
-  }
-}
+// The CPU path's running log-sum-exp (ew::logsumexp_add), in double.
+__device__ __forceinline__ void lse_add(double& mx, double& sum, double v) { ew::logsumexp_add(mx, sum, v); }
 __device__ __forceinline__ double lse_log_mean(double mx, double sum, int k) {
-  return mx + log(sum) - log(double(k));
+  return ew::logsumexp_log_mean(mx, sum, k);
 }
 
 __global__ void iw_gather_chunk_kernel(const float* __restrict__ noise, int n, std::size_t stride, int c0, int c, int Z,

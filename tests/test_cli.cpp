@@ -15,6 +15,9 @@
 
 namespace {
 
+using vae::test::metrics_loss_rows;
+std::vector<std::string> loss_rows(const std::string& csv) { return metrics_loss_rows(csv); }
+
 struct CliRun {
   int status = -1;     // exit code, or 128+signal
   std::string output;  // stdout
@@ -171,18 +174,6 @@ TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_NE(probe.output.find("device: cpu (auto: no usable GPU"), std::string::npos) << probe.output;
   expect_clean_failure(run(base(good_, good_) + " --device cuda --out " + dir_.file("cuda")), "--device cuda",
                        "--device cuda");
-}
-
-std::vector<std::string> loss_rows(const std::string& csv) {  // metrics.csv without the timing columns
-  std::vector<std::string> rows;
-  std::istringstream in(csv);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::size_t comma = 0;
-    for (int k = 0; k < 5; ++k) comma = line.find(',', comma + 1);
-    rows.push_back(line.substr(0, comma));
-  }
-  return rows;
 }
 
 TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {

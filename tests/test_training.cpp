@@ -16,28 +16,7 @@
 namespace vae {
 namespace {
 
-// A synthetic dataset: noisy copies of a few binary prototypes, as uint8.
-std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t seed) {
-  std::mt19937_64 g(seed);
-  const int k = 4;
-  std::vector<std::vector<std::uint8_t>> protos(k, std::vector<std::uint8_t>(dim));
-  for (auto& p : protos)
-    for (auto& v : p) v = (g() % 2) ? 230 : 20;
-  auto d = std::make_shared<Dataset>();
-  d->source = "synthetic";
-  d->count = n;
-  d->dim = dim;
-  d->height = 1;
-  d->width = dim;
-  d->u8.resize(static_cast<std::size_t>(n) * dim);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (int j = 0; j < dim; ++j) {
-      std::uint8_t v = protos[i % k][j];
-      if (g() % 20 == 0) v = 255 - v;
-      d->u8[static_cast<std::size_t>(i) * dim + j] = v;
-    }
-  return d;
-}
+using test::synthetic;
 
 ModelConfig small_model(int dim) {
   ModelConfig m;
@@ -388,19 +367,6 @@ struct SmallRun {
   }
 };
 
-// metrics.csv without the timing columns
-std::vector<std::string> loss_columns(const std::string& csv) {
-  std::vector<std::string> rows;
-  std::istringstream in(csv);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::size_t comma = 0;
-    for (int k = 0; k < 5; ++k) comma = line.find(',', comma + 1);
-    rows.push_back(line.substr(0, comma));
-  }
-  return rows;
-}
-
 void expect_same_epochs(const std::vector<EpochMetrics>& a, const std::vector<EpochMetrics>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -429,7 +395,7 @@ TEST(Resume, MidEpochInterruptThenResumeIsBitIdentical) {
   const TrainResult rest = resume(r.dir.file("cut"), ResumeOptions{}, log);
   EXPECT_FALSE(rest.interrupted);
   expect_same_epochs(rest.epochs, whole.epochs);
-  EXPECT_EQ(loss_columns(r.file("cut", "metrics.csv")), loss_columns(r.file("whole", "metrics.csv")));
+  EXPECT_EQ(test::metrics_loss_rows(r.file("cut", "metrics.csv")), test::metrics_loss_rows(r.file("whole", "metrics.csv")));
   const Checkpoint a = load_checkpoint(r.dir.file("whole") + "/model.safetensors");
   const Checkpoint b = load_checkpoint(r.dir.file("cut") + "/model.safetensors");
   EXPECT_EQ(a.params, b.params);
@@ -483,7 +449,7 @@ TEST(Resume, ExtendingAFinishedRunMatchesALongerRun) {
   const TrainResult rest = resume(r.dir.file("two"), more, log);
   ASSERT_EQ(rest.epochs.size(), 2u);
   expect_same_epochs(rest.epochs, {four.epochs[2], four.epochs[3]});
-  EXPECT_EQ(loss_columns(r.file("two", "metrics.csv")), loss_columns(r.file("four", "metrics.csv")));
+  EXPECT_EQ(test::metrics_loss_rows(r.file("two", "metrics.csv")), test::metrics_loss_rows(r.file("four", "metrics.csv")));
 }
 
 TEST(Resume, ALostEpochIsRecomputedFromTheLastCheckpoint) {
@@ -502,7 +468,7 @@ TEST(Resume, ALostEpochIsRecomputedFromTheLastCheckpoint) {
   three.epochs = 3;
   const TrainResult rest = resume(r.dir.file("crash"), three, log);
   expect_same_epochs(rest.epochs, {whole.epochs[2]});
-  EXPECT_EQ(loss_columns(r.file("crash", "metrics.csv")), loss_columns(r.file("whole", "metrics.csv")));
+  EXPECT_EQ(test::metrics_loss_rows(r.file("crash", "metrics.csv")), test::metrics_loss_rows(r.file("whole", "metrics.csv")));
 }
 
 TEST(Resume, BadCheckpointsAreClearErrors) {

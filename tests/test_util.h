@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <unistd.h>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "vae/data.h"
 
 namespace vae::test {
 
@@ -72,6 +75,49 @@ std::vector<T> normal_values(std::size_t n, std::uint64_t seed) {
   std::vector<T> v(n);
   for (auto& x : v) x = static_cast<T>(d(g));
   return v;
+}
+
+// Noisy copies of four binary prototypes (pixels 230 or 20, 5% flipped), as uint8 or as
+// float in [0,1]: small data that a model can learn, never all zero.
+inline std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t seed, bool as_float = false) {
+  std::mt19937_64 g(seed);
+  const int k = 4;
+  std::vector<std::vector<std::uint8_t>> protos(k, std::vector<std::uint8_t>(static_cast<std::size_t>(dim)));
+  for (auto& p : protos)
+    for (auto& v : p) v = (g() % 2) ? 230 : 20;
+  auto d = std::make_shared<Dataset>();
+  d->source = "synthetic";
+  d->count = n;
+  d->dim = dim;
+  d->height = 1;
+  d->width = dim;
+  std::vector<std::uint8_t> u8(static_cast<std::size_t>(n) * dim);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < dim; ++j) {
+      std::uint8_t v = protos[static_cast<std::size_t>(i % k)][static_cast<std::size_t>(j)];
+      if (g() % 20 == 0) v = static_cast<std::uint8_t>(255 - v);
+      u8[static_cast<std::size_t>(i) * dim + j] = v;
+    }
+  if (as_float) {
+    d->f32.resize(u8.size());
+    for (std::size_t i = 0; i < u8.size(); ++i) d->f32[i] = static_cast<float>(u8[i]) / 255.0f;
+  } else {
+    d->u8 = std::move(u8);
+  }
+  return d;
+}
+
+// The rows of a metrics.csv without its timing columns (seconds, samples/s).
+inline std::vector<std::string> metrics_loss_rows(const std::string& csv) {
+  std::vector<std::string> rows;
+  std::istringstream in(csv);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::size_t comma = 0;
+    for (int k = 0; k < 5; ++k) comma = line.find(',', comma + 1);
+    rows.push_back(line.substr(0, comma));
+  }
+  return rows;
 }
 
 // A fresh empty directory under the system temp dir, removed with the object.

@@ -203,6 +203,18 @@ template <class T>
 VAE_HD T log_prior_minus_log_q(T z, T eps, T s) {
   return T(0.5) * (eps * eps - z * z + s);
 }
+// A running log-sum-exp in double: (mx, sum) start at (-inf, 0); after adding v_1..v_k,
+// log((1/k) sum_i exp(v_i)) = logsumexp_log_mean(mx, sum, k). Order-dependent: add in order.
+VAE_HD void logsumexp_add(double& mx, double& sum, double v) {
+  if (v <= mx) {
+    sum += exp(v - mx);
+  } else {
+    sum = sum * exp(mx - v) + 1.0;
+    mx = v;
+  }
+}
+VAE_HD double logsumexp_log_mean(double mx, double sum, int k) { return mx + log(sum) - log(double(k)); }
+
 // log N(z; 0, 1) for one dimension.
 template <class T>
 VAE_HD T log_standard_normal(T z) {

@@ -38,6 +38,9 @@ struct SavedModel {
 };
 SavedModel load_model(const std::string& path);
 
+// An 8-bit PNG of width x height pixels with 1 (grey) or 3 (RGB) channels, row-major.
+void write_png(const std::string& path, const unsigned char* pixels, int width, int height, int channels);
+
 // A grid of grey images (n, h*w) with values in [0,1], `cols` per row, 1-pixel gaps.
 void write_png_grid(const std::string& path, const std::vector<float>& images, int n, int h, int w, int cols);
 

@@ -182,34 +182,6 @@ inline bool bit_equal(const std::vector<double>& a, const std::vector<double>& b
 }
 
 // A synthetic dataset: noisy copies of a few binary prototypes, as uint8 (or float).
-inline std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t seed, bool as_float = false) {
-  std::mt19937_64 g(seed);
-  const int k = 4;
-  std::vector<std::vector<std::uint8_t>> protos(k, std::vector<std::uint8_t>(static_cast<std::size_t>(dim)));
-  for (auto& p : protos)
-    for (auto& v : p) v = (g() % 2) ? 230 : 20;
-  auto d = std::make_shared<Dataset>();
-  d->source = "synthetic";
-  d->count = n;
-  d->dim = dim;
-  d->height = 1;
-  d->width = dim;
-  std::vector<std::uint8_t> u8(static_cast<std::size_t>(n) * dim);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (int j = 0; j < dim; ++j) {
-      std::uint8_t v = protos[static_cast<std::size_t>(i % k)][static_cast<std::size_t>(j)];
-      if (g() % 20 == 0) v = static_cast<std::uint8_t>(255 - v);
-      u8[static_cast<std::size_t>(i) * dim + j] = v;
-    }
-  if (as_float) {
-    d->f32.resize(u8.size());
-    for (std::size_t i = 0; i < u8.size(); ++i) d->f32[i] = static_cast<float>(u8[i]) / 255.0f;
-  } else {
-    d->u8 = std::move(u8);
-  }
-  return d;
-}
-
 inline ModelConfig small_model(int dim, Activation act = Activation::relu, Likelihood lik = Likelihood::bernoulli,
                                int samples = 1) {
   ModelConfig m;

@@ -412,15 +412,8 @@ TEST_F(IwaeLossSums, LossIsMinusTheSumOfBoundsAndBetaIsReadFromTheDevice) {
 // The CPU path's running log-sum-exp (CpuBackend's LogSumExp), in the same order.
 struct HostLogSumExp {
   double max = -INFINITY, sum = 0;
-  void add(double v) {
-    if (v <= max) {
-      sum += std::exp(v - max);
-    } else {
-      sum = sum * std::exp(max - v) + 1.0;
-      max = v;
-    }
-  }
-  double log_mean(int k) const { return max + std::log(sum) - std::log(double(k)); }
+  void add(double v) { ew::logsumexp_add(max, sum, v); }
+  double log_mean(int k) const { return ew::logsumexp_log_mean(max, sum, k); }
 };
 
 class EstimateKernels : public GpuTest {};
