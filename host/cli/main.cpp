@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
 #include "cli/commands.h"
 #include "vae/error.h"
@@ -11,6 +12,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"vae: variational autoencoders on the CPU (OpenBLAS) and on NVIDIA GPUs (fused CUDA kernels)", "vae"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("vae ") + VAE_VERSION);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides
   app.footer(
       "Run 'vae <command> --help' for a command's options.\n"
