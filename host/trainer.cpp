@@ -64,10 +64,13 @@ void create_out_dir(const std::string& out) {
 // with labels, the scatter of the test set's posterior means. Returns the files written.
 std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
                                         const std::vector<float>& params, const Dataset& test, std::ostream& log) {
-  std::vector<std::string> files = {"samples.png", "reconstructions.png", "elbo.png"};
+  std::vector<std::string> files = {"samples.png", "reconstructions.png"};
   write_samples_png(out + "/samples.png", model, params, 64, test.height, test.width, cfg.seed);
   write_reconstructions_png(out + "/reconstructions.png", model, params, test, 32);
-  write_elbo_curve_png(out + "/elbo.png", out + "/metrics.csv");
+  if (cfg.epochs > 0) {  // a curve needs at least one epoch
+    write_elbo_curve_png(out + "/elbo.png", out + "/metrics.csv");
+    files.push_back("elbo.png");
+  }
   if (model.latent == 2) {
     std::string labels = cfg.test_labels_path;
     const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;

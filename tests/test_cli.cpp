@@ -152,6 +152,14 @@ TEST_F(Cli, BadOptionsFailCleanly) {
   }
 }
 
+TEST_F(Cli, ZeroEpochsWritesTheInitialModel) {
+  const CliRun r = run(base(good_, good_) + " --epochs 0");
+  ASSERT_EQ(r.status, 0) << r.error;
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("out") + "/model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("out") + "/samples.png"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("out") + "/elbo.png"));
+}
+
 TEST_F(Cli, RefusesToOverwriteARunAndKeepsItsFiles) {
   const std::string args = base(good_, good_);
   const CliRun first = run(args);
