@@ -30,13 +30,13 @@ RngPlan RngPlan::make(std::uint64_t seed, const ModelConfig& m, int max_batch, i
   p.eps_seed = derive_seed(seed, RngStream::eps);
   p.bin_seed = derive_seed(seed, RngStream::bin);
   p.eval_seed = derive_seed(seed, RngStream::eval);
-  p.eps_stride = round_up_even(static_cast<std::size_t>(max_batch) * samples * m.latent);
-  p.bin_stride = round_up_even(static_cast<std::size_t>(max_batch) * m.input_dim);
+  p.eps_stride = round_up_4(static_cast<std::size_t>(max_batch) * samples * m.latent);
+  p.bin_stride = round_up_4(static_cast<std::size_t>(max_batch) * m.input_dim);
   return p;
 }
 
 std::size_t RngPlan::eval_stride(const ModelConfig& m, int batch) {
-  return round_up_even(static_cast<std::size_t>(batch) * m.samples * m.latent);
+  return round_up_4(static_cast<std::size_t>(batch) * m.samples * m.latent);
 }
 
 struct HostPhilox::Impl {

@@ -61,6 +61,22 @@ TEST(Rng, StepNoiseServesEveryStepFromBlocks) {
   }
 }
 
+TEST(Rng, StepStridesStartOnAPhiloxCounter) {
+  ModelConfig m;
+  m.latent = 13;  // odd sizes everywhere
+  m.samples = 3;
+  m.input_dim = 61;
+  for (int batch : {1, 37, 128}) {
+    const RngPlan p = RngPlan::make(1, m, batch, 3);
+    EXPECT_EQ(p.eps_stride % 4, 0u);
+    EXPECT_GE(p.eps_stride, static_cast<std::size_t>(batch) * 3 * 13);
+    EXPECT_EQ(p.bin_stride % 4, 0u);
+    EXPECT_GE(p.bin_stride, static_cast<std::size_t>(batch) * 61);
+    EXPECT_EQ(RngPlan::eval_stride(m, batch) % 4, 0u);
+    EXPECT_EQ(RngPlan::iw_stride(m, batch) % 4, 0u);
+  }
+}
+
 TEST(Rng, StreamsAreDistinctAndSeeded) {
   std::set<std::uint64_t> seeds;
   for (auto s : {RngStream::eps, RngStream::bin, RngStream::eval, RngStream::init, RngStream::shuffle}) {

@@ -20,6 +20,9 @@
 namespace vae {
 
 inline std::size_t round_up_even(std::size_t n) { return (n + 1) & ~static_cast<std::size_t>(1); }
+// Strides between the steps' noise are multiples of 4: every step starts on a Philox
+// counter (4 values per counter), so no generator has to start mid-counter.
+inline std::size_t round_up_4(std::size_t n) { return (n + 3) & ~static_cast<std::size_t>(3); }
 
 enum class RngStream : std::uint64_t {
   eps = 1, bin = 2, eval = 3, init = 4, shuffle = 5, test_binarize = 6,
@@ -33,8 +36,8 @@ std::uint64_t derive_seed(std::uint64_t seed, RngStream stream);
 
 struct RngPlan {
   std::uint64_t eps_seed = 0, bin_seed = 0, eval_seed = 0;
-  std::size_t eps_stride = 0;  // normals per step: B*L*Z rounded up to even
-  std::size_t bin_stride = 0;  // uniforms per step: B*D rounded up to even
+  std::size_t eps_stride = 0;  // normals per step: B*L*Z rounded up to a multiple of 4
+  std::size_t bin_stride = 0;  // uniforms per step: B*D rounded up to a multiple of 4
 
   // samples: z per data point in a training step (train_samples()); 0 means model.samples.
   static RngPlan make(std::uint64_t seed, const ModelConfig&, int max_batch, int samples = 0);
@@ -45,7 +48,7 @@ struct RngPlan {
   // estimate_log_likelihood: data point i's k samples (k, Z) sit at offset i * iw_stride in
   // the iw_q and iw_prior streams.
   static std::size_t iw_stride(const ModelConfig& m, int k) {
-    return round_up_even(static_cast<std::size_t>(k) * static_cast<std::size_t>(m.latent));
+    return round_up_4(static_cast<std::size_t>(k) * static_cast<std::size_t>(m.latent));
   }
 };
 
