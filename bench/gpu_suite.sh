@@ -28,6 +28,15 @@
 # written (python3) and the results say so.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
+# Stages: all by default, or a subset, e.g. `bash bench/gpu_suite.sh build test` then
+# `... sanitize kernels` then `... timings`: the device tool stops a command after 10
+# minutes, and a warm machine keeps the build directory between calls.
+ALL_STAGES="build test sanitize kernels timings ncu"
+STAGES=" ${*:-$ALL_STAGES} "
+for s in $STAGES; do
+  case " $ALL_STAGES " in *" $s "*) ;; *) echo "gpu_suite: unknown stage '$s' (stages: $ALL_STAGES)" >&2; exit 2 ;; esac
+done
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 ROOT=$PWD
 export PATH="$PATH:/usr/local/cuda/bin"
 
@@ -37,7 +46,8 @@ STAMP=$(date -u +%Y%m%d-%H%M%S)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo nogit)
 DIRTY=$(git status --porcelain 2>/dev/null | wc -l | tr -d ' ')
 mkdir -p bench/results
-BASE="bench/results/gpu-suite-$STAMP-$COMMIT"
+STAGE_TAG=$(echo $STAGES | tr ' ' '+')
+BASE="bench/results/gpu-suite-$STAMP-$COMMIT-$STAGE_TAG"
 LOG="$ROOT/$BASE.log"
 RES="$ROOT/$BASE.md"
 TMP=$(mktemp -d /tmp/vae-gpu-suite.XXXXXX)
@@ -162,16 +172,26 @@ have ninja && GEN=(-G Ninja)
 
 # ---- 1. build --------------------------------------------------------------------------------
 BUILT=0
-if run_step configure 300 cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DVAE_CUDA=ON \
-  -DVAE_CUDA_ARCHITECTURES=90 "${EXTRA_CMAKE[@]}" &&
-  run_step build 900 cmake --build "$BUILD" -j "$JOBS"; then
-  BUILT=1
+res "- stages: $STAGES"
+if want build; then
+  if run_step configure 300 cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DVAE_CUDA=ON \
+    -DVAE_CUDA_ARCHITECTURES=90 "${EXTRA_CMAKE[@]}" &&
+    run_step build 900 cmake --build "$BUILD" -j "$JOBS"; then
+    BUILT=1
+  fi
+elif [ -x "$BUILD/vae" ]; then
+  BUILT=1  # built by an earlier call of this script on this machine
+  res "- build: using the existing $BUILD"
+else
+  fail "build: stage not requested and $BUILD/vae does not exist; run the build stage first"
 fi
 VAE="$BUILD/vae"
 GPU_TESTS="$BUILD/tests/cuda/vae_cuda_tests"
 
 # ---- 2. every test -------------------------------------------------------------------------
-if [ $BUILT = 1 ] && [ -f "$BUILD/CTestTestfile.cmake" ]; then
+if ! want test; then
+  :
+elif [ $BUILT = 1 ] && [ -f "$BUILD/CTestTestfile.cmake" ]; then
   run_step ctest 1200 ctest --test-dir "$BUILD" --output-on-failure --timeout 600
   out="$TMP/ctest.out"
   total=$(grep -oE 'tests failed out of [0-9]+' "$out" | grep -oE '[0-9]+$' | tail -1)
@@ -201,7 +221,9 @@ SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-san
 # The long CPU-heavy runs add nothing under the sanitizers; every kernel still runs.
 MEMCHECK_FILTER='-CudaBackend.TwoHundredStepsTrackTheCpu:CudaBackend.SameSeedGivesBitIdenticalRuns:CudaInference.*For200Steps:CudaInference.SameSeedGivesBitIdenticalRunsOnEveryNewPath'
 RACECHECK_FILTER='Gather.*:Layers.*:Latent.*:LikelihoodKernel.*:LossSumsKernel.*:OptimizerKernel.*:StepGuardKernel.*:DeviceModel.*:LatentBackwardKernels.*:ImportanceWeightsKernel.*:WeightedLikelihood.*:IwaeLossSums.*:EstimateKernels.*:LtEpilogue.*:CudaBackend.OneStepMatchesTheCpu:CudaBackend.StreamedAndResidentDataAreBitIdentical:CudaInference.IwaeOneStepMatchesTheCpu:CudaInference.EstimateLogLikelihoodMatchesTheCpu:CudaInference.ComputeGradientMatchesTheCpu'
-if [ $BUILT = 1 ] && [ -x "$GPU_TESTS" ] && [ -x "$SANITIZER" ]; then
+if ! want sanitize; then
+  :
+elif [ $BUILT = 1 ] && [ -x "$GPU_TESTS" ] && [ -x "$SANITIZER" ]; then
   for tool in memcheck racecheck; do
     filter=$MEMCHECK_FILTER
     [ $tool = racecheck ] && filter=$RACECHECK_FILTER
@@ -219,11 +241,12 @@ else
 fi
 
 # ---- 4. kernel-level benchmarks ------------------------------------------------------------------
-res ""
-res "## Kernel benchmarks (bench/gpu_kernels)"
 KERNELS_BIN="$BUILD/bench/gpu_kernels"
 KERNELS_JSON="$BASE-kernels.json"
-if [ $BUILT = 1 ] && [ -x "$KERNELS_BIN" ]; then
+want kernels && res "" && res "## Kernel benchmarks (bench/gpu_kernels)"
+if ! want kernels; then
+  :
+elif [ $BUILT = 1 ] && [ -x "$KERNELS_BIN" ]; then
   if run_step gpu-kernels 900 "$KERNELS_BIN" --json "$ROOT/$KERNELS_JSON"; then
     res "- JSON: $KERNELS_JSON"
   fi
@@ -238,8 +261,8 @@ elif [ $BUILT = 1 ]; then
 fi
 
 # ---- 5. timings ------------------------------------------------------------------------------
-res ""
-res "## Timings"
+if want timings || want ncu; then
+want timings && res "" && res "## Timings"
 TRAIN=${VAE_TRAIN:-}
 TEST=${VAE_TEST:-}
 DATA_NOTE=""
@@ -311,10 +334,14 @@ train_run() {
   fi
 }
 
-if [ $BUILT = 1 ] && [ -x "$VAE" ] && [ -n "$TRAIN" ]; then
+if ! want timings; then
+  :
+elif [ $BUILT = 1 ] && [ -x "$VAE" ] && [ -n "$TRAIN" ]; then
   res "- data: $DATA_NOTE"
   if "$VAE" bench --help >/dev/null 2>&1; then
-    run_step bench-cuda 900 "$VAE" bench --impl cuda --models ref --batch 128,4096 --epochs 10 \
+    # The CUDA backend against PyTorch eager and torch.compile (CUDA graphs) in the same run:
+    # the targets at batch 128 (10x eager, 3x compile per epoch) and the %sgemm at 4096.
+    run_step bench-cuda 900 "$VAE" bench --impl cuda,torch,torch-compile --models ref --batch 128,4096 --epochs 3 \
       --train "$TRAIN" --test "$TEST" --json "$ROOT/$BASE-bench-cuda.json"
     run_step bench-cpu 600 "$VAE" bench --impl cpu --models ref --batch 128 --steps 20 --repeats 3 --warmup 3 \
       --epochs 0 --train "$TRAIN" --test "$TEST" --json "$ROOT/$BASE-bench-cpu.json"
@@ -363,6 +390,39 @@ if [ $BUILT = 1 ] && [ -x "$VAE" ] && [ -n "$TRAIN" ]; then
   else
     fail "TARGET not measured: test -ELBO after 10 epochs (a training run failed)"
   fi
+  # From vae bench's JSON: the ratios to PyTorch at batch 128 and the step's share of the
+  # SGEMM rate at batch 4096.
+  if [ -f "$ROOT/$BASE-bench-cuda.json" ] && have python3; then
+    python3 - "$ROOT/$BASE-bench-cuda.json" >"$TMP/targets.txt" 2>&1 <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {(x["impl"], x["batch"]): x for x in d["results"] if x.get("ok")}
+missed = []
+def epoch(impl, b):
+    x = r.get((impl, b))
+    return x["epoch_seconds"] if x and x.get("epoch_seconds") else None
+g = epoch("vae-cuda", 128)
+for impl, want in (("torch", 10.0), ("torch-compile", 3.0)):
+    t = epoch(impl, 128)
+    if g and t:
+        ok = t / g >= want
+        print(f"- batch 128 epoch: vae-cuda {g:.4f} s, {impl} {t:.4f} s: {t / g:.2f}x (target {want:.0f}x): {'**met**' if ok else 'missed'}")
+        if not ok: missed.append(f"{impl} ratio {t / g:.2f}x < {want:.0f}x")
+    else:
+        print(f"- batch 128 epoch vs {impl}: not measured"); missed.append(f"{impl} ratio not measured")
+x = r.get(("vae-cuda", 4096))
+if x:
+    f = x["fraction_of_sgemm"]
+    print(f"- batch 4096: the step's GEMM rate {x['gemm_gflops_per_s']:.0f} GFLOP/s = {100 * f:.1f}% of cuBLAS SGEMM "
+          f"{d['sgemm_gflops'].get('cuda', 0):.0f} GFLOP/s (target 50%): {'**met**' if f >= 0.5 else 'missed'}")
+    if f < 0.5: missed.append(f"batch 4096 at {100 * f:.1f}% of the SGEMM rate")
+else:
+    print("- batch 4096 SGEMM share: not measured"); missed.append("SGEMM share not measured")
+for m in missed: print("MISSED " + m)
+PY
+    grep -v '^MISSED ' "$TMP/targets.txt" >>"$RES"
+    while read -r _ m; do fail "TARGET: $m"; done < <(grep '^MISSED ' "$TMP/targets.txt")
+  fi
   s=${FINAL_ELBO[cuda-b128-streamed]:-}
   if [ -n "$s" ] && [ -n "$g" ]; then
     if [ "$s" = "$g" ]; then
@@ -375,9 +435,11 @@ else
   fail "timings: not run (no vae binary or no data)"
 fi
 
+fi  # timings or ncu
+
 # ---- 6. Nsight Compute (informational) ------------------------------------------------------------
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-if [ $BUILT = 1 ] && [ -x "$NCU" ] && [ -n "$TRAIN" ]; then
+if want ncu && [ $BUILT = 1 ] && [ -x "$NCU" ] && [ -n "${TRAIN:-}" ]; then
   res ""
   res "## Nsight Compute (informational, not counted)"
   if timeout -k 10 300 "$NCU" --graph-profiling node --launch-skip 200 --launch-count 60 --print-summary per-kernel \

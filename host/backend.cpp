@@ -1,5 +1,10 @@
 // Device selection and the backend factory.
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
 #include <memory>
+#include <vector>
 
 #include "internal.h"
 #include "vae/backend.h"
@@ -28,6 +33,46 @@ Device resolve_device(Device requested, std::string* note) {
   }
   if (note) *note = "device: cpu (auto: no usable GPU: " + why + ")";
   return Device::cpu;
+}
+
+double train_step_gemm_flops(const ModelConfig& model, int batch, int samples) {
+  const ParamLayout layout(model);
+  const double rows_enc = batch, rows_dec = double(batch) * samples;
+  double flops = 0;
+  auto add = [&](const LinearView& l, double rows, bool input_grad) {
+    const double one = 2.0 * rows * l.in * l.out;
+    flops += one * (input_grad ? 3 : 2);  // forward, weight gradient (and input gradient)
+  };
+  for (std::size_t i = 0; i < layout.encoder().size(); ++i) add(layout.encoder()[i], rows_enc, i > 0);
+  add(layout.head(), rows_enc, !layout.encoder().empty());
+  for (std::size_t i = 0; i < layout.decoder().size(); ++i) add(layout.decoder()[i], rows_dec, true);
+  add(layout.output(), rows_dec, true);
+  return flops;
+}
+
+double measure_sgemm_gflops(Device device, int m, int n, int k) {
+  if (m <= 0 || n <= 0 || k <= 0) throw_error("measure_sgemm_gflops: sizes must be positive");
+  if (device == Device::cuda) {
+    std::string why;
+    if (!cuda_usable(&why)) throw_error("measure_sgemm_gflops: no usable GPU: ", why);
+#if defined(VAE_HAVE_CUDA)
+    return cuda_sgemm_gflops(m, n, k);
+#endif
+  }
+  std::vector<float> a(static_cast<std::size_t>(m) * k, 0.5f), b(static_cast<std::size_t>(k) * n, 0.25f),
+      c(static_cast<std::size_t>(m) * n);
+  auto once = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  };
+  once();
+  std::vector<double> s;
+  for (int r = 0; r < 10; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    once();
+    s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(s.begin(), s.end());
+  return 2.0 * m * n * k / ((s[4] + s[5]) / 2) / 1e9;
 }
 
 std::unique_ptr<Backend> make_backend(Device device, const ModelConfig& model, const TrainConfig& train) {

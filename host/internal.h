@@ -13,6 +13,7 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // kernels/cuda_backend.cu
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig&, const TrainConfig&);
 bool cuda_device_usable(std::string* why);
+double cuda_sgemm_gflops(int m, int n, int k);
 #endif
 
 }  // namespace vae

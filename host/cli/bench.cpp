@@ -118,6 +118,16 @@ std::string source_commit() {
   return commit;
 }
 
+// Seconds per epoch: the mean of the epochs after the first when there are several (the
+// first holds graph capture, torch.compile's compilation, caches warming), else the one.
+double steady_epoch_seconds(const std::vector<double>& s) {
+  if (s.empty()) return 0;
+  if (s.size() == 1) return s[0];
+  double sum = 0;
+  for (std::size_t i = 1; i < s.size(); ++i) sum += s[i];
+  return sum / double(s.size() - 1);
+}
+
 Result bench_backend(Device device, const Case& c, const BenchOptions& o, std::shared_ptr<const Dataset> train,
                      const Dataset& test) {
   Result r;
@@ -170,16 +180,16 @@ Result bench_backend(Device device, const Case& c, const BenchOptions& o, std::s
       backend->set_parameters(init_parameters(backend->layout(), c.model, o.seed));
       backend->set_train_data(train);
       BatchStream stream(train->count, c.batch, o.seed);
-      double seconds = 0;
+      std::vector<double> seconds;
       for (int e = 0; e < o.epochs; ++e) {
         stream.start_epoch(e);
         Batch b;
         const auto t0 = Clock::now();
         while (stream.next(b)) backend->train_step(b);
         backend->take_train_sums();
-        seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       }
-      r.epoch_seconds = seconds / o.epochs;
+      r.epoch_seconds = steady_epoch_seconds(seconds);
       r.test_loss = backend->evaluate(test).mean_loss();
     }
     r.ok = true;
@@ -235,9 +245,9 @@ Result bench_torch(const std::string& impl, const std::string& torch_device, con
     r.samples_per_sec = c.batch / (r.ms_median / 1000.0);
     const auto& epochs = j.at("epochs");
     if (!epochs.empty()) {
-      double s = 0;
-      for (const auto& e : epochs) s += e.at("seconds").get<double>();
-      r.epoch_seconds = s / double(epochs.size());
+      std::vector<double> seconds;
+      for (const auto& e : epochs) seconds.push_back(e.at("seconds").get<double>());
+      r.epoch_seconds = steady_epoch_seconds(seconds);
       r.test_loss = epochs.back().at("test_loss").get<double>();
     }
     r.ok = true;
@@ -332,14 +342,22 @@ void run_bench(const BenchOptions& opt) {
   doc["options"] = {{"steps", o.steps}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"epochs", o.epochs},
                     {"threads", o.threads}, {"torch_threads", o.torch_threads}, {"seed", o.seed}};
   doc["results"] = json::array();
+  // The yardstick of "fraction of the SGEMM rate": the device's own FP32 GEMM rate.
+  std::map<std::string, double> sgemm;
+  sgemm["cpu"] = measure_sgemm_gflops(Device::cpu, 2048, 2048, 2048);
+  if (have_cuda) sgemm["cuda"] = measure_sgemm_gflops(Device::cuda, 8192, 8192, 8192);
+  doc["sgemm_gflops"] = sgemm;
 
   std::cout << "vae bench: " << doc["cpu"].get<std::string>() << ", " << doc["cores"] << " cores"
             << (have_cuda ? "" : ", no GPU (" + why + ")") << "; commit " << doc["commit"].get<std::string>() << "\n"
             << "ms/step: median of " << o.repeats << " repeats of " << std::max(1, o.steps / o.repeats)
             << " steps after " << o.warmup << " warm-up steps; s/epoch and test -ELBO over " << o.epochs
-            << " real epoch(s)\n\n";
-  std::printf("%-17s %6s %-14s %10s %12s %9s %10s %8s %9s  %s\n", "model", "batch", "impl", "ms/step", "samples/s",
-              "s/epoch", "test-ELBO", "vs cpu", "vs torch", "device");
+            << " real epoch(s)\n"
+            << "FP32 SGEMM rate (the yardstick of %sgemm): CPU " << fmt(sgemm["cpu"], 0) << " GFLOP/s (2048^3)"
+            << (have_cuda ? ", GPU " + fmt(sgemm["cuda"], 0) + " GFLOP/s (8192^3, cuBLAS, no TF32)" : std::string())
+            << "\n\n";
+  std::printf("%-17s %6s %-14s %10s %12s %9s %10s %8s %9s %8s %7s  %s\n", "model", "batch", "impl", "ms/step",
+              "samples/s", "s/epoch", "test-ELBO", "vs cpu", "vs torch", "GFLOP/s", "%sgemm", "device");
   for (const auto& c : cases) {
     std::vector<Result> results;
     for (const auto& impl : impls) {
@@ -367,15 +385,18 @@ void run_bench(const BenchOptions& opt) {
         std::printf("%-17s %6d %-14s %s\n", c.model_name.c_str(), c.batch, r.impl.c_str(), ("n/a: " + r.error).c_str());
       } else {
         const double vs_cpu = cpu_ms > 0 ? cpu_ms / r.ms_median : 0, vs_torch = torch_ms > 0 ? torch_ms / r.ms_median : 0;
+        const bool on_gpu = r.impl == "vae-cuda" || (r.impl != "vae-cpu" && torch_device == "cuda");
+        const double gflops = train_step_gemm_flops(c.model, c.batch, c.model.samples) / (r.ms_median * 1e6);
+        const double of_sgemm = gflops / sgemm[on_gpu ? "cuda" : "cpu"];
         jr.update({{"ms_per_step_median", r.ms_median}, {"ms_per_step_p10", r.ms_p10}, {"ms_per_step_p90", r.ms_p90},
                    {"samples_per_sec", r.samples_per_sec}, {"epoch_seconds", r.epoch_seconds},
                    {"test_loss", r.test_loss}, {"epochs", o.epochs}, {"speedup_vs_cpu", vs_cpu},
-                   {"speedup_vs_torch", vs_torch}});
-        std::printf("%-17s %6d %-14s %10s %12s %9s %10s %8s %9s  %s\n", c.model_name.c_str(), c.batch, r.impl.c_str(),
-                    fmt(r.ms_median, 3).c_str(), fmt(r.samples_per_sec, 0).c_str(),
+                   {"speedup_vs_torch", vs_torch}, {"gemm_gflops_per_s", gflops}, {"fraction_of_sgemm", of_sgemm}});
+        std::printf("%-17s %6d %-14s %10s %12s %9s %10s %8s %9s %8s %6s%%  %s\n", c.model_name.c_str(), c.batch,
+                    r.impl.c_str(), fmt(r.ms_median, 3).c_str(), fmt(r.samples_per_sec, 0).c_str(),
                     o.epochs ? fmt(r.epoch_seconds, 3).c_str() : "-", o.epochs ? fmt(r.test_loss, 2).c_str() : "-",
                     vs_cpu > 0 ? (fmt(vs_cpu, 2) + "x").c_str() : "-", vs_torch > 0 ? (fmt(vs_torch, 2) + "x").c_str() : "-",
-                    r.device.c_str());
+                    fmt(gflops, 0).c_str(), fmt(100 * of_sgemm, 1).c_str(), r.device.c_str());
       }
       doc["results"].push_back(jr);
       std::fflush(stdout);
@@ -409,7 +430,11 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--json", o->json_path, "Write the results as JSON here")->capture_default_str();
   cmd->footer(
       "\nEvery implementation trains the same model on the same in-memory data (no data loader on any side).\n"
+      "s/epoch: with --epochs >= 2, the mean of the epochs after the first (which holds graph capture or\n"
+      "torch.compile's compilation); test -ELBO: after the last epoch.\n"
       "ratios: 'vs cpu' = CPU-path ms/step / this ms/step; 'vs torch' = PyTorch eager ms/step / this ms/step.\n"
+      "GFLOP/s: the step's GEMM FLOPs (forward, weight and input gradients) per second; %sgemm: that rate as a\n"
+      "fraction of the same device's FP32 SGEMM rate, measured at the start of the run.\n"
       "Example: vae bench --batch 128 --models ref --epochs 1 --json bench/results/cpu.json");
   cmd->callback([o]() { run_bench(*o); });
 }

@@ -93,6 +93,13 @@ class Backend {
   virtual LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) = 0;
 };
 
+// FLOPs of one training step's GEMMs (forward, weight and input gradients) for a batch of
+// `batch` data points with `samples` z each: what the benchmark divides by the step time.
+double train_step_gemm_flops(const ModelConfig& model, int batch, int samples);
+// The FP32 GEMM rate (GFLOP/s) the device's BLAS reaches on an m x n x k product: cuBLAS
+// (FP32, no TF32) on the GPU, OpenBLAS on the CPU. The median of 10 timed products.
+double measure_sgemm_gflops(Device device, int m, int n, int k);
+
 // Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).
 bool cuda_usable(std::string* why);
 // auto -> cuda when usable, else cpu. `note` says what was chosen and why.
