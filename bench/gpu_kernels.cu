@@ -213,6 +213,8 @@ struct Array {
   explicit Array(std::size_t n, const char* what) : buf(n, what), init(n, 0.0f) { reset(); }
   void reset() {
     VAE_CUDA_CHECK(cudaMemcpy(buf.get(), init.data(), init.size() * sizeof(float), cudaMemcpyHostToDevice));
+    // A pageable copy may return before it lands, and the kernels run on a non-blocking stream.
+    VAE_CUDA_CHECK(cudaDeviceSynchronize());
   }
   std::vector<float> download() const {
     std::vector<float> v(buf.size());

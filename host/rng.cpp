@@ -66,7 +66,8 @@ void HostPhilox::uniform(float* out, std::size_t n, std::uint64_t offset) {
 
 StepNoise::StepNoise(std::uint64_t seed, Kind kind, std::size_t stride, std::size_t max_values)
     : rng_(seed), kind_(kind), stride_(stride) {
-  if (stride == 0 || stride % 2 != 0) throw_error("StepNoise: stride must be even and positive, got ", stride);
+  if (stride == 0 || stride % 4 != 0)
+    throw_error("StepNoise: stride must be a positive multiple of 4 (a Philox counter), got ", stride);
   steps_per_block_ = static_cast<std::int64_t>(std::max<std::size_t>(1, max_values / stride));
   block_.resize(static_cast<std::size_t>(steps_per_block_) * stride);
 }

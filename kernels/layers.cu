@@ -157,8 +157,20 @@ LtBiasRelu::~LtBiasRelu() {
   if (lt_) Plan::warn(cublasLtDestroy(lt_));
 }
 
-LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* bias) {
-  auto& slot = plans_[{rows, in, out}];
+namespace {
+// The largest power of two up to 256 that divides the address (cuBLASLt's alignment classes).
+int alignment_of(const void* ptr) {
+  const auto a = reinterpret_cast<std::uintptr_t>(ptr);
+  int r = 256;
+  while (r > 4 && a % static_cast<std::uintptr_t>(r) != 0) r /= 2;
+  return r;
+}
+}  // namespace
+
+LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* x, const float* w, const float* bias,
+                                   const float* y) {
+  const int ax = alignment_of(x), aw = alignment_of(w), ay = alignment_of(y);
+  auto& slot = plans_[{rows, in, out, ax, aw, ay}];
   if (slot) return *slot;
   auto p = std::make_unique<Plan>();
   // Column-major view of the row-major product, as linear_forward: D = Y^T (out, rows) =
@@ -185,6 +197,15 @@ LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* bias)
   int found = 0;
   cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                                &workspace_bytes_, sizeof workspace_bytes_);
+  // The operands' real alignments (the default preference assumes 256 bytes; parameter
+  // tensors are only 64-byte aligned).
+  const std::uint32_t align[4] = {static_cast<std::uint32_t>(aw), static_cast<std::uint32_t>(ax),
+                                  static_cast<std::uint32_t>(ay), static_cast<std::uint32_t>(ay)};
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int k = 0; k < 4 && status == CUBLAS_STATUS_SUCCESS; ++k)
+    status = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[k], &align[k], sizeof align[k]);
   if (status == CUBLAS_STATUS_SUCCESS)
     status = cublasLtMatmulAlgoGetHeuristic(lt_, p->desc, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
   Plan::warn(cublasLtMatmulPreferenceDestroy(pref));
@@ -207,7 +228,7 @@ bool LtBiasRelu::forward(int rows, int in, int out, const float* x, const float*
   if (rows <= 0 || in <= 0 || out <= 0)
     throw_error("LtBiasRelu::forward: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
   if (!x || !w || !b || !y) throw_error("LtBiasRelu::forward: null device pointer");
-  Plan& p = plan(rows, in, out, b);
+  Plan& p = plan(rows, in, out, x, w, b, y);
   if (!p.ok) return false;
   VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
   VAE_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &kOne, w, p.a, x, p.b, &kZero, y, p.d, y, p.d, &p.algo, workspace_,

@@ -56,12 +56,13 @@ class LtBiasRelu {
 
  private:
   struct Plan;
-  Plan& plan(int rows, int in, int out, const float* b);
+  Plan& plan(int rows, int in, int out, const float* x, const float* w, const float* b, const float* y);
 
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_;
   std::size_t workspace_bytes_;
-  std::map<std::array<int, 3>, std::unique_ptr<Plan>> plans_;  // by (rows, in, out)
+  // By (rows, in, out) and the alignments of x, w and y: the algorithm depends on both.
+  std::map<std::array<int, 6>, std::unique_ptr<Plan>> plans_;
 };
 
 }  // namespace vae::gpu

@@ -11,7 +11,8 @@ namespace vae::gpu {
 NoiseBlock::NoiseBlock(std::uint64_t seed, Kind kind, std::size_t stride, std::size_t max_values, cudaStream_t stream,
                        const std::string& what)
     : kind_(kind), stride_(stride) {
-  if (stride == 0 || stride % 2 != 0) throw_error("NoiseBlock (", what, "): stride must be even and positive, got ", stride);
+  if (stride == 0 || stride % 4 != 0)
+    throw_error("NoiseBlock (", what, "): stride must be a positive multiple of 4 (a Philox counter), got ", stride);
   steps_per_block_ = static_cast<std::int64_t>(std::max<std::size_t>(1, max_values / stride));
   block_ = DeviceBuffer<float>(static_cast<std::size_t>(steps_per_block_) * stride, what);
   VAE_CURAND_CHECK(curandCreateGenerator(&gen_, CURAND_RNG_PSEUDO_PHILOX4_32_10));

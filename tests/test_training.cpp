@@ -48,7 +48,7 @@ TEST(Rng, ABlockOfStepsEqualsTheStepsDrawnOneByOne) {
 }
 
 TEST(Rng, StepNoiseServesEveryStepFromBlocks) {
-  const std::size_t stride = 2 * 9 * 5;
+  const std::size_t stride = round_up_4(2 * 9 * 5);  // steps start on a Philox counter
   StepNoise noise(77, StepNoise::Kind::normal, stride, 4 * stride);  // 4 steps per block
   StepNoise uniform(78, StepNoise::Kind::uniform, stride, 3 * stride);
   HostPhilox direct(77), direct_u(78);

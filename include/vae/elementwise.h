@@ -206,6 +206,7 @@ VAE_HD T log_prior_minus_log_q(T z, T eps, T s) {
 // A running log-sum-exp in double: (mx, sum) start at (-inf, 0); after adding v_1..v_k,
 // log((1/k) sum_i exp(v_i)) = logsumexp_log_mean(mx, sum, k). Order-dependent: add in order.
 VAE_HD void logsumexp_add(double& mx, double& sum, double v) {
+  if (v == -INFINITY) return;  // exp(-inf) adds nothing (and -inf - -inf would be NaN)
   if (v <= mx) {
     sum += exp(v - mx);
   } else {

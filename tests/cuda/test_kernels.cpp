@@ -103,7 +103,7 @@ TEST_F(Gather, DynamicBinarizationMatchesTheCpuWithDeviceUniforms) {
   const auto idx = random_indices(n, 100, 12);
   Dev<unsigned char> rows(data->u8.size());
   test::copy_to_device(rows.get(), data->u8.data(), rows.size());
-  const std::size_t stride = round_up_even(static_cast<std::size_t>(n) * D);
+  const std::size_t stride = round_up_4(static_cast<std::size_t>(n) * D);  // as RngPlan lays steps out
   const std::uint64_t seed = derive_seed(9, RngStream::bin);
   GpuContext ctx;
   gpu::NoiseBlock block(seed, gpu::NoiseBlock::Kind::uniform, stride, 3 * stride, ctx.stream, "test uniforms");
@@ -575,7 +575,7 @@ class Noise : public GpuTest {};
 // cuRAND's device Philox generator against the host generator the CPU path uses, at the
 // same seed and offsets, across block boundaries and back.
 TEST_F(Noise, DeviceBlocksMatchTheHostGenerator) {
-  const std::size_t stride = 2 * 37 * 13;
+  const std::size_t stride = round_up_4(2 * 37 * 13);  // a multiple of 4, as RngPlan lays steps out
   GpuContext ctx;
   for (auto kind : {StepNoise::Kind::normal, StepNoise::Kind::uniform}) {
     const bool normal = kind == StepNoise::Kind::normal;
@@ -606,7 +606,7 @@ TEST_F(Noise, DeviceBlocksMatchTheHostGenerator) {
 
 // A block of many steps equals the same steps drawn one block at a time, on the device.
 TEST_F(Noise, ABlockOfStepsEqualsTheStepsDrawnOneByOneOnTheDevice) {
-  const std::size_t stride = 2 * 9 * 7;
+  const std::size_t stride = round_up_4(2 * 9 * 7);
   GpuContext ctx;
   gpu::NoiseBlock big(5, gpu::NoiseBlock::Kind::normal, stride, 6 * stride, ctx.stream, "big");
   gpu::NoiseBlock one(5, gpu::NoiseBlock::Kind::normal, stride, stride, ctx.stream, "one");
