@@ -95,7 +95,6 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   if ((pass == Pass::elbo_reparam || pass == Pass::elbo_score) && !beta)
     throw_error("CudaModel::run: the ELBO gradient needs beta (a device pointer)");
   const int Z = cfg_.latent;
-  const int R = n * L;
   float* p = params();
   float* g = grads();
 
@@ -111,18 +110,8 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   latent_forward(head_.get(), p + hd.bias, eps_block, eps_offset, n, L, Z, z_.get(), kl_.get(),
                  want_lpq ? lpq_.get() : nullptr, stream_);
 
-  const float* a = decode(z_.get(), R);
   const auto& out = layout_.output();
-  linear_forward(blas_, R, out.in, out.out, a, p + out.weight, logits_.get());
-
-  LikelihoodArgs la;
-  la.out = logits_.get();
-  la.bias = p + out.bias;
-  la.logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
-  la.x = x_.get();
-  la.n = n;
-  la.L = L;
-  la.row_logp = row_logp_.get();
+  LikelihoodArgs la = decode_output(z_.get(), n, L);
   if (pass != Pass::forward) {
     la.dbias = g + out.bias;
     la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
@@ -213,6 +202,10 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
     throw_error("CudaModel::decode_log_likelihood: ", n, " x ", L, " codes, expected at most ", max_batch_,
                 " data points and ", max_rows_, " rows");
   if (!z) throw_error("CudaModel::decode_log_likelihood: no codes");
+  likelihood_forward_backward(cfg_, decode_output(z, n, L), LikelihoodMode::forward, scratch_, stream_);
+}
+
+LikelihoodArgs CudaModel::decode_output(const float* z, int n, int L) {
   const float* a = decode(z, n * L);
   const auto& out = layout_.output();
   const float* p = params();
@@ -225,7 +218,7 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
   la.n = n;
   la.L = L;
   la.row_logp = row_logp_.get();
-  likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_);
+  return la;
 }
 
 }  // namespace vae::gpu

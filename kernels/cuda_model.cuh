@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "column_sum.cuh"
+#include "likelihood.cuh"
 #include "device_memory.cuh"
 #include "vae/config.h"
 #include "vae/layout.h"
@@ -80,6 +81,9 @@ class CudaModel {
  private:
   void linear_act(int rows, const LinearView& l, const float* in, float* out);  // GEMM + bias + activation
   const float* decode(const float* z, int rows);  // the hidden decoder layers; returns the last input
+  // The decoder on codes z (n*L, Z) up to the output GEMM (logits without the bias), and the
+  // likelihood arguments for them (forward only; a gradient pass adds its outputs).
+  LikelihoodArgs decode_output(const float* z, int n, int L);
   void backward(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass, const double* beta);
 
   ModelConfig cfg_;
