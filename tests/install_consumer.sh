@@ -10,7 +10,10 @@ work=$(mktemp -d /tmp/vae-install-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 test -L "$work/prefix/lib/libvae.so.0" || { echo "no SONAME link libvae.so.0 installed"; exit 1; }
-objdump -p "$work/prefix/lib/libvae.so" | grep -q "SONAME *libvae.so.0" || { echo "libvae.so has no SONAME libvae.so.0"; exit 1; }
+# (awk reads all of objdump's output: `grep -q` would close the pipe early and, under
+# pipefail, fail the check whenever objdump was still writing)
+soname=$(objdump -p "$work/prefix/lib/libvae.so" | awk '$1 == "SONAME" {print $2}')
+[[ "$soname" == libvae.so.0 ]] || { echo "libvae.so has SONAME '$soname', expected libvae.so.0"; exit 1; }
 cmake -S "$src/examples/consumer" -B "$work/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" > "$work/configure.log" 2>&1 ||
   { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/consumer" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
