@@ -48,6 +48,12 @@ void BatchStream::start_epoch(int epoch) {
   for (std::size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);
 }
 
+void BatchStream::next_rolling(Batch& out) {
+  if (next(out)) return;
+  start_epoch(epoch_ + 1);
+  next(out);
+}
+
 void BatchStream::seek(int batch) {
   if (batch < 0 || batch > batches_) throw_error("batch stream: cannot seek to batch ", batch, " of ", batches_);
   cursor_ = batch;

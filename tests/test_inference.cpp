@@ -280,10 +280,7 @@ TEST(Schedules, AlternatingStepsUpdateOnlyTheirGroup) {
     BatchStream stream(data->count, t.batch, 1);
     Batch b;
     for (int step = 0; step < 6; ++step) {
-      if (!stream.next(b)) {
-        stream.start_epoch(1);
-        stream.next(b);
-      }
+      stream.next_rolling(b);
       const auto before = backend->parameters();
       backend->train_step(b);
       const auto after = backend->parameters();

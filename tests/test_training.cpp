@@ -167,10 +167,7 @@ std::vector<double> run_losses(std::uint64_t seed, Binarize bin, int steps) {
   std::vector<double> losses;
   Batch b;
   for (int k = 0; k < steps; ++k) {
-    if (!stream.next(b)) {
-      stream.start_epoch(b.epoch + 1);
-      stream.next(b);
-    }
+    stream.next_rolling(b);
     backend->train_step(b);
     losses.push_back(backend->take_train_sums().loss);
   }
@@ -617,6 +614,27 @@ TEST(NanGuard, TrainerStopsNamingTheStepAndKeepsTheLastCheckpoint) {
   std::string header, row;
   std::getline(csv, header);
   EXPECT_FALSE(std::getline(csv, row)) << "no epoch row for the diverged epoch";
+}
+
+}  // namespace
+}  // namespace vae
+
+namespace vae {
+namespace {
+
+TEST(BatchStream, NextRollingStartsTheNextEpoch) {
+  BatchStream rolling(25, 10, 3), plain(25, 10, 3);
+  Batch a, b;
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    plain.start_epoch(epoch);
+    while (plain.next(b)) {
+      rolling.next_rolling(a);
+      ASSERT_EQ(a.epoch, epoch);
+      ASSERT_EQ(a.step, b.step);
+      ASSERT_EQ(a.size, b.size);
+      ASSERT_TRUE(std::equal(a.indices, a.indices + a.size, b.indices));
+    }
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ class BatchStream {
 
   void start_epoch(int epoch);  // the permutation depends only on (seed, epoch)
   bool next(Batch& out);        // false at the end of the epoch
+  void next_rolling(Batch& out);  // the next batch, starting the next epoch when this one ends
   void seek(int batch);         // the next call to next() returns this batch of the epoch
   int batches_per_epoch() const { return batches_; }
   const std::vector<std::uint32_t>& order() const { return order_; }

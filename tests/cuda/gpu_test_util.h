@@ -240,10 +240,7 @@ inline RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const
   RunResult r;
   Batch b;
   for (int k = 0; k < steps; ++k) {
-    if (!stream.next(b)) {
-      stream.start_epoch(b.epoch + 1);
-      stream.next(b);
-    }
+    stream.next_rolling(b);
     backend->train_step(b);
     const LossSums s = backend->take_train_sums();
     EXPECT_EQ(s.count, b.size);
