@@ -212,9 +212,9 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     trim_metrics(metrics_path, s.position.epoch);
   } else {
     create_out_dir(out);
-    write_file_atomic(out + "/config.json", config_json);
     write_file_atomic(metrics_path, kCsvHeader);
   }
+  write_file_atomic(out + "/config.json", config_json);  // on resume: the epochs or device may have changed
   std::ofstream csv(metrics_path, std::ios::app);
   if (!csv) throw_error("cannot write '", metrics_path, "'");
 

@@ -461,6 +461,7 @@ TEST(Resume, ExtendingAFinishedRunMatchesALongerRun) {
   more.epochs = 4;
   const TrainResult rest = resume(r.dir.file("two"), more, log);
   ASSERT_EQ(rest.epochs.size(), 2u);
+  EXPECT_NE(r.file("two", "config.json").find("\"epochs\": 4"), std::string::npos) << "config.json follows the resume";
   expect_same_epochs(rest.epochs, {four.epochs[2], four.epochs[3]});
   EXPECT_EQ(test::metrics_loss_rows(r.file("two", "metrics.csv")), test::metrics_loss_rows(r.file("four", "metrics.csv")));
 }
