@@ -63,15 +63,17 @@ __device__ __forceinline__ bool last_block_ticket(unsigned* counter, unsigned ex
   return last;
 }
 
-// Block partial of NV column sums: acc[v] is this thread's sum over its lane's rows.
-// Writes partial[(v*nchunks + blockIdx.y)*cols + col]. Every thread must call it.
-template <int NV>
-__device__ __forceinline__ void write_column_partials(const float (&acc)[NV], int cols, float* partial) {
+// Every thread of the block passes its NV values; for each column of the tile, thread
+// (tx, 0) gets the sum over the kLanes lanes in lane order and stores it with
+// store(v, col, sum). Every thread must call it. (The callers run it at most twice per
+// block, with __syncthreads in between, so they may share the one shared array.)
+template <int NV, class Store>
+__device__ __forceinline__ void sum_lanes(const float (&mine)[NV], int cols, Store store) {
   __shared__ float lanes[NV][kLanes][kTileCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int col = blockIdx.x * kTileCols + tx;
 #pragma unroll
-  for (int v = 0; v < NV; ++v) lanes[v][ty][tx] = acc[v];
+  for (int v = 0; v < NV; ++v) lanes[v][ty][tx] = mine[v];
   __syncthreads();
   if (ty == 0 && col < cols) {
 #pragma unroll
@@ -79,37 +81,35 @@ __device__ __forceinline__ void write_column_partials(const float (&acc)[NV], in
       float s = lanes[v][0][tx];
 #pragma unroll
       for (int k = 1; k < kLanes; ++k) s += lanes[v][k][tx];
-      partial[(static_cast<std::size_t>(v) * gridDim.y + blockIdx.y) * cols + col] = s;
+      store(v, col, s);
     }
   }
+}
+
+// Block partial of NV column sums: acc[v] is this thread's sum over its lane's rows.
+// Writes partial[(v*nchunks + blockIdx.y)*cols + col]. Every thread must call it.
+template <int NV>
+__device__ __forceinline__ void write_column_partials(const float (&acc)[NV], int cols, float* partial) {
+  sum_lanes<NV>(acc, cols, [&](int v, int col, float sum) {
+    partial[(static_cast<std::size_t>(v) * gridDim.y + blockIdx.y) * cols + col] = sum;
+  });
 }
 
 // In the last block of a column tile: out[v][col] = sum over chunks, in chunk order
 // (lane ty adds chunks ty, ty+kLanes, ...; then lanes 0..kLanes-1 in order).
 template <int NV>
 __device__ __forceinline__ void finish_column_sums(int cols, const float* partial, float* const* out) {
-  __shared__ float lanes[NV][kLanes][kTileCols];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int col = blockIdx.x * kTileCols + tx;
+  const int col = blockIdx.x * kTileCols + static_cast<int>(threadIdx.x);
   const int nchunks = static_cast<int>(gridDim.y);
+  float mine[NV];
 #pragma unroll
   for (int v = 0; v < NV; ++v) {
-    float s = 0.0f;
+    mine[v] = 0.0f;
     if (col < cols)
-      for (int k = ty; k < nchunks; k += kLanes)
-        s += __ldcg(partial + (static_cast<std::size_t>(v) * nchunks + k) * cols + col);
-    lanes[v][ty][tx] = s;
+      for (int k = threadIdx.y; k < nchunks; k += kLanes)
+        mine[v] += __ldcg(partial + (static_cast<std::size_t>(v) * nchunks + k) * cols + col);
   }
-  __syncthreads();
-  if (ty == 0 && col < cols) {
-#pragma unroll
-    for (int v = 0; v < NV; ++v) {
-      float s = lanes[v][0][tx];
-#pragma unroll
-      for (int k = 1; k < kLanes; ++k) s += lanes[v][k][tx];
-      out[v][col] = s;
-    }
-  }
+  sum_lanes<NV>(mine, cols, [&](int v, int c, float sum) { out[v][c] = sum; });
 }
 
 // Sum over the 32 lanes of a warp in a fixed butterfly order; every lane gets the total.
