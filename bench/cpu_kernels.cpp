@@ -7,9 +7,9 @@
 // a pass to its own output keeps every value finite.
 #include <benchmark/benchmark.h>
 
-#include <random>
 #include <vector>
 
+#include "bench_data.h"
 #include "cpu_passes.h"
 #include "vae/elementwise.h"
 
@@ -18,14 +18,7 @@ namespace {
 using vae::Activation;
 namespace ew = vae::ew;
 namespace cpu = vae::cpu;
-
-std::vector<float> random_vec(std::size_t n, float lo, float hi, unsigned seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
+using vae::bench::random_vec;
 
 constexpr int kRows = 128;
 

@@ -38,11 +38,11 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench_data.h"
 #include "column_sum.cuh"
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
@@ -196,13 +196,7 @@ void column_sums_unfused(const float* m, int rows, int cols, float* partial, flo
 
 // ---- buffers ------------------------------------------------------------------------------------
 
-std::vector<float> random_vec(std::size_t n, float lo, float hi, unsigned seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
+using vae::bench::random_vec;
 
 // A device array with a pristine copy of its initial values, to restore before a check.
 struct Array {
