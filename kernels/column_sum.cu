@@ -1,5 +1,6 @@
 // Host-side checks of the deterministic column-sum scratch (see column_sum.cuh).
 #include "column_sum.cuh"
+#include "cuda_check.cuh"
 #include "vae/error.h"
 
 namespace vae::gpu {
@@ -16,6 +17,14 @@ void check_reduce_scratch(const ReduceScratch& s, int rows, int cols, int nv, bo
   if (s.counters == nullptr || s.counter_count < counters)
     throw_error(who, ": reduction scratch holds ", s.counter_count, " counters, (", rows, " x ", cols, ") needs ",
                 counters);
+}
+
+ReduceScratchBuffers::ReduceScratchBuffers(std::size_t partial_floats, int rows, int cols, cudaStream_t stream)
+    : partial_(partial_floats, "reduction scratch"),
+      counters_(reduce_counter_count(rows, cols), "reduction counters"),
+      view_{partial_.get(), partial_.size(), counters_.get(), counters_.size()} {
+  VAE_CUDA_CHECK(cudaMemsetAsync(counters_.get(), 0, counters_.bytes(), stream));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
 }  // namespace vae::gpu

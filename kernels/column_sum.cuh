@@ -14,7 +14,11 @@
 //
 // The host part (scratch sizes, checks) is plain C++; the device part needs nvcc.
 #pragma once
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
+
+#include "device_memory.cuh"
 
 namespace vae::gpu {
 
@@ -44,6 +48,21 @@ inline std::size_t reduce_counter_count(int rows, int cols) {
 }
 // Throws vae::Error naming `who` when the scratch is too small or the grid too tall.
 void check_reduce_scratch(const ReduceScratch& s, int rows, int cols, int nv, bool row_sums, const char* who);
+
+// Owns the memory of a ReduceScratch: `partial_floats` floats of partial sums and the
+// counters of launches over up to (rows, cols), zeroed on `stream` before the constructor
+// returns (the host waits, so work on any stream sees them zero).
+class ReduceScratchBuffers {
+ public:
+  ReduceScratchBuffers() = default;
+  ReduceScratchBuffers(std::size_t partial_floats, int rows, int cols, cudaStream_t stream);
+  const ReduceScratch& view() const { return view_; }
+
+ private:
+  DeviceBuffer<float> partial_;
+  DeviceBuffer<unsigned> counters_;  // tickets, zero between launches
+  ReduceScratch view_;
+};
 
 #if defined(__CUDACC__)
 

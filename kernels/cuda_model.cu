@@ -58,12 +58,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   const std::size_t partial =
       std::max({reduce_partial_floats(rows, cols, 1, false), reduce_partial_floats(max_batch, cfg.latent, 2, false),
                 reduce_partial_floats(rows, cfg.input_dim, 2, true)});
-  partial_ = DeviceBuffer<float>(partial, "reduction scratch");
-  counters_ = DeviceBuffer<unsigned>(reduce_counter_count(rows, cols), "reduction counters");
-  scratch_ = ReduceScratch{partial_.get(), partial_.size(), counters_.get(), counters_.size()};
+  scratch_ = ReduceScratchBuffers(partial, rows, cols, stream_);
 
   VAE_CUDA_CHECK(cudaMemsetAsync(flat_.get(), 0, flat_.bytes(), stream_));
-  VAE_CUDA_CHECK(cudaMemsetAsync(counters_.get(), 0, counters_.bytes(), stream_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -117,16 +114,16 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
     la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
   }
   switch (pass) {
-    case Pass::forward: likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_); return;
+    case Pass::forward: likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_.view(), stream_); return;
     case Pass::iwae:
       // log p per row, then the weights (/ n) and the bound, then each row's gradient times its weight.
-      likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_, stream_);
+      likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_.view(), stream_);
       importance_weights(row_logp_.get(), lpq_.get(), n, L, n, weights_.get(), bound_.get(), stream_);
       la.row_scale = weights_.get();
-      likelihood_forward_backward(cfg_, la, LikelihoodMode::weighted, scratch_, stream_);
+      likelihood_forward_backward(cfg_, la, LikelihoodMode::weighted, scratch_.view(), stream_);
       break;
     case Pass::elbo_reparam:
-    case Pass::elbo_score: likelihood_forward_backward(cfg_, la, LikelihoodMode::backward, scratch_, stream_); break;
+    case Pass::elbo_score: likelihood_forward_backward(cfg_, la, LikelihoodMode::backward, scratch_.view(), stream_); break;
   }
   backward(eps_block, eps_offset, n, L, pass, beta);
 }
@@ -149,7 +146,7 @@ void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset,
 
   for (std::size_t k = layout_.decoder().size(); k-- > 0;) {
     const auto& l = layout_.decoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, dec_act_[k].get(), R, l.out, g + l.bias, scratch_, stream_);
+    act_backward_bias_grad(cfg_.activation, dcur, dec_act_[k].get(), R, l.out, g + l.bias, scratch_.view(), stream_);
     const float* in = k == 0 ? z_.get() : dec_act_[k - 1].get();
     linear_weight_grad(blas_, R, l.in, l.out, dcur, in, g + l.weight);
     if (k == 0 && !need_dz) break;
@@ -174,9 +171,9 @@ void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset,
   lb.dhead = dnext;
   lb.dbias = g + hd.bias;
   switch (pass) {
-    case Pass::elbo_reparam: latent_backward(lb, scratch_, stream_); break;
-    case Pass::elbo_score: latent_backward_score(lb, scratch_, stream_); break;
-    case Pass::iwae: latent_backward_iwae(lb, scratch_, stream_); break;
+    case Pass::elbo_reparam: latent_backward(lb, scratch_.view(), stream_); break;
+    case Pass::elbo_score: latent_backward_score(lb, scratch_.view(), stream_); break;
+    case Pass::iwae: latent_backward_iwae(lb, scratch_.view(), stream_); break;
     case Pass::forward: return;
   }
   std::swap(dcur, dnext);
@@ -188,7 +185,7 @@ void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset,
 
   for (std::size_t k = layout_.encoder().size(); k-- > 0;) {
     const auto& l = layout_.encoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, enc_act_[k].get(), n, l.out, g + l.bias, scratch_, stream_);
+    act_backward_bias_grad(cfg_.activation, dcur, enc_act_[k].get(), n, l.out, g + l.bias, scratch_.view(), stream_);
     const float* in = k == 0 ? x_.get() : enc_act_[k - 1].get();
     linear_weight_grad(blas_, n, l.in, l.out, dcur, in, g + l.weight);
     if (k == 0) break;  // no gradient for the data
@@ -202,7 +199,7 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
     throw_error("CudaModel::decode_log_likelihood: ", n, " x ", L, " codes, expected at most ", max_batch_,
                 " data points and ", max_rows_, " rows");
   if (!z) throw_error("CudaModel::decode_log_likelihood: no codes");
-  likelihood_forward_backward(cfg_, decode_output(z, n, L), LikelihoodMode::forward, scratch_, stream_);
+  likelihood_forward_backward(cfg_, decode_output(z, n, L), LikelihoodMode::forward, scratch_.view(), stream_);
 }
 
 LikelihoodArgs CudaModel::decode_output(const float* z, int n, int L) {

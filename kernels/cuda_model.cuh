@@ -103,9 +103,7 @@ class CudaModel {
   DeviceBuffer<float> grad_a_, grad_b_;             // (R, max(width, 2Z)) ping-pong
   DeviceBuffer<float> row_logp_, lpq_, weights_;    // (R)
   DeviceBuffer<float> kl_, recon_, bound_;          // (B)
-  DeviceBuffer<float> partial_;                     // reduction scratch
-  DeviceBuffer<unsigned> counters_;                 // reduction tickets, zero between launches
-  ReduceScratch scratch_;
+  ReduceScratchBuffers scratch_;                    // every fused reduction's scratch
 };
 
 }  // namespace vae::gpu

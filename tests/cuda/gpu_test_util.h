@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "column_sum.cuh"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
@@ -76,11 +77,18 @@ inline void copy_to_device(void* dst, const void* src, std::size_t bytes) {
   VAE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
   VAE_CUDA_CHECK(cudaDeviceSynchronize());
 }
-inline std::vector<float> download_range(const float* device_ptr, std::size_t count) {
+template <class T>
+std::vector<T> download_range(const T* device_ptr, std::size_t count) {
   VAE_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> out(count);
-  VAE_CUDA_CHECK(cudaMemcpy(out.data(), device_ptr, count * sizeof(float), cudaMemcpyDeviceToHost));
+  std::vector<T> out(count);
+  VAE_CUDA_CHECK(cudaMemcpy(out.data(), device_ptr, count * sizeof(T), cudaMemcpyDeviceToHost));
   return out;
+}
+
+// The reduction scratch of launches over up to (rows, cols) with nv column sums (and row
+// sums), counters zeroed.
+inline gpu::ReduceScratchBuffers reduce_scratch(int rows, int cols, int nv, bool row_sums) {
+  return gpu::ReduceScratchBuffers(gpu::reduce_partial_floats(rows, cols, nv, row_sums), rows, cols, nullptr);
 }
 
 // A non-blocking stream and a cuBLAS handle on it: FP32 without TF32, as the backend.

@@ -196,9 +196,7 @@ TEST_F(LatentBackwardKernels, ScoreFunctionMatchesTheCpuPass) {
                                static_cast<float>(beta) / static_cast<float>(n), want.data(), want_bias.data());
     Dev<float> dh(in.head), de(in.eps), dlp(in.row_logp), dhead(in.head.size()), dbias(want_bias.size());
     Dev<double> dbeta(std::vector<double>{beta});
-    Dev<float> partial(gpu::reduce_partial_floats(n, Z, 2, false));
-    Dev<unsigned> counters(gpu::reduce_counter_count(n, Z));
-    counters.zero();
+    const auto scratch = test::reduce_scratch(n, Z, 2, false);
     dhead.poison();
     dbias.poison();
     gpu::LatentBackwardArgs a;
@@ -211,7 +209,7 @@ TEST_F(LatentBackwardKernels, ScoreFunctionMatchesTheCpuPass) {
     a.row_logp = dlp.get();
     a.dhead = dhead.get();
     a.dbias = dbias.get();
-    gpu::latent_backward_score(a, {partial.get(), partial.size(), counters.get(), counters.size()}, nullptr);
+    gpu::latent_backward_score(a, scratch.view(), nullptr);
     std::vector<double> col, col_abs;
     column_sums_ref(want, n, 2 * Z, col, col_abs);
     const std::string what = "L=" + std::to_string(L);
@@ -232,9 +230,7 @@ TEST_F(LatentBackwardKernels, IwaeMatchesTheCpuPass) {
     std::copy(in.eps.begin(), in.eps.end(), block.begin() + 64);
     Dev<float> dh(in.head), de(block), dz(in.dz), dzz(in.z), dw(in.w), dhead(in.head.size()), dbias(want_bias.size());
     Dev<std::int64_t> off(std::vector<std::int64_t>{64});
-    Dev<float> partial(gpu::reduce_partial_floats(n, Z, 2, false));
-    Dev<unsigned> counters(gpu::reduce_counter_count(n, Z));
-    counters.zero();
+    const auto scratch = test::reduce_scratch(n, Z, 2, false);
     dhead.poison();
     dbias.poison();
     gpu::LatentBackwardArgs a;
@@ -249,7 +245,7 @@ TEST_F(LatentBackwardKernels, IwaeMatchesTheCpuPass) {
     a.w = dw.get();
     a.dhead = dhead.get();
     a.dbias = dbias.get();
-    gpu::latent_backward_iwae(a, {partial.get(), partial.size(), counters.get(), counters.size()}, nullptr);
+    gpu::latent_backward_iwae(a, scratch.view(), nullptr);
     std::vector<double> col, col_abs;
     column_sums_ref(want, n, 2 * Z, col, col_abs);
     const std::string what = "K=" + std::to_string(K);
@@ -318,9 +314,7 @@ TEST_F(WeightedLikelihood, ScalesEachRowAndWritesNoRowSums) {
     const auto scale = test::uniform_values<float>(static_cast<std::size_t>(R), 0, 1.0 / c.n, 504);
     Dev<float> out(out0), db(bias), dlv(logvar), dx(x), dscale(scale), dbias(static_cast<std::size_t>(D)),
         dlogvar(static_cast<std::size_t>(D)), row_logp(static_cast<std::size_t>(R));
-    Dev<float> partial(gpu::reduce_partial_floats(R, D, c.learned ? 2 : 1, false));
-    Dev<unsigned> counters(gpu::reduce_counter_count(R, D));
-    counters.zero();
+    const auto scratch = test::reduce_scratch(R, D, c.learned ? 2 : 1, false);
     dbias.poison();
     dlogvar.poison();
     row_logp.poison();
@@ -336,7 +330,7 @@ TEST_F(WeightedLikelihood, ScalesEachRowAndWritesNoRowSums) {
     a.dlogvar = dlogvar.get();
     a.row_logp = row_logp.get();
     gpu::likelihood_forward_backward(cfg, a, gpu::LikelihoodMode::weighted,
-                                     {partial.get(), partial.size(), counters.get(), counters.size()}, nullptr);
+                                     scratch.view(), nullptr);
 
     // The CPU path: gradient with scale 1, then each row times its weight (scale_rows).
     const float fixed_lv = static_cast<float>(2.0 * std::log(cfg.sigma));

@@ -191,10 +191,8 @@ TEST_F(Layers, ActivationBackwardAndBiasGradientEveryActivation) {
   // (37, 61): two column tiles, two row chunks; (37, 13); (1000, 45): 32 row chunks.
   for (auto [rows, cols] : {std::array<int, 2>{37, 61}, std::array<int, 2>{37, 13}, std::array<int, 2>{1000, 45}}) {
     const std::size_t n = static_cast<std::size_t>(rows) * cols;
-    Dev<float> partial(gpu::reduce_partial_floats(rows, cols, 1, false));
-    Dev<unsigned> counters(gpu::reduce_counter_count(rows, cols));
-    counters.zero();
-    const gpu::ReduceScratch scratch{partial.get(), partial.size(), counters.get(), counters.size()};
+    const auto buffers = test::reduce_scratch(rows, cols, 1, false);
+    const gpu::ReduceScratch& scratch = buffers.view();
     for (Activation a : kActivations) {
       // y is an activation output: apply the activation to random pre-activations.
       auto y = test::uniform_values<float>(n, -3, 3, 7);
@@ -217,7 +215,9 @@ TEST_F(Layers, ActivationBackwardAndBiasGradientEveryActivation) {
       }
       EXPECT_TRUE(test::bit_equal(db_runs[0], db_runs[1])) << "bias gradient not deterministic: " << what;
     }
-    EXPECT_EQ(counters.download(), std::vector<unsigned>(counters.size(), 0u)) << "tickets not reset";
+    EXPECT_EQ(test::download_range(scratch.counters, scratch.counter_count),
+              std::vector<unsigned>(scratch.counter_count, 0u))
+        << "tickets not reset";
   }
 }
 
@@ -295,10 +295,7 @@ TEST_F(Latent, BackwardMatchesTheCpuFormulas) {
     const float beta_scale = static_cast<float>(beta) / static_cast<float>(n);
     Dev<double> dbeta(std::vector<double>{beta});
     Dev<float> dh(head), de(eps), ddz(dz), dhead(head.size()), dbias(2 * static_cast<std::size_t>(Z));
-    Dev<float> partial(gpu::reduce_partial_floats(n, Z, 2, false));
-    Dev<unsigned> counters(gpu::reduce_counter_count(n, Z));
-    counters.zero();
-    const gpu::ReduceScratch scratch{partial.get(), partial.size(), counters.get(), counters.size()};
+    const auto scratch = test::reduce_scratch(n, Z, 2, false);
     dhead.poison();
     dbias.poison();
     gpu::LatentBackwardArgs a;
@@ -311,7 +308,7 @@ TEST_F(Latent, BackwardMatchesTheCpuFormulas) {
     a.beta = dbeta.get();
     a.dhead = dhead.get();
     a.dbias = dbias.get();
-    gpu::latent_backward(a, scratch, nullptr);
+    gpu::latent_backward(a, scratch.view(), nullptr);
 
     std::vector<float> want(head.size());
     for (int b = 0; b < n; ++b)
@@ -368,9 +365,7 @@ TEST_F(LikelihoodKernel, LogProbAndGradientsMatchTheCpuFormulas) {
       Dev<float> out(out0), db(bias), dlv(logvar), dx(x), dbias(static_cast<std::size_t>(D)),
           dlogvar(static_cast<std::size_t>(D)), row_logp(static_cast<std::size_t>(R));
       const int nv = backward ? (c.learned ? 2 : 1) : 0;
-      Dev<float> partial(gpu::reduce_partial_floats(R, D, nv, true));
-      Dev<unsigned> counters(gpu::reduce_counter_count(R, D));
-      counters.zero();
+      const auto scratch = test::reduce_scratch(R, D, nv, true);
       dbias.poison();
       dlogvar.poison();
       row_logp.poison();
@@ -385,7 +380,7 @@ TEST_F(LikelihoodKernel, LogProbAndGradientsMatchTheCpuFormulas) {
       a.dlogvar = dlogvar.get();
       a.row_logp = row_logp.get();
       gpu::likelihood_forward_backward(cfg, a, backward ? gpu::LikelihoodMode::backward : gpu::LikelihoodMode::forward,
-                                       {partial.get(), partial.size(), counters.get(), counters.size()}, nullptr);
+                                       scratch.view(), nullptr);
 
       // The CPU formulas, element by element; sums in double.
       const float scale = 1.0f / static_cast<float>(R);
