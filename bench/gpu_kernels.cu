@@ -404,13 +404,12 @@ class Bench {
     c.bytes = double(2 * n + cols) * 4;
     c.sets = sets_for(n * 4, l2_);
     for (int k = 0; k < c.sets; ++k) sets->emplace_back(random_vec(n, -1, 1, 1), "y");
-    float* b = bias->get();
     c.variants.push_back({"fused", 1, [=](int k) {
-                            gpu::bias_act_forward(Activation::relu, (*sets)[k].get(), b, B, cols, s());
+                            gpu::bias_act_forward(Activation::relu, (*sets)[k].get(), bias->get(), B, cols, s());
                           }});
     c.variants.push_back({"unfused", 2, [=](int k) {
                             float* y = (*sets)[k].get();
-                            add_bias_kernel<<<blocks_for(n), kThreads, 0, s()>>>(y, b, B, cols);
+                            add_bias_kernel<<<blocks_for(n), kThreads, 0, s()>>>(y, bias->get(), B, cols);
                             launch_check("add_bias_kernel");
                             relu_kernel<<<blocks_for(n), kThreads, 0, s()>>>(y, n);
                             launch_check("relu_kernel");
@@ -418,11 +417,11 @@ class Bench {
     c.check = [=]() -> std::string {
       Array& a = (*sets)[0];
       a.reset();
-      gpu::bias_act_forward(Activation::relu, a.get(), b, B, cols, s());
+      gpu::bias_act_forward(Activation::relu, a.get(), bias->get(), B, cols, s());
       sync();
       const auto f = a.download();
       a.reset();
-      add_bias_kernel<<<blocks_for(n), kThreads, 0, s()>>>(a.get(), b, B, cols);
+      add_bias_kernel<<<blocks_for(n), kThreads, 0, s()>>>(a.get(), bias->get(), B, cols);
       relu_kernel<<<blocks_for(n), kThreads, 0, s()>>>(a.get(), n);
       sync();
       const double w = worst(a.download(), f, 1e-6, 1e-6);
@@ -440,10 +439,8 @@ class Bench {
     };
     auto sets = std::make_shared<std::vector<Set>>();
     auto db = std::make_shared<Array>(static_cast<std::size_t>(cols), "db");
-    auto scratch_buf = std::make_shared<Array>(gpu::reduce_partial_floats(B, cols, 1, false), "scratch");
-    auto counters = std::make_shared<DeviceBuffer<unsigned>>(gpu::reduce_counter_count(B, cols), "counters");
-    VAE_CUDA_CHECK(cudaMemset(counters->get(), 0, counters->size() * sizeof(unsigned)));
-    const gpu::ReduceScratch scratch{scratch_buf->get(), scratch_buf->buf.size(), counters->get(), counters->size()};
+    auto scratch = std::make_shared<gpu::ReduceScratchBuffers>(gpu::reduce_partial_floats(B, cols, 1, false), B, cols,
+                                                               nullptr);
     auto partial = std::make_shared<Array>(static_cast<std::size_t>((B + kPartialRows - 1) / kPartialRows) * cols,
                                            "partial");
     auto y_values = random_vec(n, -1, 1, 4);
@@ -455,27 +452,25 @@ class Bench {
     c.bytes = double(3 * n + cols) * 4;
     c.sets = sets_for(2 * n * 4, l2_);
     for (int k = 0; k < c.sets; ++k) sets->push_back({Array(random_vec(n, -1, 1, 3), "dy"), Array(y_values, "y")});
-    float* dbp = db->get();
-    float* pp = partial->get();
     c.variants.push_back({"fused", 1, [=](int k) {
                             gpu::act_backward_bias_grad(Activation::relu, (*sets)[k].dy.get(), (*sets)[k].y.get(), B,
-                                                        cols, dbp, scratch, s());
+                                                        cols, db->get(), scratch->view(), s());
                           }});
     c.variants.push_back({"unfused", 3, [=](int k) {
                             mul_relu_grad_kernel<<<blocks_for(n), kThreads, 0, s()>>>((*sets)[k].dy.get(),
                                                                                        (*sets)[k].y.get(), n);
                             launch_check("mul_relu_grad_kernel");
-                            column_sums_unfused((*sets)[k].dy.get(), B, cols, pp, dbp, s());
+                            column_sums_unfused((*sets)[k].dy.get(), B, cols, partial->get(), db->get(), s());
                           }});
     c.check = [=]() -> std::string {
       Set& t = (*sets)[0];
       t.dy.reset();
-      gpu::act_backward_bias_grad(Activation::relu, t.dy.get(), t.y.get(), B, cols, dbp, scratch, s());
+      gpu::act_backward_bias_grad(Activation::relu, t.dy.get(), t.y.get(), B, cols, db->get(), scratch->view(), s());
       sync();
       const auto fdy = t.dy.download(), fdb = db->download();
       t.dy.reset();
       mul_relu_grad_kernel<<<blocks_for(n), kThreads, 0, s()>>>(t.dy.get(), t.y.get(), n);
-      column_sums_unfused(t.dy.get(), B, cols, pp, dbp, s());
+      column_sums_unfused(t.dy.get(), B, cols, partial->get(), db->get(), s());
       sync();
       if (worst(t.dy.download(), fdy, 1e-7, 1e-6) > 1) return "dy differs";
       const double w = worst(db->download(), fdb, 1e-4 * std::sqrt(double(B)), 1e-5);
@@ -499,10 +494,8 @@ class Bench {
     auto sig = std::make_shared<Array>(n, "sigmoid");
     auto partial = std::make_shared<Array>(static_cast<std::size_t>((B + kPartialRows - 1) / kPartialRows) * D,
                                            "partial");
-    auto scratch_buf = std::make_shared<Array>(gpu::reduce_partial_floats(B, D, 1, true), "scratch");
-    auto counters = std::make_shared<DeviceBuffer<unsigned>>(gpu::reduce_counter_count(B, D), "counters");
-    VAE_CUDA_CHECK(cudaMemset(counters->get(), 0, counters->size() * sizeof(unsigned)));
-    const gpu::ReduceScratch scratch{scratch_buf->get(), scratch_buf->buf.size(), counters->get(), counters->size()};
+    auto scratch = std::make_shared<gpu::ReduceScratchBuffers>(gpu::reduce_partial_floats(B, D, 1, true), B, D,
+                                                               nullptr);
     vae::ModelConfig cfg;
     cfg.input_dim = D;
     cfg.samples = 1;
@@ -524,7 +517,7 @@ class Bench {
       a.L = 1;
       a.dbias = dbias->get();
       a.row_logp = row_logp->get();
-      gpu::likelihood_forward_backward(cfg, a, gpu::LikelihoodMode::backward, scratch, s());
+      gpu::likelihood_forward_backward(cfg, a, gpu::LikelihoodMode::backward, scratch->view(), s());
     };
     auto unfused = [=](Set& t) {
       float* o = t.out.get();
@@ -621,10 +614,8 @@ class Bench {
     auto dbias = std::make_shared<Array>(static_cast<std::size_t>(2 * Z), "dbias");
     auto partial = std::make_shared<Array>(static_cast<std::size_t>((B + kPartialRows - 1) / kPartialRows) * 2 * Z,
                                            "partial");
-    auto scratch_buf = std::make_shared<Array>(gpu::reduce_partial_floats(B, Z, 2, false), "scratch");
-    auto counters = std::make_shared<DeviceBuffer<unsigned>>(gpu::reduce_counter_count(B, Z), "counters");
-    VAE_CUDA_CHECK(cudaMemset(counters->get(), 0, counters->size() * sizeof(unsigned)));
-    const gpu::ReduceScratch scratch{scratch_buf->get(), scratch_buf->buf.size(), counters->get(), counters->size()};
+    auto scratch = std::make_shared<gpu::ReduceScratchBuffers>(gpu::reduce_partial_floats(B, Z, 2, false), B, Z,
+                                                               nullptr);
     auto beta = std::make_shared<DeviceBuffer<double>>(1, "beta");
     const double one = 1.0;
     VAE_CUDA_CHECK(cudaMemcpy(beta->get(), &one, sizeof one, cudaMemcpyHostToDevice));
@@ -649,7 +640,7 @@ class Bench {
       a.beta = beta->get();
       a.dhead = dhead->get();
       a.dbias = dbias->get();
-      gpu::latent_backward(a, scratch, s());
+      gpu::latent_backward(a, scratch->view(), s());
     };
     auto unfused = [=](Set& t) {
       latent_dmu_kernel<<<blocks_for(nz), kThreads, 0, s()>>>(t.head.get(), t.dz.get(), B, Z, beta_scale, dhead->get());
@@ -702,7 +693,6 @@ class Bench {
       sets->push_back({Array(random_vec(n, -0.05f, 0.05f, 15), "p"), Array(random_vec(n, -1e-2f, 1e-2f, 16), "g"),
                        Array(random_vec(n, -1e-3f, 1e-3f, 17), "m"), Array(random_vec(n, 0, 1e-5f, 18), "v")});
     const std::size_t split = layout.encoder_end();
-    const auto* hdr = reinterpret_cast<const gpu::StepHeader*>(record->get());
     auto fused = [=](Set& t) {
       gpu::OptimizerArgs a;
       a.p = t.p.get();
@@ -711,7 +701,7 @@ class Bench {
       a.s2 = t.v.get();
       a.n = n;
       a.encoder_end = split;
-      a.hdr = hdr;
+      a.hdr = reinterpret_cast<const gpu::StepHeader*>(record->get());
       a.updates = updates->get();
       gpu::optimizer_step(a, cfg, s());
     };
