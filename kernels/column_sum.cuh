@@ -64,7 +64,7 @@ class ReduceScratchBuffers {
   ReduceScratch view_;
 };
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(VAE_CUDA_EMU)  // nvcc, or the CPU emulator (tests/emu)
 
 // Every thread of the block calls this; true in every thread of the block that took the
 // last of `expected` tickets from *counter (and that block resets the counter).
@@ -138,6 +138,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-#endif  // __CUDACC__
+#endif  // __CUDACC__ || VAE_CUDA_EMU
 
 }  // namespace vae::gpu

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(kThreads)
   if (skip && *skip) return;  // the same for every block: the step was dropped
   // Raw storage: a __shared__ variable cannot have a constructor (OptimizerScalars has
   // default member initializers); thread 0 assigns both before anyone reads them.
-  __shared__ alignas(ew::OptimizerScalars) unsigned char raw[2 * sizeof(ew::OptimizerScalars)];
+  alignas(ew::OptimizerScalars) __shared__ unsigned char raw[2 * sizeof(ew::OptimizerScalars)];
   __shared__ int update[2];
   ew::OptimizerScalars* scalars = reinterpret_cast<ew::OptimizerScalars*>(raw);
   if (threadIdx.x == 0) {
