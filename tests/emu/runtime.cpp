@@ -72,11 +72,67 @@ namespace {
   std::abort();
 }
 
+// ---- fiber contexts -------------------------------------------------------------------------
+// On x86-64 a switch saves the callee-saved registers on the old stack and loads the new
+// stack pointer (no system call, unlike swapcontext, which sets the signal mask at every switch);
+// elsewhere ucontext.
+#if defined(__x86_64__)
+extern "C" void vae_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .pushsection .text
+  .globl vae_emu_switch
+  .type vae_emu_switch, @function
+vae_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size vae_emu_switch, .-vae_emu_switch
+  .popsection
+)");
+struct Context {
+  void* sp = nullptr;
+};
+// A context that starts entry() on the stack [stack, stack + bytes).
+void context_init(Context& c, char* stack, std::size_t bytes, void (*entry)()) {
+  auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                          // entry() sees the stack as after a call
+  *--sp = reinterpret_cast<void*>(entry);   // where the first switch returns to
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
+  c.sp = sp;
+}
+void context_switch(Context& from, Context& to) { vae_emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+  ucontext_t uc;
+};
+void context_init(Context& c, char* stack, std::size_t bytes, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+void context_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
 // ---- the fiber scheduler ------------------------------------------------------------------
 enum class State { runnable, at_block, at_warp, done };
 
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   State state = State::runnable;
   uint3 tid{};
 };
@@ -88,7 +144,7 @@ struct Scheduler {
   std::vector<std::unique_ptr<char[]>> stacks;
   std::vector<unsigned long long> slots;
   std::vector<int> order;
-  ucontext_t sched;
+  Context sched;
   const std::function<void()>* body = nullptr;
   const char* kernel = "";
   int current = -1;
@@ -126,7 +182,7 @@ void fiber_entry() {
 #ifdef VAE_EMU_ASAN
   __sanitizer_start_switch_fiber(nullptr, g_sched_bottom, g_sched_size);  // this fiber ends
 #endif
-  swapcontext(&s.fibers[static_cast<std::size_t>(me)].ctx, &s.sched);
+  context_switch(s.fibers[static_cast<std::size_t>(me)].ctx, s.sched);
   fatal("a finished fiber was resumed");
 }
 
@@ -139,7 +195,7 @@ void yield_as(State st) {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, g_sched_bottom, g_sched_size);
 #endif
-  swapcontext(&f.ctx, &s.sched);
+  context_switch(f.ctx, s.sched);
 #ifdef VAE_EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, &g_sched_bottom, &g_sched_size);
 #endif
@@ -151,7 +207,7 @@ void resume(Scheduler& s, int i) {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, s.stacks[static_cast<std::size_t>(i)].get(), kStackBytes);
 #endif
-  swapcontext(&s.sched, &s.fibers[static_cast<std::size_t>(i)].ctx);
+  context_switch(s.sched, s.fibers[static_cast<std::size_t>(i)].ctx);
 #ifdef VAE_EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -175,11 +231,7 @@ void run_block(Scheduler& s, int n) {
     __asan_unpoison_memory_region(stack.get(), kStackBytes);  // what a fiber of the last block left
 #endif
     Fiber& f = s.fibers[static_cast<std::size_t>(i)];
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = stack.get();
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_entry, 0);
+    context_init(f.ctx, stack.get(), kStackBytes, fiber_entry);
     f.state = State::runnable;
     const unsigned bx = s.block_dim.x, by = s.block_dim.y;
     f.tid = uint3{static_cast<unsigned>(i) % bx, (static_cast<unsigned>(i) / bx) % by, static_cast<unsigned>(i) / (bx * by)};

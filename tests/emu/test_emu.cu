@@ -1,0 +1,200 @@
+// The emulator's own tests: that it runs what a GPU runs (barriers, shuffles, streams,
+// events, graphs), and that the faults it is there to expose do show: a missing barrier
+// changes the result with the thread order, a missing wait reads stale data, capture
+// refuses synchronous calls, a divergent barrier aborts. Built and run only in the
+// emulator's build (translated like the kernels).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace {
+
+// Block sum through shared memory with barriers, then a warp shuffle butterfly.
+__global__ void block_sum_kernel(const float* x, int n, float* out) {
+  __shared__ float buf[256];
+  const int t = threadIdx.x;
+  const int i = blockIdx.x * blockDim.x + t;
+  buf[t] = i < n ? x[i] : 0.0f;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s >= 32; s >>= 1) {
+    if (t < s) buf[t] += buf[t + s];
+    __syncthreads();
+  }
+  if (t < 32) {
+    float v = buf[t];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (t == 0) out[blockIdx.x] = v;
+  }
+}
+
+// The same without the barrier between writing and reading the neighbour's slot.
+__global__ void racy_shift_kernel(float* out) {
+  __shared__ float buf[64];
+  const int t = threadIdx.x;
+  buf[t] = static_cast<float>(t + 1);
+  out[t] = buf[(t + 1) % 64];  // needs __syncthreads() before it
+}
+
+// Half a warp at __syncthreads, the other half at a shuffle that needs the whole warp.
+__global__ void divergent_barrier_kernel() {
+  if (threadIdx.x < 16) __syncthreads();
+  else {
+    float v = 1.0f;
+    v = __shfl_xor_sync(0xffffffffu, v, 1);
+    (void)v;
+  }
+}
+
+__global__ void add_one_kernel(float* x, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += 1.0f;
+}
+
+void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
+
+std::vector<float> run_racy(const char* order) {
+  setenv("VAE_EMU_ORDER", order, 1);
+  float* d = nullptr;
+  EXPECT_EQ(cudaMalloc(&d, 64 * sizeof(float)), cudaSuccess);
+  racy_shift_kernel<<<1, 64>>>(d);
+  std::vector<float> h(64);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(h.data(), d, 64 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  cudaFree(d);
+  return h;
+}
+
+TEST(Emulator, BarriersAndShufflesSumLikeTheHost) {
+  const int n = 1000;
+  std::vector<float> x(n);
+  for (int i = 0; i < n; ++i) x[i] = static_cast<float>((i * 37) % 101) - 50.0f;
+  float *dx = nullptr, *dout = nullptr;
+  check(cudaMalloc(&dx, n * sizeof(float)));
+  check(cudaMalloc(&dout, 4 * sizeof(float)));
+  check(cudaMemcpy(dx, x.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  block_sum_kernel<<<4, 256>>>(dx, n, dout);
+  check(cudaGetLastError());
+  check(cudaDeviceSynchronize());
+  std::vector<float> out(4);
+  check(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost));
+  for (int b = 0; b < 4; ++b) {
+    double want = 0;
+    for (int i = b * 256; i < std::min(n, (b + 1) * 256); ++i) want += x[i];
+    EXPECT_EQ(out[b], static_cast<float>(want)) << "block " << b;  // integers: exact in float
+  }
+  cudaFree(dx);
+  cudaFree(dout);
+}
+
+TEST(Emulator, AMissingBarrierGivesOrderDependentResults) {
+  const char* saved = std::getenv("VAE_EMU_ORDER");
+  const std::string keep = saved ? saved : "";
+  const std::vector<float> fwd = run_racy("forward"), rev = run_racy("reverse");
+  if (keep.empty()) unsetenv("VAE_EMU_ORDER");
+  else setenv("VAE_EMU_ORDER", keep.c_str(), 1);
+  EXPECT_NE(fwd, rev) << "the race went unnoticed";
+}
+
+TEST(Emulator, StreamWorkWaitsForTheHostToWait) {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  float* d = nullptr;
+  float* pinned = nullptr;
+  check(cudaMalloc(&d, 8 * sizeof(float)));
+  check(cudaMallocHost(reinterpret_cast<void**>(&pinned), 8 * sizeof(float)));
+  check(cudaMemsetAsync(d, 0, 8 * sizeof(float), s));
+  add_one_kernel<<<1, 8, 0, s>>>(d, 8);
+  for (int i = 0; i < 8; ++i) pinned[i] = -1.0f;
+  check(cudaMemcpyAsync(pinned, d, 8 * sizeof(float), cudaMemcpyDeviceToHost, s));
+  EXPECT_EQ(pinned[0], -1.0f) << "without a wait the copy has not happened";
+  check(cudaStreamSynchronize(s));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(pinned[i], 1.0f);
+  cudaFreeHost(pinned);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
+TEST(Emulator, AnEventOrdersTwoStreams) {
+  cudaStream_t a = nullptr, b = nullptr;
+  cudaEvent_t e = nullptr;
+  check(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+  check(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
+  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  float* d = nullptr;
+  float h = 0.0f;
+  check(cudaMalloc(&d, sizeof(float)));
+  check(cudaMemsetAsync(d, 0, sizeof(float), a));
+  add_one_kernel<<<1, 1, 0, a>>>(d, 1);
+  check(cudaEventRecord(e, a));
+  check(cudaStreamWaitEvent(b, e, 0));
+  add_one_kernel<<<1, 1, 0, b>>>(d, 1);
+  check(cudaMemcpyAsync(&h, d, sizeof(float), cudaMemcpyDeviceToHost, b));  // pageable: waits
+  EXPECT_EQ(h, 2.0f);
+  cudaFree(d);
+  cudaEventDestroy(e);
+  cudaStreamDestroy(a);
+  cudaStreamDestroy(b);
+}
+
+TEST(Emulator, FreshDeviceMemoryReadsAsNaN) {
+  float* d = nullptr;
+  float h = 0.0f;
+  check(cudaMalloc(&d, sizeof(float)));
+  check(cudaMemcpy(&h, d, sizeof(float), cudaMemcpyDeviceToHost));
+  EXPECT_TRUE(std::isnan(h));
+  cudaFree(d);
+}
+
+TEST(Emulator, GraphsReplayAndCaptureRefusesSynchronousCalls) {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  float* d = nullptr;
+  check(cudaMalloc(&d, 4 * sizeof(float)));
+  check(cudaMemsetAsync(d, 0, 4 * sizeof(float), s));
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  add_one_kernel<<<1, 4, 0, s>>>(d, 4);
+  cudaGraph_t g = nullptr;
+  check(cudaStreamEndCapture(s, &g));
+  cudaGraphExec_t x = nullptr;
+  check(cudaGraphInstantiate(&x, g, 0));
+  for (int k = 0; k < 3; ++k) check(cudaGraphLaunch(x, s));
+  check(cudaStreamSynchronize(s));
+  std::vector<float> h(4);
+  check(cudaMemcpy(h.data(), d, 4 * sizeof(float), cudaMemcpyDeviceToHost));
+  for (float v : h) EXPECT_EQ(v, 3.0f) << "captured, not run; three replays";
+
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  float* more = nullptr;
+  EXPECT_EQ(cudaMalloc(&more, 16), cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t broken = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &broken), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(broken, nullptr);
+  (void)cudaGetLastError();
+  cudaGraphExecDestroy(x);
+  cudaGraphDestroy(g);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
+TEST(Emulator, BadLaunchConfigurationIsReported) {
+  add_one_kernel<<<1, 2048>>>(nullptr, 0);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        divergent_barrier_kernel<<<1, 32>>>();
+        (void)cudaDeviceSynchronize();
+      },
+      "divergent_barrier_kernel.*deadlock");
+}
+
+}  // namespace
