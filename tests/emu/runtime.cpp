@@ -25,6 +25,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -43,6 +44,7 @@
 // ---- opaque handles ------------------------------------------------------------------------
 struct CUstream_st {
   std::deque<std::pair<std::string, std::function<void()>>> queue;
+  std::uint64_t submitted = 0, executed = 0;  // ops enqueued and run so far
   bool running = false;  // executing one of its ops
   bool blocking = true;
   struct CUgraph_st* capture = nullptr;
@@ -151,12 +153,13 @@ struct Scheduler {
   uint3 block_idx{};
   dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
   std::uint64_t launches = 0;
-  std::string order_mode;
+  enum class Order { forward, reverse, shuffle } order_mode = Order::forward;
   Scheduler() {
     const char* o = std::getenv("VAE_EMU_ORDER");
-    order_mode = o && *o ? o : "forward";
-    if (order_mode != "forward" && order_mode != "reverse" && order_mode != "shuffle")
-      fatal("VAE_EMU_ORDER must be forward, reverse or shuffle, got '" + order_mode + "'");
+    const std::string name = o && *o ? o : "forward";
+    if (name == "reverse") order_mode = Order::reverse;
+    else if (name == "shuffle") order_mode = Order::shuffle;
+    else if (name != "forward") fatal("VAE_EMU_ORDER must be forward, reverse or shuffle, got '" + name + "'");
   }
 };
 
@@ -238,10 +241,12 @@ void run_block(Scheduler& s, int n) {
   }
   s.order.resize(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) s.order[static_cast<std::size_t>(i)] = i;
-  if (s.order_mode == "reverse") std::reverse(s.order.begin(), s.order.end());
-  std::mt19937 rng(static_cast<unsigned>(s.launches * 7919u + s.block_idx.x * 131u + s.block_idx.y));
+  if (s.order_mode == Scheduler::Order::reverse) std::reverse(s.order.begin(), s.order.end());
+  std::optional<std::mt19937> rng;  // seeded by launch and block: the same run, the same orders
+  if (s.order_mode == Scheduler::Order::shuffle)
+    rng.emplace(static_cast<unsigned>(s.launches * 7919u + s.block_idx.x * 131u + s.block_idx.y));
   for (;;) {
-    if (s.order_mode == "shuffle") std::shuffle(s.order.begin(), s.order.end(), rng);
+    if (rng) std::shuffle(s.order.begin(), s.order.end(), *rng);
     for (int i : s.order) {
       Fiber& f = s.fibers[static_cast<std::size_t>(i)];
       if (f.state != State::runnable) continue;
@@ -293,7 +298,7 @@ void run_kernel(const char* name, dim3 grid, dim3 block, const std::function<voi
   const int n = static_cast<int>(block.x * block.y * block.z);
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
   for (std::uint64_t b = 0; b < blocks; ++b) {
-    const std::uint64_t k = s.order_mode == "reverse" ? blocks - 1 - b : b;
+    const std::uint64_t k = s.order_mode == Scheduler::Order::reverse ? blocks - 1 - b : b;
     s.block_idx = uint3{static_cast<unsigned>(k % grid.x), static_cast<unsigned>((k / grid.x) % grid.y),
                         static_cast<unsigned>(k / (std::uint64_t(grid.x) * grid.y))};
     run_block(s, n);
@@ -320,13 +325,16 @@ std::map<std::uintptr_t, std::size_t>& pinned_allocs() {
 }
 std::size_t g_device_used = 0;
 
-bool in_allocs(const std::map<std::uintptr_t, std::size_t>& m, const void* p) {
+// The allocation of `m` (start, bytes) that holds address p, or null.
+const std::pair<const std::uintptr_t, std::size_t>* allocation_of(const std::map<std::uintptr_t, std::size_t>& m,
+                                                                  const void* p) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   auto it = m.upper_bound(a);
-  if (it == m.begin()) return false;
+  if (it == m.begin()) return nullptr;
   --it;
-  return a >= it->first && a < it->first + std::max<std::size_t>(it->second, 1);
+  return a < it->first + std::max<std::size_t>(it->second, 1) ? &*it : nullptr;
 }
+bool in_allocs(const std::map<std::uintptr_t, std::size_t>& m, const void* p) { return allocation_of(m, p) != nullptr; }
 bool is_device(const void* p) { return in_allocs(device_allocs(), p); }
 
 // ---- streams ---------------------------------------------------------------------------------
@@ -338,14 +346,6 @@ std::set<CUstream_st*>& streams() {
   static std::set<CUstream_st*> s;
   return s;
 }
-std::map<CUstream_st*, std::uint64_t>& submitted() {
-  static std::map<CUstream_st*, std::uint64_t> m;
-  return m;
-}
-std::map<CUstream_st*, std::uint64_t>& executed() {
-  static std::map<CUstream_st*, std::uint64_t> m;
-  return m;
-}
 bool g_capturing_thread = false;  // a capture (global or thread-local mode) is under way
 
 CUstream_st* resolve(cudaStream_t s) {
@@ -355,7 +355,7 @@ CUstream_st* resolve(cudaStream_t s) {
 }
 
 void flush_to(CUstream_st* s, std::uint64_t target) {
-  while (executed()[s] < target) {
+  while (s->executed < target) {
     if (s->running) fatal("a stream waits for its own later work (an event recorded after the wait): deadlock");
     if (s->queue.empty()) fatal("internal: stream queue shorter than its count");
     auto op = std::move(s->queue.front());
@@ -363,10 +363,16 @@ void flush_to(CUstream_st* s, std::uint64_t target) {
     s->running = true;
     op.second();
     s->running = false;
-    ++executed()[s];
+    ++s->executed;
   }
 }
-void flush(CUstream_st* s) { flush_to(s, submitted()[s]); }
+void flush(CUstream_st* s) { flush_to(s, s->submitted); }
+// What a synchronous call waits for first: the legacy stream and the blocking streams.
+void flush_legacy_order() {
+  flush(&legacy());
+  for (CUstream_st* s : streams())
+    if (s->blocking) flush(s);
+}
 void flush_all() {
   bool again = true;
   while (again) {
@@ -390,7 +396,7 @@ cudaError_t submit(cudaStream_t stream, std::string what, std::function<void()> 
   }
   if (g_capturing_thread && s == &legacy()) return set_error(cudaErrorStreamCaptureImplicit);
   s->queue.emplace_back(std::move(what), std::move(fn));
-  ++submitted()[s];
+  ++s->submitted;
   return cudaSuccess;
 }
 
@@ -625,12 +631,8 @@ bool range_ok(const void* p, std::size_t bytes, bool device) {
   if (bytes == 0) return true;
   if (!p) return false;
   if (!device) return true;
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  auto& m = device_allocs();
-  auto it = m.upper_bound(a);
-  if (it == m.begin()) return false;
-  --it;
-  return a >= it->first && a + bytes <= it->first + it->second;
+  const auto* alloc = allocation_of(device_allocs(), p);
+  return alloc && reinterpret_cast<std::uintptr_t>(p) + bytes <= alloc->first + alloc->second;
 }
 
 // The direction implied by the pointers (cudaMemcpyDefault) or checked against them.
@@ -661,18 +663,14 @@ cudaError_t check_copy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (refuse_if_capturing() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   if (cudaError_t e = check_copy(dst, src, bytes, kind); e != cudaSuccess) return e;
-  flush(&legacy());
-  for (CUstream_st* s : streams())
-    if (s->blocking) flush(s);
+  flush_legacy_order();
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   if (refuse_if_capturing() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   if (!range_ok(dst, bytes, true)) return set_error(cudaErrorInvalidValue);
-  flush(&legacy());
-  for (CUstream_st* s : streams())
-    if (s->blocking) flush(s);
+  flush_legacy_order();
   if (bytes) std::memset(dst, value, bytes);
   return cudaSuccess;
 }
@@ -723,8 +721,6 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   if (!s || s == &legacy()) return set_error(cudaErrorInvalidResourceHandle);
   flush(s);  // work already enqueued still completes
   streams().erase(s);
-  submitted().erase(s);
-  executed().erase(s);
   delete s;
   return cudaSuccess;
 }
@@ -771,7 +767,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
       err != cudaSuccess)
     return err;
   event->stream = s;
-  event->target = submitted()[s];
+  event->target = s->submitted;
   event->recorded = true;
   return cudaSuccess;
 }
