@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "emu.h"
 
@@ -45,48 +46,25 @@ template <class T>
 inline T __ldcg(const T* p) {
   return *p;
 }
-inline unsigned atomicAdd(unsigned* p, unsigned v) {
-  const unsigned old = *p;
+// Integer atomics (the project has no float atomics); the value converts to *p's type, as
+// with CUDA's overloads.
+template <class T>
+using vae_emu_integral = std::enable_if_t<std::is_integral<T>::value, T>;
+template <class T>
+inline T atomicAdd(T* p, vae_emu_integral<T> v) {
+  const T old = *p;
   *p = old + v;
   return old;
 }
-inline int atomicAdd(int* p, int v) {
-  const int old = *p;
-  *p = old + v;
-  return old;
-}
-inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
-  const unsigned long long old = *p;
-  *p = old + v;
-  return old;
-}
-inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
-  const unsigned long long old = *p;
+template <class T>
+inline T atomicMin(T* p, vae_emu_integral<T> v) {
+  const T old = *p;
   if (v < old) *p = v;
   return old;
 }
-inline long long atomicMin(long long* p, long long v) {
-  const long long old = *p;
-  if (v < old) *p = v;
-  return old;
-}
-inline int atomicMin(int* p, int v) {
-  const int old = *p;
-  if (v < old) *p = v;
-  return old;
-}
-inline unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
-  const unsigned long long old = *p;
-  *p = v;
-  return old;
-}
-inline unsigned atomicExch(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  *p = v;
-  return old;
-}
-inline int atomicExch(int* p, int v) {
-  const int old = *p;
+template <class T>
+inline T atomicExch(T* p, vae_emu_integral<T> v) {
+  const T old = *p;
   *p = v;
   return old;
 }
