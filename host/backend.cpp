@@ -12,6 +12,19 @@
 
 namespace vae {
 
+void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {
+  if (data.dim != model.input_dim)
+    throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+  if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin)
+    throw_error("items [", begin, ", ", begin + n, ") are outside the ", data.count, " items of '", data.source, "'");
+}
+
+std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z) {
+  if (z.size() % static_cast<std::size_t>(model.latent) != 0)
+    throw_error("decode_means: ", z.size(), " values are not whole codes of the latent size ", model.latent);
+  return static_cast<std::int64_t>(z.size() / static_cast<std::size_t>(model.latent));
+}
+
 bool cuda_usable(std::string* why) {
 #if defined(VAE_HAVE_CUDA)
   return cuda_device_usable(why);

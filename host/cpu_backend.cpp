@@ -208,6 +208,37 @@ class CpuBackend final : public Backend {
     return total;
   }
 
+  std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+    check_encode_args(model_cfg_, data, begin, n);
+    const int Z = model_cfg_.latent, D = data.dim, chunk = model_.max_batch();
+    std::vector<float> mu(static_cast<std::size_t>(n) * Z);
+    for (std::int64_t b = 0; b < n; b += chunk) {
+      const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
+      for (int i = 0; i < k; ++i) data.row_as<T>(begin + b + i, x_.data() + static_cast<std::size_t>(i) * D);
+      model_.run(x_.data(), eps_.data(), k, 1, model_cfg_.beta, Pass::forward);  // mu does not depend on eps
+      for (int i = 0; i < k; ++i) {
+        const T* row = model_.head() + static_cast<std::size_t>(i) * 2 * Z;
+        std::copy(row, row + Z, mu.begin() + static_cast<std::ptrdiff_t>((b + i) * Z));
+      }
+    }
+    return mu;
+  }
+
+  std::vector<float> decode_means(const std::vector<float>& z) override {
+    const std::int64_t rows = decode_rows(model_cfg_, z);
+    const int Z = model_cfg_.latent, D = model_cfg_.input_dim;
+    const int chunk = model_.max_batch() * model_.max_samples();
+    std::vector<float> out(static_cast<std::size_t>(rows) * D);
+    std::vector<T> zc(static_cast<std::size_t>(chunk) * Z), mean(static_cast<std::size_t>(chunk) * D);
+    for (std::int64_t b = 0; b < rows; b += chunk) {
+      const int k = static_cast<int>(std::min<std::int64_t>(chunk, rows - b));
+      std::copy_n(z.begin() + static_cast<std::ptrdiff_t>(b * Z), static_cast<std::size_t>(k) * Z, zc.begin());
+      model_.decode_mean(zc.data(), k, mean.data());
+      std::copy_n(mean.begin(), static_cast<std::size_t>(k) * D, out.begin() + static_cast<std::ptrdiff_t>(b * D));
+    }
+    return out;
+  }
+
  private:
   void check_size(std::size_t n, const char* what) const {
     if (n != model_.layout().total())

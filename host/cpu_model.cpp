@@ -206,8 +206,7 @@ void CpuModel<T>::decode_mean(const T* z, int n, T* result) {
   for (int r = 0; r < n; ++r)
     for (int d = 0; d < out.out; ++d) {
       const std::size_t i = static_cast<std::size_t>(r) * out.out + d;
-      const T o = logits_[i] + p[out.bias + d];
-      result[i] = cfg_.likelihood == Likelihood::bernoulli ? T(1) / (T(1) + ew::exp_(-o)) : o;
+      result[i] = ew::decoder_mean(cfg_.likelihood, logits_[i] + p[out.bias + d]);
     }
 }
 

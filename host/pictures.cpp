@@ -8,21 +8,13 @@
 #include <sstream>
 
 #include "canvas.h"
-#include "cpu_model.h"
+#include "vae/backend.h"
 #include "vae/error.h"
 #include "vae/io.h"
 #include "vae/rng.h"
 
 namespace vae {
 namespace {
-
-CpuModel<float> load(const ModelConfig& model, const std::vector<float>& params, int max_batch) {
-  CpuModel<float> m(model, max_batch);
-  if (params.size() != m.params().size())
-    throw_error("pictures: ", params.size(), " parameters, the model needs ", m.params().size());
-  std::copy(params.begin(), params.end(), m.params().begin());
-  return m;
-}
 
 void check_item_shape(const ModelConfig& model, const Dataset& data) {
   if (data.dim != model.input_dim)
@@ -86,52 +78,30 @@ void draw_panel(Canvas& c, int left, int top, int width, int height, const std::
 
 }  // namespace
 
-std::vector<float> encode_means(const ModelConfig& model, const std::vector<float>& params, const Dataset& data,
-                                std::int64_t begin, std::int64_t n) {
-  check_item_shape(model, data);
-  if (begin < 0 || n < 0 || begin + n > data.count)
-    throw_error("items [", begin, ", ", begin + n, ") are outside the ", data.count, " items of '", data.source, "'");
-  const int chunk = 256, Z = model.latent, D = data.dim;
-  CpuModel<float> m = load(model, params, chunk);
-  std::vector<float> mu(static_cast<std::size_t>(n) * Z), x(static_cast<std::size_t>(chunk) * D);
-  std::vector<float> zero_eps(static_cast<std::size_t>(chunk) * model.samples * Z, 0.0f);
-  for (std::int64_t b = 0; b < n; b += chunk) {
-    const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
-    for (int i = 0; i < k; ++i) data.row(begin + b + i, x.data() + static_cast<std::size_t>(i) * D);
-    m.forward(x.data(), zero_eps.data(), k, false);
-    for (int i = 0; i < k; ++i)
-      std::copy(m.head() + static_cast<std::size_t>(i) * 2 * Z, m.head() + static_cast<std::size_t>(i) * 2 * Z + Z,
-                mu.begin() + static_cast<std::ptrdiff_t>((b + i) * Z));
-  }
-  return mu;
-}
-
-void write_samples_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params, int n,
-                       int height, int width, std::uint64_t seed) {
+void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
+                       int width, std::uint64_t seed) {
   if (n < 1 || n > 4096) throw_error("--n must be in [1, 4096], got ", n);
   if (height * width != model.input_dim) {
     height = 1;
     width = model.input_dim;
   }
-  CpuModel<float> m = load(model, params, n);
-  std::vector<float> z(round_up_even(static_cast<std::size_t>(n) * model.latent));
-  HostPhilox(derive_seed(seed, RngStream::pictures)).normal(z.data(), static_cast<std::size_t>(n) * model.latent, 0);
-  std::vector<float> mean(static_cast<std::size_t>(n) * model.input_dim);
-  m.decode_mean(z.data(), n, mean.data());
+  const std::size_t count = static_cast<std::size_t>(n) * model.latent;
+  std::vector<float> z(round_up_even(count));
+  HostPhilox(derive_seed(seed, RngStream::pictures)).normal(z.data(), count, 0);
+  z.resize(count);
+  const std::vector<float> mean = backend.decode_means(z);
   write_png_grid(path, mean, n, height, width, std::max(1, static_cast<int>(std::lround(std::sqrt(n)))));
 }
 
-void write_reconstructions_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
+void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n) {
   check_item_shape(model, data);
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
   const int D = data.dim, cols = std::min(8, n);
-  const std::vector<float> mu = encode_means(model, params, data, 0, n);
-  CpuModel<float> m = load(model, params, n);
-  std::vector<float> x(static_cast<std::size_t>(n) * D), rec(static_cast<std::size_t>(n) * D);
+  std::vector<float> rec = backend.decode_means(backend.encode_means(data, 0, n));
+  std::vector<float> x(static_cast<std::size_t>(n) * D);
   for (int i = 0; i < n; ++i) data.row(i, x.data() + static_cast<std::size_t>(i) * D);
-  m.decode_mean(mu.data(), n, rec.data());
   std::vector<float> grid;
   int count = 0;
   for (int r0 = 0; r0 < n; r0 += cols)
@@ -146,23 +116,23 @@ void write_reconstructions_png(const std::string& path, const ModelConfig& model
   write_png_grid(path, grid, count, data.height, data.width, cols);
 }
 
-void write_interpolation_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
-                             const Dataset& data, std::int64_t from, std::int64_t to, int steps) {
+void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
+                             std::int64_t from, std::int64_t to, int steps) {
   check_item_shape(model, data);
   if (from < 0 || from >= data.count || to < 0 || to >= data.count)
     throw_error("--from and --to must be item numbers in [0, ", data.count, "), got ", from, " and ", to);
   if (steps < 2 || steps > 64) throw_error("--steps must be in [2, 64], got ", steps);
   const int Z = model.latent, D = data.dim;
-  const std::vector<float> a = encode_means(model, params, data, from, 1), b = encode_means(model, params, data, to, 1);
+  const std::vector<float> a = backend.encode_means(data, from, 1), b = backend.encode_means(data, to, 1);
   std::vector<float> z(static_cast<std::size_t>(steps) * Z);
   for (int s = 0; s < steps; ++s) {
     const float t = static_cast<float>(s) / static_cast<float>(steps - 1);
     for (int j = 0; j < Z; ++j) z[static_cast<std::size_t>(s) * Z + j] = (1 - t) * a[j] + t * b[j];
   }
-  CpuModel<float> m = load(model, params, steps);
+  const std::vector<float> path_means = backend.decode_means(z);
   std::vector<float> grid(static_cast<std::size_t>(steps + 2) * D);
   data.row(from, grid.data());
-  m.decode_mean(z.data(), steps, grid.data() + D);
+  std::copy(path_means.begin(), path_means.end(), grid.begin() + D);
   data.row(to, grid.data() + static_cast<std::size_t>(steps + 1) * D);
   write_png_grid(path, grid, steps + 2, data.height, data.width, steps + 2);
 }
@@ -200,14 +170,13 @@ void write_elbo_curve_png(const std::string& path, const std::string& metrics_cs
   c.write_png(path);
 }
 
-void write_latent_scatter_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
-                              const Dataset& data, const std::vector<std::uint8_t>& labels, std::int64_t max_points,
+void write_latent_scatter_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data, const std::vector<std::uint8_t>& labels, std::int64_t max_points,
                               const std::vector<std::string>& class_names) {
   if (model.latent != 2) throw_error("the latent scatter needs a 2-D latent space; this model has --latent ", model.latent);
   if (static_cast<std::int64_t>(labels.size()) < data.count)
     throw_error("the labels hold ", labels.size(), " entries for ", data.count, " items of '", data.source, "'");
   const std::int64_t n = std::min(max_points, data.count);
-  const std::vector<float> mu = encode_means(model, params, data, 0, n);
+  const std::vector<float> mu = backend.encode_means(data, 0, n);
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (std::int64_t i = 0; i < n; ++i) {
     x0 = std::min(x0, double(mu[2 * i])), x1 = std::max(x1, double(mu[2 * i]));

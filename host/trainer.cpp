@@ -63,10 +63,10 @@ void create_out_dir(const std::string& out) {
 // The run's pictures: samples, reconstructions, the ELBO curve, and for a 2-D latent space
 // with labels, the scatter of the test set's posterior means. Returns the files written.
 std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
-                                        const std::vector<float>& params, const Dataset& test, std::ostream& log) {
+                                        Backend& backend, const Dataset& test, std::ostream& log) {
   std::vector<std::string> files = {"samples.png", "reconstructions.png"};
-  write_samples_png(out + "/samples.png", model, params, 64, test.height, test.width, cfg.seed);
-  write_reconstructions_png(out + "/reconstructions.png", model, params, test, 32);
+  write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
+  write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
   if (cfg.epochs > 0) {  // a curve needs at least one epoch
     write_elbo_curve_png(out + "/elbo.png", out + "/metrics.csv");
     files.push_back("elbo.png");
@@ -78,7 +78,7 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
     if (labels.empty()) {
       log << "no --test-labels: skipping the latent scatter\n";
     } else {
-      write_latent_scatter_png(out + "/latent.png", model, params, test, read_idx_labels(labels), 5000,
+      write_latent_scatter_png(out + "/latent.png", backend, model, test, read_idx_labels(labels), 5000,
                                fashion ? fashion_mnist_classes() : std::vector<std::string>{});
       files.push_back("latent.png");
     }
@@ -308,7 +308,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     }
   }
   if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
-  const auto pictures = write_pictures(out, model, cfg, backend->parameters(), data.test, log);
+  const auto pictures = write_pictures(out, model, cfg, *backend, data.test, log);
   log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors";
   for (const auto& p : pictures) log << ", " << p;
   log << "}\n";

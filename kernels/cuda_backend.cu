@@ -317,24 +317,14 @@ class CudaBackend final : public Backend {
     check_dim(data);
     VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
     const int batch = train_.eval_batch;
-    const std::size_t rb = row_bytes(data);
-    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
-                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       StepHeader h;
       h.step = k;
       h.eps_offset = eval_noise_.prepare(k);
-      h.rows = reinterpret_cast<std::uint64_t>(eval_stage_.get());
-      h.rows_u8 = data.is_u8() ? 1 : 0;
-      h.n = n;
       h.beta = model_cfg_.beta;
-      // Pageable source: the copy is staged before the call returns and runs in stream order.
-      VAE_CUDA_CHECK(cudaMemcpyAsync(eval_stage_.get(), src + static_cast<std::size_t>(begin) * rb,
-                                     static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, compute_.get()));
-      send_record(h, nullptr);
-      gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, model_.x(), compute_.get());
+      upload_items(data, begin, n, h, eval_stage_.get(), model_.x());
       model_.run(eval_noise_.data(), &d_header()->eps_offset, n, model_cfg_.samples, Pass::forward, nullptr);
       loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &d_header()->beta,
                       model_.recon(), sums_.get() + 1, true, compute_.get());
@@ -361,21 +351,11 @@ class CudaBackend final : public Backend {
     VAE_CUDA_CHECK(cudaMemcpyAsync(m.params(), model_.params(), model_.total() * sizeof(float),
                                    cudaMemcpyDeviceToDevice, st));
     VAE_CUDA_CHECK(cudaMemsetAsync(w.totals.get(), 0, sizeof(DeviceLikelihoodSums), st));
-    const std::size_t rb = row_bytes(data);
-    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
-                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
     for (std::int64_t begin = 0; begin < data.count; begin += n_max) {
       const int n = static_cast<int>(std::min<std::int64_t>(n_max, data.count - begin));
       StepHeader h;
       h.step = begin;
-      h.rows = reinterpret_cast<std::uint64_t>(w.stage.get());
-      h.rows_u8 = data.is_u8() ? 1 : 0;
-      h.n = n;
-      // Pageable source: the copy is staged before the call returns and runs in stream order.
-      VAE_CUDA_CHECK(cudaMemcpyAsync(w.stage.get(), src + static_cast<std::size_t>(begin) * rb,
-                                     static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, st));
-      send_record(h, nullptr);
-      gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, m.x(), st);
+      upload_items(data, begin, n, h, w.stage.get(), m.x());
       iw_reset(w.running.get(), n, st);
       for (int use_prior = 0; use_prior < 2; ++use_prior) {
         NoiseBlock& noise = use_prior ? w.prior_noise : w.q_noise;
@@ -405,6 +385,46 @@ class CudaBackend final : public Backend {
     out.prior = t.prior;
     out.count = t.count;
     out.k = k;
+    return out;
+  }
+
+  std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+    check_encode_args(model_cfg_, data, begin, n);
+    const int Z = model_cfg_.latent, chunk = train_.eval_batch;
+    std::vector<float> head(static_cast<std::size_t>(std::min<std::int64_t>(chunk, n)) * 2 * Z);
+    std::vector<float> mu(static_cast<std::size_t>(n) * Z);
+    for (std::int64_t b = 0; b < n; b += chunk) {
+      const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
+      StepHeader h;
+      h.eps_offset = eval_noise_.prepare(0);  // mu does not depend on the noise
+      upload_items(data, begin + b, k, h, eval_stage_.get(), model_.x());
+      model_.run(eval_noise_.data(), &d_header()->eps_offset, k, 1, Pass::forward, nullptr);
+      VAE_CUDA_CHECK(cudaMemcpyAsync(head.data(), model_.head(), static_cast<std::size_t>(k) * 2 * Z * sizeof(float),
+                                     cudaMemcpyDeviceToHost, compute_.get()));
+      VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+      for (int i = 0; i < k; ++i)
+        std::copy_n(head.begin() + static_cast<std::ptrdiff_t>(i) * 2 * Z, Z,
+                    mu.begin() + static_cast<std::ptrdiff_t>((b + i) * Z));
+    }
+    return mu;
+  }
+
+  std::vector<float> decode_means(const std::vector<float>& z) override {
+    const std::int64_t rows = decode_rows(model_cfg_, z);
+    const int Z = model_cfg_.latent, D = model_cfg_.input_dim, chunk = model_.max_rows();
+    std::vector<float> out(static_cast<std::size_t>(rows) * D);
+    if (rows == 0) return out;
+    DeviceBuffer<float> codes(static_cast<std::size_t>(std::min<std::int64_t>(chunk, rows)) * Z, "decode_means codes");
+    for (std::int64_t b = 0; b < rows; b += chunk) {
+      const int k = static_cast<int>(std::min<std::int64_t>(chunk, rows - b));
+      // Pageable copies: staged before the call returns; the download waits for the decoder.
+      VAE_CUDA_CHECK(cudaMemcpyAsync(codes.get(), z.data() + b * Z, static_cast<std::size_t>(k) * Z * sizeof(float),
+                                     cudaMemcpyHostToDevice, compute_.get()));
+      model_.decode_mean(codes.get(), k);
+      VAE_CUDA_CHECK(cudaMemcpyAsync(out.data() + b * D, model_.logits(), static_cast<std::size_t>(k) * D * sizeof(float),
+                                     cudaMemcpyDeviceToHost, compute_.get()));
+      VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    }
     return out;
   }
 
@@ -505,6 +525,23 @@ class CudaBackend final : public Backend {
                                           lt_.get());
     }
     return *iw_;
+  }
+
+  // Items [begin, begin + n) of data into x (n, D) on the compute stream: copied into the
+  // device staging buffer `stage`, then converted by gather_rows through the device record
+  // (header h with the rows filled in here, identity indices).
+  void upload_items(const Dataset& data, std::int64_t begin, int n, StepHeader h, unsigned char* stage, float* x) {
+    const std::size_t rb = row_bytes(data);
+    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
+                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
+    h.rows = reinterpret_cast<std::uint64_t>(stage);
+    h.rows_u8 = data.is_u8() ? 1 : 0;
+    h.n = n;
+    // Pageable source: the copy is staged before the call returns and runs in stream order.
+    VAE_CUDA_CHECK(cudaMemcpyAsync(stage, src + static_cast<std::size_t>(begin) * rb, static_cast<std::size_t>(n) * rb,
+                                   cudaMemcpyHostToDevice, compute_.get()));
+    send_record(h, nullptr);
+    gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, x, compute_.get());
   }
 
   void check_size(std::size_t n, const char* what) const {

@@ -202,11 +202,23 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
   likelihood_forward_backward(cfg_, decode_output(z, n, L), LikelihoodMode::forward, scratch_.view(), stream_);
 }
 
+void CudaModel::decode_mean(const float* z, int rows) {
+  if (rows <= 0 || rows > max_rows_)
+    throw_error("CudaModel::decode_mean: ", rows, " codes, expected 1..", max_rows_);
+  if (!z) throw_error("CudaModel::decode_mean: no codes");
+  output_logits(z, rows);
+  decoder_mean(cfg_, logits_.get(), params() + layout_.output().bias, rows, stream_);
+}
+
+void CudaModel::output_logits(const float* z, int rows) {
+  const auto& out = layout_.output();
+  linear_forward(blas_, rows, out.in, out.out, decode(z, rows), params() + out.weight, logits_.get());
+}
+
 LikelihoodArgs CudaModel::decode_output(const float* z, int n, int L) {
-  const float* a = decode(z, n * L);
+  output_logits(z, n * L);
   const auto& out = layout_.output();
   const float* p = params();
-  linear_forward(blas_, n * L, out.in, out.out, a, p + out.weight, logits_.get());
   LikelihoodArgs la;
   la.out = logits_.get();
   la.bias = p + out.bias;

@@ -66,6 +66,8 @@ class CudaModel {
   // log p(x_b | z_r) for codes z (n*L, Z) decoding data point b = r / L of x(), into
   // row_logp(); no encoder (the naive estimate draws z from the prior).
   void decode_log_likelihood(const float* z, int n, int L);
+  // Decoder means (rows, D) for codes z (rows, Z), rows <= max_rows(), into logits().
+  void decode_mean(const float* z, int rows);
 
   // Results of the last pass, on the device.
   const float* row_logp() const { return row_logp_.get(); }  // (n*L)
@@ -81,6 +83,7 @@ class CudaModel {
  private:
   void linear_act(int rows, const LinearView& l, const float* in, float* out);  // GEMM + bias + activation
   const float* decode(const float* z, int rows);  // the hidden decoder layers; returns the last input
+  void output_logits(const float* z, int rows);   // decode, then the output GEMM into logits_ (no bias)
   // The decoder on codes z (n*L, Z) up to the output GEMM (logits without the bias), and the
   // likelihood arguments for them (forward only; a gradient pass adds its outputs).
   LikelihoodArgs decode_output(const float* z, int n, int L);

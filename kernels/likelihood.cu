@@ -1,6 +1,8 @@
 // Likelihood kernel (log p per row and d loss / d logits in one pass, with the output-bias
 // and log-variance gradients) and its launcher (see likelihood.cuh).
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 
 #include "cuda_check.cuh"
 #include "likelihood.cuh"
@@ -123,7 +125,26 @@ void launch_mode(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode
   }
 }
 
+// Grid-stride over the R*D elements.
+__global__ void decoder_mean_kernel(float* __restrict__ out, const float* __restrict__ bias, int D, std::size_t total,
+                                    Likelihood lik) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    out[i] = ew::decoder_mean(lik, out[i] + bias[i % static_cast<std::size_t>(D)]);
+}
+
 }  // namespace
+
+void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, cudaStream_t stream) {
+  const int D = cfg.input_dim;
+  if (R <= 0 || D <= 0) throw_error("decoder_mean: R and D must be positive, got ", R, " and ", D);
+  if (!out || !bias) throw_error("decoder_mean: null device pointer");
+  const std::size_t total = static_cast<std::size_t>(R) * static_cast<std::size_t>(D);
+  const int threads = 256;
+  const int blocks = static_cast<int>(std::min<std::size_t>((total + threads - 1) / threads, 4096));
+  decoder_mean_kernel<<<blocks, threads, 0, stream>>>(out, bias, D, total, cfg.likelihood);
+  VAE_LAUNCH_CHECK("decoder_mean_kernel");
+}
 
 void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream) {

@@ -37,4 +37,8 @@ struct LikelihoodArgs {
 void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream);
 
+// The decoder's means (R, D) in place of the output-layer results o (R, D) (bias not yet
+// added): ew::decoder_mean(o + bias), i.e. sigmoid for Bernoulli, the mean for Gaussian.
+void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, cudaStream_t stream);
+
 }  // namespace vae::gpu

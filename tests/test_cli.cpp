@@ -182,6 +182,11 @@ TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_NE(probe.output.find("device: cpu (auto: no usable GPU"), std::string::npos) << probe.output;
   expect_clean_failure(run(base(good_, good_) + " --device cuda --out " + dir_.file("cuda")), "--device cuda",
                        "--device cuda");
+  // The model tools take --device too.
+  ASSERT_EQ(run(base(good_, good_) + " --device cpu --epochs 1 --out " + dir_.file("m")).status, 0);
+  expect_clean_failure(run("sample --model " + dir_.file("m") + " --device cuda --out " + dir_.file("s.png")),
+                       "--device cuda", "sample --device cuda");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("s.png")));
 }
 
 TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {
@@ -273,7 +278,9 @@ TEST_F(Cli, ModelToolsWorkOnATrainedRun) {
 
   const std::string png = dir_.file("x.png");
   for (const std::string& cmd : {"sample --model " + out + " --n 9 --out " + png,
+                                 "sample --model " + out + " --n 9 --device cpu --out " + png,
                                  "reconstruct --model " + out + " --n 5 --out " + png,
+                                 "reconstruct --model " + out + " --n 5 --device cpu --out " + png,
                                  "interpolate --model " + out + " --from 2 --to 7 --steps 5 --out " + png,
                                  "scatter --model " + out + " --labels " + labels + " --out " + png,
                                  "plot --run " + out + " --out " + png}) {

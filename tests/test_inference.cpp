@@ -320,5 +320,80 @@ TEST(Schedules, EveryOptimizerAndScheduleTrains) {
     }
 }
 
+// ---- the pictures' means (Backend::encode_means / decode_means) ----------------------------
+
+// Without hidden layers, mu = W_head x + b_head (its first Z outputs) and the decoder's mean
+// is sigmoid(W_out z + b_out) (Bernoulli) or W_out z + b_out (Gaussian): computed here in
+// double. Ranges of items and codes span several of the backend's chunks, the last partial.
+TEST(PictureMeans, MatchALinearModelComputedByHand) {
+  for (Likelihood lik : {Likelihood::bernoulli, Likelihood::gaussian})
+    for (Precision prec : {Precision::fp32, Precision::fp64}) {
+      const std::string what = std::string(to_string(lik)) + " " + to_string(prec);
+      ModelConfig m;
+      m.input_dim = 13;
+      m.encoder_hidden = {};
+      m.decoder_hidden = {};
+      m.latent = 3;
+      m.likelihood = lik;
+      TrainConfig t;
+      t.batch = 16;
+      t.eval_batch = 20;  // chunks of 20 items and of 20 codes
+      t.precision = prec;
+      auto b = make_backend(Device::cpu, m, t);
+      const ParamLayout& layout = b->layout();
+      std::vector<float> p = test::normal_values<float>(layout.total(), 11);
+      for (float& v : p) v *= 0.5f;
+      b->set_parameters(p);
+      const auto data = test::synthetic(90, 13, 5);
+      const std::int64_t begin = 7, n = 61;
+      const std::vector<float> mu = b->encode_means(*data, begin, n);
+      ASSERT_EQ(mu.size(), static_cast<std::size_t>(n) * 3) << what;
+      std::vector<double> want_mu(mu.size());
+      std::vector<float> x(13);
+      const LinearView& hd = layout.head();
+      for (std::int64_t i = 0; i < n; ++i) {
+        data->row(begin + i, x.data());
+        for (int j = 0; j < 3; ++j) {
+          double v = p[hd.bias + j];
+          for (int d = 0; d < 13; ++d) v += double(p[hd.weight + static_cast<std::size_t>(j) * 13 + d]) * x[d];
+          want_mu[static_cast<std::size_t>(i) * 3 + j] = v;
+        }
+      }
+      EXPECT_LE(test::rel_norm_error(mu, want_mu), 1e-6) << what;
+
+      const int rows = 47;
+      const std::vector<float> z = test::normal_values<float>(static_cast<std::size_t>(rows) * 3, 12);
+      const std::vector<float> mean = b->decode_means(z);
+      ASSERT_EQ(mean.size(), static_cast<std::size_t>(rows) * 13) << what;
+      std::vector<double> want(mean.size());
+      const LinearView& out = layout.output();
+      for (int r = 0; r < rows; ++r)
+        for (int d = 0; d < 13; ++d) {
+          double o = p[out.bias + d];
+          for (int j = 0; j < 3; ++j) o += double(p[out.weight + static_cast<std::size_t>(d) * 3 + j]) * z[r * 3 + j];
+          want[static_cast<std::size_t>(r) * 13 + d] = lik == Likelihood::bernoulli ? 1 / (1 + std::exp(-o)) : o;
+        }
+      EXPECT_LE(test::rel_norm_error(mean, want), 1e-6) << what;
+      for (float v : mean) ASSERT_TRUE(std::isfinite(v)) << what;
+    }
+}
+
+TEST(PictureMeans, RejectItemsOutsideTheDataAndPartialCodes) {
+  ModelConfig m;
+  m.input_dim = 13;
+  m.encoder_hidden = {8};
+  m.decoder_hidden = {8};
+  m.latent = 3;
+  auto b = make_backend(Device::cpu, m, TrainConfig{});
+  const auto data = test::synthetic(10, 13, 5);
+  EXPECT_NO_THROW(b->encode_means(*data, 10, 0));
+  test::expect_error([&] { b->encode_means(*data, 5, 6); }, "items [5, 11) are outside the 10 items");
+  test::expect_error([&] { b->encode_means(*data, -1, 2); }, "outside the 10 items");
+  const auto wide = test::synthetic(10, 14, 5);
+  test::expect_error([&] { b->encode_means(*wide, 0, 2); }, "14 features per item but the model expects 13");
+  test::expect_error([&] { b->decode_means(std::vector<float>(static_cast<std::size_t>(m.latent) + 1, 0.5f)); },
+                     "not whole codes");
+}
+
 }  // namespace
 }  // namespace vae

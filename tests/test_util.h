@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vae/data.h"
+#include "vae/error.h"
 
 namespace vae::test {
 
@@ -57,6 +58,17 @@ double rel_norm_error(const std::vector<A>& a, const std::vector<B>& b) {
     den += double(b[i]) * double(b[i]);
   }
   return std::sqrt(num) / std::sqrt(den);
+}
+
+// f() throws vae::Error with `part` in its message.
+template <class F>
+void expect_error(F&& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one saying '" << part << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
 }
 
 template <class T>

@@ -58,6 +58,10 @@ std::unique_ptr<Backend> backend_for(const SavedModel& m, const std::string& dev
   return b;
 }
 
+void add_device_option(CLI::App* cmd, std::string& device) {
+  cmd->add_option("--device", device, "auto (cuda when a GPU is usable, else cpu), cpu or cuda")->capture_default_str();
+}
+
 void add_eval(CLI::App& app) {
   struct Opt {
     std::string model, data, device = "auto", json;
@@ -70,7 +74,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--data", o->data, "Data to evaluate (IDX or NPY); default: the model's test set");
   cmd->add_option("--iw", o->k, "K importance samples per data point")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--limit", o->limit, "Use only the first N items (0: all)")->capture_default_str();
-  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+  add_device_option(cmd, o->device);
   cmd->add_option("--json", o->json, "Also write the numbers as JSON here");
   cmd->footer(
       "\nPer data point, in nats:\n"
@@ -120,7 +124,7 @@ void add_gradvar(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "The one batch: the first N items")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--repeats", o->repeats, "Gradient estimates per estimator (fresh noise each)")
       ->capture_default_str()->check(CLI::Range(2, 1000000));
-  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+  add_device_option(cmd, o->device);
   cmd->add_option("--json", o->json, "Also write the numbers as JSON here");
   cmd->footer(
       "\nFor each parameter tensor: the norm of the mean gradient over the repeats, and the total variance\n"
@@ -176,7 +180,7 @@ void add_gradvar(CLI::App& app) {
 
 void add_pictures(CLI::App& app) {
   struct Opt {
-    std::string model, data, out, labels, metrics;
+    std::string model, data, out, labels, metrics, device = "auto";
     int n = 64, steps = 10;
     std::int64_t from = 0, to = 1, points = 5000;
     std::uint64_t seed = 1;
@@ -187,12 +191,13 @@ void add_pictures(CLI::App& app) {
   s->add_option("--out", o->out, "The PNG to write")->required();
   s->add_option("--n", o->n, "Samples")->capture_default_str();
   s->add_option("--seed", o->seed, "Seed of the prior draws")->capture_default_str();
+  add_device_option(s, o->device);
   s->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
     int h = 0, w = 0;
     for (int r = 1; r * r <= m.model.input_dim; ++r)
       if (r * r == m.model.input_dim) h = w = r;
-    write_samples_png(o->out, m.model, m.params, o->n, h, w, o->seed);
+    write_samples_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, o->n, h, w, o->seed);
     std::cout << "wrote " << o->out << "\n";
   });
 
@@ -201,9 +206,11 @@ void add_pictures(CLI::App& app) {
   r->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
   r->add_option("--out", o->out, "The PNG to write")->required();
   r->add_option("--n", o->n, "Items (the first N)")->capture_default_str();
+  add_device_option(r, o->device);
   r->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
-    write_reconstructions_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), o->n);
+    const Dataset data = load_data_arg(o->data, m, false);
+    write_reconstructions_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->n);
     std::cout << "wrote " << o->out << "\n";
   });
 
@@ -214,9 +221,11 @@ void add_pictures(CLI::App& app) {
   i->add_option("--to", o->to, "Index of the second image")->capture_default_str();
   i->add_option("--steps", o->steps, "Points on the path, ends included")->capture_default_str();
   i->add_option("--out", o->out, "The PNG to write")->required();
+  add_device_option(i, o->device);
   i->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
-    write_interpolation_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), o->from, o->to, o->steps);
+    const Dataset data = load_data_arg(o->data, m, false);
+    write_interpolation_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->from, o->to, o->steps);
     std::cout << "wrote " << o->out << "\n";
   });
 
@@ -226,11 +235,13 @@ void add_pictures(CLI::App& app) {
   sc->add_option("--labels", o->labels, "Their labels (IDX); default: Fashion-MNIST's test labels");
   sc->add_option("--points", o->points, "At most this many items")->capture_default_str();
   sc->add_option("--out", o->out, "The PNG to write")->required();
+  add_device_option(sc, o->device);
   sc->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
     const bool default_labels = o->labels.empty();
     const std::string labels = default_labels ? default_fashion_mnist_labels(false) : o->labels;
-    write_latent_scatter_png(o->out, m.model, m.params, load_data_arg(o->data, m, false), read_idx_labels(labels),
+    const Dataset data = load_data_arg(o->data, m, false);
+    write_latent_scatter_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, read_idx_labels(labels),
                              o->points, default_labels ? fashion_mnist_classes() : std::vector<std::string>{});
     std::cout << "wrote " << o->out << "\n";
   });

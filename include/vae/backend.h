@@ -91,6 +91,13 @@ class Backend {
   // step `noise_step` and the given encoder estimator; nothing is updated or accumulated.
   // gradients() then holds it. Returns the batch's loss sums.
   virtual LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) = 0;
+
+  // The model's pictures: posterior means mu (n, Z) of items [begin, begin + n) of `data`,
+  // and decoder means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the
+  // logits (Bernoulli) or the Gaussian mean. At the current parameters; any n and rows (in
+  // chunks); nothing the training sees changes.
+  virtual std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
+  virtual std::vector<float> decode_means(const std::vector<float>& z) = 0;
 };
 
 // FLOPs of one training step's GEMMs (forward, weight and input gradients) for a batch of

@@ -77,6 +77,16 @@ VAE_HD void bernoulli(T x, T o, T& logp, T& dneg_do) {
   dneg_do = sigmoid - x;
 }
 
+// The decoder's mean at output o (bias added): sigmoid(o) for Bernoulli logits, o itself
+// for a Gaussian mean. The stable sigmoid, as above.
+template <class T>
+VAE_HD T decoder_mean(Likelihood lik, T o) {
+  if (lik != Likelihood::bernoulli) return o;
+  const T e = exp_(-abs_(o));
+  const T inv = T(1) / (T(1) + e);
+  return o >= T(0) ? inv : e * inv;
+}
+
 // ---- Gaussian decoder: mean m, log-variance lv (fixed or learned) --------------------
 // log p = -1/2 [ (x-m)^2 exp(-lv) + lv + log(2 pi) ]
 // d(-log p)/dm = (m - x) exp(-lv);  d(-log p)/dlv = 1/2 (1 - (x-m)^2 exp(-lv))

@@ -1,37 +1,35 @@
 // Pictures of a model and of a run, as PNG files (written atomically). The model's pictures
-// are computed on the CPU path: they need a few hundred forward passes at most.
+// are computed by a backend (Backend::encode_means / decode_means) holding the model's
+// parameters: the CUDA backend or the CPU path, whichever the caller made.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "vae/backend.h"
 #include "vae/config.h"
 #include "vae/data.h"
 
 namespace vae {
 
 // A grid of decoder means for z drawn from the prior N(0, I); items of height x width pixels.
-void write_samples_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params, int n,
-                       int height, int width, std::uint64_t seed);
+void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
+                       int width, std::uint64_t seed);
 // Rows of inputs above their reconstructions (decoder means at z = mu), for the first n items.
-void write_reconstructions_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
+void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n);
 // Item `from`, the decoder means along the straight latent path from its mu to the mu of
 // item `to` in `steps` steps, then item `to`; one row.
-void write_interpolation_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
-                             const Dataset& data, std::int64_t from, std::int64_t to, int steps);
+void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
+                             std::int64_t from, std::int64_t to, int steps);
 // The ELBO curve from a run's metrics.csv: train and test -ELBO, test reconstruction and
 // test KL per epoch, in three panels.
 void write_elbo_curve_png(const std::string& path, const std::string& metrics_csv);
 // For a 2-D latent space: the posterior means of up to max_points items, coloured by label.
 // class_names: one per label value (empty: the numbers).
-void write_latent_scatter_png(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
-                              const Dataset& data, const std::vector<std::uint8_t>& labels, std::int64_t max_points,
+void write_latent_scatter_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
+                              const std::vector<std::uint8_t>& labels, std::int64_t max_points,
                               const std::vector<std::string>& class_names = {});
-
-// Posterior means mu (n, Z) of items [begin, begin + n).
-std::vector<float> encode_means(const ModelConfig& model, const std::vector<float>& params, const Dataset& data,
-                                std::int64_t begin, std::int64_t n);
 
 // Fashion-MNIST's class names, for the scatter's legend.
 const std::vector<std::string>& fashion_mnist_classes();

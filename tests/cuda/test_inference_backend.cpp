@@ -426,6 +426,62 @@ TEST_F(CudaInference, EstimateLeavesTrainingAlone) {
   EXPECT_TRUE(test::bit_equal(params[0], params[1]));
 }
 
+// ---- the pictures' means ---------------------------------------------------------------------
+
+// encode_means over 3 chunks of eval_batch (37) items, the last partial, from item 5; and
+// decode_means over 3 chunks of the model's sample rows (max(batch, eval_batch) x L = 37
+// here), the last partial; 1e-5 relative in norm, as the forward pass.
+TEST_F(CudaInference, PictureMeansMatchTheCpu) {
+  struct Case {
+    Activation act;
+    Likelihood lik;
+    bool learned;
+    bool as_float;
+  };
+  for (const Case& c : {Case{Activation::relu, Likelihood::bernoulli, false, false},
+                        Case{Activation::tanh, Likelihood::gaussian, true, true}}) {
+    const std::string what = std::string(to_string(c.lik)) + (c.as_float ? " float data" : "");
+    const auto data = test::synthetic(100, 61, 64, c.as_float);
+    const ModelConfig m = model61(c.act, c.lik, 1, c.learned);
+    auto [cpu, gpu] = pair_of(m, train_cfg(16), data);
+    const std::vector<float> want_mu = cpu->encode_means(*data, 5, 93);
+    const std::vector<float> got_mu = gpu->encode_means(*data, 5, 93);
+    ASSERT_EQ(got_mu.size(), want_mu.size()) << what;
+    for (float v : got_mu) ASSERT_TRUE(std::isfinite(v)) << what;
+    EXPECT_LE(test::rel_norm_error(got_mu, want_mu), 1e-5) << what;
+
+    const std::vector<float> z = test::normal_values<float>(static_cast<std::size_t>(90) * m.latent, 65);
+    const std::vector<float> want = cpu->decode_means(z);
+    const std::vector<float> got = gpu->decode_means(z);
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (float v : got) ASSERT_TRUE(std::isfinite(v)) << what;
+    EXPECT_LE(test::rel_norm_error(got, want), 1e-5) << what;
+  }
+}
+
+// The pictures between training steps change nothing the training sees.
+TEST_F(CudaInference, PictureMeansLeaveTrainingAlone) {
+  const auto data = test::synthetic(150, 61, 66);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
+  const TrainConfig t = train_cfg(32);
+  const Batches batches(*data, t.batch, t.seed, 6);
+  std::vector<double> losses[2];
+  std::vector<float> params[2];
+  for (int with = 0; with < 2; ++with) {
+    auto gpu = make(Device::cuda, m, t);
+    gpu->set_parameters(init_parameters(gpu->layout(), m, t.seed));
+    gpu->set_train_data(data);
+    for (std::size_t i = 0; i < batches.list.size(); ++i) {
+      gpu->train_step(batches.list[i]);
+      if (with && i == 2) gpu->decode_means(gpu->encode_means(*data, 0, 40));
+      losses[with].push_back(gpu->take_train_sums().loss);
+    }
+    params[with] = gpu->parameters();
+  }
+  EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));
+  EXPECT_TRUE(test::bit_equal(params[0], params[1]));
+}
+
 // ---- compute_gradient ------------------------------------------------------------------------
 
 TEST_F(CudaInference, ComputeGradientMatchesTheCpu) {
