@@ -4,8 +4,13 @@
 # 1. `vae bench` over the default sweep (batch 128, 1024, 4096 on the reference model and
 #    784-1024-1024-64): the CPU path and PyTorch (eager; torch.compile where it exists),
 #    one real epoch each for s/epoch and the test -ELBO;
-# 2. the kernel-level benchmark of each fused CPU pass against its unfused sequence.
-# Writes bench/results/cpu-<UTC date>-<commit>.{log,bench.json,kernels.json}.
+# 2. on a CPU with AVX-512 whose environment picks other OpenBLAS kernels (this project's
+#    machines set OPENBLAS_CORETYPE=Haswell), the same sweep again with
+#    OPENBLAS_CORETYPE=SkylakeX for both sides (PyTorch's GEMMs are OpenBLAS's too), so that
+#    each side can be compared at its best setting;
+# 3. the kernel-level benchmark of each fused CPU pass against its unfused sequence.
+# Writes bench/results/cpu-<UTC date>-<commit>.{log,bench.json,kernels.json}, and
+# .skylakex.bench.json for step 2.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 build=${1:-build}
@@ -22,9 +27,15 @@ status=0
   echo "== $build/vae bench --impl cpu,torch,torch-compile --json $base.bench.json"
   "$build/vae" bench --impl cpu,torch,torch-compile --json "$base.bench.json" || status=1
   echo
+  if grep -qw avx512f /proc/cpuinfo && [[ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]]; then
+    echo "== OPENBLAS_CORETYPE=SkylakeX $build/vae bench --impl cpu,torch,torch-compile --json $base.skylakex.bench.json"
+    OPENBLAS_CORETYPE=SkylakeX "$build/vae" bench --impl cpu,torch,torch-compile --json "$base.skylakex.bench.json" ||
+      status=1
+    echo
+  fi
   echo "== $build/bench/cpu_kernels_bench"
   "$build/bench/cpu_kernels_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_out="$base.kernels.json" --benchmark_out_format=json || status=1
 } 2>&1 | tee "$base.log"
-echo "wrote $base.{log,bench.json,kernels.json}"
+echo "wrote $base.* ($(cd bench/results && ls "$(basename "$base")".* | tr '\n' ' '))"
 exit $status
