@@ -8,8 +8,11 @@
 #    machines set OPENBLAS_CORETYPE=Haswell), the same sweep again with
 #    OPENBLAS_CORETYPE=SkylakeX for both sides (PyTorch's GEMMs are OpenBLAS's too), so that
 #    each side can be compared at its best setting;
-# 3. the kernel-level benchmark of each fused CPU pass against its unfused sequence.
-# Writes bench/results/cpu-<UTC date>-<commit>.{log,bench.json,kernels.json}, and
+# 3. the headline case again, batch 128 on the reference model, in 5 rounds per core type
+#    (each round one `vae bench` with both sides), so that a stretch of noise on a shared
+#    machine shows as one bad round rather than as the result: the median of the rounds;
+# 4. the kernel-level benchmark of each fused CPU pass against its unfused sequence.
+# Writes bench/results/cpu-<UTC date>-<commit>.{log,bench.json,kernels.json,b128.json}, and
 # .skylakex.bench.json for step 2.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -33,6 +36,37 @@ status=0
       status=1
     echo
   fi
+  coretypes=("${OPENBLAS_CORETYPE:-}")
+  grep -qw avx512f /proc/cpuinfo && [[ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]] && coretypes+=(SkylakeX)
+  rounds=$(mktemp -d)
+  for round in 1 2 3 4 5; do
+    for ct in "${coretypes[@]}"; do
+      env ${ct:+OPENBLAS_CORETYPE=$ct} "$build/vae" bench --impl cpu,torch --batch 128 --models ref --epochs 0 --steps 500 \
+        --json "$rounds/${ct:-default}-$round.json" > /dev/null || status=1
+    done
+  done
+  echo "== batch 128, 784-400-20: ${#coretypes[@]} core type(s) x 5 rounds of \`vae bench --impl cpu,torch --batch 128 --models ref --epochs 0 --steps 500\`"
+  /usr/bin/python3 - "$rounds" "$base.b128.json" <<'PY' || status=1
+import glob, json, os, statistics, sys
+rounds, out = sys.argv[1], sys.argv[2]
+summary = {}
+for path in sorted(glob.glob(os.path.join(rounds, "*.json"))):
+    doc = json.load(open(path))
+    ms = {r["impl"]: r["ms_per_step_median"] for r in doc["results"] if r.get("ok")}
+    ct = doc.get("OPENBLAS_CORETYPE") or "default"
+    summary.setdefault(ct, []).append({"cpu_ms": ms.get("vae-cpu"), "torch_ms": ms.get("torch")})
+print(f"{'OPENBLAS_CORETYPE':<18} {'round':>5} {'vae-cpu ms':>11} {'torch ms':>9} {'ratio':>6}")
+for ct, rows in summary.items():
+    for i, r in enumerate(rows, 1):
+        r["ratio"] = r["torch_ms"] / r["cpu_ms"]
+        print(f"{ct:<18} {i:>5} {r['cpu_ms']:>11.3f} {r['torch_ms']:>9.3f} {r['ratio']:>5.2f}x")
+    med = {k: statistics.median(r[k] for r in rows) for k in ("cpu_ms", "torch_ms", "ratio")}
+    print(f"{ct:<18} {'median':>5} {med['cpu_ms']:>11.3f} {med['torch_ms']:>9.3f} {med['ratio']:>5.2f}x")
+    summary[ct] = {"rounds": rows, "median": med}
+json.dump(summary, open(out, "w"), indent=2)
+PY
+  rm -rf "$rounds"
+  echo
   echo "== $build/bench/cpu_kernels_bench"
   "$build/bench/cpu_kernels_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_out="$base.kernels.json" --benchmark_out_format=json || status=1
