@@ -12,9 +12,13 @@
 
 namespace vae {
 
-void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {
+void check_feature_count(const ModelConfig& model, const Dataset& data) {
   if (data.dim != model.input_dim)
     throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+}
+
+void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {
+  check_feature_count(model, data);
   if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin)
     throw_error("items [", begin, ", ", begin + n, ") are outside the ", data.count, " items of '", data.source, "'");
 }

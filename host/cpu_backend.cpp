@@ -130,7 +130,7 @@ class CpuBackend final : public Backend {
   StepHealth health() override { return health_; }
 
   LossSums evaluate(const Dataset& data) override {
-    check_dim(data);
+    check_feature_count(model_cfg_, data);
     const int batch = train_.eval_batch;
     const int L = model_cfg_.samples;
     const int D = data.dim;
@@ -150,7 +150,7 @@ class CpuBackend final : public Backend {
   }
 
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
-    check_dim(data);
+    check_feature_count(model_cfg_, data);
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     const int Z = model_cfg_.latent, D = data.dim;
     const int chunk = std::min(k, kIwChunk);
@@ -243,11 +243,6 @@ class CpuBackend final : public Backend {
   void check_size(std::size_t n, const char* what) const {
     if (n != model_.layout().total())
       throw_error(what, ": got ", n, " values, the model's flat parameter buffer holds ", model_.layout().total());
-  }
-  void check_dim(const Dataset& data) const {
-    if (data.dim != model_cfg_.input_dim)
-      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
-                  model_cfg_.input_dim);
   }
   template <class U>
   static std::vector<float> to_float(const std::vector<U>& v) {

@@ -10,8 +10,10 @@ namespace vae {
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&);
 
-// Backend::encode_means / decode_means argument checks (host/backend.cpp): the data's
-// feature count and the item range; the codes' length. decode_codes returns the rows.
+// Argument checks shared by the backends and the pictures (host/backend.cpp): the data's
+// feature count against the model's; for Backend::encode_means also the item range; for
+// decode_means the codes' length (decode_rows returns the number of codes).
+void check_feature_count(const ModelConfig& model, const Dataset& data);
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 

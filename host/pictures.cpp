@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "canvas.h"
+#include "internal.h"
 #include "vae/backend.h"
 #include "vae/error.h"
 #include "vae/io.h"
@@ -15,11 +16,6 @@
 
 namespace vae {
 namespace {
-
-void check_item_shape(const ModelConfig& model, const Dataset& data) {
-  if (data.dim != model.input_dim)
-    throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
-}
 
 const Rgb kInk{40, 40, 40}, kGrid{225, 225, 225}, kAxis{120, 120, 120};
 const Rgb kPalette[10] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
@@ -95,7 +91,7 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
 
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n) {
-  check_item_shape(model, data);
+  check_feature_count(model, data);
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
   const int D = data.dim, cols = std::min(8, n);
@@ -118,7 +114,7 @@ void write_reconstructions_png(const std::string& path, Backend& backend, const 
 
 void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                              std::int64_t from, std::int64_t to, int steps) {
-  check_item_shape(model, data);
+  check_feature_count(model, data);
   if (from < 0 || from >= data.count || to < 0 || to >= data.count)
     throw_error("--from and --to must be item numbers in [0, ", data.count, "), got ", from, " and ", to);
   if (steps < 2 || steps > 64) throw_error("--steps must be in [2, 64], got ", steps);

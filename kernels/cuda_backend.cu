@@ -314,7 +314,7 @@ class CudaBackend final : public Backend {
   }
 
   LossSums evaluate(const Dataset& data) override {
-    check_dim(data);
+    check_feature_count(model_cfg_, data);
     VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
@@ -337,7 +337,7 @@ class CudaBackend final : public Backend {
   // iw_prior streams, chunk by chunk; per data point a running log-sum-exp in double over
   // its samples in order; the data points added in order. Training state is not touched.
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
-    check_dim(data);
+    check_feature_count(model_cfg_, data);
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     const int Z = model_cfg_.latent;
     const int chunk = std::min(k, kIwChunk);
@@ -393,10 +393,10 @@ class CudaBackend final : public Backend {
     const int Z = model_cfg_.latent, chunk = train_.eval_batch;
     std::vector<float> head(static_cast<std::size_t>(std::min<std::int64_t>(chunk, n)) * 2 * Z);
     std::vector<float> mu(static_cast<std::size_t>(n) * Z);
+    StepHeader h;
+    h.eps_offset = eval_noise_.prepare(0);  // any resident noise: mu does not depend on it
     for (std::int64_t b = 0; b < n; b += chunk) {
       const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
-      StepHeader h;
-      h.eps_offset = eval_noise_.prepare(0);  // mu does not depend on the noise
       upload_items(data, begin + b, k, h, eval_stage_.get(), model_.x());
       model_.run(eval_noise_.data(), &d_header()->eps_offset, k, 1, Pass::forward, nullptr);
       VAE_CUDA_CHECK(cudaMemcpyAsync(head.data(), model_.head(), static_cast<std::size_t>(k) * 2 * Z * sizeof(float),
@@ -471,11 +471,6 @@ class CudaBackend final : public Backend {
   StepHeader* d_header() const { return reinterpret_cast<StepHeader*>(d_record_.get()); }
   const std::uint32_t* d_indices() const { return record_indices(d_record_.get()); }
 
-  void check_dim(const Dataset& data) const {
-    if (data.dim != model_cfg_.input_dim)
-      throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ",
-                  model_cfg_.input_dim);
-  }
   void check_batch(const Batch& batch, std::int64_t step, const char* who) const {
     if (!data_) throw_error(who, ": call set_train_data first");
     const int n = batch.size;
