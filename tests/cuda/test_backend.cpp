@@ -16,6 +16,7 @@
 namespace vae {
 namespace {
 
+using test::expect_error;
 using test::expect_finite;
 using test::GpuTest;
 using test::make;
@@ -396,15 +397,6 @@ TEST_F(CudaBackend, EvaluateLeavesTrainingAlone) {
 
 // ---- errors ----------------------------------------------------------------------------------
 
-template <class F>
-void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no vae::Error thrown; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 TEST_F(CudaBackend, RejectsBadInputWithClearErrors) {
   const auto data = test::synthetic(50, 61, 42);

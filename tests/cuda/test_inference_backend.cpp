@@ -96,6 +96,30 @@ struct Batches {
   }
 };
 
+// Two GPU training runs of `steps` batches from the same start, the second calling
+// between(backend) after step `at`: losses and parameters are bit for bit the same, i.e.
+// what between() does changes nothing the training sees.
+template <class F>
+void expect_training_unaffected(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
+                                int steps, std::size_t at, F between) {
+  const Batches batches(*data, t.batch, t.seed, steps);
+  std::vector<double> losses[2];
+  std::vector<float> params[2];
+  for (int with = 0; with < 2; ++with) {
+    auto gpu = make(Device::cuda, m, t);
+    gpu->set_parameters(init_parameters(gpu->layout(), m, t.seed));
+    gpu->set_train_data(data);
+    for (std::size_t i = 0; i < batches.list.size(); ++i) {
+      gpu->train_step(batches.list[i]);
+      if (with && i == at) between(*gpu);
+      losses[with].push_back(gpu->take_train_sums().loss);
+    }
+    params[with] = gpu->parameters();
+  }
+  EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));
+  EXPECT_TRUE(test::bit_equal(params[0], params[1]));
+}
+
 // After the same step on both: sums, then per tensor parameters, their update, gradients
 // and both state slots.
 void expect_step_matches(Backend& cpu, Backend& gpu, const std::vector<float>& init, double grad_tol,
@@ -405,25 +429,10 @@ TEST_F(CudaInference, EstimateLogLikelihoodMatchesTheCpu) {
 // An estimate between training steps changes nothing the training sees.
 TEST_F(CudaInference, EstimateLeavesTrainingAlone) {
   const auto data = test::synthetic(150, 61, 61);
-  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
   TrainConfig t = train_cfg(32);
   t.optimizer.kind = Optimizer::rmsprop;
-  const Batches batches(*data, t.batch, t.seed, 8);
-  std::vector<double> losses[2];
-  std::vector<float> params[2];
-  for (int with = 0; with < 2; ++with) {
-    auto gpu = make(Device::cuda, m, t);
-    gpu->set_parameters(init_parameters(gpu->layout(), m, t.seed));
-    gpu->set_train_data(data);
-    for (std::size_t i = 0; i < batches.list.size(); ++i) {
-      gpu->train_step(batches.list[i]);
-      if (with && i == 3) gpu->estimate_log_likelihood(*data, 130);
-      losses[with].push_back(gpu->take_train_sums().loss);
-    }
-    params[with] = gpu->parameters();
-  }
-  EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));
-  EXPECT_TRUE(test::bit_equal(params[0], params[1]));
+  expect_training_unaffected(model61(Activation::relu, Likelihood::bernoulli, 2), t, data, 8, 3,
+                             [&](Backend& gpu) { gpu.estimate_log_likelihood(*data, 130); });
 }
 
 // ---- the pictures' means ---------------------------------------------------------------------
@@ -462,24 +471,8 @@ TEST_F(CudaInference, PictureMeansMatchTheCpu) {
 // The pictures between training steps change nothing the training sees.
 TEST_F(CudaInference, PictureMeansLeaveTrainingAlone) {
   const auto data = test::synthetic(150, 61, 66);
-  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
-  const TrainConfig t = train_cfg(32);
-  const Batches batches(*data, t.batch, t.seed, 6);
-  std::vector<double> losses[2];
-  std::vector<float> params[2];
-  for (int with = 0; with < 2; ++with) {
-    auto gpu = make(Device::cuda, m, t);
-    gpu->set_parameters(init_parameters(gpu->layout(), m, t.seed));
-    gpu->set_train_data(data);
-    for (std::size_t i = 0; i < batches.list.size(); ++i) {
-      gpu->train_step(batches.list[i]);
-      if (with && i == 2) gpu->decode_means(gpu->encode_means(*data, 0, 40));
-      losses[with].push_back(gpu->take_train_sums().loss);
-    }
-    params[with] = gpu->parameters();
-  }
-  EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));
-  EXPECT_TRUE(test::bit_equal(params[0], params[1]));
+  expect_training_unaffected(model61(Activation::relu, Likelihood::bernoulli, 2), train_cfg(32), data, 6, 2,
+                             [&](Backend& gpu) { gpu.decode_means(gpu.encode_means(*data, 0, 40)); });
 }
 
 // ---- compute_gradient ------------------------------------------------------------------------
