@@ -30,14 +30,14 @@ status=0
   echo "== $build/vae bench --impl cpu,torch,torch-compile --json $base.bench.json"
   "$build/vae" bench --impl cpu,torch,torch-compile --json "$base.bench.json" || status=1
   echo
-  if grep -qw avx512f /proc/cpuinfo && [[ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]]; then
+  coretypes=("${OPENBLAS_CORETYPE:-}")  # the environment's, and SkylakeX where it adds one
+  grep -qw avx512f /proc/cpuinfo && [[ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]] && coretypes+=(SkylakeX)
+  if (( ${#coretypes[@]} > 1 )); then
     echo "== OPENBLAS_CORETYPE=SkylakeX $build/vae bench --impl cpu,torch,torch-compile --json $base.skylakex.bench.json"
     OPENBLAS_CORETYPE=SkylakeX "$build/vae" bench --impl cpu,torch,torch-compile --json "$base.skylakex.bench.json" ||
       status=1
     echo
   fi
-  coretypes=("${OPENBLAS_CORETYPE:-}")
-  grep -qw avx512f /proc/cpuinfo && [[ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]] && coretypes+=(SkylakeX)
   rounds=$(mktemp -d)
   for round in 1 2 3 4 5; do
     for ct in "${coretypes[@]}"; do
