@@ -8,9 +8,10 @@
 #    machines set OPENBLAS_CORETYPE=Haswell), the same sweep again with
 #    OPENBLAS_CORETYPE=SkylakeX for both sides (PyTorch's GEMMs are OpenBLAS's too), so that
 #    each side can be compared at its best setting;
-# 3. the headline case again, batch 128 on the reference model, in 5 rounds per core type
-#    (each round one `vae bench` with both sides), so that a stretch of noise on a shared
-#    machine shows as one bad round rather than as the result: the median of the rounds;
+# 3. the headline case again, batch 128 on the reference model, per core type in 20
+#    interleaved rounds of 50 steps of each side (`vae bench` interleaves its timing), so that
+#    a stretch of noise on a shared machine falls on both sides: the median of the rounds'
+#    ratios, and their spread;
 # 4. the kernel-level benchmark of each fused CPU pass against its unfused sequence.
 # Writes bench/results/cpu-<UTC date>-<commit>.{log,bench.json,kernels.json,b128.json}, and
 # .skylakex.bench.json for step 2.
@@ -39,30 +40,36 @@ status=0
     echo
   fi
   rounds=$(mktemp -d)
-  for round in 1 2 3 4 5; do
-    for ct in "${coretypes[@]}"; do
-      env ${ct:+OPENBLAS_CORETYPE=$ct} "$build/vae" bench --impl cpu,torch --batch 128 --models ref --epochs 0 --steps 500 \
-        --json "$rounds/${ct:-default}-$round.json" > /dev/null || status=1
-    done
+  for ct in "${coretypes[@]}"; do
+    env ${ct:+OPENBLAS_CORETYPE=$ct} "$build/vae" bench --impl cpu,torch --batch 128 --models ref --epochs 0 \
+      --steps 1000 --repeats 20 --json "$rounds/${ct:-default}.json" > /dev/null || status=1
   done
-  echo "== batch 128, 784-400-20: ${#coretypes[@]} core type(s) x 5 rounds of \`vae bench --impl cpu,torch --batch 128 --models ref --epochs 0 --steps 500\`"
+  echo "== batch 128, 784-400-20, per core type: \`vae bench --impl cpu,torch --batch 128 --models ref --epochs 0 --steps 1000 --repeats 20\`"
+  echo "   (20 interleaved rounds of 50 steps of each side; ratio = PyTorch ms / vae-cpu ms of the same round)"
   /usr/bin/python3 - "$rounds" "$base.b128.json" <<'PY' || status=1
 import glob, json, os, statistics, sys
 rounds, out = sys.argv[1], sys.argv[2]
 summary = {}
+def pct(v, q):
+    v = sorted(v); pos = q * (len(v) - 1); i = int(pos); f = pos - i
+    return v[i] * (1 - f) + v[min(i + 1, len(v) - 1)] * f
+print(f"{'OPENBLAS_CORETYPE':<18} {'vae-cpu ms':>11} {'torch ms':>9} {'ratio':>6} {'ratio p10-p90':>14}  rounds' ratios")
 for path in sorted(glob.glob(os.path.join(rounds, "*.json"))):
     doc = json.load(open(path))
-    ms = {r["impl"]: r["ms_per_step_median"] for r in doc["results"] if r.get("ok")}
+    res = {r["impl"]: r for r in doc["results"] if r.get("ok")}
     ct = doc.get("OPENBLAS_CORETYPE") or "default"
-    summary.setdefault(ct, []).append({"cpu_ms": ms.get("vae-cpu"), "torch_ms": ms.get("torch")})
-print(f"{'OPENBLAS_CORETYPE':<18} {'round':>5} {'vae-cpu ms':>11} {'torch ms':>9} {'ratio':>6}")
-for ct, rows in summary.items():
-    for i, r in enumerate(rows, 1):
-        r["ratio"] = r["torch_ms"] / r["cpu_ms"]
-        print(f"{ct:<18} {i:>5} {r['cpu_ms']:>11.3f} {r['torch_ms']:>9.3f} {r['ratio']:>5.2f}x")
-    med = {k: statistics.median(r[k] for r in rows) for k in ("cpu_ms", "torch_ms", "ratio")}
-    print(f"{ct:<18} {'median':>5} {med['cpu_ms']:>11.3f} {med['torch_ms']:>9.3f} {med['ratio']:>5.2f}x")
-    summary[ct] = {"rounds": rows, "median": med}
+    if "vae-cpu" not in res or "torch" not in res:
+        print(f"{ct:<18} a side failed: {[r.get('error') for r in doc['results'] if not r.get('ok')]}")
+        continue
+    cpu, torch = res["vae-cpu"]["ms_per_step_rounds"], res["torch"]["ms_per_step_rounds"]
+    ratios = [t / c for c, t in zip(cpu, torch)]
+    row = {"cpu_ms": statistics.median(cpu), "torch_ms": statistics.median(torch),
+           "ratio": res["vae-cpu"]["speedup_vs_torch"], "ratio_p10": pct(ratios, 0.1), "ratio_p90": pct(ratios, 0.9),
+           "rounds": [{"cpu_ms": c, "torch_ms": t, "ratio": t / c} for c, t in zip(cpu, torch)],
+           "commit": doc.get("commit"), "date": doc.get("date")}
+    summary[ct] = row
+    print(f"{ct:<18} {row['cpu_ms']:>11.3f} {row['torch_ms']:>9.3f} {row['ratio']:>5.2f}x {row['ratio_p10']:>6.2f}-{row['ratio_p90']:.2f}x  "
+          + " ".join(f"{r:.2f}" for r in ratios))
 json.dump(summary, open(out, "w"), indent=2)
 PY
   rm -rf "$rounds"

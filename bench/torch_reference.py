@@ -15,6 +15,12 @@ Modes:
                              (the median step time gives the implied epoch time).
   Both may be given: the timing runs first (on its own fresh model and optimizer, so
   it does not disturb the epochs), then the epochs. --epochs 0 gives timing only.
+  --serve --warmup W         timing driven by another program (`vae bench` interleaves its
+                             own timed blocks with this script's): W warm-up steps, then the
+                             line "@ready" on stdout; each stdin line "steps K" runs K timed
+                             steps and answers "@ms T" (T: milliseconds for the K steps, device
+                             work included); the line "end" (or end of input) leaves timing
+                             mode, and the epochs follow. Other stdout lines never start with @.
 
 Only PyTorch and NumPy are needed. Works with PyTorch 1.13 (CPU) and 2.x (CPU or CUDA);
 --compile needs torch.compile (PyTorch >= 2.0).
@@ -430,6 +436,49 @@ def run_step_timing(args, train_x, device):
     }
 
 
+def serve_step_timing(args, train_x, device, commands=sys.stdin, replies=sys.stdout):
+    """Timed blocks of steps on request (--serve), on a fresh model, after W warm-up steps.
+
+    Each block's batches are drawn before its clock starts; the clock covers the gathers and the
+    steps, and on CUDA ends with a synchronize. Returns the blocks' per-step times for the JSON.
+    """
+    torch.manual_seed(args.seed)
+    trainer = Trainer(args, train_x.shape[1], device)
+    n = train_x.shape[0]
+    batch = min(args.batch, n)
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(args.seed + 1)
+
+    def draw(k):
+        return torch.randint(0, n, (k, batch), generator=generator).to(device)
+
+    warm = draw(args.warmup)
+    for i in range(args.warmup):
+        trainer.step(train_x.index_select(0, warm[i]))
+    synchronize(device)
+    print("@ready", file=replies, flush=True)
+    block_ms = []
+    for line in commands:
+        words = line.split()
+        if words == ["end"]:
+            break
+        if len(words) != 2 or words[0] != "steps" or not words[1].isdigit() or int(words[1]) < 1:
+            raise InputError("--serve: expected 'steps K' (K >= 1) or 'end' on stdin, got %r" % line.strip())
+        k = int(words[1])
+        indices = draw(k)
+        synchronize(device)
+        start = time.perf_counter()
+        for i in range(k):
+            trainer.step(train_x.index_select(0, indices[i]))
+        synchronize(device)
+        ms = (time.perf_counter() - start) * 1000.0
+        block_ms.append(ms / k)
+        print("@ms %.6f" % ms, file=replies, flush=True)
+    ordered = sorted(block_ms)
+    return {"warmup": args.warmup, "batch": batch, "served_blocks_ms_per_step": block_ms,
+            "median_ms": statistics.median(ordered) if ordered else None}
+
+
 # ----------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------
@@ -513,7 +562,11 @@ def parse_args(argv):
     p.add_argument("--bench-steps", type=int_in_range(0, None), default=0,
                    help="timing mode: number of timed steps (0 = off)")
     p.add_argument("--warmup", type=int_in_range(0, None), default=20, help="timing mode: warm-up steps")
+    p.add_argument("--serve", action="store_true",
+                   help="timing blocks on request from stdin (see the module docstring); not with --bench-steps")
     args = p.parse_args(argv)
+    if args.serve and args.bench_steps:
+        p.error("--serve and --bench-steps are two timing modes; give one")
     if args.decoder_hidden is None:
         args.decoder_hidden = list(reversed(args.hidden))
     return args
@@ -553,7 +606,7 @@ def config_dict(args, adam_variant, train_count, test_count, input_dim):
         "activation": args.activation, "likelihood": args.likelihood, "sigma": args.sigma,
         "samples": args.samples, "beta": args.beta, "binarize": args.binarize, "eval_batch": args.eval_batch,
         "limit": args.limit, "compile": args.compile, "compile_mode": args.compile_mode if args.compile else None,
-        "bench_steps": args.bench_steps, "warmup": args.warmup,
+        "bench_steps": args.bench_steps, "warmup": args.warmup, "serve": args.serve,
     }
 
 
@@ -596,7 +649,9 @@ def main(argv):
           flush=True)
 
     bench = None
-    if args.bench_steps > 0:
+    if args.serve:
+        bench = serve_step_timing(args, train_x, device)
+    elif args.bench_steps > 0:
         bench = run_step_timing(args, train_x, device)
         print("bench: %d steps after %d warm-up, batch %d: median %.3f ms/step (p10 %.3f, p90 %.3f, mean %.3f)"
               "  -> %.2f s/epoch, %.0f samples/s"

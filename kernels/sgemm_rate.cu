@@ -2,6 +2,7 @@
 // benchmark's "fraction of the SGEMM rate" for a whole training step.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <curand.h>
 
 #include <algorithm>
 #include <vector>
@@ -16,8 +17,15 @@ double cuda_sgemm_gflops(int m, int n, int k) {
   using gpu::DeviceBuffer;
   DeviceBuffer<float> a(static_cast<std::size_t>(m) * k, "SGEMM rate: A"), b(static_cast<std::size_t>(k) * n, "SGEMM rate: B"),
       c(static_cast<std::size_t>(m) * n, "SGEMM rate: C");
-  VAE_CUDA_CHECK(cudaMemset(a.get(), 0, a.bytes()));
-  VAE_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
+  {  // random operands: a GPU multiplies zeros faster than data (it draws less power)
+    curandGenerator_t gen = nullptr;
+    VAE_CURAND_CHECK(curandCreateGenerator(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10));
+    const curandStatus_t sa = curandGenerateUniform(gen, a.get(), a.size());
+    const curandStatus_t sb = curandGenerateUniform(gen, b.get(), b.size());
+    curandDestroyGenerator(gen);
+    VAE_CURAND_CHECK(sa);
+    VAE_CURAND_CHECK(sb);
+  }
   cublasHandle_t h = nullptr;
   VAE_CUBLAS_CHECK(cublasCreate(&h));
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -49,9 +57,8 @@ double cuda_sgemm_gflops(int m, int n, int k) {
   VAE_CUDA_WARN(cudaEventDestroy(start));
   VAE_CUDA_WARN(cudaEventDestroy(stop));
   cublasDestroy(h);
-  std::sort(ms.begin(), ms.end());
-  const double median_s = (ms[4] + ms[5]) / 2 / 1e3;
-  return 2.0 * m * n * k / median_s / 1e9;
+  const double best_s = *std::min_element(ms.begin(), ms.end()) / 1e3;
+  return 2.0 * m * n * k / best_s / 1e9;
 }
 
 }  // namespace vae

@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 #include "vae/checkpoint.h"
@@ -300,6 +305,127 @@ TEST_F(Cli, ModelToolsWorkOnATrainedRun) {
   ASSERT_EQ(run(base(good_, good_) + " --latent 3 --out " + dir_.file("z3")).status, 0);
   expect_clean_failure(run("scatter --model " + dir_.file("z3") + " --labels " + labels + " --out " + png),
                        "2-D latent", "scatter of Z=3");
+}
+
+// `vae bench` with a stand-in for bench/torch_reference.py --serve: the protocol (warm-up,
+// "@ready", "steps K" -> "@ms T", "end", the JSON after the epochs) and the per-round pairing
+// of the ratios are checked against numbers the stand-in chose; a stand-in that fails at any
+// point gives that implementation's row an error naming its exit and last line, while the
+// other rows and the run go on.
+class CliBench : public Cli {
+ protected:
+  void SetUp() override {
+    Cli::SetUp();
+    python_ = std::system("/usr/bin/python3 -c pass > /dev/null 2>&1") == 0 ? "/usr/bin/python3" : "python3";
+    if (std::system((python_ + " -c pass > /dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "no python3 here";
+  }
+  // A stand-in whose behaviour is `mode`: ok (3, 1, 2 ms per step in its three blocks),
+  // die_at_steps, never_ready.
+  std::string stand_in(const std::string& mode) {
+    const std::string path = dir_.file(mode + ".py");
+    std::ofstream(path) << "import json, sys\n"
+                           "mode = '" << mode << "'\n"
+                           "args = sys.argv[1:]\n"
+                           "out = args[args.index('--json') + 1]\n"
+                           "log = open(sys.argv[0] + '.log', 'w')\n"
+                           "log.write(' '.join(a for a in args if a.startswith('--serve')) + '\\n')\n"
+                           "print('stand-in starting', flush=True)\n"
+                           "if mode == 'never_ready':\n"
+                           "    print('cannot load the data', flush=True); sys.exit(2)\n"
+                           "print('@ready', flush=True)\n"
+                           "for line in sys.stdin:\n"
+                           "    log.write(line); log.flush()\n"
+                           "    if line.strip() == 'end': break\n"
+                           "    if mode == 'die_at_steps':\n"
+                           "        print('out of memory in the stand-in', flush=True); sys.exit(3)\n"
+                           "    print('a line of its own', flush=True)\n"
+                           "    blocks = blocks + 1 if 'blocks' in dir() else 0\n"
+                           "    print('@ms %.6f' % ([3.0, 1.0, 2.0][blocks % 3] * int(line.split()[1])), flush=True)\n"
+                           "print('epoch 1/1 ...', flush=True)\n"
+                           "json.dump({'torch_version': 'stand-in', 'device': 'cpu', 'threads': 1,\n"
+                           "           'epochs': [{'seconds': 0.5, 'test_loss': 123.25}]}, open(out, 'w'))\n";
+    return path;
+  }
+  CliRun bench(const std::string& impls, const std::string& script, const std::string& json) {
+    return run("bench --impl " + impls + " --batch 8 --hidden 8 --latent 2 --steps 6 --repeats 3 --warmup 1 --epochs 1" +
+               " --pause-ms 0 --train " + good_ + " --test " + good_ + " --python " + python_ + " --torch-script " +
+               script + " --json " + json);
+  }
+  static const nlohmann::json* row(const nlohmann::json& doc, const std::string& impl) {
+    for (const auto& r : doc.at("results"))
+      if (r.at("impl") == impl) return &r;
+    return nullptr;
+  }
+  std::string python_;
+};
+
+TEST_F(CliBench, InterleavedRoundsPairTheRatios) {
+  const std::string script = stand_in("ok"), json = dir_.file("bench.json");
+  const CliRun r = bench("cpu,torch", script, json);
+  ASSERT_EQ(r.status, 0) << r.output << r.error;
+  EXPECT_NE(r.output.find("16-8-2"), std::string::npos) << "the model is named by its own widths\n" << r.output;
+  // The stand-in was started in serve mode, and asked for 3 blocks of 6/3 steps, then "end".
+  EXPECT_EQ(slurp(script + ".log"), "--serve\nsteps 2\nsteps 2\nsteps 2\nend\n");
+  const auto doc = nlohmann::json::parse(slurp(json));
+  const auto* cpu = row(doc, "vae-cpu");
+  const auto* torch = row(doc, "torch");
+  ASSERT_TRUE(cpu && torch) << doc.dump(2);
+  ASSERT_TRUE(cpu->at("ok").get<bool>()) << cpu->dump();
+  ASSERT_TRUE(torch->at("ok").get<bool>()) << torch->dump();
+  EXPECT_EQ(torch->at("ms_per_step_rounds"), nlohmann::json({3.0, 1.0, 2.0}));
+  EXPECT_DOUBLE_EQ(torch->at("ms_per_step_median").get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(torch->at("test_loss").get<double>(), 123.25);  // its JSON, read after "end"
+  EXPECT_DOUBLE_EQ(torch->at("epoch_seconds").get<double>(), 0.5);
+  EXPECT_NE(torch->at("device").get<std::string>().find("stand-in"), std::string::npos);
+  // The CPU path's ratio against PyTorch: the median of the rounds' PyTorch ms / its ms (not
+  // the ratio of the medians).
+  const auto rounds = cpu->at("ms_per_step_rounds").get<std::vector<double>>();
+  ASSERT_EQ(rounds.size(), 3u);
+  const double torch_ms[3] = {3.0, 1.0, 2.0};
+  std::vector<double> ratios;
+  for (std::size_t i = 0; i < rounds.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(rounds[i]) && rounds[i] > 0) << rounds[i];
+    ratios.push_back(torch_ms[i] / rounds[i]);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  EXPECT_NEAR(cpu->at("speedup_vs_torch").get<double>(), ratios[1], 1e-12 * ratios[1]);
+  auto sorted = rounds;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_NEAR(cpu->at("ms_per_step_median").get<double>(), sorted[1], 1e-12 * sorted[1]);
+  EXPECT_DOUBLE_EQ(torch->at("speedup_vs_torch").get<double>(), 1.0);
+  EXPECT_TRUE(std::isfinite(cpu->at("test_loss").get<double>()));
+}
+
+TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
+  for (const auto& [mode, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"die_at_steps", "exit 3: out of memory in the stand-in"}, {"never_ready", "exit 2: cannot load the data"}}) {
+    const std::string json = dir_.file(mode + ".json");
+    const CliRun r = bench("cpu,torch", stand_in(mode), json);
+    ASSERT_EQ(r.status, 0) << mode << "\n" << r.output << r.error;
+    EXPECT_NE(r.output.find(phrase), std::string::npos) << mode << "\n" << r.output;
+    const auto doc = nlohmann::json::parse(slurp(json));
+    ASSERT_TRUE(row(doc, "torch") && row(doc, "vae-cpu"));
+    EXPECT_FALSE(row(doc, "torch")->at("ok").get<bool>());
+    EXPECT_NE(row(doc, "torch")->at("error").get<std::string>().find(phrase), std::string::npos);
+    EXPECT_TRUE(row(doc, "vae-cpu")->at("ok").get<bool>()) << "the CPU path's row goes on";
+    EXPECT_EQ(row(doc, "vae-cpu")->at("ms_per_step_rounds").size(), 3u);
+  }
+  // A script that is not there at all.
+  const CliRun r = bench("torch", dir_.file("missing.py"), dir_.file("m.json"));
+  ASSERT_EQ(r.status, 0) << r.error;
+  EXPECT_NE(r.output.find("n/a: exit 2"), std::string::npos) << r.output;
+}
+
+TEST_F(CliBench, BadOptionsFailCleanly) {
+  const std::string script = stand_in("ok");
+  expect_clean_failure(bench("cpu,tpu", script, dir_.file("a.json")), "unknown implementation 'tpu'", "--impl");
+  expect_clean_failure(run("bench --impl cpu --models huge --train " + good_ + " --test " + good_), "unknown model 'huge'",
+                       "--models");
+  expect_clean_failure(run("bench --impl cpu --pause-ms -1 --train " + good_ + " --test " + good_), "--pause-ms",
+                       "--pause-ms");
+  expect_clean_failure(run("bench --impl cpu --repeats 0 --train " + good_ + " --test " + good_), "--repeats",
+                       "--repeats");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("a.json")));
 }
 
 }  // namespace

@@ -333,6 +333,14 @@ TEST(Trainer, RejectsMismatchedTrainAndTestData) {
   EXPECT_FALSE(std::filesystem::exists(t.out + "/metrics.csv"));
 }
 
+TEST(Device, CpuSgemmRateIsMeasured) {
+  const double gflops = measure_sgemm_gflops(Device::cpu, 96, 80, 72);
+  EXPECT_TRUE(std::isfinite(gflops) && gflops > 0) << gflops;
+  EXPECT_THROW(measure_sgemm_gflops(Device::cpu, 8, -1, 8), Error);
+  std::string why;
+  if (!cuda_usable(&why)) EXPECT_THROW(measure_sgemm_gflops(Device::cuda, 8, 8, 8), Error);
+}
+
 TEST(Device, CudaWithoutAGpuIsAClearError) {
   std::string why;
   if (cuda_usable(&why)) GTEST_SKIP() << "a GPU is usable here; this test is for machines without one";

@@ -6,18 +6,30 @@
 // a repeat ends with the backend's one host read, so device work is included), samples/s,
 // seconds per epoch measured over real epochs, the test -ELBO after those epochs, and ratios
 // against the CPU path and against PyTorch eager.
+//
+// The timed repeats are interleaved: every implementation of a case is set up and warmed up
+// first (PyTorch in a subprocess that times blocks of steps on request, torch_reference.py
+// --serve), then repeat r times K steps of each in turn, the order reversed every other round.
+// A stretch of noise on a shared machine then falls on all of them alike, and the ratios are
+// the medians of the per-round ratios. The epochs run afterwards, one implementation at a time.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -25,6 +37,8 @@
 
 #include "cli/commands.h"
 #include "vae/vae.h"
+
+extern char** environ;
 
 namespace vae::cli {
 namespace {
@@ -43,6 +57,7 @@ struct BenchOptions {
   int epochs = 1;
   int threads = 0;
   int torch_threads = 1;
+  int pause_ms = 200;
   std::string python;
   std::string torch_script = std::string(VAE_SOURCE_DIR) + "/bench/torch_reference.py";
   std::string train_path, test_path;
@@ -60,6 +75,7 @@ struct Result {
   std::string impl, device;
   bool ok = false;
   std::string error;
+  std::vector<double> block_ms;  // ms per step of each timed repeat, in round order
   double ms_median = 0, ms_p10 = 0, ms_p90 = 0;
   double samples_per_sec = 0;
   double epoch_seconds = 0;  // measured over real epochs (0 when --epochs 0)
@@ -99,6 +115,16 @@ double percentile(std::vector<double> v, double q) {
   return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
 }
 
+// The median over rounds of ref's ms per step / r's: both timed in the same rounds, so the
+// ratio of each round compares them under the same conditions.
+double paired_ratio(const Result& ref, const Result& r) {
+  const std::size_t n = std::min(ref.block_ms.size(), r.block_ms.size());
+  if (n == 0) return 0;
+  std::vector<double> ratios;
+  for (std::size_t i = 0; i < n; ++i) ratios.push_back(ref.block_ms[i] / r.block_ms[i]);
+  return percentile(ratios, 0.5);
+}
+
 std::string cpu_model_name() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -128,72 +154,116 @@ double steady_epoch_seconds(const std::vector<double>& s) {
   return sum / double(s.size() - 1);
 }
 
-Result bench_backend(Device device, const Case& c, const BenchOptions& o, std::shared_ptr<const Dataset> train,
-                     const Dataset& test) {
-  Result r;
-  r.impl = device == Device::cuda ? "vae-cuda" : "vae-cpu";
-  try {
-    TrainConfig tc;
-    tc.batch = c.batch;
-    tc.seed = o.seed;
-    tc.threads = o.threads;
-    tc.device = device;
-    tc.eval_batch = std::max(1000, c.batch);
-    const int K = std::max(1, o.steps / std::max(1, o.repeats));
-    {
-      auto backend = make_backend(device, c.model, tc);
-      r.device = backend->name();
-      backend->set_parameters(init_parameters(backend->layout(), c.model, o.seed));
-      backend->set_train_data(train);
-      BatchStream stream(train->count, c.batch, o.seed);
-      Batch b;
-      auto next_full = [&]() {  // full batches only: a partial one would time fewer items
-        do stream.next_rolling(b);
-        while (b.size != c.batch && train->count >= c.batch);
-      };
-      for (int i = 0; i < o.warmup; ++i) {
-        next_full();
-        backend->train_step(b);
-      }
-      backend->take_train_sums();
-      std::vector<double> ms;
-      for (int rep = 0; rep < o.repeats; ++rep) {
-        const auto t0 = Clock::now();
-        for (int k = 0; k < K; ++k) {
-          next_full();
-          backend->train_step(b);
-        }
-        backend->take_train_sums();  // waits for the device
-        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / K);
-      }
-      r.ms_median = percentile(ms, 0.5);
-      r.ms_p10 = percentile(ms, 0.1);
-      r.ms_p90 = percentile(ms, 0.9);
-      r.samples_per_sec = c.batch / (r.ms_median / 1000.0);
+// One implementation of one case, set up and warmed up, that times blocks of steps on request.
+// A contender that fails keeps its message in result().error and times nothing more.
+class Contender {
+ public:
+  explicit Contender(std::string impl) { r_.impl = std::move(impl); }
+  virtual ~Contender() = default;
+  bool ok() const { return r_.error.empty(); }
+  // Runs k timed steps; records their ms per step.
+  void time_block(int k) {
+    if (!ok()) return;
+    try {
+      r_.block_ms.push_back(block_ms(k) / k);
+    } catch (const std::exception& e) {
+      r_.error = e.what();
     }
-    if (o.epochs > 0) {  // real epochs from a fresh start, as `vae train` runs them
-      auto backend = make_backend(device, c.model, tc);
-      backend->set_parameters(init_parameters(backend->layout(), c.model, o.seed));
-      backend->set_train_data(train);
-      BatchStream stream(train->count, c.batch, o.seed);
-      std::vector<double> seconds;
-      for (int e = 0; e < o.epochs; ++e) {
-        stream.start_epoch(e);
-        Batch b;
-        const auto t0 = Clock::now();
-        while (stream.next(b)) backend->train_step(b);
-        backend->take_train_sums();
-        seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-      }
-      r.epoch_seconds = steady_epoch_seconds(seconds);
-      r.test_loss = backend->evaluate(test).mean_loss();
-    }
-    r.ok = true;
-  } catch (const std::exception& e) {
-    r.error = e.what();
   }
-  return r;
-}
+  // After the rounds: the real epochs and the summary of the blocks.
+  Result finish() {
+    if (ok()) {
+      try {
+        epochs();
+        r_.ms_median = percentile(r_.block_ms, 0.5);
+        r_.ms_p10 = percentile(r_.block_ms, 0.1);
+        r_.ms_p90 = percentile(r_.block_ms, 0.9);
+        r_.samples_per_sec = batch_ / (r_.ms_median / 1000.0);
+        r_.ok = true;
+      } catch (const std::exception& e) {
+        r_.error = e.what();
+      }
+    }
+    if (!r_.ok) r_.block_ms.clear();
+    return r_;
+  }
+
+ protected:
+  virtual double block_ms(int k) = 0;  // milliseconds for k steps
+  virtual void epochs() = 0;
+  void fail(const std::string& why) { r_.error = why.empty() ? "failed" : why; }
+  Result r_;
+  int batch_ = 0;
+};
+
+// The CUDA or CPU backend in this process.
+class BackendContender final : public Contender {
+ public:
+  BackendContender(Device device, const Case& c, const BenchOptions& o, std::shared_ptr<const Dataset> train,
+                   const Dataset& test)
+      : Contender(device == Device::cuda ? "vae-cuda" : "vae-cpu"),
+        device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test), stream_(train_->count, c.batch, o.seed) {
+    batch_ = c.batch;
+    tc_.batch = c.batch;
+    tc_.seed = o.seed;
+    tc_.threads = o.threads;
+    tc_.device = device;
+    tc_.eval_batch = std::max(1000, c.batch);
+    try {
+      backend_ = make_backend(device, c.model, tc_);
+      r_.device = backend_->name();
+      backend_->set_parameters(init_parameters(backend_->layout(), c.model, o.seed));
+      backend_->set_train_data(train_);
+      for (int i = 0; i < o.warmup; ++i) step();
+      backend_->take_train_sums();
+    } catch (const std::exception& e) {
+      fail(e.what());
+      backend_.reset();
+    }
+  }
+
+ private:
+  void step() {
+    do stream_.next_rolling(b_);  // full batches only: a partial one would time fewer items
+    while (b_.size != case_.batch && train_->count >= case_.batch);
+    backend_->train_step(b_);
+  }
+  double block_ms(int k) override {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < k; ++i) step();
+    backend_->take_train_sums();  // waits for the device
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  }
+  void epochs() override {
+    backend_.reset();  // the timing model's memory back before the epochs' model
+    if (opt_.epochs == 0) return;
+    auto backend = make_backend(device_, case_.model, tc_);  // real epochs from a fresh start, as `vae train`
+    backend->set_parameters(init_parameters(backend->layout(), case_.model, opt_.seed));
+    backend->set_train_data(train_);
+    BatchStream stream(train_->count, case_.batch, opt_.seed);
+    std::vector<double> seconds;
+    for (int e = 0; e < opt_.epochs; ++e) {
+      stream.start_epoch(e);
+      Batch b;
+      const auto t0 = Clock::now();
+      while (stream.next(b)) backend->train_step(b);
+      backend->take_train_sums();
+      seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    r_.epoch_seconds = steady_epoch_seconds(seconds);
+    r_.test_loss = backend->evaluate(test_).mean_loss();
+  }
+
+  Device device_;
+  Case case_;
+  BenchOptions opt_;
+  std::shared_ptr<const Dataset> train_;
+  const Dataset& test_;
+  TrainConfig tc_;
+  std::unique_ptr<Backend> backend_;
+  BatchStream stream_;
+  Batch b_;
+};
 
 std::string join_widths(const std::vector<int>& w) {
   if (w.empty()) return "none";
@@ -202,86 +272,186 @@ std::string join_widths(const std::vector<int>& w) {
   return s;
 }
 
-Result bench_torch(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
-                   const std::string& train_path, const std::string& test_path) {
-  Result r;
-  r.impl = impl;
-  char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
-  const int fd = mkstemp(tmpl);
-  if (fd < 0) {
-    r.error = "cannot create a temporary file";
-    return r;
+// bench/torch_reference.py --serve in a subprocess: its stdin takes "steps K" and "end", its
+// stdout (with its stderr) answers "@ready" and "@ms T" among lines of its own.
+class TorchContender final : public Contender {
+ public:
+  TorchContender(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
+                 const std::string& train_path, const std::string& test_path)
+      : Contender(impl) {
+    batch_ = c.batch;
+    char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd < 0) {
+      fail("cannot create a temporary file for PyTorch's JSON");
+      return;
+    }
+    close(fd);
+    json_path_ = tmpl;
+    std::ostringstream cmd;
+    cmd << "exec " << shell_quote(o.python) << " " << shell_quote(o.torch_script) << " --serve --device "
+        << torch_device << " --threads " << o.torch_threads << " --batch " << c.batch << " --hidden "
+        << join_widths(c.model.encoder_hidden) << " --decoder-hidden " << join_widths(c.model.decoder_hidden)
+        << " --latent " << c.model.latent << " --seed " << o.seed << " --warmup " << o.warmup << " --epochs "
+        << o.epochs << " --eval-batch " << std::max(1000, c.batch) << " --train " << shell_quote(train_path)
+        << " --test " << shell_quote(test_path) << " --json " << shell_quote(json_path_);
+    if (impl == "torch-compile")
+      cmd << " --compile --compile-mode " << (torch_device == "cuda" ? "reduce-overhead" : "default");
+    if (!start(cmd.str())) return;
+    if (!await("@ready").has_value()) stop();
   }
-  close(fd);
-  const std::string out_json = tmpl;
-  std::ostringstream cmd;
-  cmd << shell_quote(o.python) << " " << shell_quote(o.torch_script) << " --device " << torch_device
-      << " --threads " << o.torch_threads << " --batch " << c.batch << " --hidden " << join_widths(c.model.encoder_hidden)
-      << " --decoder-hidden " << join_widths(c.model.decoder_hidden) << " --latent " << c.model.latent
-      << " --seed " << o.seed << " --bench-steps " << o.steps << " --warmup " << o.warmup << " --epochs " << o.epochs
-      << " --eval-batch " << std::max(1000, c.batch) << " --train " << shell_quote(train_path) << " --test "
-      << shell_quote(test_path) << " --json " << shell_quote(out_json);
-  if (impl == "torch-compile") cmd << " --compile --compile-mode " << (torch_device == "cuda" ? "reduce-overhead" : "default");
-  std::string output;
-  const int status = run_command(cmd.str(), output);
-  if (status != 0) {
-    r.error = "exit " + std::to_string(status) + ": " + last_line(output);
-    std::remove(out_json.c_str());
-    return r;
+  ~TorchContender() override {
+    stop();
+    if (!json_path_.empty()) std::remove(json_path_.c_str());
   }
-  try {
-    std::ifstream f(out_json);
+
+ private:
+  bool start(const std::string& cmd) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0) return fail("cannot create a pipe to PyTorch"), false;
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      close(in[0]);
+      close(in[1]);
+      return fail("cannot create a pipe from PyTorch"), false;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    const int rc = posix_spawn(&pid_, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    if (rc != 0) {
+      close(in[1]);
+      close(out[0]);
+      pid_ = -1;
+      return fail(std::string("cannot start /bin/sh for PyTorch: ") + std::strerror(rc)), false;
+    }
+    to_ = fdopen(in[1], "w");
+    from_ = fdopen(out[0], "r");
+    return true;
+  }
+
+  // Reads lines until one starts with `tag`; returns the rest of it, or fails with the
+  // subprocess's last line of its own when it ends first.
+  std::optional<std::string> await(const std::string& tag) {
+    char* line = nullptr;
+    std::size_t cap = 0;
+    std::optional<std::string> found;
+    while (getline(&line, &cap, from_) >= 0) {
+      std::string l(line);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      if (l.rfind(tag, 0) == 0) {
+        found = l.substr(tag.size());
+        break;
+      }
+      if (!l.empty()) last_ = l;
+    }
+    std::free(line);
+    if (!found) fail("exit " + std::to_string(reap()) + ": " + last_);
+    return found;
+  }
+
+  bool send(const std::string& line) {
+    if (!to_ || std::fputs((line + "\n").c_str(), to_) < 0 || std::fflush(to_) != 0) {
+      fail("PyTorch's subprocess stopped reading its commands (" + last_ + ")");
+      return false;
+    }
+    return true;
+  }
+
+  double block_ms(int k) override {
+    if (!send("steps " + std::to_string(k))) return 0;
+    const auto t = await("@ms ");
+    if (!t) throw_error(r_.error);
+    return std::stod(*t);
+  }
+
+  void epochs() override {
+    if (!send("end")) throw_error(r_.error);
+    std::fclose(to_);
+    to_ = nullptr;
+    await("@never");  // drains its epochs' output until it exits
+    const int status = reap();
+    if (status != 0) throw_error("exit ", status, ": ", last_);
+    r_.error.clear();  // await's "it ended" is the expected end here
+    std::ifstream f(json_path_);
     const auto j = nlohmann::json::parse(f);
-    r.device = "torch " + j.value("torch_version", std::string("?")) + " " + j.value("device", std::string("?")) + ", " +
-               std::to_string(j.value("threads", 0)) + " thread(s)";
-    const auto& b = j.at("bench");
-    r.ms_median = b.at("median_ms").get<double>();
-    r.ms_p10 = b.at("p10_ms").get<double>();
-    r.ms_p90 = b.at("p90_ms").get<double>();
-    r.samples_per_sec = c.batch / (r.ms_median / 1000.0);
+    r_.device = "torch " + j.value("torch_version", std::string("?")) + " " + j.value("device", std::string("?")) +
+                ", " + std::to_string(j.value("threads", 0)) + " thread(s)";
     const auto& epochs = j.at("epochs");
     if (!epochs.empty()) {
       std::vector<double> seconds;
       for (const auto& e : epochs) seconds.push_back(e.at("seconds").get<double>());
-      r.epoch_seconds = steady_epoch_seconds(seconds);
-      r.test_loss = epochs.back().at("test_loss").get<double>();
+      r_.epoch_seconds = steady_epoch_seconds(seconds);
+      r_.test_loss = epochs.back().at("test_loss").get<double>();
     }
-    r.ok = true;
-  } catch (const std::exception& e) {
-    r.error = std::string("could not read its JSON: ") + e.what();
   }
-  std::remove(out_json.c_str());
-  return r;
-}
 
-std::vector<Case> make_cases(const BenchOptions& o) {
-  std::vector<Case> cases;
-  std::vector<std::pair<std::string, ModelConfig>> models;
+  // Waits for the subprocess once; its exit status (128+signal when killed).
+  int reap() {
+    if (pid_ <= 0) return status_;
+    int st = 0;
+    while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status_;
+  }
+
+  void stop() {
+    if (to_) std::fclose(to_);  // its stdin ends: the script leaves timing and finishes
+    to_ = nullptr;
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      reap();
+    }
+    if (from_) std::fclose(from_);
+    from_ = nullptr;
+  }
+
+  pid_t pid_ = -1;
+  int status_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+  std::string json_path_, last_ = "(no output)";
+};
+
+// The cases: each model (named by its widths, input first) at each batch size.
+std::vector<Case> make_cases(const BenchOptions& o, int input_dim) {
+  std::vector<ModelConfig> models;
   if (!o.hidden.empty() || !o.latent_text.empty()) {
     ModelConfig m;
     if (!o.hidden.empty()) m.encoder_hidden = parse_int_list(o.hidden, "--hidden");
     m.decoder_hidden.assign(m.encoder_hidden.rbegin(), m.encoder_hidden.rend());
     if (!o.latent_text.empty()) m.latent = parse_int_list(o.latent_text, "--latent").at(0);
-    models.emplace_back("784-" + join_widths(m.encoder_hidden) + "-" + std::to_string(m.latent), m);
+    models.push_back(m);
   } else {
     std::stringstream ss(o.models);
     std::string name;
     while (std::getline(ss, name, ',')) {
-      ModelConfig m;
-      if (name == "ref") {
-        models.emplace_back("784-400-20", m);
-      } else if (name == "wide") {
+      ModelConfig m;  // ref: the defaults, 400 hidden units and 20 latent dimensions
+      if (name == "wide") {
         m.encoder_hidden = {1024, 1024};
         m.decoder_hidden = {1024, 1024};
         m.latent = 64;
-        models.emplace_back("784-1024-1024-64", m);
-      } else {
+      } else if (name != "ref") {
         throw_error("--models: unknown model '", name, "'; expected ref and/or wide (or give --hidden/--latent)");
       }
+      models.push_back(m);
     }
   }
-  for (const auto& [name, m] : models)
+  std::vector<Case> cases;
+  for (ModelConfig& m : models) {
+    m.input_dim = input_dim;
+    std::string name = std::to_string(input_dim);
+    for (int w : m.encoder_hidden) name += "-" + std::to_string(w);
+    name += "-" + std::to_string(m.latent);
     for (int b : parse_int_list(o.batches, "--batch")) cases.push_back({name, m, b});
+  }
   return cases;
 }
 
@@ -293,8 +463,9 @@ std::string fmt(double v, int prec) {
 
 void run_bench(const BenchOptions& opt) {
   BenchOptions o = opt;
-  if (o.steps < 1 || o.repeats < 1 || o.warmup < 0 || o.epochs < 0)
-    throw_error("--steps and --repeats must be >= 1, --warmup and --epochs >= 0");
+  if (o.steps < 1 || o.repeats < 1 || o.warmup < 0 || o.epochs < 0 || o.pause_ms < 0)
+    throw_error("--steps and --repeats must be >= 1, --warmup, --epochs and --pause-ms >= 0");
+  signal(SIGPIPE, SIG_IGN);  // a PyTorch subprocess that dies is a failed write, reported, not a killed bench
   if (o.python.empty()) o.python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   const std::string train_path = o.train_path.empty() ? default_fashion_mnist(true) : o.train_path;
   const std::string test_path = o.test_path.empty() ? default_fashion_mnist(false) : o.test_path;
@@ -318,8 +489,7 @@ void run_bench(const BenchOptions& opt) {
       else throw_error("--impl: unknown implementation '", s, "'; expected cuda, cpu, torch, torch-compile or auto");
   }
   const std::string torch_device = have_cuda ? "cuda" : "cpu";
-  const auto cases = make_cases(o);
-  for (auto& c : cases) const_cast<ModelConfig&>(c.model).input_dim = train->dim;
+  const auto cases = make_cases(o, train->dim);
 
   json doc;
   doc["date"] = [] {
@@ -336,7 +506,8 @@ void run_bench(const BenchOptions& opt) {
   doc["gpu"] = have_cuda ? "usable" : why;
   doc["train"] = train_path;
   doc["options"] = {{"steps", o.steps}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"epochs", o.epochs},
-                    {"threads", o.threads}, {"torch_threads", o.torch_threads}, {"seed", o.seed}};
+                    {"threads", o.threads}, {"torch_threads", o.torch_threads}, {"seed", o.seed},
+                    {"pause_ms", o.pause_ms}, {"timing", "interleaved rounds; ratios are medians of per-round ratios"}};
   doc["results"] = json::array();
   // The yardstick of "fraction of the SGEMM rate": the device's own FP32 GEMM rate.
   std::map<std::string, double> sgemm;
@@ -346,48 +517,60 @@ void run_bench(const BenchOptions& opt) {
 
   std::cout << "vae bench: " << doc["cpu"].get<std::string>() << ", " << doc["cores"] << " cores"
             << (have_cuda ? "" : ", no GPU (" + why + ")") << "; commit " << doc["commit"].get<std::string>() << "\n"
-            << "ms/step: median of " << o.repeats << " repeats of " << std::max(1, o.steps / o.repeats)
-            << " steps after " << o.warmup << " warm-up steps; s/epoch and test -ELBO over " << o.epochs
-            << " real epoch(s)\n"
+            << "ms/step: median of " << o.repeats << " interleaved rounds of " << std::max(1, o.steps / o.repeats)
+            << " steps per implementation, after " << o.warmup << " warm-up steps; ratios: median of the rounds' "
+            << "ratios; s/epoch and test -ELBO over " << o.epochs << " real epoch(s)\n"
             << "FP32 SGEMM rate (the yardstick of %sgemm): CPU " << fmt(sgemm["cpu"], 0) << " GFLOP/s (2048^3)"
             << (have_cuda ? ", GPU " + fmt(sgemm["cuda"], 0) + " GFLOP/s (8192^3, cuBLAS, no TF32)" : std::string())
             << "\n\n";
   std::printf("%-17s %6s %-14s %10s %12s %9s %10s %8s %9s %8s %7s  %s\n", "model", "batch", "impl", "ms/step",
               "samples/s", "s/epoch", "test-ELBO", "vs cpu", "vs torch", "GFLOP/s", "%sgemm", "device");
+  const int K = std::max(1, o.steps / o.repeats);
   for (const auto& c : cases) {
-    std::vector<Result> results;
+    std::vector<std::unique_ptr<Contender>> contenders;
     for (const auto& impl : impls) {
-      Result r;
-      if (impl == "vae-cuda" && !have_cuda) {
-        r.impl = impl;
-        r.error = why;
-      } else if (impl == "vae-cuda" || impl == "vae-cpu") {
-        r = bench_backend(impl == "vae-cuda" ? Device::cuda : Device::cpu, c, o, train, test);
-      } else {
-        r = bench_torch(impl, torch_device, c, o, train_path, test_path);
-      }
-      results.push_back(r);
+      if (impl == "vae-cuda" || impl == "vae-cpu")
+        contenders.push_back(std::make_unique<BackendContender>(impl == "vae-cuda" ? Device::cuda : Device::cpu, c, o,
+                                                                train, test));
+      else
+        contenders.push_back(std::make_unique<TorchContender>(impl, torch_device, c, o, train_path, test_path));
     }
-    auto ms_of = [&](const std::string& impl) {
-      for (const auto& r : results)
-        if (r.impl == impl && r.ok) return r.ms_median;
-      return 0.0;
-    };
-    const double cpu_ms = ms_of("vae-cpu"), torch_ms = ms_of("torch");
+    // The rounds: K steps of each in turn, every other round in reverse order, a pause between
+    // blocks so that one side's threads have gone idle before the next side's clock starts.
+    for (int rep = 0; rep < o.repeats; ++rep)
+      for (std::size_t i = 0; i < contenders.size(); ++i) {
+        auto& ct = *contenders[rep % 2 ? contenders.size() - 1 - i : i];
+        if (!ct.ok()) continue;
+        if (contenders.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(o.pause_ms));
+        ct.time_block(K);
+      }
+    std::vector<Result> results;
+    for (auto& ct : contenders) {
+      results.push_back(ct->finish());
+      ct.reset();  // a finished subprocess or backend lets its memory go now
+    }
+    const Result* cpu_result = nullptr;
+    const Result* torch_result = nullptr;
+    for (const auto& r : results) {
+      if (r.ok && r.impl == "vae-cpu") cpu_result = &r;
+      if (r.ok && r.impl == "torch") torch_result = &r;
+    }
     for (const auto& r : results) {
       json jr = {{"model", c.model_name}, {"batch", c.batch}, {"impl", r.impl}, {"device", r.device}, {"ok", r.ok}};
       if (!r.ok) {
         jr["error"] = r.error;
         std::printf("%-17s %6d %-14s %s\n", c.model_name.c_str(), c.batch, r.impl.c_str(), ("n/a: " + r.error).c_str());
       } else {
-        const double vs_cpu = cpu_ms > 0 ? cpu_ms / r.ms_median : 0, vs_torch = torch_ms > 0 ? torch_ms / r.ms_median : 0;
+        const double vs_cpu = cpu_result ? paired_ratio(*cpu_result, r) : 0;
+        const double vs_torch = torch_result ? paired_ratio(*torch_result, r) : 0;
         const bool on_gpu = r.impl == "vae-cuda" || (r.impl != "vae-cpu" && torch_device == "cuda");
         const double gflops = train_step_gemm_flops(c.model, c.batch, c.model.samples) / (r.ms_median * 1e6);
         const double of_sgemm = gflops / sgemm[on_gpu ? "cuda" : "cpu"];
         jr.update({{"ms_per_step_median", r.ms_median}, {"ms_per_step_p10", r.ms_p10}, {"ms_per_step_p90", r.ms_p90},
-                   {"samples_per_sec", r.samples_per_sec}, {"epoch_seconds", r.epoch_seconds},
-                   {"test_loss", r.test_loss}, {"epochs", o.epochs}, {"speedup_vs_cpu", vs_cpu},
-                   {"speedup_vs_torch", vs_torch}, {"gemm_gflops_per_s", gflops}, {"fraction_of_sgemm", of_sgemm}});
+                   {"ms_per_step_rounds", r.block_ms}, {"samples_per_sec", r.samples_per_sec},
+                   {"epoch_seconds", r.epoch_seconds}, {"test_loss", r.test_loss}, {"epochs", o.epochs},
+                   {"speedup_vs_cpu", vs_cpu}, {"speedup_vs_torch", vs_torch}, {"gemm_gflops_per_s", gflops},
+                   {"fraction_of_sgemm", of_sgemm}});
         std::printf("%-17s %6d %-14s %10s %12s %9s %10s %8s %9s %8s %6s%%  %s\n", c.model_name.c_str(), c.batch,
                     r.impl.c_str(), fmt(r.ms_median, 3).c_str(), fmt(r.samples_per_sec, 0).c_str(),
                     o.epochs ? fmt(r.epoch_seconds, 3).c_str() : "-", o.epochs ? fmt(r.test_loss, 2).c_str() : "-",
@@ -413,7 +596,10 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--hidden", o->hidden, "Instead of --models: encoder widths of one model (decoder mirrored)");
   cmd->add_option("--latent", o->latent_text, "Instead of --models: latent size of that model");
   cmd->add_option("--steps", o->steps, "Timed steps per implementation and case")->capture_default_str();
-  cmd->add_option("--repeats", o->repeats, "Timing repeats (the median is reported)")->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "Timing rounds; each times steps/repeats steps of every implementation")
+      ->capture_default_str();
+  cmd->add_option("--pause-ms", o->pause_ms, "Pause before each timed block, so the last side's threads are idle")
+      ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warm-up steps before timing (graph capture, caches)")->capture_default_str();
   cmd->add_option("--epochs", o->epochs, "Real epochs for s/epoch and the test -ELBO (0: timing only)")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU backend threads; 0 = all cores")->capture_default_str();
@@ -426,11 +612,16 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--json", o->json_path, "Write the results as JSON here")->capture_default_str();
   cmd->footer(
       "\nEvery implementation trains the same model on the same in-memory data (no data loader on any side).\n"
+      "Timing: all implementations of a case are set up and warmed up first (PyTorch in a subprocess, driven\n"
+      "through bench/torch_reference.py --serve), then timed in interleaved rounds: each round runs\n"
+      "steps/repeats steps of each in turn, every other round in reverse order, so that noise on a shared\n"
+      "machine falls on all of them alike. ms/step: the median over the rounds.\n"
       "s/epoch: with --epochs >= 2, the mean of the epochs after the first (which holds graph capture or\n"
       "torch.compile's compilation); test -ELBO: after the last epoch.\n"
-      "ratios: 'vs cpu' = CPU-path ms/step / this ms/step; 'vs torch' = PyTorch eager ms/step / this ms/step.\n"
+      "ratios: 'vs cpu' = CPU-path ms/step / this ms/step; 'vs torch' = PyTorch eager ms/step / this ms/step,\n"
+      "each the median of the per-round ratios.\n"
       "GFLOP/s: the step's GEMM FLOPs (forward, weight and input gradients) per second; %sgemm: that rate as a\n"
-      "fraction of the same device's FP32 SGEMM rate, measured at the start of the run.\n"
+      "fraction of the same device's FP32 SGEMM rate (the best of 10 products at the start of the run).\n"
       "Example: vae bench --batch 128 --models ref --epochs 1 --json bench/results/cpu.json");
   cmd->callback([o]() { run_bench(*o); });
 }

@@ -104,7 +104,8 @@ class Backend {
 // `batch` data points with `samples` z each: what the benchmark divides by the step time.
 double train_step_gemm_flops(const ModelConfig& model, int batch, int samples);
 // The FP32 GEMM rate (GFLOP/s) the device's BLAS reaches on an m x n x k product: cuBLAS
-// (FP32, no TF32) on the GPU, OpenBLAS on the CPU. The median of 10 timed products.
+// (FP32, no TF32) on the GPU, OpenBLAS on the CPU, on non-constant operands. The best of 10
+// timed products: what the BLAS reaches, which a stretch of noise on a shared machine lowers.
 double measure_sgemm_gflops(Device device, int m, int n, int k);
 
 // Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).

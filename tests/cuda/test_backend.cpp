@@ -432,5 +432,13 @@ TEST_F(CudaBackend, NameSaysDeviceAndArchitecture) {
   EXPECT_EQ(resolve_device(Device::automatic, nullptr), Device::cuda);
 }
 
+// The benchmark's yardstick: a finite, positive rate on random operands (an exact rate is a
+// benchmark's business, not a test's), and a clear error for impossible sizes.
+TEST_F(CudaBackend, SgemmRateIsMeasured) {
+  const double gflops = measure_sgemm_gflops(Device::cuda, 96, 80, 72);
+  EXPECT_TRUE(std::isfinite(gflops) && gflops > 0) << gflops;
+  expect_error([] { measure_sgemm_gflops(Device::cuda, 0, 8, 8); }, "sizes must be positive");
+}
+
 }  // namespace
 }  // namespace vae
