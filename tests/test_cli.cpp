@@ -320,7 +320,7 @@ class CliBench : public Cli {
     if (std::system((python_ + " -c pass > /dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "no python3 here";
   }
   // A stand-in whose behaviour is `mode`: ok (3, 1, 2 ms per step in its three blocks),
-  // die_at_steps, never_ready.
+  // die_at_steps, never_ready, garbage (answers "@ms soon").
   std::string stand_in(const std::string& mode) {
     const std::string path = dir_.file(mode + ".py");
     std::ofstream(path) << "import json, sys\n"
@@ -338,6 +338,8 @@ class CliBench : public Cli {
                            "    if line.strip() == 'end': break\n"
                            "    if mode == 'die_at_steps':\n"
                            "        print('out of memory in the stand-in', flush=True); sys.exit(3)\n"
+                           "    if mode == 'garbage':\n"
+                           "        print('@ms soon', flush=True); continue\n"
                            "    print('a line of its own', flush=True)\n"
                            "    blocks = blocks + 1 if 'blocks' in dir() else 0\n"
                            "    print('@ms %.6f' % ([3.0, 1.0, 2.0][blocks % 3] * int(line.split()[1])), flush=True)\n"
@@ -398,7 +400,9 @@ TEST_F(CliBench, InterleavedRoundsPairTheRatios) {
 
 TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
   for (const auto& [mode, phrase] : std::vector<std::pair<std::string, std::string>>{
-           {"die_at_steps", "exit 3: out of memory in the stand-in"}, {"never_ready", "exit 2: cannot load the data"}}) {
+           {"die_at_steps", "exit 3: out of memory in the stand-in"},
+           {"never_ready", "exit 2: cannot load the data"},
+           {"garbage", "answered '@ms soon', expected a positive time"}}) {
     const std::string json = dir_.file(mode + ".json");
     const CliRun r = bench("cpu,torch", stand_in(mode), json);
     ASSERT_EQ(r.status, 0) << mode << "\n" << r.output << r.error;

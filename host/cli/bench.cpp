@@ -20,8 +20,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -75,6 +77,7 @@ struct Result {
   std::string impl, device;
   bool ok = false;
   std::string error;
+  int items = 0;                 // items per step: the batch, or the whole dataset when smaller
   std::vector<double> block_ms;  // ms per step of each timed repeat, in round order
   double ms_median = 0, ms_p10 = 0, ms_p90 = 0;
   double samples_per_sec = 0;
@@ -155,7 +158,7 @@ double steady_epoch_seconds(const std::vector<double>& s) {
 }
 
 // One implementation of one case, set up and warmed up, that times blocks of steps on request.
-// A contender that fails keeps its message in result().error and times nothing more.
+// A contender that fails keeps its message as its result's error and times nothing more.
 class Contender {
  public:
   explicit Contender(std::string impl) { r_.impl = std::move(impl); }
@@ -178,6 +181,7 @@ class Contender {
         r_.ms_median = percentile(r_.block_ms, 0.5);
         r_.ms_p10 = percentile(r_.block_ms, 0.1);
         r_.ms_p90 = percentile(r_.block_ms, 0.9);
+        r_.items = batch_;
         r_.samples_per_sec = batch_ / (r_.ms_median / 1000.0);
         r_.ok = true;
       } catch (const std::exception& e) {
@@ -202,14 +206,15 @@ class BackendContender final : public Contender {
   BackendContender(Device device, const Case& c, const BenchOptions& o, std::shared_ptr<const Dataset> train,
                    const Dataset& test)
       : Contender(device == Device::cuda ? "vae-cuda" : "vae-cpu"),
-        device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test), stream_(train_->count, c.batch, o.seed) {
-    batch_ = c.batch;
+        device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test) {
+    batch_ = static_cast<int>(std::min<std::int64_t>(c.batch, train_->count));  // the items a step takes
     tc_.batch = c.batch;
     tc_.seed = o.seed;
     tc_.threads = o.threads;
     tc_.device = device;
     tc_.eval_batch = std::max(1000, c.batch);
     try {
+      stream_.emplace(train_->count, c.batch, o.seed);
       backend_ = make_backend(device, c.model, tc_);
       r_.device = backend_->name();
       backend_->set_parameters(init_parameters(backend_->layout(), c.model, o.seed));
@@ -224,7 +229,7 @@ class BackendContender final : public Contender {
 
  private:
   void step() {
-    do stream_.next_rolling(b_);  // full batches only: a partial one would time fewer items
+    do stream_->next_rolling(b_);  // full batches only: a partial one would time fewer items
     while (b_.size != case_.batch && train_->count >= case_.batch);
     backend_->train_step(b_);
   }
@@ -261,7 +266,7 @@ class BackendContender final : public Contender {
   const Dataset& test_;
   TrainConfig tc_;
   std::unique_ptr<Backend> backend_;
-  BatchStream stream_;
+  std::optional<BatchStream> stream_;
   Batch b_;
 };
 
@@ -277,9 +282,9 @@ std::string join_widths(const std::vector<int>& w) {
 class TorchContender final : public Contender {
  public:
   TorchContender(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
-                 const std::string& train_path, const std::string& test_path)
+                 const std::string& train_path, const std::string& test_path, std::int64_t train_count)
       : Contender(impl) {
-    batch_ = c.batch;
+    batch_ = static_cast<int>(std::min<std::int64_t>(c.batch, train_count));  // the script's min(batch, n)
     char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
     const int fd = mkstemp(tmpl);
     if (fd < 0) {
@@ -355,23 +360,24 @@ class TorchContender final : public Contender {
     return found;
   }
 
-  bool send(const std::string& line) {
-    if (!to_ || std::fputs((line + "\n").c_str(), to_) < 0 || std::fflush(to_) != 0) {
-      fail("PyTorch's subprocess stopped reading its commands (" + last_ + ")");
-      return false;
-    }
-    return true;
+  void send(const std::string& line) {
+    if (!to_ || std::fputs((line + "\n").c_str(), to_) < 0 || std::fflush(to_) != 0)
+      throw_error("PyTorch's subprocess stopped reading its commands (", last_, ")");
   }
 
   double block_ms(int k) override {
-    if (!send("steps " + std::to_string(k))) return 0;
+    send("steps " + std::to_string(k));
     const auto t = await("@ms ");
     if (!t) throw_error(r_.error);
-    return std::stod(*t);
+    char* end = nullptr;
+    const double ms = std::strtod(t->c_str(), &end);
+    if (end == t->c_str() || !std::isfinite(ms) || ms <= 0)
+      throw_error("PyTorch's subprocess answered '@ms ", *t, "', expected a positive time in milliseconds");
+    return ms;
   }
 
   void epochs() override {
-    if (!send("end")) throw_error(r_.error);
+    send("end");
     std::fclose(to_);
     to_ = nullptr;
     await("@never");  // drains its epochs' output until it exits
@@ -533,7 +539,7 @@ void run_bench(const BenchOptions& opt) {
         contenders.push_back(std::make_unique<BackendContender>(impl == "vae-cuda" ? Device::cuda : Device::cpu, c, o,
                                                                 train, test));
       else
-        contenders.push_back(std::make_unique<TorchContender>(impl, torch_device, c, o, train_path, test_path));
+        contenders.push_back(std::make_unique<TorchContender>(impl, torch_device, c, o, train_path, test_path, train->count));
     }
     // The rounds: K steps of each in turn, every other round in reverse order, a pause between
     // blocks so that one side's threads have gone idle before the next side's clock starts.
@@ -564,9 +570,9 @@ void run_bench(const BenchOptions& opt) {
         const double vs_cpu = cpu_result ? paired_ratio(*cpu_result, r) : 0;
         const double vs_torch = torch_result ? paired_ratio(*torch_result, r) : 0;
         const bool on_gpu = r.impl == "vae-cuda" || (r.impl != "vae-cpu" && torch_device == "cuda");
-        const double gflops = train_step_gemm_flops(c.model, c.batch, c.model.samples) / (r.ms_median * 1e6);
+        const double gflops = train_step_gemm_flops(c.model, r.items, c.model.samples) / (r.ms_median * 1e6);
         const double of_sgemm = gflops / sgemm[on_gpu ? "cuda" : "cpu"];
-        jr.update({{"ms_per_step_median", r.ms_median}, {"ms_per_step_p10", r.ms_p10}, {"ms_per_step_p90", r.ms_p90},
+        jr.update({{"items_per_step", r.items}, {"ms_per_step_median", r.ms_median}, {"ms_per_step_p10", r.ms_p10}, {"ms_per_step_p90", r.ms_p90},
                    {"ms_per_step_rounds", r.block_ms}, {"samples_per_sec", r.samples_per_sec},
                    {"epoch_seconds", r.epoch_seconds}, {"test_loss", r.test_loss}, {"epochs", o.epochs},
                    {"speedup_vs_cpu", vs_cpu}, {"speedup_vs_torch", vs_torch}, {"gemm_gflops_per_s", gflops},
