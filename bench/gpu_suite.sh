@@ -350,9 +350,9 @@ elif [ $BUILT = 1 ] && [ -x "$VAE" ] && [ -n "$TRAIN" ]; then
   if "$VAE" bench --help >/dev/null 2>&1; then
     # The CUDA backend against PyTorch eager and torch.compile (CUDA graphs) in the same run:
     # the targets at batch 128 (10x eager, 3x compile per epoch) and the %sgemm at 4096.
-    # Interleaved rounds of 100 steps each, no pause between blocks (no CPU threads to idle).
+    # Interleaved rounds of 100 steps of each side.
     run_step bench-cuda 540 "$VAE" bench --impl cuda,torch,torch-compile --models ref --batch 128,4096 --epochs 3 \
-      --steps 1000 --repeats 10 --pause-ms 0 --train "$TRAIN" --test "$TEST" --json "$BASE-bench-cuda.json"
+      --steps 1000 --repeats 10 --train "$TRAIN" --test "$TEST" --json "$BASE-bench-cuda.json"
     run_step bench-cpu 300 "$VAE" bench --impl cpu --models ref --batch 128 --steps 20 --repeats 3 --warmup 3 \
       --epochs 0 --train "$TRAIN" --test "$TEST" --json "$BASE-bench-cpu.json"
     if grep -qE 'vae-cuda +n/a' "$TMP/bench-cuda.out" 2>/dev/null; then

@@ -17,10 +17,12 @@ Modes:
   it does not disturb the epochs), then the epochs. --epochs 0 gives timing only.
   --serve --warmup W         timing driven by another program (`vae bench` interleaves its
                              own timed blocks with this script's): W warm-up steps, then the
-                             line "@ready" on stdout; each stdin line "steps K" runs K timed
-                             steps and answers "@ms T" (T: milliseconds for the K steps, device
-                             work included); the line "end" (or end of input) leaves timing
-                             mode, and the epochs follow. Other stdout lines never start with @.
+                             line "@ready" on stdout; each stdin line "steps K [U]" runs untimed
+                             steps for at least U milliseconds (default 0: none; else at least
+                             one), then K timed steps, and answers "@ms T" (T: milliseconds for
+                             the K steps, device work included); the line
+                             "end" (or end of input) leaves timing mode, and the epochs follow.
+                             Other stdout lines never start with @.
 
 Only PyTorch and NumPy are needed. Works with PyTorch 1.13 (CPU) and 2.x (CPU or CUDA);
 --compile needs torch.compile (PyTorch >= 2.0).
@@ -439,7 +441,8 @@ def run_step_timing(args, train_x, device):
 def serve_step_timing(args, train_x, device, commands=sys.stdin, replies=sys.stdout):
     """Timed blocks of steps on request (--serve), on a fresh model, after W warm-up steps.
 
-    Each block's batches are drawn before its clock starts; the clock covers the gathers and the
+    Each block's untimed steps (which bring caches and threads back after whatever ran between
+    blocks) and its batches come before its clock starts; the clock covers the gathers and the
     steps, and on CUDA ends with a synchronize. Returns the blocks' per-step times for the JSON.
     """
     torch.manual_seed(args.seed)
@@ -462,9 +465,18 @@ def serve_step_timing(args, train_x, device, commands=sys.stdin, replies=sys.std
         words = line.split()
         if words == ["end"]:
             break
-        if len(words) != 2 or words[0] != "steps" or not words[1].isdigit() or int(words[1]) < 1:
-            raise InputError("--serve: expected 'steps K' (K >= 1) or 'end' on stdin, got %r" % line.strip())
+        if len(words) not in (2, 3) or words[0] != "steps" or not all(w.isdigit() for w in words[1:]) \
+                or int(words[1]) < 1:
+            raise InputError("--serve: expected 'steps K [U]' (K >= 1, U >= 0) or 'end' on stdin, got %r"
+                             % line.strip())
         k = int(words[1])
+        warm_ms = int(words[2]) if len(words) == 3 else 0
+        warm_start = time.perf_counter()
+        while warm_ms > 0:
+            trainer.step(train_x.index_select(0, draw(1)[0]))
+            synchronize(device)
+            if (time.perf_counter() - warm_start) * 1000.0 >= warm_ms:
+                break
         indices = draw(k)
         synchronize(device)
         start = time.perf_counter()

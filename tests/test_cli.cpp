@@ -350,7 +350,7 @@ class CliBench : public Cli {
   }
   CliRun bench(const std::string& impls, const std::string& script, const std::string& json) {
     return run("bench --impl " + impls + " --batch 8 --hidden 8 --latent 2 --steps 6 --repeats 3 --warmup 1 --epochs 1" +
-               " --pause-ms 0 --train " + good_ + " --test " + good_ + " --python " + python_ + " --torch-script " +
+               " --block-warmup-ms 7 --train " + good_ + " --test " + good_ + " --python " + python_ + " --torch-script " +
                script + " --json " + json);
   }
   static const nlohmann::json* row(const nlohmann::json& doc, const std::string& impl) {
@@ -366,8 +366,9 @@ TEST_F(CliBench, InterleavedRoundsPairTheRatios) {
   const CliRun r = bench("cpu,torch", script, json);
   ASSERT_EQ(r.status, 0) << r.output << r.error;
   EXPECT_NE(r.output.find("16-8-2"), std::string::npos) << "the model is named by its own widths\n" << r.output;
-  // The stand-in was started in serve mode, and asked for 3 blocks of 6/3 steps, then "end".
-  EXPECT_EQ(slurp(script + ".log"), "--serve\nsteps 2\nsteps 2\nsteps 2\nend\n");
+  // The stand-in was started in serve mode, and asked for 3 blocks of 6/3 timed steps after
+  // 7 ms of untimed ones (--block-warmup-ms), then "end".
+  EXPECT_EQ(slurp(script + ".log"), "--serve\nsteps 2 7\nsteps 2 7\nsteps 2 7\nend\n");
   const auto doc = nlohmann::json::parse(slurp(json));
   const auto* cpu = row(doc, "vae-cpu");
   const auto* torch = row(doc, "torch");
@@ -425,8 +426,8 @@ TEST_F(CliBench, BadOptionsFailCleanly) {
   expect_clean_failure(bench("cpu,tpu", script, dir_.file("a.json")), "unknown implementation 'tpu'", "--impl");
   expect_clean_failure(run("bench --impl cpu --models huge --train " + good_ + " --test " + good_), "unknown model 'huge'",
                        "--models");
-  expect_clean_failure(run("bench --impl cpu --pause-ms -1 --train " + good_ + " --test " + good_), "--pause-ms",
-                       "--pause-ms");
+  expect_clean_failure(run("bench --impl cpu --block-warmup-ms -1 --train " + good_ + " --test " + good_),
+                       "--block-warmup-ms", "--block-warmup-ms");
   expect_clean_failure(run("bench --impl cpu --repeats 0 --train " + good_ + " --test " + good_), "--repeats",
                        "--repeats");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("a.json")));

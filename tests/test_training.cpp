@@ -338,7 +338,9 @@ TEST(Device, CpuSgemmRateIsMeasured) {
   EXPECT_TRUE(std::isfinite(gflops) && gflops > 0) << gflops;
   EXPECT_THROW(measure_sgemm_gflops(Device::cpu, 8, -1, 8), Error);
   std::string why;
-  if (!cuda_usable(&why)) EXPECT_THROW(measure_sgemm_gflops(Device::cuda, 8, 8, 8), Error);
+  if (!cuda_usable(&why)) {
+    EXPECT_THROW(measure_sgemm_gflops(Device::cuda, 8, 8, 8), Error);
+  }
 }
 
 TEST(Device, CudaWithoutAGpuIsAClearError) {
