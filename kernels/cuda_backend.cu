@@ -281,13 +281,14 @@ class CudaBackend final : public Backend {
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
     if (it != graphs_.end()) {
       VAE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, compute_.get()));
+      finish_step(slot);
     } else {
       // Direct launches: without graphs, and for the first step of each batch size, which
       // also loads and initializes every kernel and cuBLAS path before the capture.
       enqueue_step(n);
+      finish_step(slot);  // before the capture, so that a capture that throws leaves the slot's event recorded
       if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
     }
-    finish_step(slot);
   }
 
   // The same pass as a training step (direct launches, no graph), without the step guard,

@@ -7,6 +7,7 @@
 //   (reparameterization, score function or IWAE).
 #include <algorithm>
 
+#include "column_sum.cuh"
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
 #include "importance.cuh"
@@ -30,6 +31,9 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   if (max_batch <= 0) throw_error("CudaModel: max_batch must be positive, got ", max_batch);
   if (max_rows < max_batch) throw_error("CudaModel: max_rows (", max_rows, ") must be >= max_batch (", max_batch, ")");
   if (max_rows > (1 << 30)) throw_error("CudaModel: ", max_rows, " sample rows (batch x samples) is too many");
+  if (row_chunks(max_rows) > 65535)  // every fused pass tiles rows in grid.y; said here, before any allocation
+    throw_error("CudaModel: ", max_rows, " sample rows (batch x samples) need ", row_chunks(max_rows), " row chunks of ",
+                kChunkRows, "; the GPU grid allows at most 65535 (reduce --batch or --samples)");
   const std::size_t B = static_cast<std::size_t>(max_batch);
   const std::size_t R = static_cast<std::size_t>(max_rows);
   const std::size_t D = static_cast<std::size_t>(cfg.input_dim);

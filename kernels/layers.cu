@@ -169,8 +169,10 @@ int alignment_of(const void* ptr) {
 
 LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* x, const float* w, const float* bias,
                                    const float* y) {
-  const int ax = alignment_of(x), aw = alignment_of(w), ay = alignment_of(y);
-  auto& slot = plans_[{rows, in, out, ax, aw, ay}];
+  // The bias's alignment is part of the key: the heuristic sees the bias pointer, and a plan
+  // chosen for a 256-byte-aligned bias must not serve one that is only 64-byte aligned.
+  const int ax = alignment_of(x), aw = alignment_of(w), ay = alignment_of(y), ab = alignment_of(bias);
+  auto& slot = plans_[{rows, in, out, ax, aw, ay, ab}];
   if (slot) return *slot;
   auto p = std::make_unique<Plan>();
   // Column-major view of the row-major product, as linear_forward: D = Y^T (out, rows) =

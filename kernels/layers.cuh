@@ -62,7 +62,7 @@ class LtBiasRelu {
   void* workspace_;
   std::size_t workspace_bytes_;
   // By (rows, in, out) and the alignments of x, w and y: the algorithm depends on both.
-  std::map<std::array<int, 6>, std::unique_ptr<Plan>> plans_;
+  std::map<std::array<int, 7>, std::unique_ptr<Plan>> plans_;  // (rows, in, out, alignments of x, w, y, bias)
 };
 
 }  // namespace vae::gpu

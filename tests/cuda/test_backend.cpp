@@ -405,6 +405,11 @@ TEST_F(CudaBackend, RejectsBadInputWithClearErrors) {
   t.precision = Precision::fp64;
   expect_error([&] { make(Device::cuda, m, t); }, "fp32");
   t.precision = Precision::fp32;
+  {  // more sample rows than the fused passes' grid can tile: said at construction, before allocating
+    ModelConfig many = m;
+    many.samples = 600;
+    expect_error([&] { make(Device::cuda, many, train_cfg(4096)); }, "the GPU grid allows at most 65535");
+  }
   auto gpu = make(Device::cuda, m, t);
   std::vector<std::uint32_t> idx(17, 0);
   expect_error([&] { gpu->train_step(Batch{idx.data(), 16, 0, 0}); }, "set_train_data");
