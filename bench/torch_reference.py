@@ -383,18 +383,24 @@ def percentile(sorted_values, q):
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+def fresh_timing_run(args, train_x, device):
+    """A fresh model and optimizer for timing, the batch size (at most the data) and the
+    generator of its random batches (seeded apart from the epochs' shuffling)."""
+    torch.manual_seed(args.seed)
+    trainer = Trainer(args, train_x.shape[1], device)
+    n = train_x.shape[0]
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(args.seed + 1)
+    return trainer, n, min(args.batch, n), generator
+
+
 def run_step_timing(args, train_x, device):
     """W warm-up steps, then N timed steps on random full batches, on a fresh model.
 
     Each step includes the batch gather (as in an epoch). On CUDA, per-step times come from
     CUDA events recorded around every step (no per-step host sync); on CPU from the wall clock.
     """
-    torch.manual_seed(args.seed)
-    trainer = Trainer(args, train_x.shape[1], device)
-    n = train_x.shape[0]
-    batch = min(args.batch, n)
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(args.seed + 1)
+    trainer, n, batch, generator = fresh_timing_run(args, train_x, device)
     total_steps = args.warmup + args.bench_steps
     indices = torch.randint(0, n, (total_steps, batch), generator=generator).to(device)
 
@@ -445,12 +451,7 @@ def serve_step_timing(args, train_x, device, commands=sys.stdin, replies=sys.std
     blocks) and its batches come before its clock starts; the clock covers the gathers and the
     steps, and on CUDA ends with a synchronize. Returns the blocks' per-step times for the JSON.
     """
-    torch.manual_seed(args.seed)
-    trainer = Trainer(args, train_x.shape[1], device)
-    n = train_x.shape[0]
-    batch = min(args.batch, n)
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(args.seed + 1)
+    trainer, n, batch, generator = fresh_timing_run(args, train_x, device)
 
     def draw(k):
         return torch.randint(0, n, (k, batch), generator=generator).to(device)

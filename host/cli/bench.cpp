@@ -182,8 +182,7 @@ class Contender {
         r_.ms_median = percentile(r_.block_ms, 0.5);
         r_.ms_p10 = percentile(r_.block_ms, 0.1);
         r_.ms_p90 = percentile(r_.block_ms, 0.9);
-        r_.items = batch_;
-        r_.samples_per_sec = batch_ / (r_.ms_median / 1000.0);
+        r_.samples_per_sec = r_.items / (r_.ms_median / 1000.0);
         r_.ok = true;
       } catch (const std::exception& e) {
         r_.error = e.what();
@@ -198,7 +197,6 @@ class Contender {
   virtual void epochs() = 0;
   void fail(const std::string& why) { r_.error = why.empty() ? "failed" : why; }
   Result r_;
-  int batch_ = 0;
 };
 
 // The CUDA or CPU backend in this process.
@@ -208,7 +206,7 @@ class BackendContender final : public Contender {
                    const Dataset& test)
       : Contender(device == Device::cuda ? "vae-cuda" : "vae-cpu"),
         device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test) {
-    batch_ = static_cast<int>(std::min<std::int64_t>(c.batch, train_->count));  // the items a step takes
+    r_.items = static_cast<int>(std::min<std::int64_t>(c.batch, train_->count));  // the items a step takes
     tc_.batch = c.batch;
     tc_.seed = o.seed;
     tc_.threads = o.threads;
@@ -290,7 +288,7 @@ class TorchContender final : public Contender {
   TorchContender(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
                  const std::string& train_path, const std::string& test_path, std::int64_t train_count)
       : Contender(impl) {
-    batch_ = static_cast<int>(std::min<std::int64_t>(c.batch, train_count));  // the script's min(batch, n)
+    r_.items = static_cast<int>(std::min<std::int64_t>(c.batch, train_count));  // the script's min(batch, n)
     char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
     const int fd = mkstemp(tmpl);
     if (fd < 0) {
@@ -346,22 +344,27 @@ class TorchContender final : public Contender {
     return true;
   }
 
-  // Reads lines until one starts with `tag`; returns the rest of it, or fails with the
-  // subprocess's last line of its own when it ends first.
-  std::optional<std::string> await(const std::string& tag) {
+  // Reads lines until one starts with `tag` (an empty tag: until the output ends); returns
+  // the rest of that line, or nothing when the output ended first. Keeps the last other line.
+  std::optional<std::string> read_until(const std::string& tag) {
     char* line = nullptr;
     std::size_t cap = 0;
     std::optional<std::string> found;
     while (getline(&line, &cap, from_) >= 0) {
       std::string l(line);
       while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
-      if (l.rfind(tag, 0) == 0) {
+      if (!tag.empty() && l.rfind(tag, 0) == 0) {
         found = l.substr(tag.size());
         break;
       }
       if (!l.empty()) last_ = l;
     }
     std::free(line);
+    return found;
+  }
+  // As read_until, but the subprocess ending first is a failure naming its exit and last line.
+  std::optional<std::string> await(const std::string& tag) {
+    auto found = read_until(tag);
     if (!found) fail("exit " + std::to_string(reap()) + ": " + last_);
     return found;
   }
@@ -386,10 +389,9 @@ class TorchContender final : public Contender {
     send("end");
     std::fclose(to_);
     to_ = nullptr;
-    await("@never");  // drains its epochs' output until it exits
+    read_until("");  // its epochs' output, until it exits
     const int status = reap();
     if (status != 0) throw_error("exit ", status, ": ", last_);
-    r_.error.clear();  // await's "it ended" is the expected end here
     std::ifstream f(json_path_);
     const auto j = nlohmann::json::parse(f);
     r_.device = "torch " + j.value("torch_version", std::string("?")) + " " + j.value("device", std::string("?")) +

@@ -388,15 +388,19 @@ TEST_F(CudaInference, ScoreEstimatorOneStepMatchesTheCpu) {
 
 // ---- log-likelihood estimates ----------------------------------------------------------------
 
+// Two configurations for the estimate and picture tests: Bernoulli on uint8 data, and a
+// learned-variance Gaussian with tanh on float data.
+struct DataCase {
+  Activation act;
+  Likelihood lik;
+  bool learned;
+  bool as_float;
+};
+const DataCase kDataCases[] = {{Activation::relu, Likelihood::bernoulli, false, false},
+                               {Activation::tanh, Likelihood::gaussian, true, true}};
+
 TEST_F(CudaInference, EstimateLogLikelihoodMatchesTheCpu) {
-  struct Case {
-    Activation act;
-    Likelihood lik;
-    bool learned;
-    bool as_float;
-  };
-  for (const Case& c : {Case{Activation::relu, Likelihood::bernoulli, false, false},
-                        Case{Activation::tanh, Likelihood::gaussian, true, true}}) {
+  for (const DataCase& c : kDataCases) {
     // 100 items, at most 37 data points per pass (max(batch, eval_batch)): three groups.
     const auto data = test::synthetic(100, 61, 60, c.as_float);
     const ModelConfig m = model61(c.act, c.lik, 1, c.learned);
@@ -441,14 +445,7 @@ TEST_F(CudaInference, EstimateLeavesTrainingAlone) {
 // decode_means over 3 chunks of the model's sample rows (max(batch, eval_batch) x L = 37
 // here), the last partial; 1e-5 relative in norm, as the forward pass.
 TEST_F(CudaInference, PictureMeansMatchTheCpu) {
-  struct Case {
-    Activation act;
-    Likelihood lik;
-    bool learned;
-    bool as_float;
-  };
-  for (const Case& c : {Case{Activation::relu, Likelihood::bernoulli, false, false},
-                        Case{Activation::tanh, Likelihood::gaussian, true, true}}) {
+  for (const DataCase& c : kDataCases) {
     const std::string what = std::string(to_string(c.lik)) + (c.as_float ? " float data" : "");
     const auto data = test::synthetic(100, 61, 64, c.as_float);
     const ModelConfig m = model61(c.act, c.lik, 1, c.learned);
