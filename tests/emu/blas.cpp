@@ -2,14 +2,22 @@
 // as cuBLAS checks its arguments and run in stream order (emu.h) through OpenBLAS's sgemm.
 // cuBLASLt's matmul supports what LtBiasRelu asks for: FP32, op(A) op(B), and the
 // DEFAULT, RELU, BIAS and RELU_BIAS epilogues.
+//
+// VAE_EMU_GEMM=splitk sums every product in another order than the CPU path's OpenBLAS
+// calls do: K is cut into three uneven parts, each part's product is formed on its own and
+// the parts are added last to first, as cuBLAS's split-K kernels do. cuBLAS on a GPU never
+// rounds as OpenBLAS does on the CPU; with this setting the GPU suites show that their
+// tolerances allow for that, which the default (OpenBLAS's own order) cannot show.
 #include <cblas.h>
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "emu.h"
 
@@ -39,6 +47,43 @@ LtLayout* layout(cublasLtMatrixLayout_t l) { return reinterpret_cast<LtLayout*>(
 
 CBLAS_TRANSPOSE to_cblas(cublasOperation_t op) { return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans; }
 bool valid_op(cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T; }
+
+bool split_k() {
+  static const bool on = [] {
+    const char* v = std::getenv("VAE_EMU_GEMM");
+    if (!v || !*v || std::strcmp(v, "openblas") == 0) return false;
+    if (std::strcmp(v, "splitk") == 0) return true;
+    std::fprintf(stderr, "emulator: VAE_EMU_GEMM='%s' is neither 'openblas' nor 'splitk'\n", v);
+    std::abort();
+  }();
+  return on;
+}
+
+// C = alpha op(A) op(B) + beta C (column-major, as cuBLAS), in OpenBLAS's order or split-K.
+void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (!split_k() || k < 3) {
+    cblas_sgemm(CblasColMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int cut[4] = {0, k / 5 + 1, k / 2 + 1, k};  // three uneven parts, none empty for k >= 3
+  const std::size_t mn = static_cast<std::size_t>(m) * static_cast<std::size_t>(n);
+  std::vector<float> part(3 * mn);
+  for (int p = 0; p < 3; ++p) {
+    const int k0 = cut[p], kp = cut[p + 1] - cut[p];
+    const float* a = A + (ta == CUBLAS_OP_N ? static_cast<std::size_t>(k0) * lda : static_cast<std::size_t>(k0));
+    const float* b = B + (tb == CUBLAS_OP_N ? static_cast<std::size_t>(k0) : static_cast<std::size_t>(k0) * ldb);
+    cblas_sgemm(CblasColMajor, to_cblas(ta), to_cblas(tb), m, n, kp, alpha, a, lda, b, ldb, 0.0f,
+                part.data() + p * mn, m);
+  }
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      const std::size_t e = static_cast<std::size_t>(j) * m + i;
+      float& c = C[static_cast<std::size_t>(j) * ldc + i];
+      const float sum = (part[2 * mn + e] + part[mn + e]) + part[e];
+      c = beta == 0.0f ? sum : sum + beta * c;  // beta 0: C is not read (it may hold NaN)
+    }
+}
 }  // namespace
 
 extern "C" {
@@ -117,7 +162,7 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, c
   const float a_val = host_scalars ? *alpha : 0.0f, b_val = host_scalars ? *beta : 0.0f;
   const bool ok = vae_emu::submit_host_op(handle->stream, "cublasSgemm", [=]() {
     const float al = host_scalars ? a_val : *alpha, be = host_scalars ? b_val : *beta;
-    cblas_sgemm(CblasColMajor, to_cblas(transa), to_cblas(transb), m, n, k, al, A, lda, B, ldb, be, C, ldc);
+    gemm(transa, transb, m, n, k, al, A, lda, B, ldb, be, C, ldc);
   });
   return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
@@ -243,9 +288,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
   const int k = static_cast<int>(x.ta == CUBLAS_OP_N ? la.cols : la.rows);
   const bool ok = vae_emu::submit_host_op(stream, "cublasLtMatmul", [=]() {
     float* out = static_cast<float*>(D);
-    cblas_sgemm(CblasColMajor, to_cblas(x.ta), to_cblas(x.tb), m, n, k, al, static_cast<const float*>(A),
-                static_cast<int>(la.ld), static_cast<const float*>(B), static_cast<int>(lb.ld), be, out,
-                static_cast<int>(lo.ld));
+    gemm(x.ta, x.tb, m, n, k, al, static_cast<const float*>(A), static_cast<int>(la.ld), static_cast<const float*>(B),
+         static_cast<int>(lb.ld), be, out, static_cast<int>(lo.ld));
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
         float& v = out[static_cast<std::size_t>(j) * static_cast<std::size_t>(lo.ld) + static_cast<std::size_t>(i)];

@@ -1,12 +1,17 @@
 // The emulator's own tests: that it runs what a GPU runs (barriers, shuffles, streams,
 // events, graphs), and that the faults it is there to expose do show: a missing barrier
 // changes the result with the thread order, a missing wait reads stale data, capture
-// refuses synchronous calls, a divergent barrier aborts. Built and run only in the
-// emulator's build (translated like the kernels).
+// refuses synchronous calls, a divergent barrier aborts; and that VAE_EMU_GEMM=splitk does
+// sum cuBLAS's products in another order. Built and run only in the emulator's build
+// (translated like the kernels).
+#include <cblas.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -185,6 +190,64 @@ TEST(Emulator, BadLaunchConfigurationIsReported) {
   add_one_kernel<<<1, 2048>>>(nullptr, 0);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+// cuBLAS's sgemm (op(A) = A^T, as the layers' weight gradients call it) against OpenBLAS in
+// the CPU path's order and against a double reference. In the .emu_splitk variant the product
+// must round differently from OpenBLAS's somewhere (else that variant shows nothing) and still
+// be as accurate; otherwise it must be OpenBLAS's, bit for bit.
+TEST(Emulator, CublasProductsFollowVaeEmuGemm) {
+  const int m = 37, n = 29, k = 61;
+  std::vector<float> a(static_cast<std::size_t>(k) * m), b(static_cast<std::size_t>(k) * n);
+  unsigned state = 12345u;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+  };
+  for (float& v : a) v = next();
+  for (float& v : b) v = next();
+  std::vector<float> want(static_cast<std::size_t>(m) * n, 0.0f), got(want.size());
+  cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, want.data(), m);
+
+  float *da = nullptr, *db = nullptr, *dc = nullptr;
+  check(cudaMalloc(&da, a.size() * sizeof(float)));
+  check(cudaMalloc(&db, b.size() * sizeof(float)));
+  check(cudaMalloc(&dc, got.size() * sizeof(float)));  // fresh memory reads as NaN: beta 0 must not read it
+  check(cudaMemcpy(da, a.data(), a.size() * sizeof(float), cudaMemcpyHostToDevice));
+  check(cudaMemcpy(db, b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice));
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const float one = 1.0f, zero = 0.0f;
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, da, k, db, k, &zero, dc, m), CUBLAS_STATUS_SUCCESS);
+  check(cudaDeviceSynchronize());
+  check(cudaMemcpy(got.data(), dc, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  cublasDestroy(h);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+
+  int differ = 0;
+  double err = 0, norm = 0, err_openblas = 0;
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double ref = 0;
+      for (int p = 0; p < k; ++p)
+        ref += double(a[static_cast<std::size_t>(i) * k + p]) * double(b[static_cast<std::size_t>(j) * k + p]);
+      const std::size_t e = static_cast<std::size_t>(j) * m + i;
+      ASSERT_FALSE(std::isnan(got[e])) << "element (" << i << ", " << j << ")";
+      differ += got[e] != want[e];
+      err = std::max(err, std::fabs(got[e] - ref));
+      err_openblas = std::max(err_openblas, std::fabs(want[e] - ref));
+      norm = std::max(norm, std::fabs(ref));
+    }
+  const char* mode = std::getenv("VAE_EMU_GEMM");
+  if (mode && std::strcmp(mode, "splitk") == 0) {
+    EXPECT_GT(differ, 0) << "split-K rounded every element as OpenBLAS does";
+    EXPECT_LE(err, 4 * err_openblas + 1e-7 * norm) << "split-K is much less accurate than OpenBLAS";
+  } else {
+    EXPECT_EQ(differ, 0) << "the default order is OpenBLAS's own";
+  }
+  EXPECT_LE(err, 1e-5 * norm);
 }
 
 TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
