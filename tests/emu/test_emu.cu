@@ -192,12 +192,14 @@ TEST(Emulator, BadLaunchConfigurationIsReported) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
-// cuBLAS's sgemm (op(A) = A^T, as the layers' weight gradients call it) against OpenBLAS in
-// the CPU path's order and against a double reference. In the .emu_splitk variant the product
-// must round differently from OpenBLAS's somewhere (else that variant shows nothing) and still
-// be as accurate; otherwise it must be OpenBLAS's, bit for bit.
+// cuBLAS's sgemm, for each of op(A), op(B) in {N, T} (the layers use NT, TN and NN), against
+// OpenBLAS in the CPU path's order and against a double reference. In the .emu_splitk variant
+// the product must round differently from OpenBLAS's somewhere (else that variant shows
+// nothing) and be as accurate; otherwise it must be OpenBLAS's, bit for bit.
 TEST(Emulator, CublasProductsFollowVaeEmuGemm) {
   const int m = 37, n = 29, k = 61;
+  const char* mode = std::getenv("VAE_EMU_GEMM");
+  const bool split = mode && std::strcmp(mode, "splitk") == 0;
   std::vector<float> a(static_cast<std::size_t>(k) * m), b(static_cast<std::size_t>(k) * n);
   unsigned state = 12345u;
   auto next = [&state] {
@@ -206,48 +208,58 @@ TEST(Emulator, CublasProductsFollowVaeEmuGemm) {
   };
   for (float& v : a) v = next();
   for (float& v : b) v = next();
-  std::vector<float> want(static_cast<std::size_t>(m) * n, 0.0f), got(want.size());
-  cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, want.data(), m);
-
   float *da = nullptr, *db = nullptr, *dc = nullptr;
   check(cudaMalloc(&da, a.size() * sizeof(float)));
   check(cudaMalloc(&db, b.size() * sizeof(float)));
-  check(cudaMalloc(&dc, got.size() * sizeof(float)));  // fresh memory reads as NaN: beta 0 must not read it
   check(cudaMemcpy(da, a.data(), a.size() * sizeof(float), cudaMemcpyHostToDevice));
   check(cudaMemcpy(db, b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice));
   cublasHandle_t h = nullptr;
   ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
   const float one = 1.0f, zero = 0.0f;
-  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, da, k, db, k, &zero, dc, m), CUBLAS_STATUS_SUCCESS);
-  check(cudaDeviceSynchronize());
-  check(cudaMemcpy(got.data(), dc, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  for (const bool ta : {false, true})
+    for (const bool tb : {false, true}) {
+      const std::string what = std::string("op(A) ") + (ta ? "T" : "N") + ", op(B) " + (tb ? "T" : "N");
+      // a holds op(A) (m x k) column-major as A (m x k, lda m) or as A^T stored (k x m, lda k);
+      // likewise b holds op(B) (k x n) as B (k x n, ldb k) or B^T stored (n x k, ldb n).
+      const int lda = ta ? k : m, ldb = tb ? n : k;
+      auto opa = [&](int i, int p) { return ta ? a[static_cast<std::size_t>(i) * k + p] : a[static_cast<std::size_t>(p) * m + i]; };
+      auto opb = [&](int p, int j) { return tb ? b[static_cast<std::size_t>(p) * n + j] : b[static_cast<std::size_t>(j) * k + p]; };
+      std::vector<float> want(static_cast<std::size_t>(m) * n, 0.0f), got(want.size());
+      cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
+                  a.data(), lda, b.data(), ldb, 0.0f, want.data(), m);
+      check(cudaMalloc(&dc, got.size() * sizeof(float)));  // fresh memory reads as NaN: beta 0 must not read it
+      ASSERT_EQ(cublasSgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, da, lda,
+                            db, ldb, &zero, dc, m),
+                CUBLAS_STATUS_SUCCESS);
+      check(cudaDeviceSynchronize());
+      check(cudaMemcpy(got.data(), dc, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      cudaFree(dc);
+
+      int differ = 0;
+      double err = 0, norm = 0, err_openblas = 0;
+      for (int j = 0; j < n; ++j)
+        for (int i = 0; i < m; ++i) {
+          double ref = 0;
+          for (int p = 0; p < k; ++p) ref += double(opa(i, p)) * double(opb(p, j));
+          const std::size_t e = static_cast<std::size_t>(j) * m + i;
+          ASSERT_FALSE(std::isnan(got[e])) << "element (" << i << ", " << j << "), " << what;
+          differ += got[e] != want[e];
+          err = std::max(err, std::fabs(got[e] - ref));
+          err_openblas = std::max(err_openblas, std::fabs(want[e] - ref));
+          norm = std::max(norm, std::fabs(ref));
+        }
+      EXPECT_LE(err_openblas, 1e-5 * norm) << "the reference's indexing, " << what;
+      EXPECT_LE(err, 1e-5 * norm) << what;
+      if (split) {
+        EXPECT_GT(differ, 0) << "split-K rounded every element as OpenBLAS does, " << what;
+        EXPECT_LE(err, 4 * err_openblas + 1e-7 * norm) << "split-K is much less accurate than OpenBLAS, " << what;
+      } else {
+        EXPECT_EQ(differ, 0) << "the default order is OpenBLAS's own, " << what;
+      }
+    }
   cublasDestroy(h);
   cudaFree(da);
   cudaFree(db);
-  cudaFree(dc);
-
-  int differ = 0;
-  double err = 0, norm = 0, err_openblas = 0;
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      double ref = 0;
-      for (int p = 0; p < k; ++p)
-        ref += double(a[static_cast<std::size_t>(i) * k + p]) * double(b[static_cast<std::size_t>(j) * k + p]);
-      const std::size_t e = static_cast<std::size_t>(j) * m + i;
-      ASSERT_FALSE(std::isnan(got[e])) << "element (" << i << ", " << j << ")";
-      differ += got[e] != want[e];
-      err = std::max(err, std::fabs(got[e] - ref));
-      err_openblas = std::max(err_openblas, std::fabs(want[e] - ref));
-      norm = std::max(norm, std::fabs(ref));
-    }
-  const char* mode = std::getenv("VAE_EMU_GEMM");
-  if (mode && std::strcmp(mode, "splitk") == 0) {
-    EXPECT_GT(differ, 0) << "split-K rounded every element as OpenBLAS does";
-    EXPECT_LE(err, 4 * err_openblas + 1e-7 * norm) << "split-K is much less accurate than OpenBLAS";
-  } else {
-    EXPECT_EQ(differ, 0) << "the default order is OpenBLAS's own";
-  }
-  EXPECT_LE(err, 1e-5 * norm);
 }
 
 TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
