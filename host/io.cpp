@@ -14,6 +14,7 @@
 #include <fstream>
 #include <limits>
 
+#include "json_read.h"
 #include "vae/error.h"
 
 namespace vae {
@@ -139,8 +140,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
       NamedTensor t;
       t.name = it.key();
       t.dtype = (*it).at("dtype").get<std::string>();
-      t.shape = (*it).at("shape").get<std::vector<std::int64_t>>();
-      const auto off = (*it).at("data_offsets").get<std::vector<std::uint64_t>>();
+      const std::string field = "'" + path + "': tensor '" + t.name + "' ";
+      t.shape = json_integers<std::int64_t>((*it).at("shape"), field + "shape");
+      const auto off = json_integers<std::uint64_t>((*it).at("data_offsets"), field + "data_offsets");
       if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
         throw_error("'", path, "': tensor '", t.name, "' has data offsets outside the file (truncated?)");
       std::uint64_t expect = dtype_size(t.dtype);

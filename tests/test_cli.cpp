@@ -250,7 +250,7 @@ TEST_F(Cli, ConfigFileUnderTheFlags) {
   EXPECT_NE(slurp(dir_.file("other") + "/config.json").find("\"seed\": 6"), std::string::npos);
   expect_clean_failure(run("train --config " + dir_.file("missing.json")), "cannot open", "missing config");
   write_bytes(dir_.file("bad.json"), "{\"model\": {\"latent\": \"many\"}}");
-  expect_clean_failure(run("train --config " + dir_.file("bad.json")), "wrong type", "bad config");
+  expect_clean_failure(run("train --config " + dir_.file("bad.json")), "model.latent must be an integer", "bad config");
 }
 
 bool is_png(const std::string& path) {

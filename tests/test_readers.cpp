@@ -311,6 +311,32 @@ TEST(Safetensors, ModelRoundTripAndBadFiles) {
   expect_error(load, dir.file("noconfig.safetensors"), "no 'config' metadata");
 }
 
+// Shapes and data offsets must be JSON integers in range: the fuzzer found a shape entry
+// written as 2888...8 (55 digits, which JSON parsers read as a float) that was converted to
+// int64 with undefined behaviour.
+TEST(Safetensors, NonIntegerShapesAndOffsetsAreClearErrors) {
+  test::TempDir dir;
+  auto file = [&](const std::string& name, const std::string& shape, const std::string& offsets) {
+    const std::string header = "{\"w\": {\"dtype\": \"F32\", \"shape\": " + shape + ", \"data_offsets\": " + offsets + "}}";
+    Bytes b(8);
+    for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(header.size() >> (8 * i));
+    b.insert(b.end(), header.begin(), header.end());
+    b.resize(b.size() + 24, 0);  // six floats of data
+    write_raw(dir.file(name), b);
+    return dir.file(name);
+  };
+  auto read = [](const std::string& p) { return read_safetensors(p); };
+  const auto ok = read(file("ok.safetensors", "[2, 3]", "[0, 24]"));
+  ASSERT_NE(ok.find("w"), nullptr);
+  EXPECT_EQ(ok.find("w")->shape, (std::vector<std::int64_t>{2, 3}));
+  expect_error(read, file("huge.safetensors", "[2, 2888888888888888888888888888888888888888888888888888888]", "[0, 24]"),
+               "tensor 'w' shape[1] must be an integer");
+  expect_error(read, file("frac.safetensors", "[2, 3.0]", "[0, 24]"), "shape[1] must be an integer");
+  expect_error(read, file("neg.safetensors", "[2, 3]", "[-8, 24]"), "data_offsets[0] must be an integer in [0, ");
+  expect_error(read, file("float_off.safetensors", "[2, 3]", "[0, 24.5]"), "data_offsets[1] must be an integer");
+  expect_error(read, file("not_list.safetensors", "6", "[0, 24]"), "shape must be a list of integers");
+}
+
 TEST(Png, WritesAValidPngFile) {
   test::TempDir dir;
   std::vector<float> img(3 * 4 * 5);

@@ -518,6 +518,33 @@ TEST(Resume, BadCheckpointsAreClearErrors) {
   }
 }
 
+// Integer fields take JSON integers in range only: no silent truncation of 128.5, no wrap of
+// -1 into an unsigned seed, no undefined conversion of 1e300; the error names the field.
+TEST(Config, IntegerFieldsRejectFractionsAndOutOfRangeValues) {
+  auto parse = [](const std::string& text) {
+    ModelConfig m;
+    TrainConfig t;
+    config_from_json(text, m, t);
+    return std::make_pair(m, t);
+  };
+  const auto good = parse(R"({"model": {"hidden": [300, 100], "latent": 7}, "train": {"batch": 64, "seed": 18446744073709551615, "kl_warmup": 5000000000}})");
+  EXPECT_EQ(good.first.encoder_hidden, (std::vector<int>{300, 100}));
+  EXPECT_EQ(good.first.latent, 7);
+  EXPECT_EQ(good.second.batch, 64);
+  EXPECT_EQ(good.second.seed, std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(good.second.kl_warmup_steps, 5000000000);
+  const std::pair<std::string, std::string> bad[] = {
+      {R"({"train": {"batch": 128.5}})", "configuration field train.batch must be an integer in [-2147483648, 2147483647], got 128.5"},
+      {R"({"train": {"epochs": 1e300}})", "train.epochs must be an integer"},
+      {R"({"train": {"batch": 3000000000}})", "train.batch must be an integer"},
+      {R"({"train": {"seed": -1}})", "train.seed must be an integer in [0, 18446744073709551615], got -1"},
+      {R"({"model": {"hidden": [400, 2.5]}})", "model.hidden[1] must be an integer"},
+      {R"({"model": {"decoder_hidden": 400}})", "model.decoder_hidden must be a list of integers, got a JSON number"},
+      {R"({"model": {"latent": "many"}})", "model.latent must be an integer"},
+  };
+  for (const auto& [text, phrase] : bad) test::expect_error([&] { parse(text); }, phrase);
+}
+
 TEST(Config, FeedingConfigJsonBackReproducesTheRun) {
   SmallRun r;
   r.model.activation = Activation::tanh;
