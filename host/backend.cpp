@@ -93,6 +93,15 @@ double measure_sgemm_gflops(Device device, int m, int n, int k) {
   return 2.0 * m * n * k / *std::min_element(s.begin(), s.end()) / 1e9;
 }
 
+void throw_out_of_host_memory(const ModelConfig& model, const TrainConfig& train, const char* what) {
+  const std::size_t params = ParamLayout(model).total();
+  const double value_bytes = train.precision == Precision::fp64 ? 8.0 : 4.0;
+  const double gib = 4.0 * value_bytes * static_cast<double>(params) / (1024.0 * 1024.0 * 1024.0);
+  throw_error("out of host memory setting up ", what, ": the model has ", params, " parameters, whose values, ",
+              "gradients and two optimizer slots alone take ", gib, " GiB (besides the activations of batches of up to ",
+              std::max(train.batch, train.eval_batch), " rows); use narrower layers");
+}
+
 std::unique_ptr<Backend> make_backend(Device device, const ModelConfig& model, const TrainConfig& train) {
   switch (device) {
     case Device::cpu: return make_cpu_backend(model, train);

@@ -87,7 +87,7 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& what
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used == 0 || used != item.size() || v <= 0 || v > 1000000)
+    if (used == 0 || used != item.size() || v <= 0 || v > kMaxLayerWidth)
       throw_error(what, ": '", text, "' is not a comma-separated list of positive integers (for example 512,256)");
     out.push_back(static_cast<int>(v));
   }
@@ -99,9 +99,10 @@ void ModelConfig::validate() const {
   if (input_dim <= 0) throw_error("model: input dimension must be positive, got ", input_dim);
   if (latent <= 0 || latent > 65536) throw_error("--latent must be in [1, 65536], got ", latent);
   for (int h : encoder_hidden)
-    if (h <= 0) throw_error("--hidden: widths must be positive, got ", h);
+    if (h <= 0 || h > kMaxLayerWidth) throw_error("--hidden: widths must be in [1, ", kMaxLayerWidth, "], got ", h);
   for (int h : decoder_hidden)
-    if (h <= 0) throw_error("--decoder-hidden: widths must be positive, got ", h);
+    if (h <= 0 || h > kMaxLayerWidth)
+      throw_error("--decoder-hidden: widths must be in [1, ", kMaxLayerWidth, "], got ", h);
   if (samples < 1 || samples > 4096) throw_error("--samples must be in [1, 4096], got ", samples);
   if (!(beta >= 0) || !std::isfinite(beta)) throw_error("--beta must be a finite number >= 0, got ", beta);
   if (likelihood == Likelihood::gaussian && !(sigma > 0 && std::isfinite(sigma)))

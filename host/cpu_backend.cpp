@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <new>
 #include <thread>
 
 #include "cpu_model.h"
@@ -325,8 +326,12 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& model, const TrainConfig& train) {
   model.validate();
   train.validate();
-  if (train.precision == Precision::fp64) return std::make_unique<CpuBackend<double>>(model, train);
-  return std::make_unique<CpuBackend<float>>(model, train);
+  try {
+    if (train.precision == Precision::fp64) return std::make_unique<CpuBackend<double>>(model, train);
+    return std::make_unique<CpuBackend<float>>(model, train);
+  } catch (const std::bad_alloc&) {
+    throw_out_of_host_memory(model, train, "the CPU backend");
+  }
 }
 
 }  // namespace vae

@@ -10,6 +10,10 @@ namespace vae {
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&);
 
+// A std::bad_alloc while setting up `what` for this model, as a vae::Error with the sizes:
+// the parameter count and what the parameters, gradients and two optimizer slots take.
+[[noreturn]] void throw_out_of_host_memory(const ModelConfig& model, const TrainConfig& train, const char* what);
+
 // Argument checks shared by the backends and the pictures (host/backend.cpp): the data's
 // feature count against the model's; for Backend::encode_means also the item range; for
 // decode_means the codes' length (decode_rows returns the number of codes).

@@ -10,9 +10,11 @@
 #include <fstream>
 #include <iomanip>
 #include <memory>
+#include <new>
 #include <ostream>
 
 #include "cpu_model.h"
+#include "internal.h"
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
 #include "vae/checkpoint.h"
@@ -329,7 +331,11 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   cfg.out = s.out;
   s.model = model;
   s.cfg = cfg;
-  s.params = init_parameters(ParamLayout(model), model, cfg.seed);
+  try {
+    s.params = init_parameters(ParamLayout(model), model, cfg.seed);
+  } catch (const std::bad_alloc&) {
+    throw_out_of_host_memory(model, cfg, "the initial parameters");
+  }
   return run(std::move(s), std::move(data), log);
 }
 

@@ -543,6 +543,26 @@ TEST(Config, IntegerFieldsRejectFractionsAndOutOfRangeValues) {
       {R"({"model": {"latent": "many"}})", "model.latent must be an integer"},
   };
   for (const auto& [text, phrase] : bad) test::expect_error([&] { parse(text); }, phrase);
+  // In range for an int but not for a layer: the same bound as --hidden's, at validation.
+  const auto wide = parse(R"({"model": {"hidden": [2000000000]}})");
+  test::expect_error([&] { wide.first.validate(); }, "--hidden: widths must be in [1, 1000000], got 2000000000");
+}
+
+// A model too large for the host's memory is a vae::Error with its sizes, not a bare
+// std::bad_alloc ("out of host memory" with nothing to go on).
+TEST(Config, AModelTooLargeForMemoryNamesItsSize) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer aborts on a multi-terabyte allocation instead of throwing std::bad_alloc";
+#else
+  ModelConfig m;
+  m.encoder_hidden = m.decoder_hidden = {kMaxLayerWidth, kMaxLayerWidth};  // 2e12 parameters: 32 TB of state
+  const std::size_t params = ParamLayout(m).total();
+  ASSERT_GT(params, std::size_t(2000000000000));
+  TrainConfig t;
+  t.device = Device::cpu;
+  test::expect_error([&] { make_backend(Device::cpu, m, t); },
+                     "out of host memory setting up the CPU backend: the model has " + std::to_string(params) + " parameters");
+#endif
 }
 
 TEST(Config, FeedingConfigJsonBackReproducesTheRun) {

@@ -42,7 +42,10 @@ LrSchedule parse_lr_schedule(const std::string&);
 Objective parse_objective(const std::string&);
 Estimator parse_estimator(const std::string&);
 Schedule parse_schedule(const std::string&);
-// "512,256" -> {512, 256}; throws on anything but positive integers.
+// The widest layer a model may have (--hidden, --decoder-hidden, and the same fields of a
+// configuration file); parse_int_list's bound for every list it reads.
+inline constexpr int kMaxLayerWidth = 1000000;
+// "512,256" -> {512, 256}; throws on anything but integers in [1, kMaxLayerWidth].
 std::vector<int> parse_int_list(const std::string& text, const std::string& what);
 
 struct ModelConfig {
