@@ -9,7 +9,7 @@ build=${2:-build-fuzz}
 src=$(cd "$(dirname "$0")" && pwd)
 status=0
 mkdir -p "$build/findings"
-for reader in idx npy safetensors; do
+for reader in idx npy safetensors config; do
   bin="$build/tests/fuzz/fuzz_$reader"
   [[ -x "$bin" ]] || { echo "fuzz: $bin is missing; build the fuzz preset first"; exit 2; }
   corpus=$(mktemp -d)
