@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <type_traits>
 
 #include "json_read.h"
 #include "vae/error.h"
@@ -195,17 +196,28 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
     throw_error("configuration JSON does not parse: ", e.what());
   }
   try {
+    // Integer fields, strictly (json_read.h): "configuration field <section>.<key>" in errors.
+    auto name = [](const char* section, const char* key) {
+      return std::string("configuration field ") + section + "." + key;
+    };
+    auto integer = [&](const nlohmann::json& sect, const char* section, const char* key, auto& field) {
+      using T = std::remove_reference_t<decltype(field)>;
+      if (sect.contains(key)) field = json_integer<T>(sect[key], name(section, key));
+    };
+    auto integers = [&](const nlohmann::json& sect, const char* section, const char* key, std::vector<int>& field) {
+      if (sect.contains(key)) field = json_integers<int>(sect[key], name(section, key));
+    };
     if (j.contains("model")) {
       const auto& jm = j["model"];
-      if (jm.contains("input_dim")) m.input_dim = json_integer<int>(jm["input_dim"], "configuration field model.input_dim");
-      if (jm.contains("hidden")) m.encoder_hidden = json_integers<int>(jm["hidden"], "configuration field model.hidden");
-      if (jm.contains("decoder_hidden")) m.decoder_hidden = json_integers<int>(jm["decoder_hidden"], "configuration field model.decoder_hidden");
-      if (jm.contains("latent")) m.latent = json_integer<int>(jm["latent"], "configuration field model.latent");
+      integer(jm, "model", "input_dim", m.input_dim);
+      integers(jm, "model", "hidden", m.encoder_hidden);
+      integers(jm, "model", "decoder_hidden", m.decoder_hidden);
+      integer(jm, "model", "latent", m.latent);
       if (jm.contains("activation")) m.activation = parse_activation(jm["activation"].get<std::string>());
       if (jm.contains("likelihood")) m.likelihood = parse_likelihood(jm["likelihood"].get<std::string>());
       if (jm.contains("sigma")) m.sigma = jm["sigma"].get<double>();
       if (jm.contains("learn_sigma")) m.learn_sigma = jm["learn_sigma"].get<bool>();
-      if (jm.contains("samples")) m.samples = json_integer<int>(jm["samples"], "configuration field model.samples");
+      integer(jm, "model", "samples", m.samples);
       if (jm.contains("beta")) m.beta = jm["beta"].get<double>();
     }
     if (j.contains("train")) {
@@ -213,9 +225,9 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       if (jt.contains("train")) t.train_path = jt["train"].get<std::string>();
       if (jt.contains("test")) t.test_path = jt["test"].get<std::string>();
       if (jt.contains("test_labels")) t.test_labels_path = jt["test_labels"].get<std::string>();
-      if (jt.contains("epochs")) t.epochs = json_integer<int>(jt["epochs"], "configuration field train.epochs");
-      if (jt.contains("batch")) t.batch = json_integer<int>(jt["batch"], "configuration field train.batch");
-      if (jt.contains("eval_batch")) t.eval_batch = json_integer<int>(jt["eval_batch"], "configuration field train.eval_batch");
+      integer(jt, "train", "epochs", t.epochs);
+      integer(jt, "train", "batch", t.batch);
+      integer(jt, "train", "eval_batch", t.eval_batch);
       auto& o = t.optimizer;
       if (jt.contains("optimizer")) o.kind = parse_optimizer(jt["optimizer"].get<std::string>());
       if (jt.contains("lr")) o.lr = jt["lr"].get<double>();
@@ -227,22 +239,22 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
       if (jt.contains("rmsprop_alpha")) o.alpha = jt["rmsprop_alpha"].get<double>();
       if (jt.contains("lr_schedule")) o.schedule = parse_lr_schedule(jt["lr_schedule"].get<std::string>());
       if (jt.contains("lr_min")) o.lr_min = jt["lr_min"].get<double>();
-      if (jt.contains("lr_step")) o.lr_step_epochs = json_integer<int>(jt["lr_step"], "configuration field train.lr_step");
+      integer(jt, "train", "lr_step", o.lr_step_epochs);
       if (jt.contains("lr_gamma")) o.lr_gamma = jt["lr_gamma"].get<double>();
       if (jt.contains("objective")) t.objective = parse_objective(jt["objective"].get<std::string>());
-      if (jt.contains("k")) t.iw_k = json_integer<int>(jt["k"], "configuration field train.k");
+      integer(jt, "train", "k", t.iw_k);
       if (jt.contains("estimator")) t.estimator = parse_estimator(jt["estimator"].get<std::string>());
-      if (jt.contains("kl_warmup")) t.kl_warmup_steps = json_integer<std::int64_t>(jt["kl_warmup"], "configuration field train.kl_warmup");
+      integer(jt, "train", "kl_warmup", t.kl_warmup_steps);
       if (jt.contains("schedule")) t.schedule = parse_schedule(jt["schedule"].get<std::string>());
-      if (jt.contains("e_steps")) t.e_steps = json_integer<int>(jt["e_steps"], "configuration field train.e_steps");
-      if (jt.contains("m_steps")) t.m_steps = json_integer<int>(jt["m_steps"], "configuration field train.m_steps");
-      if (jt.contains("seed")) t.seed = json_integer<std::uint64_t>(jt["seed"], "configuration field train.seed");
+      integer(jt, "train", "e_steps", t.e_steps);
+      integer(jt, "train", "m_steps", t.m_steps);
+      integer(jt, "train", "seed", t.seed);
       if (jt.contains("binarize")) t.binarize = parse_binarize(jt["binarize"].get<std::string>());
       if (jt.contains("device")) t.device = parse_device(jt["device"].get<std::string>());
       if (jt.contains("precision")) t.precision = parse_precision(jt["precision"].get<std::string>());
-      if (jt.contains("threads")) t.threads = json_integer<int>(jt["threads"], "configuration field train.threads");
+      integer(jt, "train", "threads", t.threads);
       if (jt.contains("stream_data")) t.stream_data = jt["stream_data"].get<bool>();
-      if (jt.contains("checkpoint_every")) t.checkpoint_every = json_integer<int>(jt["checkpoint_every"], "configuration field train.checkpoint_every");
+      integer(jt, "train", "checkpoint_every", t.checkpoint_every);
       if (jt.contains("on_nan")) t.on_nan = parse_nan_policy(jt["on_nan"].get<std::string>());
       if (jt.contains("out")) t.out = jt["out"].get<std::string>();
     }
