@@ -161,7 +161,11 @@ double steady_epoch_seconds(const std::vector<double>& s) {
 // A contender that fails keeps its message as its result's error and times nothing more.
 class Contender {
  public:
-  explicit Contender(std::string impl) { r_.impl = std::move(impl); }
+  // A step takes `batch` items, or the whole dataset when it is smaller (the script's min(batch, n)).
+  Contender(std::string impl, int batch, std::int64_t train_count) {
+    r_.impl = std::move(impl);
+    r_.items = static_cast<int>(std::min<std::int64_t>(batch, train_count));
+  }
   virtual ~Contender() = default;
   bool ok() const { return r_.error.empty(); }
   // Runs untimed steps for at least `warm_ms` (at least one), then k timed steps; records
@@ -204,9 +208,8 @@ class BackendContender final : public Contender {
  public:
   BackendContender(Device device, const Case& c, const BenchOptions& o, std::shared_ptr<const Dataset> train,
                    const Dataset& test)
-      : Contender(device == Device::cuda ? "vae-cuda" : "vae-cpu"),
+      : Contender(device == Device::cuda ? "vae-cuda" : "vae-cpu", c.batch, train->count),
         device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test) {
-    r_.items = static_cast<int>(std::min<std::int64_t>(c.batch, train_->count));  // the items a step takes
     tc_.batch = c.batch;
     tc_.seed = o.seed;
     tc_.threads = o.threads;
@@ -287,8 +290,7 @@ class TorchContender final : public Contender {
  public:
   TorchContender(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
                  const std::string& train_path, const std::string& test_path, std::int64_t train_count)
-      : Contender(impl) {
-    r_.items = static_cast<int>(std::min<std::int64_t>(c.batch, train_count));  // the script's min(batch, n)
+      : Contender(impl, c.batch, train_count) {
     char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
     const int fd = mkstemp(tmpl);
     if (fd < 0) {
