@@ -157,6 +157,52 @@ TEST_F(Cli, BadOptionsFailCleanly) {
   }
 }
 
+TEST_F(Cli, FlagsTheConfigurationWouldIgnoreAreErrors) {
+  const std::string ok = base(good_, good_);
+  for (const auto& [flags, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"--optimizer adam --weight-decay 0.1", "--weight-decay is AdamW's decoupled weight decay (--optimizer "
+                                                   "adamw); it has no effect with --optimizer adam"},
+           {"--optimizer adamw --momentum 0.5", "--momentum is SGD's momentum (--optimizer sgd); it has no effect with "
+                                               "--optimizer adamw"},
+           {"--rmsprop-alpha 0.9", "--rmsprop-alpha is RMSprop's smoothing (--optimizer rmsprop)"},
+           {"--lr-min 0.0001", "--lr-min is the cosine schedule's last learning rate (--lr-schedule cosine); it has "
+                               "no effect with --lr-schedule constant"},
+           {"--lr-schedule cosine --lr-gamma 0.3", "--lr-gamma is the step schedule's factor (--lr-schedule step); it "
+                                                   "has no effect with --lr-schedule cosine"},
+           {"--lr-step 2", "--lr-step"},
+           {"--k 5", "--k is the IWAE objective's sample count (--objective iwae); it has no effect with --objective "
+                     "elbo"},
+           {"--e-steps 2", "it has no effect with --schedule joint"},
+           {"--m-steps 2", "--m-steps"},
+           {"--sigma 0.3", "--sigma is the Gaussian decoder's standard deviation (--likelihood gaussian); it has no "
+                           "effect with --likelihood bernoulli"},
+           {"--learn-sigma", "--learn-sigma is for the Gaussian decoder"},
+           {"--stream-data", "--stream-data is for the CUDA backend; it has no effect with --device cpu"}}) {
+    const std::string args = ok + " " + flags;
+    expect_clean_failure(run(args), phrase, args);
+    EXPECT_FALSE(std::filesystem::exists(dir_.file("out"))) << args << ": nothing is written for a refused run";
+  }
+  // The same flags where they do apply, given directly or through --config.
+  int k = 0;
+  for (const std::string flags :
+       {"--optimizer adamw --weight-decay 0.1", "--optimizer sgd --momentum 0.5 --lr 0.01",
+        "--optimizer rmsprop --rmsprop-alpha 0.9", "--lr-schedule cosine --lr-min 0.0001",
+        "--lr-schedule step --lr-step 2 --lr-gamma 0.3", "--objective iwae --k 3",
+        "--schedule alternating --e-steps 2 --m-steps 1", "--likelihood gaussian --sigma 0.3 --learn-sigma"}) {
+    const std::string out = dir_.file("ok" + std::to_string(k++));
+    const std::string args = "train --device cpu --epochs 1 --batch 8 --hidden 8 --latent 2 --train " + good_ +
+                             " --test " + good_ + " --out " + out + " " + flags;
+    const CliRun r = run(args);
+    EXPECT_EQ(r.status, 0) << args << "\n" << r.error;
+    EXPECT_TRUE(std::filesystem::exists(out + "/model.safetensors")) << args;
+  }
+  const std::string first = dir_.file("ok0");  // its config.json says adamw: --weight-decay applies
+  const CliRun r = run("train --config " + first + "/config.json --epochs 1 --weight-decay 0.2 --out " +
+                       dir_.file("from-config"));
+  EXPECT_EQ(r.status, 0) << r.error;
+  EXPECT_NE(slurp(dir_.file("from-config") + "/config.json").find("\"weight_decay\": 0.2"), std::string::npos);
+}
+
 TEST_F(Cli, ZeroEpochsWritesTheInitialModel) {
   const CliRun r = run(base(good_, good_) + " --epochs 0");
   ASSERT_EQ(r.status, 0) << r.error;

@@ -75,6 +75,61 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+// A flag given on the command line that the configuration would ignore is an error, not a
+// silent no-op: `--optimizer adam --weight-decay 0.1` would otherwise train without the weight
+// decay a PyTorch user expects from Adam(weight_decay=0.1).
+struct FlagUse {
+  const char* flag;
+  const char* what;  // what the flag is, for the message
+  std::function<bool(const ModelConfig&, const TrainConfig&)> applies;
+  std::function<std::string(const ModelConfig&, const TrainConfig&)> setting;  // the setting it conflicts with
+};
+
+void check_flags_apply(const CLI::App& cmd, const ModelConfig& m, const TrainConfig& c) {
+  const auto optimizer = [](const ModelConfig&, const TrainConfig& t) {
+    return "--optimizer " + std::string(to_string(t.optimizer.kind));
+  };
+  const auto schedule = [](const ModelConfig&, const TrainConfig& t) {
+    return "--lr-schedule " + std::string(to_string(t.optimizer.schedule));
+  };
+  const auto likelihood = [](const ModelConfig& mc, const TrainConfig&) {
+    return "--likelihood " + std::string(to_string(mc.likelihood));
+  };
+  const FlagUse uses[] = {
+      {"--weight-decay", "AdamW's decoupled weight decay (--optimizer adamw)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::adamw; }, optimizer},
+      {"--momentum", "SGD's momentum (--optimizer sgd)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::sgd; }, optimizer},
+      {"--rmsprop-alpha", "RMSprop's smoothing (--optimizer rmsprop)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::rmsprop; }, optimizer},
+      {"--lr-min", "the cosine schedule's last learning rate (--lr-schedule cosine)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::cosine; }, schedule},
+      {"--lr-step", "the step schedule's period (--lr-schedule step)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::step; }, schedule},
+      {"--lr-gamma", "the step schedule's factor (--lr-schedule step)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::step; }, schedule},
+      {"--k", "the IWAE objective's sample count (--objective iwae)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.objective == Objective::iwae; },
+       [](const ModelConfig&, const TrainConfig& t) { return "--objective " + std::string(to_string(t.objective)); }},
+      {"--e-steps", "the alternating schedule's encoder steps (--schedule alternating)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.schedule == Schedule::alternating; },
+       [](const ModelConfig&, const TrainConfig& t) { return "--schedule " + std::string(to_string(t.schedule)); }},
+      {"--m-steps", "the alternating schedule's decoder steps (--schedule alternating)",
+       [](const ModelConfig&, const TrainConfig& t) { return t.schedule == Schedule::alternating; },
+       [](const ModelConfig&, const TrainConfig& t) { return "--schedule " + std::string(to_string(t.schedule)); }},
+      {"--sigma", "the Gaussian decoder's standard deviation (--likelihood gaussian)",
+       [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
+      {"--learn-sigma", "for the Gaussian decoder (--likelihood gaussian)",
+       [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
+      {"--stream-data", "for the CUDA backend",
+       [](const ModelConfig&, const TrainConfig& t) { return t.device != Device::cpu; },
+       [](const ModelConfig&, const TrainConfig& t) { return "--device " + std::string(to_string(t.device)); }},
+  };
+  for (const FlagUse& u : uses)
+    if (cmd.count(u.flag) && !u.applies(m, c))
+      throw_error(u.flag, " is ", u.what, "; it has no effect with ", u.setting(m, c));
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -251,6 +306,7 @@ void add_train(CLI::App& app) {
         if (opt->count()) apply(model, config);
       if (cmd->count("--hidden") && !cmd->count("--decoder-hidden"))
         model.decoder_hidden.assign(model.encoder_hidden.rbegin(), model.encoder_hidden.rend());
+      check_flags_apply(*cmd, model, config);
       config.progress = progress;
       r = vae::train(model, config, std::cout);
     }
