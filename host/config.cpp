@@ -195,6 +195,21 @@ void config_from_json(const std::string& text, ModelConfig& m, TrainConfig& t) {
   } catch (const std::exception& e) {
     throw_error("configuration JSON does not parse: ", e.what());
   }
+  // Every key must be one config_to_json writes (a misspelt "latnet" would otherwise be
+  // ignored in silence): the default configuration's own JSON is the list of known keys.
+  const nlohmann::json known = nlohmann::json::parse(config_to_json(ModelConfig{}, TrainConfig{}, "cpu"));
+  auto check_keys = [](const nlohmann::json& obj, const nlohmann::json& ref, const std::string& where) {
+    if (!obj.is_object()) throw_error("the configuration", where, " must be a JSON object, got ", obj.type_name());
+    for (const auto& item : obj.items())
+      if (!ref.contains(item.key())) {
+        std::string keys;
+        for (const auto& r : ref.items()) keys += (keys.empty() ? "" : ", ") + r.key();
+        throw_error("the configuration", where, " has an unknown field '", item.key(), "' (known: ", keys, ")");
+      }
+  };
+  check_keys(j, known, "");
+  for (const char* section : {"model", "train"})
+    if (j.contains(section)) check_keys(j[section], known[section], std::string("'s ") + section + " section");
   try {
     // Integer fields, strictly (json_read.h): "configuration field <section>.<key>" in errors.
     auto name = [](const char* section, const char* key) {

@@ -1,6 +1,7 @@
 // The trainer: loads data, picks the backend, runs the epoch loop and writes OUT.
 #include "vae/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -65,7 +66,8 @@ void create_out_dir(const std::string& out) {
 // The run's pictures: samples, reconstructions, the ELBO curve, and for a 2-D latent space
 // with labels, the scatter of the test set's posterior means. Returns the files written.
 std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
-                                        Backend& backend, const Dataset& test, std::ostream& log) {
+                                        Backend& backend, const Dataset& test,
+                                        const std::vector<std::uint8_t>& test_labels, std::ostream& log) {
   std::vector<std::string> files = {"samples.png", "reconstructions.png"};
   write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
   write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
@@ -74,13 +76,11 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
     files.push_back("elbo.png");
   }
   if (model.latent == 2) {
-    std::string labels = cfg.test_labels_path;
-    const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
-    if (labels.empty() && fashion) labels = default_fashion_mnist_labels(false);
-    if (labels.empty()) {
+    if (test_labels.empty()) {
       log << "no --test-labels: skipping the latent scatter\n";
     } else {
-      write_latent_scatter_png(out + "/latent.png", backend, model, test, read_idx_labels(labels), 5000,
+      const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
+      write_latent_scatter_png(out + "/latent.png", backend, model, test, test_labels, 5000,
                                fashion ? fashion_mnist_classes() : std::vector<std::string>{});
       files.push_back("latent.png");
     }
@@ -88,21 +88,52 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
   return files;
 }
 
+// A path as an absolute one, so that config.json and the checkpoint name the data wherever
+// the tools are run from later.
+std::string absolute_path(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
 // Data of a run: both sets read, checked against each other, binarized as configured.
 struct RunData {
   std::shared_ptr<Dataset> train;
   Dataset test;
+  std::vector<std::uint8_t> test_labels;  // for the latent scatter of a 2-D latent space; may be empty
 };
 
-RunData load_data(TrainConfig& cfg) {
+// Reads everything the run needs before it trains, so a bad file fails the run at once:
+// the two sets, and with a 2-D latent space the test labels (--test-labels, or
+// Fashion-MNIST's beside its default test set), one per test item.
+RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
   if (cfg.train_path.empty()) cfg.train_path = default_fashion_mnist(true);
   if (cfg.test_path.empty()) cfg.test_path = default_fashion_mnist(false);
+  cfg.train_path = absolute_path(cfg.train_path);
+  cfg.test_path = absolute_path(cfg.test_path);
+  cfg.test_labels_path = absolute_path(cfg.test_labels_path);
   RunData d;
   d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path));
   d.test = read_dataset(cfg.test_path);
   if (d.test.dim != d.train->dim)
     throw_error("--test '", cfg.test_path, "' has ", d.test.dim, " features per item but --train '", cfg.train_path,
                 "' has ", d.train->dim);
+  if (model.latent == 2) {
+    std::string labels = cfg.test_labels_path;
+    const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
+    if (labels.empty() && fashion) labels = default_fashion_mnist_labels(false);
+    if (!labels.empty()) {
+      try {
+        d.test_labels = read_idx_labels(labels);
+      } catch (const Error& e) {
+        throw_error("--test-labels: ", e.what());
+      }
+      if (static_cast<std::int64_t>(d.test_labels.size()) != d.test.count)
+        throw_error("--test-labels '", labels, "' holds ", d.test_labels.size(), " labels but --test '", cfg.test_path,
+                    "' holds ", d.test.count, " items");
+    }
+  }
   if (cfg.binarize == Binarize::static_threshold) {
     binarize_static(*d.train);
     binarize_static(d.test);
@@ -237,6 +268,15 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
   log << "\n";
   BatchStream stream(data.train->count, cfg.batch, cfg.seed);
   Progress progress(log, cfg.progress);
+  // What the losses are: the negative ELBO only with beta = 1 (and, in training, no KL warm-up
+  // and the ELBO objective); otherwise recon + beta KL, or the negative IWAE bound.
+  char beta_text[64];
+  std::snprintf(beta_text, sizeof beta_text, "recon+%g*KL", model.beta);
+  const std::string test_label = model.beta == 1.0 ? "-ELBO" : beta_text;
+  const std::string train_label = cfg.objective == Objective::iwae                     ? "-IWAE"
+                                  : model.beta == 1.0 && cfg.kl_warmup_steps == 0 ? "-ELBO"
+                                  : cfg.kl_warmup_steps > 0                        ? "recon+beta_t*KL"
+                                                                                   : beta_text;
   std::int64_t reported_bad_steps = 0;
   for (int epoch = s.position.epoch; epoch < cfg.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -294,9 +334,10 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     m.samples_per_sec = double(samples) / seconds;  // the steps this call ran
     result.epochs.push_back(m);
 
-    char line[256];
-    std::snprintf(line, sizeof line, "epoch %d/%d  train -ELBO %.4f  test -ELBO %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s",
-                  m.epoch, cfg.epochs, m.train_loss, m.test_loss, m.test_recon, m.test_kl, m.seconds, m.samples_per_sec);
+    char line[320];
+    std::snprintf(line, sizeof line, "epoch %d/%d  train %s %.4f  test %s %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s",
+                  m.epoch, cfg.epochs, train_label.c_str(), m.train_loss, test_label.c_str(), m.test_loss, m.test_recon,
+                  m.test_kl, m.seconds, m.samples_per_sec);
     log << line << std::endl;
     csv << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
@@ -310,7 +351,11 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     }
   }
   if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
-  const auto pictures = write_pictures(out, model, cfg, *backend, data.test, log);
+  const auto pictures = write_pictures(out, model, cfg, *backend, data.test, data.test_labels, log);
+  for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
+    std::error_code ignored;
+    if (std::find(pictures.begin(), pictures.end(), stale) == pictures.end()) fs::remove(out + "/" + stale, ignored);
+  }
   log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors";
   for (const auto& p : pictures) log << ", " << p;
   log << "}\n";
@@ -325,7 +370,7 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   cfg.validate();
   RunStart s;
   s.out = choose_out_dir(cfg);  // fail early, before loading data
-  RunData data = load_data(cfg);
+  RunData data = load_data(cfg, model);
   model.input_dim = data.train->dim;
   model.validate();
   cfg.out = s.out;
@@ -339,7 +384,13 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   return run(std::move(s), std::move(data), log);
 }
 
-TrainResult resume(const std::string& out_dir, const ResumeOptions& o, std::ostream& log) {
+TrainResult resume(const std::string& run_path, const ResumeOptions& o, std::ostream& log) {
+  // The run's OUT, or its model.safetensors (as every tool's --model takes either).
+  std::error_code ec;
+  const std::string out_dir =
+      fs::is_regular_file(run_path, ec) && fs::path(run_path).filename() == "model.safetensors"
+          ? (fs::path(run_path).has_parent_path() ? fs::path(run_path).parent_path().string() : std::string("."))
+          : run_path;
   const std::string path = out_dir + "/model.safetensors";
   if (!fs::exists(path)) throw_error("--resume '", out_dir, "': no checkpoint ", path, " (is it the OUT of a vae train run?)");
   Checkpoint ck = load_checkpoint(path);
@@ -361,7 +412,7 @@ TrainResult resume(const std::string& out_dir, const ResumeOptions& o, std::ostr
   s.optimizer = std::move(ck.optimizer);
   s.position = ck.position;
   s.resumed = true;
-  RunData data = load_data(s.cfg);
+  RunData data = load_data(s.cfg, s.model);
   return run(std::move(s), std::move(data), log);
 }
 

@@ -69,7 +69,7 @@ extern "C" void on_interrupt(int) {
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path);
-  if (!f) throw_error("--config: cannot open '", path, "'");
+  if (!f) throw_error("cannot open the file");
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -121,6 +121,9 @@ void check_flags_apply(const CLI::App& cmd, const ModelConfig& m, const TrainCon
        [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
       {"--learn-sigma", "for the Gaussian decoder (--likelihood gaussian)",
        [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
+      {"--test-labels", "for the latent scatter of a 2-D latent space (--latent 2)",
+       [](const ModelConfig& mc, const TrainConfig&) { return mc.latent == 2; },
+       [](const ModelConfig& mc, const TrainConfig&) { return "--latent " + std::to_string(mc.latent); }},
       {"--stream-data", "for the CUDA backend",
        [](const ModelConfig&, const TrainConfig& t) { return t.device != Device::cpu; },
        [](const ModelConfig&, const TrainConfig& t) { return "--device " + std::string(to_string(t.device)); }},
@@ -176,7 +179,7 @@ void add_train(CLI::App& app) {
   f->add(cmd, "--decoder-hidden", f->decoder_hidden, "Decoder hidden widths; default: the encoder's widths reversed",
          "Model", [fp](ModelConfig& c, TrainConfig&) { c.decoder_hidden = parse_int_list(fp->decoder_hidden, "--decoder-hidden"); });
   f->add(cmd, "--latent", m.latent, "Latent size Z", "Model", [fp](ModelConfig& c, TrainConfig&) { c.latent = fp->model.latent; })
-      ->check(CLI::Range(1, 65536));
+      ->check(integer_in(1, 65536));
   f->add(cmd, "--activation", f->activation, "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus",
          "Model", [fp](ModelConfig& c, TrainConfig&) { c.activation = parse_activation(fp->activation); });
   f->add(cmd, "--likelihood", f->likelihood, "Decoder likelihood: bernoulli (logits, targets in [0,1]) or gaussian (mean output)",
@@ -185,15 +188,16 @@ void add_train(CLI::App& app) {
          "Model", [fp](ModelConfig& c, TrainConfig&) { c.sigma = fp->model.sigma; });
   f->flag(cmd, "--learn-sigma", m.learn_sigma, "Gaussian decoder: learn a per-dimension log-variance", "Model",
           [fp](ModelConfig& c, TrainConfig&) { c.learn_sigma = fp->model.learn_sigma; });
-  f->add(cmd, "--samples", m.samples, "Monte Carlo samples L of z per data point", "Model",
-         [fp](ModelConfig& c, TrainConfig&) { c.samples = fp->model.samples; })->check(CLI::Range(1, 4096));
+  f->add(cmd, "--samples", m.samples, "Monte Carlo samples L of z per data point in the ELBO (with --objective iwae: of the test ELBO; training "
+         "draws --k)", "Model",
+         [fp](ModelConfig& c, TrainConfig&) { c.samples = fp->model.samples; })->check(integer_in(1, 4096));
   f->add(cmd, "--beta", m.beta, "Weight of the KL term (beta-VAE); 1 is the ELBO", "Model",
          [fp](ModelConfig& c, TrainConfig&) { c.beta = fp->model.beta; });
 
   f->add(cmd, "--epochs", t.epochs, "Passes over the training set", "Training",
-         [fp](ModelConfig&, TrainConfig& c) { c.epochs = fp->train.epochs; })->check(CLI::NonNegativeNumber);
+         [fp](ModelConfig&, TrainConfig& c) { c.epochs = fp->train.epochs; })->check(integer_in(0, 1 << 30));
   f->add(cmd, "--batch", t.batch, "Minibatch size; the last partial batch of an epoch is kept", "Training",
-         [fp](ModelConfig&, TrainConfig& c) { c.batch = fp->train.batch; })->check(CLI::Range(1, 1 << 20));
+         [fp](ModelConfig&, TrainConfig& c) { c.batch = fp->train.batch; })->check(integer_in(1, 1 << 20));
   f->add(cmd, "--optimizer", f->optimizer,
          "adam, adamw (decoupled --weight-decay), sgd (with --momentum) or rmsprop; PyTorch's forms", "Optimizer",
          [fp](ModelConfig&, TrainConfig& c) { c.optimizer.kind = parse_optimizer(fp->optimizer); });
@@ -232,7 +236,8 @@ void add_train(CLI::App& app) {
   f->add(cmd, "--m-steps", t.m_steps, "alternating: M-steps (update theta, phi fixed) per round", "Objective",
          [fp](ModelConfig&, TrainConfig& c) { c.m_steps = fp->train.m_steps; });
   f->add(cmd, "--seed", t.seed, "Seed of every random draw: initialization, shuffling, binarization, noise", "Training",
-         [fp](ModelConfig&, TrainConfig& c) { c.seed = fp->train.seed; });
+         [fp](ModelConfig&, TrainConfig& c) { c.seed = fp->train.seed; })
+      ->check(integer_in<std::uint64_t>(0, UINT64_MAX).description(""));  // a negative seed is refused, not wrapped
   f->add(cmd, "--on-nan", f->on_nan,
          "A step with a non-finite loss or gradient: stop (keep the last good checkpoint) or skip the step",
          "Training", [fp](ModelConfig&, TrainConfig& c) { c.on_nan = parse_nan_policy(fp->on_nan); });
@@ -259,7 +264,8 @@ void add_train(CLI::App& app) {
       "\nOutputs in OUT:\n"
       "  config.json          the effective configuration (feed it back with --config to repeat the run)\n"
       "  metrics.csv          per epoch: epoch,train_loss,test_loss,test_recon,test_kl,seconds,samples_per_sec\n"
-      "                       losses are -ELBO in nats per data point; train_loss averages the epoch's steps;\n"
+      "                       losses in nats per data point: -ELBO = recon + KL, or recon + beta*KL with --beta,\n"
+      "                       the -IWAE bound for train_loss with --objective iwae; train_loss averages the steps;\n"
       "                       seconds and samples/s count the training steps, not the test evaluation\n"
       "  model.safetensors    a complete checkpoint: parameters by name (encoder.0.weight, ...), Adam's state,\n"
       "                       the data position and the configuration; readable with Python's safetensors\n"
@@ -299,7 +305,11 @@ void add_train(CLI::App& app) {
       ModelConfig model;
       TrainConfig config;
       if (!f->config_file.empty()) {
-        config_from_json(read_text(f->config_file), model, config);
+        try {
+          config_from_json(read_text(f->config_file), model, config);
+        } catch (const Error& e) {
+          throw_error("--config '", f->config_file, "': ", e.what());
+        }
         config.out.clear();  // a configuration names the run it came from: never write there by default
       }
       for (const auto& [opt, apply] : f->appliers)

@@ -5,6 +5,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "vae/error.h"
@@ -21,9 +22,20 @@ int main(int argc, char** argv) {
     vae::cli::add_train(app);
     vae::cli::add_bench(app);
     vae::cli::add_model_tools(app);
+    if (argc > 1 && argv[1][0] != '-') {  // the command: name it if it is not one of ours
+      std::string known;
+      for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      if (app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == argv[1]; }).empty())
+        vae::throw_error("unknown command '", argv[1], "' (commands: ", known, "; vae --help says more)");
+    }
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // one line, as every other error
+    const std::string command = argc > 1 && argv[1][0] != '-' ? std::string(" ") + argv[1] : "";
+    std::fprintf(stderr, "vae: error: %s (vae%s --help lists the options)\n", e.what(), command.c_str());
+    return 1;
   } catch (const vae::Error& e) {
     std::fprintf(stderr, "vae: error: %s\n", e.what());
     return 1;
