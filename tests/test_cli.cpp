@@ -544,6 +544,35 @@ TEST_F(CliBench, BadOptionsFailCleanly) {
   expect_clean_failure(run("bench --impl cpu --repeats 0 --train " + good_ + " --test " + good_), "--repeats",
                        "--repeats");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("a.json")));
+  // Each bad number is named with its value, before any data is read or anything timed (the
+  // missing data files would be the error otherwise, and stdout would hold the table's header).
+  const std::string missing = " --train " + dir_.file("missing.idx") + " --test " + dir_.file("missing.idx");
+  for (const auto& [flags, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"--steps 0", "--steps must be >= 1, got 0"},
+           {"--repeats -2", "--repeats must be >= 1, got -2"},
+           {"--warmup -1", "--warmup must be >= 0, got -1"},
+           {"--epochs -3", "--epochs must be >= 0, got -3"},
+           {"--block-warmup-ms -5", "--block-warmup-ms must be >= 0, got -5"},
+           {"--threads -1", "--threads must be >= 0 (0 = all cores), got -1"},  // as `vae train --threads`
+           {"--torch-threads -1", "--torch-threads must be >= 0"},
+           {"--models wide --hidden 32 --latent 4", "--models and --hidden cannot be combined"},
+           {"--models ref --latent 4", "--models and --latent cannot be combined"},
+           {"--impl cpu,cpu", "--impl: 'cpu,cpu' names vae-cpu twice"},
+           {"--impl torch,cuda,vae-cuda", "names vae-cuda twice"},
+           {"--impl auto,cpu", "auto is the default list and stands alone"},
+           {"--json " + dir_.file("nodir") + "/b.json",
+            "--json: cannot write '" + dir_.file("nodir") + "/b.json': no directory '" + dir_.file("nodir") + "'"},
+           {"--json " + dir_.path(),
+            "--json: cannot write '" + dir_.path() + "': it is a directory (give a file name)"}}) {
+    const CliRun r = run("bench " + flags + missing);
+    expect_clean_failure(r, phrase, flags);
+    EXPECT_EQ(r.output, "") << flags << ": nothing is timed";
+  }
+  // Data of different widths: both files named.
+  const std::string other = dir_.file("other.idx");
+  write_bytes(other, idx(0x08, {40, 3, 3}, 40 * 9));
+  expect_clean_failure(run("bench --impl cpu --train " + good_ + " --test " + other),
+                       "--test '" + other + "' has 9 features per item but --train '" + good_ + "' has 16", "dims");
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -53,6 +54,7 @@ struct BenchOptions {
   std::string batches = "128,1024,4096";
   std::string models = "ref,wide";
   std::string hidden, latent_text;
+  bool models_given = false;  // --models on the command line, not its default
   int steps = 100;
   int repeats = 10;
   int warmup = 10;
@@ -436,6 +438,27 @@ class TorchContender final : public Contender {
   std::string json_path_, last_ = "(no output)";
 };
 
+// --impl as the implementations' own names, in the order given; empty for auto (the default list).
+std::vector<std::string> named_impls(const std::string& text) {
+  std::vector<std::string> impls;
+  if (text == "auto") return impls;
+  std::stringstream ss(text);
+  std::string s;
+  while (std::getline(ss, s, ',')) {
+    std::string impl = s;
+    if (s == "cuda" || s == "vae-cuda") impl = "vae-cuda";
+    else if (s == "cpu" || s == "vae-cpu") impl = "vae-cpu";
+    else if (s == "auto") throw_error("--impl: auto is the default list and stands alone; got '", text, "'");
+    else if (s != "torch" && s != "torch-compile")
+      throw_error("--impl: unknown implementation '", s, "'; expected cuda, cpu, torch, torch-compile or auto");
+    // Twice in one list would time it twice and pair it with itself.
+    if (std::find(impls.begin(), impls.end(), impl) != impls.end())
+      throw_error("--impl: '", text, "' names ", impl, " twice");
+    impls.push_back(impl);
+  }
+  return impls;
+}
+
 // The cases: each model (named by its widths, input first) at each batch size.
 std::vector<Case> make_cases(const BenchOptions& o, int input_dim) {
   std::vector<ModelConfig> models;
@@ -477,34 +500,58 @@ std::string fmt(double v, int prec) {
   return buf;
 }
 
+// The options that need no data, checked before anything is read or timed: a mistake found
+// only after the benchmark ran costs the whole run.
+void check_options(const BenchOptions& o) {
+  const std::pair<const char*, int> at_least_one[] = {{"--steps", o.steps}, {"--repeats", o.repeats}};
+  for (const auto& [flag, v] : at_least_one)
+    if (v < 1) throw_error(flag, " must be >= 1, got ", v);
+  const std::pair<const char*, int> at_least_zero[] = {
+      {"--warmup", o.warmup}, {"--epochs", o.epochs}, {"--block-warmup-ms", o.block_warmup_ms}};
+  for (const auto& [flag, v] : at_least_zero)
+    if (v < 0) throw_error(flag, " must be >= 0, got ", v);
+  if (o.threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", o.threads);  // as `vae train`
+  if (o.torch_threads < 0)
+    throw_error("--torch-threads must be >= 0 (0 = PyTorch's default), got ", o.torch_threads);
+  if (o.models_given && (!o.hidden.empty() || !o.latent_text.empty()))
+    throw_error("--models and ", o.hidden.empty() ? "--latent" : "--hidden",
+                " cannot be combined: --hidden and --latent describe the one model to run instead of --models");
+  // The JSON is written at the end; its path is checked now.
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string& path = o.json_path;
+  if (path.empty()) throw_error("--json: give a file name");
+  if (fs::is_directory(path, ec))
+    throw_error("--json: cannot write '", path, "': it is a directory (give a file name)");
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  if (!fs::is_directory(dir, ec)) throw_error("--json: cannot write '", path, "': no directory '", dir, "'");
+  if (access(dir.c_str(), W_OK) != 0)
+    throw_error("--json: cannot write '", path, "' in '", dir, "': ", std::strerror(errno));
+}
+
 void run_bench(const BenchOptions& opt) {
   BenchOptions o = opt;
-  if (o.steps < 1 || o.repeats < 1 || o.warmup < 0 || o.epochs < 0 || o.block_warmup_ms < 0)
-    throw_error("--steps and --repeats must be >= 1, --warmup, --epochs and --block-warmup-ms >= 0");
+  check_options(o);
+  const std::vector<std::string> named = named_impls(o.impls);
+  std::vector<std::string> impls = named;
   signal(SIGPIPE, SIG_IGN);  // a PyTorch subprocess that dies is a failed write, reported, not a killed bench
   if (o.python.empty()) o.python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   const std::string train_path = o.train_path.empty() ? default_fashion_mnist(true) : o.train_path;
   const std::string test_path = o.test_path.empty() ? default_fashion_mnist(false) : o.test_path;
   auto train = std::make_shared<Dataset>(read_dataset(train_path));
   const Dataset test = read_dataset(test_path);
-  if (test.dim != train->dim) throw_error("--test has ", test.dim, " features per item but --train has ", train->dim);
+  if (test.dim != train->dim)
+    throw_error("--test '", test_path, "' has ", test.dim, " features per item but --train '", train_path, "' has ",
+                train->dim);
 
   std::string why;
   const bool have_cuda = cuda_usable(&why);
-  std::vector<std::string> impls;
-  if (o.impls == "auto") {
+  const std::string torch_device = have_cuda ? "cuda" : "cpu";
+  if (named.empty()) {
     if (have_cuda) impls.push_back("vae-cuda");
     impls.insert(impls.end(), {"vae-cpu", "torch", "torch-compile"});
-  } else {
-    std::stringstream ss(o.impls);
-    std::string s;
-    while (std::getline(ss, s, ','))
-      if (s == "cuda" || s == "vae-cuda") impls.push_back("vae-cuda");
-      else if (s == "cpu" || s == "vae-cpu") impls.push_back("vae-cpu");
-      else if (s == "torch" || s == "torch-compile") impls.push_back(s);
-      else throw_error("--impl: unknown implementation '", s, "'; expected cuda, cpu, torch, torch-compile or auto");
   }
-  const std::string torch_device = have_cuda ? "cuda" : "cpu";
   const auto cases = make_cases(o, train->dim);
 
   json doc;
@@ -612,7 +659,8 @@ void add_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Benchmark the CUDA backend, the CPU backend and PyTorch side by side");
   cmd->add_option("--impl", o->impls, "Implementations: auto, or a list of cuda, cpu, torch, torch-compile")->capture_default_str();
   cmd->add_option("--batch", o->batches, "Batch sizes, comma-separated")->capture_default_str();
-  cmd->add_option("--models", o->models, "ref (784-400-20) and/or wide (784-1024-1024-64)")->capture_default_str();
+  CLI::Option* models =
+      cmd->add_option("--models", o->models, "ref (784-400-20) and/or wide (784-1024-1024-64)")->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Instead of --models: encoder widths of one model (decoder mirrored)");
   cmd->add_option("--latent", o->latent_text, "Instead of --models: latent size of that model");
   cmd->add_option("--steps", o->steps, "Timed steps per implementation and case")->capture_default_str();
@@ -646,7 +694,10 @@ void add_bench(CLI::App& app) {
       "fraction of the same device's FP32 SGEMM rate (the best of 10 products before each case, and of the\n"
       "cases before it).\n"
       "Example: vae bench --batch 128 --models ref --epochs 1 --json bench/results/cpu.json");
-  cmd->callback([o]() { run_bench(*o); });
+  cmd->callback([o, models]() {
+    o->models_given = models->count() > 0;
+    run_bench(*o);
+  });
 }
 
 }  // namespace vae::cli
