@@ -512,6 +512,8 @@ TEST_F(CliBench, InterleavedRoundsPairTheRatios) {
   EXPECT_TRUE(std::isfinite(cpu->at("test_loss").get<double>()));
 }
 
+// The table and the JSON hold every row, the failed one included; then the exit status and
+// one line on stderr say that an implementation the user named failed.
 TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
   for (const auto& [mode, phrase] : std::vector<std::pair<std::string, std::string>>{
            {"die_at_steps", "exit 3: out of memory in the stand-in"},
@@ -519,7 +521,9 @@ TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
            {"garbage", "answered '@ms soon', expected a positive time"}}) {
     const std::string json = dir_.file(mode + ".json");
     const CliRun r = bench("cpu,torch", stand_in(mode), json);
-    ASSERT_EQ(r.status, 0) << mode << "\n" << r.output << r.error;
+    expect_clean_failure(r, phrase, mode);
+    EXPECT_EQ(r.error.rfind("vae: error: torch failed in 1 of 1 case: ", 0), 0u) << r.error;
+    EXPECT_EQ(r.error.find("vae-cpu"), std::string::npos) << "only the failed implementation is named: " << r.error;
     EXPECT_NE(r.output.find(phrase), std::string::npos) << mode << "\n" << r.output;
     const auto doc = nlohmann::json::parse(slurp(json));
     ASSERT_TRUE(row(doc, "torch") && row(doc, "vae-cpu"));
@@ -530,8 +534,16 @@ TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
   }
   // A script that is not there at all.
   const CliRun r = bench("torch", dir_.file("missing.py"), dir_.file("m.json"));
-  ASSERT_EQ(r.status, 0) << r.error;
+  expect_clean_failure(r, "torch failed in 1 of 1 case: exit 2", "missing script");
   EXPECT_NE(r.output.find("n/a: exit 2"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("m.json")));
+  // A Python that is not there.
+  const std::string args = "bench --impl torch --batch 8 --hidden 8 --latent 2 --steps 2 --repeats 1 --epochs 0" +
+                           std::string(" --train ") + good_ + " --test " + good_ + " --python /nonexistent --json " +
+                           dir_.file("p.json");
+  const CliRun p = run(args);
+  expect_clean_failure(p, "torch failed in 1 of 1 case: exit 127", args);
+  EXPECT_NE(p.output.find("torch          n/a: exit 127"), std::string::npos) << p.output;
 }
 
 TEST_F(CliBench, BadOptionsFailCleanly) {
@@ -573,6 +585,49 @@ TEST_F(CliBench, BadOptionsFailCleanly) {
   write_bytes(other, idx(0x08, {40, 3, 3}, 40 * 9));
   expect_clean_failure(run("bench --impl cpu --train " + good_ + " --test " + other),
                        "--test '" + other + "' has 9 features per item but --train '" + good_ + "' has 16", "dims");
+}
+
+
+// Without --impl the list holds what can run here: PyTorch that cannot run (no Python, no
+// PyTorch, no torch.compile) is a skipped row and the exit status stays 0, while one that can
+// run and then fails is a failure as when named. A named --impl cuda without a GPU fails.
+TEST_F(CliBench, TheDefaultListSkipsWhatCannotRunHere) {
+  const std::string common = " --batch 8 --hidden 8 --latent 2 --steps 6 --repeats 3 --warmup 1 --epochs 1 --train " +
+                             good_ + " --test " + good_;
+  const std::string json = dir_.file("auto.json");
+  const CliRun none = run("bench" + common + " --python /nonexistent --json " + json);
+  ASSERT_EQ(none.status, 0) << none.output << none.error;
+  EXPECT_EQ(none.error, "");
+  EXPECT_NE(none.output.find("torch          n/a: skipped: no PyTorch for /nonexistent"), std::string::npos)
+      << none.output;
+  EXPECT_NE(none.output.find("torch-compile  n/a: skipped: no PyTorch for /nonexistent"), std::string::npos)
+      << none.output;
+  const auto doc = nlohmann::json::parse(slurp(json));
+  ASSERT_TRUE(row(doc, "torch") && row(doc, "vae-cpu"));
+  EXPECT_TRUE(row(doc, "torch")->value("skipped", false)) << doc.dump(2);
+  EXPECT_TRUE(row(doc, "vae-cpu")->at("ok").get<bool>());
+
+  // A Python whose PyTorch has no torch.compile: its PyTorch row runs (the stand-in), the
+  // torch.compile row is skipped.
+  const std::string python = dir_.file("python-no-compile");
+  std::ofstream(python) << "#!/bin/sh\n"
+                           "if [ \"$1\" = -c ]; then echo '@torch 1.13-stand-in 0 1'; exit 0; fi\n"
+                           "exec " << python_ << " \"$@\"\n";
+  std::filesystem::permissions(python, std::filesystem::perms::owner_all);
+  const std::string with = common + " --python " + python + " --json " + json;
+  const CliRun ok = run("bench --impl auto" + with + " --torch-script " + stand_in("ok"));
+  ASSERT_EQ(ok.status, 0) << ok.output << ok.error;
+  EXPECT_NE(ok.output.find("torch-compile  n/a: skipped: PyTorch 1.13-stand-in has no torch.compile"),
+            std::string::npos) << ok.output;
+  EXPECT_TRUE(row(nlohmann::json::parse(slurp(json)), "torch")->at("ok").get<bool>());
+  const CliRun died = run("bench" + with + " --torch-script " + stand_in("die_at_steps"));
+  expect_clean_failure(died, "torch failed in 1 of 1 case: exit 3: out of memory in the stand-in", "auto, died");
+
+  const CliRun cuda = run("bench --impl cuda" + common + " --json " + dir_.file("cuda.json"));
+  if (cuda.output.find(", no GPU (") == std::string::npos) GTEST_SKIP() << "a GPU is usable here";
+  expect_clean_failure(cuda, "vae-cuda failed in 1 of 1 case: --device cuda", "--impl cuda without a GPU");
+  EXPECT_NE(cuda.output.find("vae-cuda       n/a: --device cuda"), std::string::npos) << cuda.output;
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("cuda.json")));
 }
 
 }  // namespace

@@ -438,6 +438,16 @@ class TorchContender final : public Contender {
   std::string json_path_, last_ = "(no output)";
 };
 
+// An implementation of the default list that cannot run here: its rows say why.
+class SkippedContender final : public Contender {
+ public:
+  SkippedContender(const std::string& impl, const std::string& why) : Contender(impl, 1, 1) { fail("skipped: " + why); }
+
+ private:
+  double block_ms(int, int) override { return 0; }
+  void epochs() override {}
+};
+
 // --impl as the implementations' own names, in the order given; empty for auto (the default list).
 std::vector<std::string> named_impls(const std::string& text) {
   std::vector<std::string> impls;
@@ -457,6 +467,41 @@ std::vector<std::string> named_impls(const std::string& text) {
     impls.push_back(impl);
   }
   return impls;
+}
+
+// Why PyTorch, and why torch.compile, cannot run here ("" when they can), asked of --python
+// before any timing.
+struct TorchProbe {
+  std::string torch_why, compile_why;
+};
+
+TorchProbe probe_torch(const BenchOptions& o, const std::string& torch_device) {
+  TorchProbe p;
+  std::string out, version;
+  int rc = -1, compile = 0, cuda = 0;
+  if (access(o.torch_script.c_str(), R_OK) != 0) {
+    p.torch_why = "no PyTorch script '" + o.torch_script + "'";
+  } else {
+    rc = run_command("exec " + shell_quote(o.python) + " -c " +
+                         shell_quote("import torch; print('@torch', torch.__version__, int(hasattr(torch, 'compile')), "
+                                     "int(torch.cuda.is_available()))"),
+                     out);
+    std::istringstream lines(out);
+    std::string line, tag;
+    bool found = false;
+    while (!found && std::getline(lines, line)) {
+      std::istringstream fields(line);
+      found = fields >> tag >> version >> compile >> cuda && tag == "@torch";
+    }
+    const std::string said = last_line(out);
+    if (rc != 0 || !found)
+      p.torch_why = "no PyTorch for " + o.python + " (" + (said.empty() ? "exit " + std::to_string(rc) : said) + ")";
+    else if (torch_device == "cuda" && !cuda) p.torch_why = "PyTorch " + version + " cannot use the GPU";
+  }
+  p.compile_why = p.torch_why;
+  if (p.compile_why.empty() && !compile)
+    p.compile_why = "PyTorch " + version + " has no torch.compile (it needs PyTorch >= 2.0)";
+  return p;
 }
 
 // The cases: each model (named by its widths, input first) at each batch size.
@@ -548,9 +593,16 @@ void run_bench(const BenchOptions& opt) {
   std::string why;
   const bool have_cuda = cuda_usable(&why);
   const std::string torch_device = have_cuda ? "cuda" : "cpu";
+  // The default list holds what can run here: the CUDA backend only with a GPU, and PyTorch
+  // as a row that says why it is skipped when it cannot run. An implementation in the list
+  // that then fails is a failure; one the user named always is.
+  std::map<std::string, std::string> skipped;  // implementation -> why it cannot run here
   if (named.empty()) {
     if (have_cuda) impls.push_back("vae-cuda");
     impls.insert(impls.end(), {"vae-cpu", "torch", "torch-compile"});
+    const TorchProbe torch = probe_torch(o, torch_device);
+    if (!torch.torch_why.empty()) skipped["torch"] = torch.torch_why;
+    if (!torch.compile_why.empty()) skipped["torch-compile"] = torch.compile_why;
   }
   const auto cases = make_cases(o, train->dim);
 
@@ -592,11 +644,14 @@ void run_bench(const BenchOptions& opt) {
   std::printf("%-17s %6s %-14s %10s %12s %9s %10s %8s %9s %8s %7s  %s\n", "model", "batch", "impl", "ms/step",
               "samples/s", "s/epoch", "test-ELBO", "vs cpu", "vs torch", "GFLOP/s", "%sgemm", "device");
   const int K = std::max(1, o.steps / o.repeats);
+  std::map<std::string, std::pair<int, std::string>> failures;  // implementation -> failed cases, the first's error
   for (const auto& c : cases) {
     if (&c != &cases.front()) measure_sgemm();
     std::vector<std::unique_ptr<Contender>> contenders;
     for (const auto& impl : impls) {
-      if (impl == "vae-cuda" || impl == "vae-cpu")
+      if (skipped.count(impl))
+        contenders.push_back(std::make_unique<SkippedContender>(impl, skipped.at(impl)));
+      else if (impl == "vae-cuda" || impl == "vae-cpu")
         contenders.push_back(std::make_unique<BackendContender>(impl == "vae-cuda" ? Device::cuda : Device::cpu, c, o,
                                                                 train, test));
       else
@@ -625,6 +680,12 @@ void run_bench(const BenchOptions& opt) {
       json jr = {{"model", c.model_name}, {"batch", c.batch}, {"impl", r.impl}, {"device", r.device}, {"ok", r.ok}};
       if (!r.ok) {
         jr["error"] = r.error;
+        if (skipped.count(r.impl)) {
+          jr["skipped"] = true;
+        } else {
+          auto& f = failures[r.impl];
+          if (f.first++ == 0) f.second = r.error;
+        }
         std::printf("%-17s %6d %-14s %s\n", c.model_name.c_str(), c.batch, r.impl.c_str(), ("n/a: " + r.error).c_str());
       } else {
         const double vs_cpu = cpu_result ? paired_ratio(*cpu_result, r) : 0;
@@ -650,6 +711,17 @@ void run_bench(const BenchOptions& opt) {
   doc["sgemm_gflops"] = sgemm;
   write_file_atomic(o.json_path, doc.dump(2) + "\n");
   std::cout << "\nwrote " << o.json_path << "\n";
+  // Every row is written first; then a failed implementation makes the exit status say so.
+  std::string failed;
+  for (const auto& impl : impls) {
+    const auto f = failures.find(impl);
+    if (f == failures.end()) continue;
+    std::string first = f->second.second;
+    std::replace(first.begin(), first.end(), '\n', ' ');
+    failed += (failed.empty() ? "" : "; ") + impl + " failed in " + std::to_string(f->second.first) + " of " +
+              std::to_string(cases.size()) + (cases.size() == 1 ? " case: " : " cases: ") + first;
+  }
+  if (!failed.empty()) throw_error(failed, "; every row is in the table above and in '", o.json_path, "'");
 }
 
 }  // namespace
@@ -657,7 +729,8 @@ void run_bench(const BenchOptions& opt) {
 void add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmark the CUDA backend, the CPU backend and PyTorch side by side");
-  cmd->add_option("--impl", o->impls, "Implementations: auto, or a list of cuda, cpu, torch, torch-compile")->capture_default_str();
+  cmd->add_option("--impl", o->impls, "Implementations: auto (what can run here), or a list of cuda, cpu, torch, "
+                  "torch-compile")->capture_default_str();
   cmd->add_option("--batch", o->batches, "Batch sizes, comma-separated")->capture_default_str();
   CLI::Option* models =
       cmd->add_option("--models", o->models, "ref (784-400-20) and/or wide (784-1024-1024-64)")->capture_default_str();
@@ -693,6 +766,8 @@ void add_bench(CLI::App& app) {
       "GFLOP/s: the step's GEMM FLOPs (forward, weight and input gradients) per second; %sgemm: that rate as a\n"
       "fraction of the same device's FP32 SGEMM rate (the best of 10 products before each case, and of the\n"
       "cases before it).\n"
+      "Exit status 1 when an implementation fails (after the table and the JSON, whose rows say why); with\n"
+      "--impl auto, PyTorch or torch.compile that cannot run here is a row that says so, not a failure.\n"
       "Example: vae bench --batch 128 --models ref --epochs 1 --json bench/results/cpu.json");
   cmd->callback([o, models]() {
     o->models_given = models->count() > 0;
