@@ -27,6 +27,10 @@ std::string temp_path_for(const std::string& path) {
 // Write bytes to a temporary file beside `path`, fsync, rename over `path`.
 void write_bytes_atomic(const std::string& path, const std::string& head, const unsigned char* data, std::size_t n,
                         const std::vector<const std::vector<unsigned char>*>& more = {}) {
+  // A directory at `path` would only fail at the rename, in terms of the temporary file.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw_error("cannot write '", path, "': it is a directory (give a file name)");
   const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_error("cannot write '", path, "': ", std::strerror(errno));

@@ -630,4 +630,18 @@ TEST_F(CliBench, TheDefaultListSkipsWhatCannotRunHere) {
   EXPECT_TRUE(std::filesystem::exists(dir_.file("cuda.json")));
 }
 
+// An output path that is a directory is refused before anything is written, in terms of that
+// path (not of the temporary file beside it).
+TEST_F(Cli, ModelToolsRefuseWhatTheyCannotDoSensibly) {
+  const std::string out = dir_.file("run");
+  ASSERT_EQ(run(base(good_, good_) + " --out " + out).status, 0);
+  for (const auto& [args, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"sample --model " + out + " --out " + out,
+            "cannot write '" + out + "': it is a directory (give a file name)"},
+           {"plot --run " + out + " --out " + out, "cannot write '" + out + "': it is a directory"}})
+    expect_clean_failure(run(args), phrase, args);
+  for (const auto& e : std::filesystem::directory_iterator(dir_.path()))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "a temporary file is left: " << e.path();
+}
+
 }  // namespace
