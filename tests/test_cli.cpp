@@ -630,18 +630,43 @@ TEST_F(CliBench, TheDefaultListSkipsWhatCannotRunHere) {
   EXPECT_TRUE(std::filesystem::exists(dir_.file("cuda.json")));
 }
 
-// An output path that is a directory is refused before anything is written, in terms of that
-// path (not of the temporary file beside it).
+// The model tools: an out-of-range number names its flag and range, labels of other images and
+// an output path that is a directory are refused before anything is written, and each tool's
+// help ends with its own example.
 TEST_F(Cli, ModelToolsRefuseWhatTheyCannotDoSensibly) {
   const std::string out = dir_.file("run");
   ASSERT_EQ(run(base(good_, good_) + " --out " + out).status, 0);
+  const std::string labels = dir_.file("labels.idx");
+  std::string lab = {0, 0, 8, 1, 0, 0, 0, 40};
+  lab.append(40, '\1');
+  write_bytes(labels, lab);
+  const std::string fewer = dir_.file("fewer.idx");
+  write_bytes(fewer, idx(0x08, {30, 4, 4}, 30 * 16));
+  const std::string png = dir_.file("x.png");
   for (const auto& [args, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {"scatter --model " + out + " --data " + fewer + " --labels " + labels + " --out " + png,
+            "--labels '" + labels + "' has 40 labels but --data '" + fewer + "' has 30 images"},
+           {"scatter --model " + out + " --labels " + labels + " --points 0 --out " + png,
+            "--points must be >= 1, got 0"},
+           {"eval --model " + out + " --limit -1", "--limit must be >= 0 (0: all items), got -1"},
+           {"reconstruct --model " + out + " --n 0 --out " + png, "--n must be in [1, 4096], got 0"},
+           {"sample --model " + out + " --n 0 --out " + png, "--n must be in [1, 4096], got 0"},
            {"sample --model " + out + " --out " + out,
             "cannot write '" + out + "': it is a directory (give a file name)"},
-           {"plot --run " + out + " --out " + out, "cannot write '" + out + "': it is a directory"}})
+           {"plot --run " + out + " --out " + out, "cannot write '" + out + "': it is a directory"}}) {
     expect_clean_failure(run(args), phrase, args);
+    EXPECT_FALSE(std::filesystem::exists(png)) << args;
+  }
   for (const auto& e : std::filesystem::directory_iterator(dir_.path()))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "a temporary file is left: " << e.path();
+  EXPECT_NE(run("eval --help").output.find("(0: all items)"), std::string::npos);
+  for (const std::string tool : {"sample", "reconstruct", "interpolate", "scatter", "plot"}) {
+    const CliRun h = run(tool + " --help");
+    EXPECT_EQ(h.status, 0) << tool;
+    EXPECT_EQ(h.output.find("vae train --epochs 10"), std::string::npos) << tool << ": the top-level example\n"
+                                                                          << h.output;
+    EXPECT_NE(h.output.find("Example: vae " + tool + " "), std::string::npos) << tool << "\n" << h.output;
+  }
 }
 
 }  // namespace

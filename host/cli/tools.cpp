@@ -73,7 +73,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   cmd->add_option("--data", o->data, "Data to evaluate (IDX or NPY); default: the model's test set");
   cmd->add_option("--iw", o->k, "K importance samples per data point")->capture_default_str()->check(CLI::Range(1, 100000));
-  cmd->add_option("--limit", o->limit, "Use only the first N items (0: all)")->capture_default_str();
+  cmd->add_option("--limit", o->limit, "Use only the first N items (0: all items)")->capture_default_str();
   add_device_option(cmd, o->device);
   cmd->add_option("--json", o->json, "Also write the numbers as JSON here");
   cmd->footer(
@@ -85,6 +85,7 @@ void add_eval(CLI::App& app) {
       "  exact log p(x) in closed form, for a linear decoder with a Gaussian likelihood (PPCA)\n"
       "Example: vae eval --model runs/fashion-mnist --iw 1000 --limit 1000");
   cmd->callback([o]() {
+    if (o->limit < 0) throw_error("--limit must be >= 0 (0: all items), got ", o->limit);
     const SavedModel m = load_model_arg(o->model);
     const Dataset data = first_items(load_data_arg(o->data, m, false), o->limit);
     auto backend = backend_for(m, o->device, 0, std::cout);
@@ -192,6 +193,7 @@ void add_pictures(CLI::App& app) {
   s->add_option("--n", o->n, "Samples")->capture_default_str();
   s->add_option("--seed", o->seed, "Seed of the prior draws")->capture_default_str();
   add_device_option(s, o->device);
+  s->footer("\nExample: vae sample --model runs/fashion-mnist --n 64 --out samples.png");
   s->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
     int h = 0, w = 0;
@@ -205,9 +207,12 @@ void add_pictures(CLI::App& app) {
   r->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   r->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
   r->add_option("--out", o->out, "The PNG to write")->required();
-  r->add_option("--n", o->n, "Items (the first N)")->capture_default_str();
+  r->add_option("--n", o->n, "Items (the first N; all when the data holds fewer)")->capture_default_str();
   add_device_option(r, o->device);
+  r->footer("\nExample: vae reconstruct --model runs/fashion-mnist --n 16 --out recon.png");
   r->callback([o]() {
+    // The same range as sample's --n: both draw one cell per item.
+    if (o->n < 1 || o->n > 4096) throw_error("--n must be in [1, 4096], got ", o->n);
     const SavedModel m = load_model_arg(o->model);
     const Dataset data = load_data_arg(o->data, m, false);
     write_reconstructions_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->n);
@@ -222,6 +227,7 @@ void add_pictures(CLI::App& app) {
   i->add_option("--steps", o->steps, "Points on the path, ends included")->capture_default_str();
   i->add_option("--out", o->out, "The PNG to write")->required();
   add_device_option(i, o->device);
+  i->footer("\nExample: vae interpolate --model runs/fashion-mnist --from 0 --to 1 --steps 10 --out path.png");
   i->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
     const Dataset data = load_data_arg(o->data, m, false);
@@ -236,19 +242,28 @@ void add_pictures(CLI::App& app) {
   sc->add_option("--points", o->points, "At most this many items")->capture_default_str();
   sc->add_option("--out", o->out, "The PNG to write")->required();
   add_device_option(sc, o->device);
+  sc->footer("\nExample: vae scatter --model runs/z2 --out latent.png");
   sc->callback([o]() {
+    if (o->points < 1) throw_error("--points must be >= 1, got ", o->points);
     const SavedModel m = load_model_arg(o->model);
     const bool default_labels = o->labels.empty();
-    const std::string labels = default_labels ? default_fashion_mnist_labels(false) : o->labels;
+    const std::string labels_path = default_labels ? default_fashion_mnist_labels(false) : o->labels;
     const Dataset data = load_data_arg(o->data, m, false);
-    write_latent_scatter_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, read_idx_labels(labels),
-                             o->points, default_labels ? fashion_mnist_classes() : std::vector<std::string>{});
+    const std::vector<std::uint8_t> labels = read_idx_labels(labels_path);
+    // Labels of other images would colour every point wrongly; the counts are all there is to check.
+    if (static_cast<std::int64_t>(labels.size()) != data.count)
+      throw_error(default_labels ? "the default labels (Fashion-MNIST's test set) '" : "--labels '", labels_path,
+                  "' has ", labels.size(), " labels but ", o->data.empty() ? "the model's test set '" : "--data '",
+                  data.source, "' has ", data.count, " images; give the labels of those images");
+    write_latent_scatter_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, labels, o->points,
+                             default_labels ? fashion_mnist_classes() : std::vector<std::string>{});
     std::cout << "wrote " << o->out << "\n";
   });
 
   CLI::App* p = app.add_subcommand("plot", "The ELBO curve of a run from its metrics.csv (PNG)");
   p->add_option("--run", o->metrics, "A run's OUT directory or its metrics.csv")->required();
   p->add_option("--out", o->out, "The PNG to write")->required();
+  p->footer("\nExample: vae plot --run runs/fashion-mnist --out elbo.png");
   p->callback([o]() {
     std::error_code ec;
     write_elbo_curve_png(o->out, fs::is_directory(o->metrics, ec) ? o->metrics + "/metrics.csv" : o->metrics);
