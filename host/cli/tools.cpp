@@ -28,7 +28,13 @@ Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_se
   std::string path = arg;
   if (path.empty()) path = train_set ? m.train.train_path : m.train.test_path;
   if (path.empty()) path = default_fashion_mnist(!train_set);
-  Dataset d = read_dataset(path);
+  Dataset d;
+  try {
+    d = read_dataset(path);
+  } catch (const Error& e) {
+    if (!arg.empty()) throw;
+    throw_error(e.what(), " (the ", train_set ? "training" : "test", " set the model was trained with; --data names another)");
+  }
   if (d.dim != m.model.input_dim)
     throw_error("--data '", path, "' has ", d.dim, " features per item but the model expects ", m.model.input_dim);
   if (m.train.binarize == Binarize::static_threshold) binarize_static(d);
