@@ -580,6 +580,8 @@ TEST_F(CliBench, BadOptionsFailCleanly) {
     expect_clean_failure(r, phrase, flags);
     EXPECT_EQ(r.output, "") << flags << ": nothing is timed";
   }
+  expect_clean_failure(run("bench --impl cpu --hidden 8 --latent 4,5 --train " + good_ + " --test " + good_),
+                       "--latent: one latent size, got '4,5'", "--latent 4,5");
   // Data of different widths: both files named.
   const std::string other = dir_.file("other.idx");
   write_bytes(other, idx(0x08, {40, 3, 3}, 40 * 9));

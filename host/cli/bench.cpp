@@ -511,7 +511,11 @@ std::vector<Case> make_cases(const BenchOptions& o, int input_dim) {
     ModelConfig m;
     if (!o.hidden.empty()) m.encoder_hidden = parse_int_list(o.hidden, "--hidden");
     m.decoder_hidden.assign(m.encoder_hidden.rbegin(), m.encoder_hidden.rend());
-    if (!o.latent_text.empty()) m.latent = parse_int_list(o.latent_text, "--latent").at(0);
+    if (!o.latent_text.empty()) {
+      const std::vector<int> latent = parse_int_list(o.latent_text, "--latent");
+      if (latent.size() != 1) throw_error("--latent: one latent size, got '", o.latent_text, "'");
+      m.latent = latent[0];
+    }
     models.push_back(m);
   } else {
     std::stringstream ss(o.models);
