@@ -74,6 +74,13 @@ std::string idx(unsigned char type, std::initializer_list<unsigned> dims, std::s
   return b;
 }
 
+// An IDX labels file of n labels 0, 1, 2, 0, 1, ...
+std::string idx_labels(unsigned n) {
+  std::string b = idx(0x08, {n}, 0);
+  for (unsigned i = 0; i < n; ++i) b.push_back(static_cast<char>(i % 3));
+  return b;
+}
+
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -218,17 +225,13 @@ TEST_F(Cli, FlagsTheConfigurationWouldIgnoreAreErrors) {
 
 TEST_F(Cli, RunsReadEveryInputFirstAndRecordAbsolutePaths) {
   const std::string labels = dir_.file("labels.idx");
-  std::string lab = {0, 0, 8, 1, 0, 0, 0, 40};
-  for (int i = 0; i < 40; ++i) lab.push_back(static_cast<char>(i % 3));
-  write_bytes(labels, lab);
+  write_bytes(labels, idx_labels(40));
   const std::string z2 = "train --device cpu --epochs 1 --batch 8 --hidden 8 --latent 2 --test " + good_ + " --train ";
   const std::string out = dir_.file("out");
   // A bad --test-labels is refused before training, naming the flag; nothing is written.
   expect_clean_failure(run(z2 + good_ + " --test-labels " + dir_.file("none.idx") + " --out " + out),
                        "--test-labels: cannot open", "missing labels");
-  std::string short_lab = {0, 0, 8, 1, 0, 0, 0, 7};
-  short_lab.append(7, '\x01');
-  write_bytes(dir_.file("seven.idx"), short_lab);
+  write_bytes(dir_.file("seven.idx"), idx_labels(7));
   expect_clean_failure(run(z2 + good_ + " --test-labels " + dir_.file("seven.idx") + " --out " + out),
                        "holds 7 labels but --test", "7 labels for 40 items");
   EXPECT_FALSE(std::filesystem::exists(out));
@@ -373,9 +376,7 @@ bool is_png(const std::string& path) {
 
 TEST_F(Cli, ModelToolsWorkOnATrainedRun) {
   const std::string labels = dir_.file("labels.idx");
-  std::string lab = {0, 0, 8, 1, 0, 0, 0, 40};
-  for (int i = 0; i < 40; ++i) lab.push_back(static_cast<char>(i % 3));
-  write_bytes(labels, lab);
+  write_bytes(labels, idx_labels(40));
   const std::string out = dir_.file("run");
   const CliRun t = run("train --device cpu --epochs 2 --batch 8 --hidden 8 --latent 2 --train " + good_ + " --test " +
                        good_ + " --test-labels " + labels + " --out " + out);
@@ -639,9 +640,7 @@ TEST_F(Cli, ModelToolsRefuseWhatTheyCannotDoSensibly) {
   const std::string out = dir_.file("run");
   ASSERT_EQ(run(base(good_, good_) + " --out " + out).status, 0);
   const std::string labels = dir_.file("labels.idx");
-  std::string lab = {0, 0, 8, 1, 0, 0, 0, 40};
-  lab.append(40, '\1');
-  write_bytes(labels, lab);
+  write_bytes(labels, idx_labels(40));
   const std::string fewer = dir_.file("fewer.idx");
   write_bytes(fewer, idx(0x08, {30, 4, 4}, 30 * 16));
   const std::string png = dir_.file("x.png");

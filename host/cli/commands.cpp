@@ -80,57 +80,40 @@ std::string read_text(const std::string& path) {
 // decay a PyTorch user expects from Adam(weight_decay=0.1).
 struct FlagUse {
   const char* flag;
-  const char* what;  // what the flag is, for the message
-  std::function<bool(const ModelConfig&, const TrainConfig&)> applies;
-  std::function<std::string(const ModelConfig&, const TrainConfig&)> setting;  // the setting it conflicts with
+  const char* what;     // what the flag is, for the message
+  bool applies;         // whether the configuration uses it
+  std::string setting;  // the setting that makes it unused
 };
 
 void check_flags_apply(const CLI::App& cmd, const ModelConfig& m, const TrainConfig& c) {
-  const auto optimizer = [](const ModelConfig&, const TrainConfig& t) {
-    return "--optimizer " + std::string(to_string(t.optimizer.kind));
-  };
-  const auto schedule = [](const ModelConfig&, const TrainConfig& t) {
-    return "--lr-schedule " + std::string(to_string(t.optimizer.schedule));
-  };
-  const auto likelihood = [](const ModelConfig& mc, const TrainConfig&) {
-    return "--likelihood " + std::string(to_string(mc.likelihood));
-  };
+  const std::string optimizer = "--optimizer " + std::string(to_string(c.optimizer.kind));
+  const std::string lr_schedule = "--lr-schedule " + std::string(to_string(c.optimizer.schedule));
+  const std::string schedule = "--schedule " + std::string(to_string(c.schedule));
+  const std::string likelihood = "--likelihood " + std::string(to_string(m.likelihood));
+  const bool adamw = c.optimizer.kind == Optimizer::adamw, sgd = c.optimizer.kind == Optimizer::sgd;
+  const bool rmsprop = c.optimizer.kind == Optimizer::rmsprop, gaussian = m.likelihood == Likelihood::gaussian;
+  const bool cosine = c.optimizer.schedule == LrSchedule::cosine, step = c.optimizer.schedule == LrSchedule::step;
+  const bool alternating = c.schedule == Schedule::alternating;
   const FlagUse uses[] = {
-      {"--weight-decay", "AdamW's decoupled weight decay (--optimizer adamw)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::adamw; }, optimizer},
-      {"--momentum", "SGD's momentum (--optimizer sgd)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::sgd; }, optimizer},
-      {"--rmsprop-alpha", "RMSprop's smoothing (--optimizer rmsprop)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.kind == Optimizer::rmsprop; }, optimizer},
-      {"--lr-min", "the cosine schedule's last learning rate (--lr-schedule cosine)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::cosine; }, schedule},
-      {"--lr-step", "the step schedule's period (--lr-schedule step)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::step; }, schedule},
-      {"--lr-gamma", "the step schedule's factor (--lr-schedule step)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.optimizer.schedule == LrSchedule::step; }, schedule},
-      {"--k", "the IWAE objective's sample count (--objective iwae)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.objective == Objective::iwae; },
-       [](const ModelConfig&, const TrainConfig& t) { return "--objective " + std::string(to_string(t.objective)); }},
-      {"--e-steps", "the alternating schedule's encoder steps (--schedule alternating)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.schedule == Schedule::alternating; },
-       [](const ModelConfig&, const TrainConfig& t) { return "--schedule " + std::string(to_string(t.schedule)); }},
-      {"--m-steps", "the alternating schedule's decoder steps (--schedule alternating)",
-       [](const ModelConfig&, const TrainConfig& t) { return t.schedule == Schedule::alternating; },
-       [](const ModelConfig&, const TrainConfig& t) { return "--schedule " + std::string(to_string(t.schedule)); }},
-      {"--sigma", "the Gaussian decoder's standard deviation (--likelihood gaussian)",
-       [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
-      {"--learn-sigma", "for the Gaussian decoder (--likelihood gaussian)",
-       [](const ModelConfig& mc, const TrainConfig&) { return mc.likelihood == Likelihood::gaussian; }, likelihood},
-      {"--test-labels", "for the latent scatter of a 2-D latent space (--latent 2)",
-       [](const ModelConfig& mc, const TrainConfig&) { return mc.latent == 2; },
-       [](const ModelConfig& mc, const TrainConfig&) { return "--latent " + std::to_string(mc.latent); }},
-      {"--stream-data", "for the CUDA backend",
-       [](const ModelConfig&, const TrainConfig& t) { return t.device != Device::cpu; },
-       [](const ModelConfig&, const TrainConfig& t) { return "--device " + std::string(to_string(t.device)); }},
+      {"--weight-decay", "AdamW's decoupled weight decay (--optimizer adamw)", adamw, optimizer},
+      {"--momentum", "SGD's momentum (--optimizer sgd)", sgd, optimizer},
+      {"--rmsprop-alpha", "RMSprop's smoothing (--optimizer rmsprop)", rmsprop, optimizer},
+      {"--lr-min", "the cosine schedule's last learning rate (--lr-schedule cosine)", cosine, lr_schedule},
+      {"--lr-step", "the step schedule's period (--lr-schedule step)", step, lr_schedule},
+      {"--lr-gamma", "the step schedule's factor (--lr-schedule step)", step, lr_schedule},
+      {"--k", "the IWAE objective's sample count (--objective iwae)", c.objective == Objective::iwae,
+       "--objective " + std::string(to_string(c.objective))},
+      {"--e-steps", "the alternating schedule's encoder steps (--schedule alternating)", alternating, schedule},
+      {"--m-steps", "the alternating schedule's decoder steps (--schedule alternating)", alternating, schedule},
+      {"--sigma", "the Gaussian decoder's standard deviation (--likelihood gaussian)", gaussian, likelihood},
+      {"--learn-sigma", "for the Gaussian decoder (--likelihood gaussian)", gaussian, likelihood},
+      {"--test-labels", "for the latent scatter of a 2-D latent space (--latent 2)", m.latent == 2,
+       "--latent " + std::to_string(m.latent)},
+      {"--stream-data", "for the CUDA backend", c.device != Device::cpu,
+       "--device " + std::string(to_string(c.device))},
   };
   for (const FlagUse& u : uses)
-    if (cmd.count(u.flag) && !u.applies(m, c))
-      throw_error(u.flag, " is ", u.what, "; it has no effect with ", u.setting(m, c));
+    if (cmd.count(u.flag) && !u.applies) throw_error(u.flag, " is ", u.what, "; it has no effect with ", u.setting);
 }
 
 }  // namespace
