@@ -104,6 +104,17 @@ TEST_F(Cli, HelpAnswersQuestions) {
     EXPECT_NE(r.output.find(s), std::string::npos) << "help does not mention " << s;
   EXPECT_EQ(run("--help").status, 0);
   EXPECT_NE(run("").status, 0);  // a command is required
+  // `vae help CMD` is `vae CMD --help`; `vae help` is `vae --help`.
+  const CliRun h = run("help train");
+  EXPECT_EQ(h.status, 0);
+  EXPECT_EQ(h.output, r.output);
+  const CliRun top = run("help");
+  EXPECT_EQ(top.status, 0);
+  EXPECT_EQ(top.output, run("--help").output);
+  EXPECT_NE(top.output.find("vae help <command>"), std::string::npos) << top.output;
+  expect_clean_failure(run("help foo"), "unknown command 'foo'", "vae help foo");
+  expect_clean_failure(run("help train bench"), "'vae help' takes at most one command", "vae help train bench");
+  expect_clean_failure(run("help --epochs"), "'vae help' takes at most one command name", "vae help --epochs");
 }
 
 TEST_F(Cli, BadDataFilesFailCleanly) {

@@ -16,8 +16,21 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("vae ") + VAE_VERSION);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides
   app.footer(
-      "Run 'vae <command> --help' for a command's options.\n"
+      "Run 'vae <command> --help' (or 'vae help <command>') for a command's options.\n"
       "Example: vae train --epochs 10 --out runs/first");
+  // `vae help` is `vae --help`, and `vae help CMD` is `vae CMD --help`.
+  std::vector<char*> args(argv, argv + argc);
+  std::string help_flag = "--help";
+  if (argc > 1 && std::string(argv[1]) == "help") {
+    if (argc > 3 || (argc == 3 && argv[2][0] == '-')) {
+      std::fprintf(stderr, "vae: error: 'vae help' takes at most one command name (vae help train, for example)\n");
+      return 1;
+    }
+    args.erase(args.begin() + 1);
+    args.push_back(help_flag.data());
+    argc = static_cast<int>(args.size());
+    argv = args.data();
+  }
   try {
     vae::cli::add_train(app);
     vae::cli::add_bench(app);
