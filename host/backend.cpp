@@ -12,9 +12,24 @@
 
 namespace vae {
 
+void check_data_values(const ModelConfig& model, const Dataset& data) {
+  data.validate();
+  if (model.likelihood != Likelihood::bernoulli) return;
+  for (std::size_t k = 0; k < data.f32.size(); ++k) {
+    const float v = data.f32[k];
+    if (v < 0.0f || v > 1.0f)
+      throw_error("data '", data.source, "': value ", v, " at item ", k / static_cast<std::size_t>(data.dim), ", feature ",
+                  k % static_cast<std::size_t>(data.dim),
+                  " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255, or use "
+                  "Likelihood::gaussian)");
+  }
+}
+
 void check_feature_count(const ModelConfig& model, const Dataset& data) {
+  data.validate();
   if (data.dim != model.input_dim)
     throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+  check_data_values(model, data);
 }
 
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {

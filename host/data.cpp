@@ -203,6 +203,26 @@ std::vector<std::uint64_t> npy_shape(const std::string& text, const std::string&
 
 }  // namespace
 
+void Dataset::validate() const {
+  const std::string name = source.empty() ? std::string("(a dataset with no source)") : "'" + source + "'";
+  if (count < 0) throw_error("dataset ", name, ": count is ", count, ", expected >= 0");
+  if (dim <= 0) throw_error("dataset ", name, ": dim is ", dim, ", expected the number of values per item (> 0)");
+  if (!u8.empty() && !f32.empty())
+    throw_error("dataset ", name, ": both u8 (", u8.size(), " values) and f32 (", f32.size(),
+                " values) are filled; fill exactly one");
+  std::uint64_t want = 0;
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(count), static_cast<std::uint64_t>(dim), &want))
+    throw_error("dataset ", name, ": count ", count, " x dim ", dim, " overflows");
+  const std::size_t have = is_u8() ? u8.size() : f32.size();
+  if (have != want)
+    throw_error("dataset ", name, ": ", is_u8() ? "u8" : "f32", " holds ", have, " values, expected count x dim = ",
+                count, " x ", dim, " = ", want);
+  for (std::size_t k = 0; k < f32.size(); ++k)
+    if (!std::isfinite(f32[k]))
+      throw_error("dataset ", name, ": value ", f32[k], " at item ", k / static_cast<std::size_t>(dim), ", feature ",
+                  k % static_cast<std::size_t>(dim), " is not finite");
+}
+
 void Dataset::row(std::int64_t i, float* out) const { row_as<float>(i, out); }
 
 template <class T>
@@ -357,11 +377,13 @@ std::string default_fashion_mnist_labels(bool train) {
 }
 
 void binarize_static(Dataset& d) {
+  d.validate();
   for (auto& v : d.u8) v = v >= 128 ? 255 : 0;  // v/255 > 0.5
   for (auto& v : d.f32) v = v > 0.5f ? 1.0f : 0.0f;
 }
 
 void binarize_fixed_draw(Dataset& d, std::uint64_t seed) {
+  d.validate();
   HostPhilox rng(derive_seed(seed, RngStream::test_binarize));
   const std::size_t rows_per_chunk = 1024;
   std::vector<float> u(rows_per_chunk * static_cast<std::size_t>(d.dim));

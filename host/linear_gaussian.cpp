@@ -59,6 +59,7 @@ bool has_exact_log_likelihood(const ModelConfig& m) {
 double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& params, const Dataset& data) {
   if (!has_exact_log_likelihood(m))
     throw_error("exact log-likelihood: only for a linear decoder (--decoder-hidden none) with --likelihood gaussian");
+  data.validate();
   if (data.dim != m.input_dim)
     throw_error("exact log-likelihood: data '", data.source, "' has ", data.dim, " features, the model ", m.input_dim);
   const ParamLayout layout(m);
@@ -82,6 +83,7 @@ double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& para
 }
 
 PpcaSolution fit_ppca(const Dataset& data, int q) {
+  data.validate();
   const int D = data.dim;
   if (q < 1 || q >= D) throw_error("fit_ppca: q must be in [1, D-1], got ", q, " for D = ", D);
   if (data.count < 2) throw_error("fit_ppca: needs at least 2 data points");

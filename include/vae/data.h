@@ -10,6 +10,9 @@
 
 namespace vae {
 
+// A dataset of N items of D values. The readers fill it; a program may also fill one itself
+// (source, count, dim, and exactly one of u8 or f32 with count * dim values; height and
+// width only matter for pictures). The backends and the binarizers call validate() on it.
 struct Dataset {
   std::string source;          // file it came from, for messages
   std::int64_t count = 0;      // N
@@ -19,7 +22,11 @@ struct Dataset {
   std::vector<float> f32;        // (N, D) otherwise
 
   bool is_u8() const { return !u8.empty(); }
-  // Item i as floats in [0,1].
+  // Throws vae::Error naming `source` unless count >= 0, dim > 0, exactly one of u8 and f32
+  // holds count * dim values (both may be empty when count is 0) and every f32 value is
+  // finite. (The Bernoulli likelihood further needs values in [0,1]: the backends check that.)
+  void validate() const;
+  // Item i (0 <= i < count, unchecked) as floats: u8 / 255, or the f32 values as they are.
   void row(std::int64_t i, float* out) const;
   template <class T>
   void row_as(std::int64_t i, T* out) const;
@@ -40,6 +47,7 @@ std::string default_fashion_mnist(bool train);
 std::string default_fashion_mnist_labels(bool train);
 
 // Static binarization: threshold 0.5, in place (the result stays uint8 {0,255} or float {0,1}).
+// Both binarizers throw vae::Error when the dataset fails Dataset::validate().
 void binarize_static(Dataset&);
 // A fixed stochastic binarization (one Bernoulli draw per pixel, seeded), used for the test
 // set when training binarizes dynamically.

@@ -1,0 +1,138 @@
+// libvae used as a library, the way a program links it: datasets the program fills itself,
+// checkpoints and model files it writes, pictures of a backend it made. Every misuse must be
+// a vae::Error that says what was expected, never a crash or a quietly wrong number.
+// Public headers only.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+#include "vae/vae.h"
+
+namespace vae {
+namespace {
+
+ModelConfig small_model() {
+  ModelConfig m;
+  m.input_dim = 16;
+  m.encoder_hidden = {8};
+  m.decoder_hidden = {8};
+  m.latent = 2;
+  return m;
+}
+
+TrainConfig small_train() {
+  TrainConfig t;
+  t.batch = 10;
+  t.eval_batch = 20;
+  t.device = Device::cpu;
+  return t;
+}
+
+std::shared_ptr<Dataset> floats(std::int64_t n, int d, float value) {
+  auto p = std::make_shared<Dataset>();
+  p->source = "mine";
+  p->count = n;
+  p->dim = d;
+  p->height = 1;
+  p->width = d;
+  p->f32.assign(static_cast<std::size_t>(n) * static_cast<std::size_t>(d), value);
+  return p;
+}
+
+std::unique_ptr<Backend> cpu_backend(const ModelConfig& m = small_model()) {
+  auto b = make_backend(Device::cpu, m, small_train());
+  b->set_parameters(init_parameters(b->layout(), m, 1));
+  return b;
+}
+
+// --- datasets a program fills itself ------------------------------------------------------
+
+TEST(LibraryDataset, ValidateAcceptsWellFormedSets) {
+  floats(4, 16, 0.5f)->validate();
+  floats(0, 16, 0.5f)->validate();  // empty is a well-formed set (the backends refuse to train on it)
+  Dataset u;
+  u.count = 2;
+  u.dim = 3;
+  u.u8 = {0, 1, 2, 3, 4, 5};
+  u.validate();
+}
+
+TEST(LibraryDataset, CountWithoutPixelsIsAnErrorNotAnOutOfBoundsRead) {
+  auto d = floats(40, 16, 0.5f);
+  d->f32.clear();  // count and dim set, the pixels forgotten
+  auto b = cpu_backend();
+  test::expect_error([&] { b->set_train_data(d); }, "f32 holds 0 values, expected count x dim = 40 x 16 = 640");
+  test::expect_error([&] { b->evaluate(*d); }, "f32 holds 0 values");
+  test::expect_error([&] { b->estimate_log_likelihood(*d, 2); }, "f32 holds 0 values");
+  test::expect_error([&] { b->encode_means(*d, 0, 1); }, "f32 holds 0 values");
+}
+
+TEST(LibraryDataset, ShortStorageIsAnError) {
+  auto d = floats(40, 16, 0.5f);
+  d->f32.resize(10);
+  test::expect_error([&] { cpu_backend()->set_train_data(d); }, "'mine': f32 holds 10 values, expected");
+}
+
+TEST(LibraryDataset, BothStoragesFilledIsAnError) {
+  auto d = floats(4, 16, 0.0f);
+  d->u8.assign(64, 255);  // u8 would win quietly
+  test::expect_error([&] { cpu_backend()->evaluate(*d); }, "fill exactly one");
+}
+
+TEST(LibraryDataset, BernoulliDataOutsideTheUnitIntervalIsAnError) {
+  auto d = floats(40, 16, 0.5f);
+  d->f32[17] = 200.0f;  // 0..255 pixels, not divided by 255
+  auto b = cpu_backend();
+  test::expect_error([&] { b->set_train_data(d); }, "value 200 at item 1, feature 1 is outside [0, 1]");
+  test::expect_error([&] { b->evaluate(*d); }, "outside [0, 1], which the Bernoulli likelihood needs");
+  // The Gaussian likelihood takes any finite value.
+  ModelConfig g = small_model();
+  g.likelihood = Likelihood::gaussian;
+  auto gb = cpu_backend(g);
+  gb->set_train_data(d);
+  EXPECT_TRUE(std::isfinite(gb->evaluate(*d).mean_loss()));
+}
+
+TEST(LibraryDataset, NonFiniteValuesAreAnError) {
+  auto d = floats(40, 16, 0.5f);
+  d->f32[5] = NAN;
+  ModelConfig g = small_model();
+  g.likelihood = Likelihood::gaussian;
+  test::expect_error([&] { cpu_backend(g)->evaluate(*d); }, "value nan at item 0, feature 5 is not finite");
+}
+
+TEST(LibraryDataset, TrainingOnAnEmptySetIsRefusedAtOnce) {
+  test::expect_error([&] { cpu_backend()->set_train_data(floats(0, 16, 0.5f)); }, "'mine' holds no items");
+}
+
+TEST(LibraryDataset, BinarizersCheckTheSet) {
+  Dataset d;
+  d.source = "made by hand";
+  d.count = 5;
+  d.dim = 4;  // no pixels
+  test::expect_error([&] { binarize_fixed_draw(d, 1); }, "'made by hand': f32 holds 0 values");
+  test::expect_error([&] { binarize_static(d); }, "f32 holds 0 values");
+  Dataset z;
+  z.count = 3;
+  test::expect_error([&] { binarize_static(z); }, "dim is 0");
+}
+
+TEST(LibraryDataset, LinearGaussianToolsCheckTheSet) {
+  auto d = floats(10, 4, 0.5f);
+  d->f32.resize(7);
+  test::expect_error([&] { fit_ppca(*d, 1); }, "f32 holds 7 values");
+  ModelConfig m;
+  m.input_dim = 4;
+  m.encoder_hidden = {};
+  m.decoder_hidden = {};
+  m.latent = 1;
+  m.likelihood = Likelihood::gaussian;
+  test::expect_error([&] { exact_log_likelihood(m, init_parameters(ParamLayout(m), m, 1), *d); }, "f32 holds 7 values");
+}
+
+}  // namespace
+}  // namespace vae
