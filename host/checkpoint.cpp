@@ -47,20 +47,36 @@ void copy_flat(const SafetensorsFile& f, const std::string& path, const ParamLay
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::string& config_json) {
+void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::string& config_json_in) {
   const ParamLayout layout(ck.model);
-  if (ck.params.size() != layout.total()) throw_error("save_checkpoint: parameters do not match the model's layout");
-  const bool has_adam = !ck.optimizer.m.empty();
-  if (has_adam && (ck.optimizer.m.size() != layout.total() || ck.optimizer.v.size() != layout.total()))
-    throw_error("save_checkpoint: optimizer state does not match the model's layout");
+  if (ck.params.size() != layout.total())
+    throw_error("save_checkpoint: ck.params holds ", ck.params.size(), " values, the model's layout ", layout.total());
+  if (ck.optimizer.m.size() != layout.total() || ck.optimizer.v.size() != layout.total())
+    throw_error("save_checkpoint: ck.optimizer holds ", ck.optimizer.m.size(), " and ", ck.optimizer.v.size(),
+                " values in m and v, the model's layout ", layout.total(),
+                " each (take it from Backend::optimizer_state(); load_checkpoint needs it, and save_model writes the "
+                "parameters alone)");
+  // The file's configuration is what load_checkpoint rebuilds the model from: it must be ck's.
+  const std::string own = config_to_json(ck.model, ck.train);
+  const std::string config_json = config_json_in.empty() ? own : config_json_in;
+  if (!config_json_in.empty()) {
+    ModelConfig m;
+    TrainConfig t;
+    try {
+      config_from_json(config_json, m, t);
+    } catch (const Error& e) {
+      throw_error("save_checkpoint: config_json is not a configuration: ", e.what());
+    }
+    if (config_to_json(m, t) != own)
+      throw_error("save_checkpoint: config_json does not describe ck.model and ck.train (pass config_to_json(ck.model, "
+                  "ck.train), or an empty string for it)");
+  }
   std::vector<NamedTensor> tensors;
   for (const auto& v : layout.tensors()) {
     std::vector<std::int64_t> shape(v.shape.begin(), v.shape.end());
     tensors.push_back(make_tensor(v.name, "F32", shape, ck.params.data() + v.offset, v.size()));
-    if (has_adam) {
-      tensors.push_back(make_tensor("optimizer.m." + v.name, "F32", shape, ck.optimizer.m.data() + v.offset, v.size()));
-      tensors.push_back(make_tensor("optimizer.v." + v.name, "F32", shape, ck.optimizer.v.data() + v.offset, v.size()));
-    }
+    tensors.push_back(make_tensor("optimizer.m." + v.name, "F32", shape, ck.optimizer.m.data() + v.offset, v.size()));
+    tensors.push_back(make_tensor("optimizer.v." + v.name, "F32", shape, ck.optimizer.v.data() + v.offset, v.size()));
   }
   const std::int64_t steps[2] = {ck.optimizer.step, ck.optimizer.step_decoder};
   const std::int64_t position[3] = {ck.position.epoch, ck.position.batch, ck.position.step};

@@ -134,5 +134,73 @@ TEST(LibraryDataset, LinearGaussianToolsCheckTheSet) {
   test::expect_error([&] { exact_log_likelihood(m, init_parameters(ParamLayout(m), m, 1), *d); }, "f32 holds 7 values");
 }
 
+// --- checkpoints and model files ----------------------------------------------------------
+
+Checkpoint checkpoint_of(Backend& b, const ModelConfig& m, const TrainConfig& t) {
+  Checkpoint ck;
+  ck.model = m;
+  ck.train = t;
+  ck.params = b.parameters();
+  ck.optimizer = b.optimizer_state();
+  return ck;
+}
+
+TEST(LibraryCheckpoint, RoundTripsWithAnEmptyConfigJson) {
+  test::TempDir dir;
+  const ModelConfig m = small_model();
+  const TrainConfig t = small_train();
+  auto b = cpu_backend(m);
+  const Checkpoint ck = checkpoint_of(*b, m, t);
+  save_checkpoint(dir.file("ck.safetensors"), ck, "");  // empty: config_to_json(ck.model, ck.train)
+  const Checkpoint back = load_checkpoint(dir.file("ck.safetensors"));
+  EXPECT_EQ(back.params, ck.params);
+  EXPECT_EQ(back.model.latent, m.latent);
+  EXPECT_EQ(back.model.encoder_hidden, m.encoder_hidden);
+  EXPECT_EQ(back.train.batch, t.batch);
+}
+
+TEST(LibraryCheckpoint, ConfigJsonOfAnotherModelIsRefusedWhenSaving) {
+  test::TempDir dir;
+  const ModelConfig m = small_model();
+  const TrainConfig t = small_train();
+  auto b = cpu_backend(m);
+  ModelConfig other = m;
+  other.latent = 5;
+  test::expect_error([&] { save_checkpoint(dir.file("ck.safetensors"), checkpoint_of(*b, m, t), config_to_json(other, t)); },
+                     "config_json does not describe ck.model and ck.train");
+  test::expect_error([&] { save_checkpoint(dir.file("ck.safetensors"), checkpoint_of(*b, m, t), "{not json"); },
+                     "config_json is not a configuration");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ck.safetensors")));
+  // The trainer's form, with the device's name, is accepted.
+  save_checkpoint(dir.file("ck.safetensors"), checkpoint_of(*b, m, t), config_to_json(m, t, b->name()));
+  EXPECT_EQ(load_checkpoint(dir.file("ck.safetensors")).params, b->parameters());
+}
+
+TEST(LibraryCheckpoint, MissingOptimizerStateIsRefusedWhenSaving) {
+  test::TempDir dir;
+  const ModelConfig m = small_model();
+  auto b = cpu_backend(m);
+  Checkpoint ck = checkpoint_of(*b, m, small_train());
+  ck.optimizer = OptimizerState{};  // load_checkpoint could not read such a file back
+  test::expect_error([&] { save_checkpoint(dir.file("ck.safetensors"), ck, ""); },
+                     "ck.optimizer holds 0 and 0 values in m and v");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ck.safetensors")));
+}
+
+TEST(LibraryCheckpoint, SaveModelRefusesTheConfigOfAnotherModel) {
+  test::TempDir dir;
+  const ModelConfig m = small_model();
+  const TrainConfig t = small_train();
+  const ParamLayout layout(m);
+  const std::vector<float> p = init_parameters(layout, m, 1);
+  ModelConfig other = m;
+  other.encoder_hidden = {9};
+  test::expect_error([&] { save_model(dir.file("m.safetensors"), layout, p, config_to_json(other, t)); },
+                     "save_model: config_json describes a model");
+  test::expect_error([&] { save_model(dir.file("m.safetensors"), layout, p, ""); }, "save_model: config_json is not a configuration");
+  save_model(dir.file("m.safetensors"), layout, p, config_to_json(m, t));
+  EXPECT_EQ(load_model(dir.file("m.safetensors")).params, p);
+}
+
 }  // namespace
 }  // namespace vae

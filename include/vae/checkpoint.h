@@ -36,8 +36,15 @@ struct Checkpoint {
   TrainPosition position;
 };
 
+// Writes ck to `path` (atomically). ck.params and both slots of ck.optimizer must hold
+// ParamLayout(ck.model).total() values (Backend::parameters() and optimizer_state()).
+// config_json is the file's "config" metadata, from which load_checkpoint rebuilds the model:
+// config_to_json(ck.model, ck.train[, device name]), or empty for exactly that; one that
+// describes another configuration is refused. Throws vae::Error.
 void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::string& config_json);
-// Throws vae::Error naming the file when it is not a complete checkpoint.
+// Throws vae::Error naming the file when it is not a complete checkpoint (a file written by
+// save_model holds no optimizer state: read it with load_model). Make the backend from the
+// checkpoint's own ck.model and ck.train: Backend::set_parameters checks only the count.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace vae

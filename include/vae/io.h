@@ -19,16 +19,21 @@ struct NamedTensor {
   std::vector<unsigned char> bytes;  // little-endian, C order
 };
 
+// A safetensors file (Hugging Face's format: a JSON header, then the tensors' bytes), written
+// atomically. Throws vae::Error when a tensor's bytes do not match its dtype and shape.
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata);
 struct SafetensorsFile {
   std::vector<NamedTensor> tensors;
   std::map<std::string, std::string> metadata;
-  const NamedTensor* find(const std::string& name) const;
+  const NamedTensor* find(const std::string& name) const;  // nullptr when absent
 };
+// Reads any safetensors file with F32, F64 and I64 tensors; vae::Error names the file.
 SafetensorsFile read_safetensors(const std::string& path);
 
 // Model parameters by name (the layout's views) with the configuration as metadata "config".
+// config_json is config_to_json(model, train) of the model the parameters belong to; one
+// whose layout differs from `layout`, or that does not parse, is refused (vae::Error).
 void save_model(const std::string& path, const ParamLayout&, const std::vector<float>& params,
                 const std::string& config_json);
 struct SavedModel {
@@ -36,6 +41,7 @@ struct SavedModel {
   TrainConfig train;
   std::vector<float> params;  // flat, in ParamLayout(model)
 };
+// Reads a file written by save_model or save_checkpoint; throws vae::Error naming the file.
 SavedModel load_model(const std::string& path);
 
 // An 8-bit PNG of width x height pixels with 1 (grey) or 3 (RGB) channels, row-major.
