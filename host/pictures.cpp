@@ -72,11 +72,26 @@ void draw_panel(Canvas& c, int left, int top, int width, int height, const std::
   }
 }
 
+// The pictures take the backend and its ModelConfig; a config that is not the backend's
+// (another latent size, other widths) would draw nonsense, so it is refused.
+void check_backend_model(const Backend& backend, const ModelConfig& model, const char* who) {
+  const ParamLayout want(model);
+  const auto& have = backend.layout().tensors();
+  bool same = have.size() == want.tensors().size();
+  for (std::size_t i = 0; same && i < have.size(); ++i)
+    same = have[i].name == want.tensors()[i].name && have[i].shape == want.tensors()[i].shape;
+  if (!same)
+    throw_error(who, ": the ModelConfig passed (input ", model.input_dim, ", latent ", model.latent, ", ",
+                want.total(), " parameters) is not the backend's model (", backend.layout().total(),
+                " parameters); pass the ModelConfig the backend was made with");
+}
+
 }  // namespace
 
 void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
                        int width, std::uint64_t seed) {
   if (n < 1 || n > 4096) throw_error("--n must be in [1, 4096], got ", n);
+  check_backend_model(backend, model, "write_samples_png");
   if (height * width != model.input_dim) {
     height = 1;
     width = model.input_dim;
@@ -91,6 +106,7 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
 
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n) {
+  check_backend_model(backend, model, "write_reconstructions_png");
   check_feature_count(model, data);
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
@@ -114,6 +130,7 @@ void write_reconstructions_png(const std::string& path, Backend& backend, const 
 
 void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                              std::int64_t from, std::int64_t to, int steps) {
+  check_backend_model(backend, model, "write_interpolation_png");
   check_feature_count(model, data);
   if (from < 0 || from >= data.count || to < 0 || to >= data.count)
     throw_error("--from and --to must be item numbers in [0, ", data.count, "), got ", from, " and ", to);
@@ -169,6 +186,10 @@ void write_elbo_curve_png(const std::string& path, const std::string& metrics_cs
 void write_latent_scatter_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data, const std::vector<std::uint8_t>& labels, std::int64_t max_points,
                               const std::vector<std::string>& class_names) {
   if (model.latent != 2) throw_error("the latent scatter needs a 2-D latent space; this model has --latent ", model.latent);
+  check_backend_model(backend, model, "write_latent_scatter_png");
+  check_feature_count(model, data);
+  if (max_points < 1) throw_error("the latent scatter needs max_points >= 1, got ", max_points);
+  if (data.count < 1) throw_error("the latent scatter: '", data.source, "' holds no items");
   if (static_cast<std::int64_t>(labels.size()) < data.count)
     throw_error("the labels hold ", labels.size(), " entries for ", data.count, " items of '", data.source, "'");
   const std::int64_t n = std::min(max_points, data.count);

@@ -202,5 +202,35 @@ TEST(LibraryCheckpoint, SaveModelRefusesTheConfigOfAnotherModel) {
   EXPECT_EQ(load_model(dir.file("m.safetensors")).params, p);
 }
 
+// --- pictures -----------------------------------------------------------------------------
+
+TEST(LibraryPictures, AModelConfigThatIsNotTheBackendsIsRefused) {
+  test::TempDir dir;
+  const ModelConfig m = small_model();
+  auto b = cpu_backend(m);
+  ModelConfig other = m;
+  other.latent = 4;
+  auto data = floats(4, 16, 0.5f);
+  test::expect_error([&] { write_samples_png(dir.file("s.png"), *b, other, 4, 4, 4, 1); },
+                     "is not the backend's model");
+  test::expect_error([&] { write_reconstructions_png(dir.file("r.png"), *b, other, *data, 2); },
+                     "is not the backend's model");
+  test::expect_error([&] { write_interpolation_png(dir.file("i.png"), *b, other, *data, 0, 1, 3); },
+                     "is not the backend's model");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("s.png")));
+  write_samples_png(dir.file("s.png"), *b, m, 4, 4, 4, 1);
+  EXPECT_TRUE(std::filesystem::exists(dir.file("s.png")));
+}
+
+TEST(LibraryPictures, LatentScatterOfNoPointsIsAnError) {
+  test::TempDir dir;
+  auto b = cpu_backend();
+  auto data = floats(3, 16, 0.5f);
+  test::expect_error([&] { write_latent_scatter_png(dir.file("l.png"), *b, small_model(), *data, {0, 1, 2}, 0); },
+                     "max_points >= 1");
+  test::expect_error([&] { write_latent_scatter_png(dir.file("l.png"), *b, small_model(), *floats(0, 16, 0.5f), {}, 10); },
+                     "holds no items");
+}
+
 }  // namespace
 }  // namespace vae

@@ -12,7 +12,10 @@
 
 namespace vae {
 
-// A grid of decoder means for z drawn from the prior N(0, I); items of height x width pixels.
+// A grid of decoder means for z drawn from the prior N(0, I); items of height x width pixels
+// (when height * width is not model.input_dim, as 1 x input_dim strips). n in [1, 4096].
+// In every function here `model` is the ModelConfig `backend` was made with (vae::Error if
+// its layout differs) and `data` has model.input_dim values per item.
 void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
                        int width, std::uint64_t seed);
 // Rows of inputs above their reconstructions (decoder means at z = mu), for the first n items.
@@ -25,8 +28,8 @@ void write_interpolation_png(const std::string& path, Backend& backend, const Mo
 // The ELBO curve from a run's metrics.csv: train and test -ELBO, test reconstruction and
 // test KL per epoch, in three panels.
 void write_elbo_curve_png(const std::string& path, const std::string& metrics_csv);
-// For a 2-D latent space: the posterior means of up to max_points items, coloured by label.
-// class_names: one per label value (empty: the numbers).
+// For a 2-D latent space: the posterior means of up to max_points (>= 1) items, coloured by
+// label (labels: one per item of data). class_names: one per label value (empty: the numbers).
 void write_latent_scatter_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                               const std::vector<std::uint8_t>& labels, std::int64_t max_points,
                               const std::vector<std::string>& class_names = {});
