@@ -63,7 +63,10 @@ class Backend {
   virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"
   virtual const ParamLayout& layout() const = 0;
 
-  // Parameters in the flat layout. Setting them leaves the optimizer state alone.
+  // Parameters in the flat layout. A new backend's parameters are all zero: give it
+  // init_parameters(layout(), model, seed) (or a loaded model's) before training or evaluating.
+  // Setting them leaves the optimizer state alone. Only the count is checked (vae::Error):
+  // parameters of another model with as many values are taken as they are.
   virtual void set_parameters(const std::vector<float>& flat) = 0;
   virtual std::vector<float> parameters() const = 0;
   // Gradient of the last train_step's batch loss (mean over the batch), flat.
@@ -72,8 +75,12 @@ class Backend {
   virtual void set_optimizer_state(const OptimizerState&) = 0;
 
   // The training set; the backend keeps it (the CUDA backend uploads it or streams it).
+  // Throws vae::Error unless it has items of model.input_dim values that pass
+  // Dataset::validate() (and lie in [0, 1] for the Bernoulli likelihood).
   virtual void set_train_data(std::shared_ptr<const Dataset> data) = 0;
   // One step: gather, forward, loss, backward, Adam. Losses accumulate inside the backend.
+  // The batch (from a BatchStream over the training set, its batch size at most
+  // TrainConfig::batch) indexes the set given to set_train_data, which must come first.
   virtual void train_step(const Batch& batch) = 0;
   // Loss sums since the last call, then zero: the one host read per report.
   virtual LossSums take_train_sums() = 0;
@@ -112,7 +119,9 @@ double measure_sgemm_gflops(Device device, int m, int n, int k);
 bool cuda_usable(std::string* why);
 // auto -> cuda when usable, else cpu. `note` says what was chosen and why.
 Device resolve_device(Device requested, std::string* note);
-// Throws vae::Error when the device cannot be used (for example cuda without a GPU).
+// A backend for this model and training configuration (both validated; vae::Error names a
+// bad field). Device::automatic resolves as resolve_device does. Throws vae::Error when the
+// device cannot be used (for example cuda without a GPU).
 std::unique_ptr<Backend> make_backend(Device device, const ModelConfig&, const TrainConfig&);
 
 }  // namespace vae

@@ -51,7 +51,9 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& what
 struct ModelConfig {
   int input_dim = 784;                   // D, taken from the data
   std::vector<int> encoder_hidden{400};  // widths of the encoder's hidden layers
-  std::vector<int> decoder_hidden{400};  // defaults to encoder_hidden reversed
+  std::vector<int> decoder_hidden{400};  // {} = a linear decoder. Not derived from encoder_hidden
+                                         // here (the CLI's --decoder-hidden defaults to --hidden
+                                         // reversed): set both when you change the widths
   int latent = 20;                       // Z
   Activation activation = Activation::relu;
   Likelihood likelihood = Likelihood::bernoulli;
@@ -60,7 +62,7 @@ struct ModelConfig {
   int samples = 1;           // L, Monte Carlo samples per data point
   double beta = 1.0;         // weight of the KL term
 
-  void validate() const;  // throws vae::Error naming the bad field
+  void validate() const;  // throws vae::Error naming the bad field (by its CLI option name)
 };
 
 // The optimizer, in PyTorch's forms (torch.optim.Adam, AdamW, SGD, RMSprop), and its
@@ -106,7 +108,7 @@ struct TrainConfig {
   bool progress = false;                  // a progress bar (for terminals) instead of plain lines
   NanPolicy on_nan = NanPolicy::stop;     // a step with a non-finite loss or gradient: stop, or skip it
 
-  void validate() const;
+  void validate() const;  // throws vae::Error naming the bad field (by its CLI option name)
 };
 
 // What a training step uses besides the parameters: its learning rate, its KL weight, and
