@@ -22,4 +22,22 @@ PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" g++ "$src/examples/consumer/main.cp
   $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs vae)
 "$work/consumer_pc"
 "$work/prefix/bin/vae" train --help >/dev/null
+# README.md's "Using the library": its C++ blocks build against the installed package with the
+# pkg-config line it gives (the first is a whole program; the second runs inside a main()),
+# and the second runs when Fashion-MNIST is installed.
+awk '/^## Using the library/{p=1; next} /^## /{p=0} p' "$src/README.md" > "$work/using.md"
+awk '/^```cpp/{n++; on=1; next} /^```/{on=0} on && n==1' "$work/using.md" > "$work/readme_demo.cpp"
+{ printf '#include <vae/vae.h>\n#include <iostream>\n#include <memory>\nint main() {\n'
+  awk '/^```cpp/{n++; on=1; next} /^```/{on=0} on && n==2' "$work/using.md"
+  printf '}\n'; } > "$work/readme_lowlevel.cpp"
+grep -q 'vae::train(' "$work/readme_demo.cpp" || { echo "README.md: no C++ example found under 'Using the library'"; exit 1; }
+grep -q 'make_backend' "$work/readme_lowlevel.cpp" || { echo "README.md: no lower-level C++ example found"; exit 1; }
+pc="$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs vae)"
+for f in readme_demo readme_lowlevel; do
+  g++ "$work/$f.cpp" $pc -o "$work/$f" || { echo "README.md's example ($f.cpp above) does not build"; exit 1; }
+done
+if [[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]]; then
+  (cd "$work" && OMP_NUM_THREADS=2 ./readme_lowlevel) || { echo "README.md's lower-level example failed"; exit 1; }
+  test -f "$work/my.safetensors" || { echo "README.md's lower-level example wrote no checkpoint"; exit 1; }
+fi
 echo "installed package: find_package(vae) and pkg-config consumers built and ran"
