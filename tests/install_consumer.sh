@@ -21,6 +21,12 @@ cmake --build "$work/consumer" > "$work/build.log" 2>&1 || { cat "$work/build.lo
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" g++ "$src/examples/consumer/main.cpp" -o "$work/consumer_pc" \
   $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs vae)
 "$work/consumer_pc"
+# The package leaves the language standard to the consumer: C++20 stays C++20 (pkg-config's
+# flags come after the consumer's own here, as in the README's line).
+printf '#include <vae/vae.h>\n#if __cplusplus < 202002L\n#error "the package overrode -std=c++20"\n#endif\nint main() { return vae::ModelConfig{}.latent > 0 ? 0 : 1; }\n' > "$work/cxx20.cpp"
+g++ -std=c++20 "$work/cxx20.cpp" -o "$work/cxx20" \
+  $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs vae) || { echo "C++20 consumer did not build"; exit 1; }
+"$work/cxx20"
 "$work/prefix/bin/vae" train --help >/dev/null
 # README.md's "Using the library": its C++ blocks build against the installed package with the
 # pkg-config line it gives (the first is a whole program; the second runs inside a main()),
