@@ -13,6 +13,8 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +26,10 @@
 struct cublasContext {
   cudaStream_t stream = nullptr;
   cublasPointerMode_t pointer_mode = CUBLAS_POINTER_MODE_HOST;
+  // cublasSetWorkspace's buffer is in use; cublasSetStream drops it (back to cuBLAS's own
+  // pool), as cuBLAS does.
+  bool user_workspace = false;
+  int math_mode = CUBLAS_DEFAULT_MATH;
 };
 struct cublasLtContext {
   int unused = 0;
@@ -47,6 +53,28 @@ LtLayout* layout(cublasLtMatrixLayout_t l) { return reinterpret_cast<LtLayout*>(
 
 CBLAS_TRANSPOSE to_cblas(cublasOperation_t op) { return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans; }
 bool valid_op(cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T; }
+
+// A float rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the
+// tensor cores read FP32 operands under CUBLAS_TF32_TENSOR_OP_MATH.
+float to_tf32(float v) {
+  if (!std::isfinite(v)) return v;
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits = (bits + 0x1000u) & 0xFFFFE000u;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+// A copy of the column-major (rows, cols) operand at p (leading dimension ld), rounded to TF32.
+std::vector<float> tf32_copy(const float* p, int rows, int cols, int ld) {
+  if (rows <= 0 || cols <= 0) return {};
+  std::vector<float> out(static_cast<std::size_t>(ld) * static_cast<std::size_t>(cols - 1) + static_cast<std::size_t>(rows));
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) {
+      const std::size_t e = static_cast<std::size_t>(j) * static_cast<std::size_t>(ld) + static_cast<std::size_t>(i);
+      out[e] = to_tf32(p[e]);
+    }
+  return out;
+}
 
 bool split_k() {
   static const bool on = [] {
@@ -101,6 +129,7 @@ cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
 cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   handle->stream = stream;
+  handle->user_workspace = false;  // cuBLAS: "unconditionally resets the workspace to the default pool"
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t* stream) {
@@ -112,10 +141,13 @@ cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t* stream) {
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void* workspace, size_t bytes) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (bytes > 0 && !workspace) return CUBLAS_STATUS_INVALID_VALUE;
+  handle->user_workspace = bytes > 0;
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
-  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  handle->math_mode = static_cast<int>(mode);
+  return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetAtomicsMode(cublasHandle_t handle, cublasAtomicsMode_t) {
   return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
@@ -158,10 +190,28 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, c
       ldb < std::max(1, b_rows) || ldc < std::max(1, m) || !alpha || !beta)
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  if (!handle->user_workspace && vae_emu::is_capturing(handle->stream)) {
+    // Without cublasSetWorkspace (or after a cublasSetStream, which drops it) cuBLAS takes
+    // its workspace from its own pool, allocating inside the capture: the project's step
+    // graphs must not allocate, so this is refused here (a real GPU accepts it quietly).
+    std::fprintf(stderr,
+                 "vae_emu: cublasSgemm captured into a graph without a user workspace (call cublasSetWorkspace "
+                 "after cublasSetStream)\n");
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   const bool host_scalars = handle->pointer_mode == CUBLAS_POINTER_MODE_HOST;
   const float a_val = host_scalars ? *alpha : 0.0f, b_val = host_scalars ? *beta : 0.0f;
+  // CUBLAS_TF32_TENSOR_OP_MATH: the GPU rounds A and B to TF32 before multiplying; so does
+  // the emulator, so that a handle left in TF32 mode shows in the GPU-vs-CPU comparisons.
+  const bool tf32 = (handle->math_mode & 0xF) == CUBLAS_TF32_TENSOR_OP_MATH;
   const bool ok = vae_emu::submit_host_op(handle->stream, "cublasSgemm", [=]() {
     const float al = host_scalars ? a_val : *alpha, be = host_scalars ? b_val : *beta;
+    if (tf32) {
+      const auto a = tf32_copy(A, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda);
+      const auto b = tf32_copy(B, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb);
+      gemm(transa, transb, m, n, k, al, a.data(), lda, b.data(), ldb, be, C, ldc);
+      return;
+    }
     gemm(transa, transb, m, n, k, al, A, lda, B, ldb, be, C, ldc);
   });
   return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;

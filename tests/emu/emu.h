@@ -71,5 +71,7 @@ Launcher<P...> launcher(void (*kernel)(P...), const char* name, dim3 grid, dim3 
 bool submit_host_op(cudaStream_t stream, const char* what, std::function<void()> op);
 // Whether `p` lies in memory from cudaHostAlloc.
 bool is_pinned(const void* p);
+// Whether `stream` is being captured into a graph (cudaStreamBeginCapture).
+bool is_capturing(cudaStream_t stream);
 
 }  // namespace vae_emu

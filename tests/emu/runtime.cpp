@@ -459,6 +459,11 @@ bool submit_host_op(cudaStream_t stream, const char* what, std::function<void()>
 
 bool is_pinned(const void* p) { return in_allocs(pinned_allocs(), p); }
 
+bool is_capturing(cudaStream_t stream) {
+  const CUstream_st* s = resolve(stream);
+  return s && s->capture;
+}
+
 }  // namespace vae_emu
 
 using namespace vae_emu;

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -184,6 +185,75 @@ TEST(Emulator, GraphsReplayAndCaptureRefusesSynchronousCalls) {
   cudaGraphDestroy(g);
   cudaFree(d);
   cudaStreamDestroy(s);
+}
+
+// cuBLAS hazards only a GPU shows otherwise: a handle in TF32 mode rounds the operands to
+// 10 mantissa bits (the default math mode is plain FP32), and cublasSetStream drops the
+// workspace cublasSetWorkspace gave, so a product captured after it would allocate inside
+// the graph: the emulator refuses that capture.
+TEST(Emulator, CublasTf32ModeRoundsAndCaptureNeedsAUserWorkspace) {
+  const int m = 8, n = 8, k = 64;
+  std::vector<float> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(k) * n);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 1.0f + static_cast<float>(i % 97) * 1.1e-4f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 1.0f - static_cast<float>(i % 89) * 1.3e-4f;
+  float *da = nullptr, *db = nullptr, *dc = nullptr, *ws = nullptr;
+  check(cudaMalloc(&da, a.size() * sizeof(float)));
+  check(cudaMalloc(&db, b.size() * sizeof(float)));
+  check(cudaMalloc(&dc, static_cast<std::size_t>(m) * n * sizeof(float)));
+  check(cudaMalloc(&ws, 1 << 20));
+  check(cudaMemcpy(da, a.data(), a.size() * sizeof(float), cudaMemcpyHostToDevice));
+  check(cudaMemcpy(db, b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice));
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const float one = 1.0f, zero = 0.0f;
+  auto product = [&](cublasMath_t mode) {
+    EXPECT_EQ(cublasSetMathMode(h, mode), CUBLAS_STATUS_SUCCESS);
+    EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, m, db, k, &zero, dc, m),
+              CUBLAS_STATUS_SUCCESS);
+    std::vector<float> c(static_cast<std::size_t>(m) * n);
+    check(cudaDeviceSynchronize());
+    check(cudaMemcpy(c.data(), dc, c.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    return c;
+  };
+  std::vector<float> want(static_cast<std::size_t>(m) * n);
+  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), m, b.data(), k, 0.0f, want.data(), m);
+  const auto fp32 = product(CUBLAS_DEFAULT_MATH);
+  const auto tf32 = product(CUBLAS_TF32_TENSOR_OP_MATH);
+  double fp32_err = 0, tf32_err = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    fp32_err = std::max(fp32_err, std::fabs(double(fp32[i]) - want[i]) / std::fabs(double(want[i])));
+    tf32_err = std::max(tf32_err, std::fabs(double(tf32[i]) - want[i]) / std::fabs(double(want[i])));
+  }
+  EXPECT_LT(fp32_err, 1e-5) << "the default math mode is FP32";
+  EXPECT_GT(tf32_err, 1e-5) << "TF32 mode must round the operands (10-bit mantissas)";
+  ASSERT_EQ(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_SUCCESS);
+
+  // Workspace, then stream: the stream call drops the workspace; the capture is refused.
+  ASSERT_EQ(cublasSetWorkspace(h, ws, 1 << 20), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasSetStream(h, s), CUBLAS_STATUS_SUCCESS);
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, m, db, k, &zero, dc, m),
+            CUBLAS_STATUS_NOT_SUPPORTED);
+  cudaGraph_t g = nullptr;
+  check(cudaStreamEndCapture(s, &g));
+  if (g) cudaGraphDestroy(g);
+  // Stream, then workspace (as the backend's configure_blas): captured.
+  ASSERT_EQ(cublasSetWorkspace(h, ws, 1 << 20), CUBLAS_STATUS_SUCCESS);
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da, m, db, k, &zero, dc, m),
+            CUBLAS_STATUS_SUCCESS);
+  g = nullptr;
+  check(cudaStreamEndCapture(s, &g));
+  EXPECT_NE(g, nullptr);
+  if (g) cudaGraphDestroy(g);
+  cublasDestroy(h);
+  cudaStreamDestroy(s);
+  cudaFree(ws);
+  cudaFree(dc);
+  cudaFree(db);
+  cudaFree(da);
 }
 
 TEST(Emulator, BadLaunchConfigurationIsReported) {
