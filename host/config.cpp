@@ -98,44 +98,44 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& what
 
 void ModelConfig::validate() const {
   if (input_dim <= 0) throw_error("model: input dimension must be positive, got ", input_dim);
-  if (latent <= 0 || latent > 65536) throw_error("--latent must be in [1, 65536], got ", latent);
+  if (latent <= 0 || latent > 65536) throw_error("latent (--latent) must be in [1, 65536], got ", latent);
   for (int h : encoder_hidden)
-    if (h <= 0 || h > kMaxLayerWidth) throw_error("--hidden: widths must be in [1, ", kMaxLayerWidth, "], got ", h);
+    if (h <= 0 || h > kMaxLayerWidth) throw_error("encoder_hidden (--hidden): widths must be in [1, ", kMaxLayerWidth, "], got ", h);
   for (int h : decoder_hidden)
     if (h <= 0 || h > kMaxLayerWidth)
-      throw_error("--decoder-hidden: widths must be in [1, ", kMaxLayerWidth, "], got ", h);
-  if (samples < 1 || samples > 4096) throw_error("--samples must be in [1, 4096], got ", samples);
-  if (!(beta >= 0) || !std::isfinite(beta)) throw_error("--beta must be a finite number >= 0, got ", beta);
+      throw_error("decoder_hidden (--decoder-hidden): widths must be in [1, ", kMaxLayerWidth, "], got ", h);
+  if (samples < 1 || samples > 4096) throw_error("samples (--samples) must be in [1, 4096], got ", samples);
+  if (!(beta >= 0) || !std::isfinite(beta)) throw_error("beta (--beta) must be a finite number >= 0, got ", beta);
   if (likelihood == Likelihood::gaussian && !(sigma > 0 && std::isfinite(sigma)))
-    throw_error("--sigma must be a finite number > 0, got ", sigma);
+    throw_error("sigma (--sigma) must be a finite number > 0, got ", sigma);
 }
 
 void TrainConfig::validate() const {
-  if (epochs < 0) throw_error("--epochs must be >= 0, got ", epochs);
-  if (batch < 1 || batch > (1 << 20)) throw_error("--batch must be in [1, 1048576], got ", batch);
-  if (eval_batch < 1 || eval_batch > (1 << 20)) throw_error("--eval-batch must be in [1, 1048576], got ", eval_batch);
+  if (epochs < 0) throw_error("epochs (--epochs) must be >= 0, got ", epochs);
+  if (batch < 1 || batch > (1 << 20)) throw_error("batch (--batch) must be in [1, 1048576], got ", batch);
+  if (eval_batch < 1 || eval_batch > (1 << 20)) throw_error("eval_batch (--eval-batch) must be in [1, 1048576], got ", eval_batch);
   const OptimizerConfig& o = optimizer;
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw_error("--lr must be a finite number > 0, got ", o.lr);
-  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw_error("Adam beta1 must be in [0, 1), got ", o.beta1);
-  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw_error("Adam beta2 must be in [0, 1), got ", o.beta2);
-  if (!(o.eps > 0) || !std::isfinite(o.eps)) throw_error("the optimizer's eps must be > 0, got ", o.eps);
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw_error("optimizer.lr (--lr) must be a finite number > 0, got ", o.lr);
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw_error("optimizer.beta1 (Adam's beta1) must be in [0, 1), got ", o.beta1);
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw_error("optimizer.beta2 (Adam's beta2) must be in [0, 1), got ", o.beta2);
+  if (!(o.eps > 0) || !std::isfinite(o.eps)) throw_error("optimizer.eps must be > 0, got ", o.eps);
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
-    throw_error("--weight-decay must be a finite number >= 0, got ", o.weight_decay);
+    throw_error("optimizer.weight_decay (--weight-decay) must be a finite number >= 0, got ", o.weight_decay);
   if (o.kind == Optimizer::adamw && o.weight_decay * o.lr >= 1)
-    throw_error("adamw needs lr * weight_decay < 1 (it multiplies the parameters by 1 - lr * wd), got ",
+    throw_error("adamw (--optimizer adamw) needs lr * weight_decay < 1 (it multiplies the parameters by 1 - lr * wd), got ",
                 o.lr * o.weight_decay);
-  if (!(o.momentum >= 0 && o.momentum < 1)) throw_error("--momentum must be in [0, 1), got ", o.momentum);
-  if (!(o.alpha >= 0 && o.alpha < 1)) throw_error("--rmsprop-alpha must be in [0, 1), got ", o.alpha);
-  if (!(o.lr_min >= 0) || o.lr_min > o.lr) throw_error("--lr-min must be in [0, --lr], got ", o.lr_min);
-  if (o.lr_step_epochs < 1) throw_error("--lr-step must be >= 1 epoch, got ", o.lr_step_epochs);
-  if (!(o.lr_gamma > 0 && o.lr_gamma <= 1)) throw_error("--lr-gamma must be in (0, 1], got ", o.lr_gamma);
-  if (iw_k < 1 || iw_k > 100000) throw_error("--k must be in [1, 100000], got ", iw_k);
-  if (kl_warmup_steps < 0) throw_error("--kl-warmup must be >= 0 steps, got ", kl_warmup_steps);
-  if (e_steps < 1 || m_steps < 1) throw_error("--e-steps and --m-steps must be >= 1, got ", e_steps, " and ", m_steps);
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw_error("optimizer.momentum (--momentum) must be in [0, 1), got ", o.momentum);
+  if (!(o.alpha >= 0 && o.alpha < 1)) throw_error("optimizer.alpha (--rmsprop-alpha) must be in [0, 1), got ", o.alpha);
+  if (!(o.lr_min >= 0) || o.lr_min > o.lr) throw_error("optimizer.lr_min (--lr-min) must be in [0, lr], got ", o.lr_min);
+  if (o.lr_step_epochs < 1) throw_error("optimizer.lr_step_epochs (--lr-step) must be >= 1 epoch, got ", o.lr_step_epochs);
+  if (!(o.lr_gamma > 0 && o.lr_gamma <= 1)) throw_error("optimizer.lr_gamma (--lr-gamma) must be in (0, 1], got ", o.lr_gamma);
+  if (iw_k < 1 || iw_k > 100000) throw_error("iw_k (--k) must be in [1, 100000], got ", iw_k);
+  if (kl_warmup_steps < 0) throw_error("kl_warmup_steps (--kl-warmup) must be >= 0 steps, got ", kl_warmup_steps);
+  if (e_steps < 1 || m_steps < 1) throw_error("e_steps and m_steps (--e-steps, --m-steps) must be >= 1, got ", e_steps, " and ", m_steps);
   if (objective == Objective::iwae && estimator == Estimator::score)
-    throw_error("--estimator score is for the ELBO; --objective iwae uses the reparameterization gradient");
-  if (threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", threads);
-  if (checkpoint_every < 1) throw_error("--checkpoint-every must be >= 1, got ", checkpoint_every);
+    throw_error("estimator score (--estimator score) is for the ELBO; objective iwae (--objective iwae) uses the reparameterization gradient");
+  if (threads < 0) throw_error("threads (--threads) must be >= 0 (0 = all cores), got ", threads);
+  if (checkpoint_every < 1) throw_error("checkpoint_every (--checkpoint-every) must be >= 1, got ", checkpoint_every);
 }
 
 std::string config_to_json(const ModelConfig& m, const TrainConfig& t, const std::string& device_used) {

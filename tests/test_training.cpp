@@ -545,7 +545,18 @@ TEST(Config, IntegerFieldsRejectFractionsAndOutOfRangeValues) {
   for (const auto& [text, phrase] : bad) test::expect_error([&] { parse(text); }, phrase);
   // In range for an int but not for a layer: the same bound as --hidden's, at validation.
   const auto wide = parse(R"({"model": {"hidden": [2000000000]}})");
-  test::expect_error([&] { wide.first.validate(); }, "--hidden: widths must be in [1, 1000000], got 2000000000");
+  test::expect_error([&] { wide.first.validate(); },
+                     "encoder_hidden (--hidden): widths must be in [1, 1000000], got 2000000000");
+  // validate() names the field a library caller set and the option a CLI user gave.
+  ModelConfig m;
+  m.latent = 0;
+  test::expect_error([&] { m.validate(); }, "latent (--latent) must be in [1, 65536], got 0");
+  TrainConfig t;
+  t.optimizer.lr = -1;
+  test::expect_error([&] { t.validate(); }, "optimizer.lr (--lr) must be a finite number > 0, got -1");
+  t = TrainConfig{};
+  t.optimizer.lr_min = 1;
+  test::expect_error([&] { t.validate(); }, "optimizer.lr_min (--lr-min) must be in [0, lr], got 1");
 }
 
 // A model too large for the host's memory is a vae::Error with its sizes, not a bare

@@ -62,7 +62,7 @@ struct ModelConfig {
   int samples = 1;           // L, Monte Carlo samples per data point
   double beta = 1.0;         // weight of the KL term
 
-  void validate() const;  // throws vae::Error naming the bad field (by its CLI option name)
+  void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };
 
 // The optimizer, in PyTorch's forms (torch.optim.Adam, AdamW, SGD, RMSprop), and its
@@ -108,7 +108,7 @@ struct TrainConfig {
   bool progress = false;                  // a progress bar (for terminals) instead of plain lines
   NanPolicy on_nan = NanPolicy::stop;     // a step with a non-finite loss or gradient: stop, or skip it
 
-  void validate() const;  // throws vae::Error naming the bad field (by its CLI option name)
+  void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };
 
 // What a training step uses besides the parameters: its learning rate, its KL weight, and
