@@ -12,8 +12,8 @@
 
 namespace vae {
 
+namespace {
 void check_data_values(const ModelConfig& model, const Dataset& data) {
-  data.validate();
   if (model.likelihood != Likelihood::bernoulli) return;
   for (std::size_t k = 0; k < data.f32.size(); ++k) {
     const float v = data.f32[k];
@@ -25,10 +25,21 @@ void check_data_values(const ModelConfig& model, const Dataset& data) {
   }
 }
 
+}  // namespace
+
 void check_feature_count(const ModelConfig& model, const Dataset& data) {
   data.validate();
   if (data.dim != model.input_dim)
     throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+  check_data_values(model, data);
+}
+
+void check_train_data(const ModelConfig& model, const Dataset& data) {
+  data.validate();
+  if (data.dim != model.input_dim)
+    throw_error("training data '", data.source, "' has ", data.dim, " features per item but the model expects ",
+                model.input_dim);
+  if (data.count == 0) throw_error("set_train_data: training data '", data.source, "' holds no items");
   check_data_values(model, data);
 }
 

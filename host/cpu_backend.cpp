@@ -91,12 +91,7 @@ class CpuBackend final : public Backend {
 
   void set_train_data(std::shared_ptr<const Dataset> data) override {
     if (!data) throw_error("set_train_data: no dataset");
-    data->validate();
-    if (data->dim != model_cfg_.input_dim)
-      throw_error("training data '", data->source, "' has ", data->dim, " features per item but the model expects ",
-                  model_cfg_.input_dim);
-    if (data->count == 0) throw_error("set_train_data: training data '", data->source, "' holds no items");
-    check_data_values(model_cfg_, *data);
+    check_train_data(model_cfg_, *data);
     steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
     data_ = std::move(data);
   }

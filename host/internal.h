@@ -14,12 +14,14 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // the parameter count and what the parameters, gradients and two optimizer slots take.
 [[noreturn]] void throw_out_of_host_memory(const ModelConfig& model, const TrainConfig& train, const char* what);
 
-// Argument checks shared by the backends and the pictures (host/backend.cpp): the dataset's
-// own consistency (Dataset::validate) and the data's feature count against the model's; for Backend::encode_means also the item range; for
-// decode_means the codes' length (decode_rows returns the number of codes).
+// Argument checks shared by the backends and the pictures (host/backend.cpp). check_feature_count:
+// the dataset's own consistency (Dataset::validate), its feature count against the model's and,
+// for the Bernoulli likelihood, every f32 value in [0, 1]. check_train_data: the same for
+// Backend::set_train_data, which also refuses an empty set. check_encode_args: for
+// Backend::encode_means also the item range; decode_rows: decode_means' codes' length (it
+// returns the number of codes).
 void check_feature_count(const ModelConfig& model, const Dataset& data);
-// Dataset::validate(), and for the Bernoulli likelihood every f32 value in [0, 1].
-void check_data_values(const ModelConfig& model, const Dataset& data);
+void check_train_data(const ModelConfig& model, const Dataset& data);
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 

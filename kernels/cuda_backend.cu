@@ -246,9 +246,7 @@ class CudaBackend final : public Backend {
 
   void set_train_data(std::shared_ptr<const Dataset> data) override {
     if (!data) throw_error("set_train_data: no dataset");
-    if (data->dim != model_cfg_.input_dim)
-      throw_error("training data '", data->source, "' has ", data->dim, " features per item but the model expects ",
-                  model_cfg_.input_dim);
+    check_train_data(model_cfg_, *data);
     if (data->count > (std::int64_t(1) << 32))
       throw_error("training data '", data->source, "' has ", data->count, " items; batch indices are 32-bit");
     // Steps in flight may still read the old rows.

@@ -420,6 +420,18 @@ TEST_F(CudaBackend, RejectsBadInputWithClearErrors) {
   expect_error([&] { gpu->set_parameters(std::vector<float>(3)); }, "set_parameters");
   expect_error([&] { gpu->set_train_data(test::synthetic(10, 60, 1)); }, "60 features");
   expect_error([&] { gpu->evaluate(*test::synthetic(10, 60, 1)); }, "60 features");
+  {  // a dataset a program fills itself: checked as the CPU backend checks it
+    auto pixels = std::make_shared<Dataset>(*test::synthetic(10, 61, 2, /*as_float=*/true));
+    pixels->f32[61 + 7] = 200.0f;  // 0..255 where the Bernoulli likelihood needs [0, 1]
+    expect_error([&] { gpu->set_train_data(pixels); }, "value 200 at item 1, feature 7 is outside [0, 1]");
+    auto empty = std::make_shared<Dataset>(*test::synthetic(10, 61, 2, true));
+    empty->count = 0;
+    empty->f32.clear();
+    expect_error([&] { gpu->set_train_data(empty); }, "holds no items");
+    auto short_set = std::make_shared<Dataset>(*test::synthetic(10, 61, 2, true));
+    short_set->f32.resize(100);
+    expect_error([&] { gpu->set_train_data(short_set); }, "f32 holds 100 values");
+  }
   // After the errors the backend still trains.
   idx[3] = 4;
   gpu->set_parameters(init_parameters(gpu->layout(), m, 1));
