@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "cpu_passes.h"
 #include "gpu_test_util.h"
@@ -143,11 +144,16 @@ TEST_F(OptimizerKernel, DeviceScalarsEqualTheHostScalars) {
       EXPECT_EQ(got[i].alpha, want.alpha) << what;
       EXPECT_EQ(got[i].eps, want.eps) << what;
       // pow may differ by an ulp or two between libdevice and glibc, and 1 - b^t (>= 1e-3
-      // here) magnifies that to ~1e-13; the float values the update uses agree.
+      // here) magnifies that to ~1e-13. The float values the update uses then agree, or sit
+      // one float apart when the double lies on a rounding boundary (rare, and not a bug).
       EXPECT_NEAR(got[i].adam.step_size, want.adam.step_size, 1e-12 * want.adam.step_size) << what;
       EXPECT_NEAR(got[i].adam.inv_sqrt_bc2, want.adam.inv_sqrt_bc2, 1e-12 * want.adam.inv_sqrt_bc2) << what;
-      EXPECT_EQ(static_cast<float>(got[i].adam.step_size), static_cast<float>(want.adam.step_size)) << what;
-      EXPECT_EQ(static_cast<float>(got[i].adam.inv_sqrt_bc2), static_cast<float>(want.adam.inv_sqrt_bc2)) << what;
+      for (const auto& [g, w] : {std::pair{got[i].adam.step_size, want.adam.step_size},
+                                 std::pair{got[i].adam.inv_sqrt_bc2, want.adam.inv_sqrt_bc2}}) {
+        const float gf = static_cast<float>(g), wf = static_cast<float>(w);
+        EXPECT_TRUE(gf == wf || gf == std::nextafter(wf, 0.0f) || gf == std::nextafter(wf, 2 * wf))
+            << what << ": float " << gf << " vs " << wf;
+      }
     }
   }
 }
