@@ -371,6 +371,19 @@ std::string default_fashion_mnist(bool train) {
   return path;
 }
 
+void resolve_data_paths(std::string& train_path, std::string& test_path) {
+  if (!train_path.empty() && test_path.empty()) {
+    std::error_code ec;
+    const std::string fashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+    if (!std::filesystem::equivalent(train_path, fashion, ec))
+      throw_error("train_path (--train) '", train_path,
+                  "' is given without test_path (--test): name its test set too (the default test set is "
+                  "Fashion-MNIST's, other data than the model would learn)");
+  }
+  if (train_path.empty()) train_path = default_fashion_mnist(true);
+  if (test_path.empty()) test_path = default_fashion_mnist(false);
+}
+
 std::string default_fashion_mnist_labels(bool train) {
   return std::string("/usr/share/datasets/fashion-mnist/") +
          (train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");

@@ -108,8 +108,7 @@ struct RunData {
 // the two sets, and with a 2-D latent space the test labels (--test-labels, or
 // Fashion-MNIST's beside its default test set), one per test item.
 RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
-  if (cfg.train_path.empty()) cfg.train_path = default_fashion_mnist(true);
-  if (cfg.test_path.empty()) cfg.test_path = default_fashion_mnist(false);
+  resolve_data_paths(cfg.train_path, cfg.test_path);
   cfg.train_path = absolute_path(cfg.train_path);
   cfg.test_path = absolute_path(cfg.test_path);
   cfg.test_labels_path = absolute_path(cfg.test_labels_path);

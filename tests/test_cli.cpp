@@ -246,6 +246,14 @@ TEST_F(Cli, RunsReadEveryInputFirstAndRecordAbsolutePaths) {
   expect_clean_failure(run(z2 + good_ + " --test-labels " + dir_.file("seven.idx") + " --out " + out),
                        "holds 7 labels but --test", "7 labels for 40 items");
   EXPECT_FALSE(std::filesystem::exists(out));
+  // Data of one's own with no --test: an error, not a quiet evaluation on Fashion-MNIST's test set.
+  const std::string no_test = "--device cpu --epochs 1 --batch 8 --hidden 8 --latent 4 --train " + good_;
+  expect_clean_failure(run("train " + no_test + " --out " + out),
+                       "train_path (--train) '" + good_ + "' is given without test_path (--test)", "--train alone");
+  expect_clean_failure(run("bench --impl cpu --steps 2 --repeats 1 --warmup 0 --epochs 0 --batch 8 --json " +
+                           dir_.file("b.json") + " " + no_test.substr(no_test.find("--hidden"))),
+                       "is given without test_path (--test)", "bench --train alone");
+  EXPECT_FALSE(std::filesystem::exists(out));
 
   // A relative --train is recorded as an absolute path, so the tools find it from elsewhere.
   const std::string relative = std::filesystem::relative(good_).string();

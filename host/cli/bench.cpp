@@ -586,8 +586,8 @@ void run_bench(const BenchOptions& opt) {
   std::vector<std::string> impls = named;
   signal(SIGPIPE, SIG_IGN);  // a PyTorch subprocess that dies is a failed write, reported, not a killed bench
   if (o.python.empty()) o.python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-  const std::string train_path = o.train_path.empty() ? default_fashion_mnist(true) : o.train_path;
-  const std::string test_path = o.test_path.empty() ? default_fashion_mnist(false) : o.test_path;
+  std::string train_path = o.train_path, test_path = o.test_path;
+  resolve_data_paths(train_path, test_path);
   auto train = std::make_shared<Dataset>(read_dataset(train_path));
   const Dataset test = read_dataset(test_path);
   if (test.dim != train->dim)
@@ -753,7 +753,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--python", o->python, "Python with PyTorch; default /usr/bin/python3");
   cmd->add_option("--torch-script", o->torch_script, "The PyTorch reference script")->capture_default_str();
   cmd->add_option("--train", o->train_path, "Training data; default Fashion-MNIST");
-  cmd->add_option("--test", o->test_path, "Test data; default Fashion-MNIST");
+  cmd->add_option("--test", o->test_path, "Test data; default Fashion-MNIST (needed when --train names other data)");
   cmd->add_option("--seed", o->seed, "Seed")->capture_default_str();
   cmd->add_option("--json", o->json_path, "Write the results as JSON here")->capture_default_str();
   cmd->footer(

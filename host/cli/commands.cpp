@@ -148,7 +148,7 @@ void add_train(CLI::App& app) {
          "Training images: IDX (.gz or raw) or NPY (2-D float32/float64/uint8)\n"
          "default: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz (apt-get install dataset-fashion-mnist)",
          "Data", [fp](ModelConfig&, TrainConfig& c) { c.train_path = fp->train.train_path; });
-  f->add(cmd, "--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k", "Data",
+  f->add(cmd, "--test", t.test_path, "Test images, same formats; default: Fashion-MNIST t10k (needed when --train names other data)", "Data",
          [fp](ModelConfig&, TrainConfig& c) { c.test_path = fp->train.test_path; });
   f->add(cmd, "--test-labels", t.test_labels_path,
          "Labels of the test set (IDX), for the latent scatter of a 2-D latent space; default: Fashion-MNIST's",

@@ -45,6 +45,10 @@ Dataset read_dataset(const std::string& path);
 std::string default_fashion_mnist(bool train);
 // Its labels file (the path, whether or not it exists).
 std::string default_fashion_mnist_labels(bool train);
+// A run's training and test files: an empty path becomes Fashion-MNIST's. A training set of
+// one's own needs its own test set: a train path other than Fashion-MNIST's with no test path
+// throws (Fashion-MNIST's test set would measure the model on other data than it learns).
+void resolve_data_paths(std::string& train_path, std::string& test_path);
 
 // Static binarization: threshold 0.5, in place (the result stays uint8 {0,255} or float {0,1}).
 // Both binarizers throw vae::Error when the dataset fails Dataset::validate().

@@ -24,7 +24,8 @@ struct TrainResult {
 // Trains and writes OUT/{config.json, metrics.csv, model.safetensors (a complete checkpoint,
 // see checkpoint.h), samples.png, reconstructions.png}. Progress goes to `log`.
 // model.input_dim is taken from the data. The data are read from cfg.train_path and
-// cfg.test_path (each empty one: Fashion-MNIST's set, whatever the other is). OUT is cfg.out
+// cfg.test_path (an empty one: Fashion-MNIST's set; a train_path of one's own needs a
+// test_path too, see resolve_data_paths in data.h). OUT is cfg.out
 // (empty: runs/<timestamp>); an OUT that already holds files is refused unless cfg.overwrite.
 // Throws vae::Error (bad configuration, unreadable data, a diverged run).
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log);
