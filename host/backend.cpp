@@ -34,6 +34,11 @@ void check_feature_count(const ModelConfig& model, const Dataset& data) {
   check_data_values(model, data);
 }
 
+void check_eval_data(const ModelConfig& model, const Dataset& data, const char* call) {
+  check_feature_count(model, data);
+  if (data.count == 0) throw_error(call, ": data '", data.source, "' holds no items");
+}
+
 void check_train_data(const ModelConfig& model, const Dataset& data) {
   data.validate();
   if (data.dim != model.input_dim)

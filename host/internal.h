@@ -22,6 +22,9 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // returns the number of codes).
 void check_feature_count(const ModelConfig& model, const Dataset& data);
 void check_train_data(const ModelConfig& model, const Dataset& data);
+// check_feature_count, and at least one item: `call` (evaluate, estimate_log_likelihood) has
+// nothing to average over an empty set.
+void check_eval_data(const ModelConfig& model, const Dataset& data, const char* call);
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 

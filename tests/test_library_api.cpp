@@ -109,6 +109,15 @@ TEST(LibraryDataset, TrainingOnAnEmptySetIsRefusedAtOnce) {
   test::expect_error([&] { cpu_backend()->set_train_data(floats(0, 16, 0.5f)); }, "'mine' holds no items");
 }
 
+// An empty set has no mean loss: an error, not sums with count 0 (mean_loss() would say 0).
+TEST(LibraryDataset, EvaluatingAnEmptySetIsAnError) {
+  auto b = cpu_backend();
+  test::expect_error([&] { b->evaluate(*floats(0, 16, 0.5f)); }, "evaluate: data 'mine' holds no items");
+  test::expect_error([&] { b->estimate_log_likelihood(*floats(0, 16, 0.5f), 2); },
+                     "estimate_log_likelihood: data 'mine' holds no items");
+  EXPECT_EQ(b->evaluate(*floats(3, 16, 0.5f)).count, 3);
+}
+
 TEST(LibraryDataset, BinarizersCheckTheSet) {
   Dataset d;
   d.source = "made by hand";
