@@ -27,25 +27,16 @@ void check_data_values(const ModelConfig& model, const Dataset& data) {
 
 }  // namespace
 
-void check_feature_count(const ModelConfig& model, const Dataset& data) {
+void check_feature_count(const ModelConfig& model, const Dataset& data, const char* what) {
   data.validate();
   if (data.dim != model.input_dim)
-    throw_error("data '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+    throw_error(what, " '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
   check_data_values(model, data);
 }
 
-void check_eval_data(const ModelConfig& model, const Dataset& data, const char* call) {
-  check_feature_count(model, data);
-  if (data.count == 0) throw_error(call, ": data '", data.source, "' holds no items");
-}
-
-void check_train_data(const ModelConfig& model, const Dataset& data) {
-  data.validate();
-  if (data.dim != model.input_dim)
-    throw_error("training data '", data.source, "' has ", data.dim, " features per item but the model expects ",
-                model.input_dim);
-  if (data.count == 0) throw_error("set_train_data: training data '", data.source, "' holds no items");
-  check_data_values(model, data);
+void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what) {
+  check_feature_count(model, data, what);
+  if (data.count == 0) throw_error(call, ": ", what, " '", data.source, "' holds no items");
 }
 
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {

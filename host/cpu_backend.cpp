@@ -91,7 +91,7 @@ class CpuBackend final : public Backend {
 
   void set_train_data(std::shared_ptr<const Dataset> data) override {
     if (!data) throw_error("set_train_data: no dataset");
-    check_train_data(model_cfg_, *data);
+    check_nonempty_data(model_cfg_, *data, "set_train_data", "training data");
     steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
     data_ = std::move(data);
   }
@@ -129,7 +129,7 @@ class CpuBackend final : public Backend {
   StepHealth health() override { return health_; }
 
   LossSums evaluate(const Dataset& data) override {
-    check_eval_data(model_cfg_, data, "evaluate");
+    check_nonempty_data(model_cfg_, data, "evaluate");
     const int batch = train_.eval_batch;
     const int L = model_cfg_.samples;
     const int D = data.dim;
@@ -149,7 +149,7 @@ class CpuBackend final : public Backend {
   }
 
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
-    check_eval_data(model_cfg_, data, "estimate_log_likelihood");
+    check_nonempty_data(model_cfg_, data, "estimate_log_likelihood");
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     const int Z = model_cfg_.latent, D = data.dim;
     const int chunk = std::min(k, kIwChunk);

@@ -16,15 +16,13 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 
 // Argument checks shared by the backends and the pictures (host/backend.cpp). check_feature_count:
 // the dataset's own consistency (Dataset::validate), its feature count against the model's and,
-// for the Bernoulli likelihood, every f32 value in [0, 1]. check_train_data: the same for
-// Backend::set_train_data, which also refuses an empty set. check_encode_args: for
-// Backend::encode_means also the item range; decode_rows: decode_means' codes' length (it
-// returns the number of codes).
-void check_feature_count(const ModelConfig& model, const Dataset& data);
-void check_train_data(const ModelConfig& model, const Dataset& data);
-// check_feature_count, and at least one item: `call` (evaluate, estimate_log_likelihood) has
-// nothing to average over an empty set.
-void check_eval_data(const ModelConfig& model, const Dataset& data, const char* call);
+// for the Bernoulli likelihood, every f32 value in [0, 1]; `what` names the set in messages.
+// check_nonempty_data: the same, and at least one item (`call`: set_train_data, evaluate,
+// estimate_log_likelihood, which have nothing to train on or average over an empty set).
+// check_encode_args: for Backend::encode_means also the item range; decode_rows:
+// decode_means' codes' length (it returns the number of codes).
+void check_feature_count(const ModelConfig& model, const Dataset& data, const char* what = "data");
+void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what = "data");
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 

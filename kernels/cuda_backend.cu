@@ -246,7 +246,7 @@ class CudaBackend final : public Backend {
 
   void set_train_data(std::shared_ptr<const Dataset> data) override {
     if (!data) throw_error("set_train_data: no dataset");
-    check_train_data(model_cfg_, *data);
+    check_nonempty_data(model_cfg_, *data, "set_train_data", "training data");
     if (data->count > (std::int64_t(1) << 32))
       throw_error("training data '", data->source, "' has ", data->count, " items; batch indices are 32-bit");
     // Steps in flight may still read the old rows.
@@ -313,7 +313,7 @@ class CudaBackend final : public Backend {
   }
 
   LossSums evaluate(const Dataset& data) override {
-    check_eval_data(model_cfg_, data, "evaluate");
+    check_nonempty_data(model_cfg_, data, "evaluate");
     VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
@@ -336,7 +336,7 @@ class CudaBackend final : public Backend {
   // iw_prior streams, chunk by chunk; per data point a running log-sum-exp in double over
   // its samples in order; the data points added in order. Training state is not touched.
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
-    check_eval_data(model_cfg_, data, "estimate_log_likelihood");
+    check_nonempty_data(model_cfg_, data, "estimate_log_likelihood");
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     const int Z = model_cfg_.latent;
     const int chunk = std::min(k, kIwChunk);
