@@ -182,10 +182,7 @@ void save_model(const std::string& path, const ParamLayout& layout, const std::v
     throw_error("save_model: config_json is not a configuration (pass config_to_json(model, train)): ", e.what());
   }
   const ParamLayout described(model);
-  bool same = described.tensors().size() == layout.tensors().size();
-  for (std::size_t i = 0; same && i < layout.tensors().size(); ++i)
-    same = described.tensors()[i].name == layout.tensors()[i].name && described.tensors()[i].shape == layout.tensors()[i].shape;
-  if (!same)
+  if (!described.same_tensors(layout))
     throw_error("save_model: config_json describes a model of ", described.total(),
                 " parameters (input ", model.input_dim, ", latent ", model.latent, ") that is not the layout's (",
                 layout.total(), "); pass config_to_json of the model the parameters belong to");

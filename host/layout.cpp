@@ -61,6 +61,13 @@ const TensorView& ParamLayout::at(const std::string& name) const {
   throw_error("no parameter tensor named '", name, "' in this model");
 }
 
+bool ParamLayout::same_tensors(const ParamLayout& other) const {
+  if (tensors_.size() != other.tensors_.size()) return false;
+  for (std::size_t i = 0; i < tensors_.size(); ++i)
+    if (tensors_[i].name != other.tensors_[i].name || tensors_[i].shape != other.tensors_[i].shape) return false;
+  return true;
+}
+
 std::vector<float> init_parameters(const ParamLayout& layout, const ModelConfig& cfg, std::uint64_t seed) {
   std::vector<float> p(layout.total(), 0.0f);
   // One uniform draw for the whole buffer from cuRAND's host Philox, then scaled per tensor.

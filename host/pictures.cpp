@@ -76,11 +76,7 @@ void draw_panel(Canvas& c, int left, int top, int width, int height, const std::
 // (another latent size, other widths) would draw nonsense, so it is refused.
 void check_backend_model(const Backend& backend, const ModelConfig& model, const char* who) {
   const ParamLayout want(model);
-  const auto& have = backend.layout().tensors();
-  bool same = have.size() == want.tensors().size();
-  for (std::size_t i = 0; same && i < have.size(); ++i)
-    same = have[i].name == want.tensors()[i].name && have[i].shape == want.tensors()[i].shape;
-  if (!same)
+  if (!want.same_tensors(backend.layout()))
     throw_error(who, ": the ModelConfig passed (input ", model.input_dim, ", latent ", model.latent, ", ",
                 want.total(), " parameters) is not the backend's model (", backend.layout().total(),
                 " parameters); pass the ModelConfig the backend was made with");

@@ -33,6 +33,8 @@ class ParamLayout {
 
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const TensorView& at(const std::string& name) const;  // throws if unknown
+  // The same tensors, by name and shape, in the same order: parameters of one fit the other.
+  bool same_tensors(const ParamLayout& other) const;
   std::size_t total() const { return total_; }           // elements, padding included
 
   const std::vector<LinearView>& encoder() const { return encoder_; }  // hidden layers
