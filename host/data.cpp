@@ -362,9 +362,16 @@ Dataset read_dataset(const std::string& path) {
   return read_idx_images(path);
 }
 
+namespace {
+// Where Debian's dataset-fashion-mnist puts the files.
+const char* const kFashionDir = "/usr/share/datasets/fashion-mnist/";
+std::string fashion_images(bool train) {
+  return std::string(kFashionDir) + (train ? "train-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte.gz");
+}
+}  // namespace
+
 std::string default_fashion_mnist(bool train) {
-  const std::string dir = "/usr/share/datasets/fashion-mnist/";
-  const std::string path = dir + (train ? "train-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte.gz");
+  const std::string path = fashion_images(train);
   if (!std::filesystem::exists(path))
     throw_error("Fashion-MNIST not found at ", path,
                 "; install it with 'sudo apt-get install dataset-fashion-mnist' or pass --train and --test");
@@ -374,8 +381,7 @@ std::string default_fashion_mnist(bool train) {
 void resolve_data_paths(std::string& train_path, std::string& test_path) {
   if (!train_path.empty() && test_path.empty()) {
     std::error_code ec;
-    const std::string fashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-    if (!std::filesystem::equivalent(train_path, fashion, ec))
+    if (!std::filesystem::equivalent(train_path, fashion_images(true), ec))
       throw_error("train_path (--train) '", train_path,
                   "' is given without test_path (--test): name its test set too (the default test set is "
                   "Fashion-MNIST's, other data than the model would learn)");
@@ -385,8 +391,7 @@ void resolve_data_paths(std::string& train_path, std::string& test_path) {
 }
 
 std::string default_fashion_mnist_labels(bool train) {
-  return std::string("/usr/share/datasets/fashion-mnist/") +
-         (train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
+  return std::string(kFashionDir) + (train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
 }
 
 void binarize_static(Dataset& d) {

@@ -63,11 +63,19 @@ void create_out_dir(const std::string& out) {
   if (ec) throw_error("cannot create output directory '", out, "': ", ec.message());
 }
 
+// Data of a run: both sets read, checked against each other, binarized as configured.
+struct RunData {
+  std::shared_ptr<Dataset> train;
+  Dataset test;
+  std::vector<std::uint8_t> test_labels;  // for the latent scatter of a 2-D latent space; may be empty
+  std::vector<std::string> class_names;   // the labels' names (Fashion-MNIST's test set), or none
+};
+
 // The run's pictures: samples, reconstructions, the ELBO curve, and for a 2-D latent space
 // with labels, the scatter of the test set's posterior means. Returns the files written.
 std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
-                                        Backend& backend, const Dataset& test,
-                                        const std::vector<std::uint8_t>& test_labels, std::ostream& log) {
+                                        Backend& backend, const RunData& data, std::ostream& log) {
+  const Dataset& test = data.test;
   std::vector<std::string> files = {"samples.png", "reconstructions.png"};
   write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
   write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
@@ -76,12 +84,10 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
     files.push_back("elbo.png");
   }
   if (model.latent == 2) {
-    if (test_labels.empty()) {
+    if (data.test_labels.empty()) {
       log << "no --test-labels: skipping the latent scatter\n";
     } else {
-      const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
-      write_latent_scatter_png(out + "/latent.png", backend, model, test, test_labels, 5000,
-                               fashion ? fashion_mnist_classes() : std::vector<std::string>{});
+      write_latent_scatter_png(out + "/latent.png", backend, model, test, data.test_labels, 5000, data.class_names);
       files.push_back("latent.png");
     }
   }
@@ -96,13 +102,6 @@ std::string absolute_path(const std::string& path) {
   const fs::path abs = fs::absolute(path, ec);
   return ec ? path : abs.lexically_normal().string();
 }
-
-// Data of a run: both sets read, checked against each other, binarized as configured.
-struct RunData {
-  std::shared_ptr<Dataset> train;
-  Dataset test;
-  std::vector<std::uint8_t> test_labels;  // for the latent scatter of a 2-D latent space; may be empty
-};
 
 // Reads everything the run needs before it trains, so a bad file fails the run at once:
 // the two sets, and with a 2-D latent space the test labels (--test-labels, or
@@ -122,6 +121,7 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
     std::string labels = cfg.test_labels_path;
     const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
     if (labels.empty() && fashion) labels = default_fashion_mnist_labels(false);
+    if (fashion) d.class_names = fashion_mnist_classes();
     if (!labels.empty()) {
       try {
         d.test_labels = read_idx_labels(labels);
@@ -350,7 +350,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     }
   }
   if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
-  const auto pictures = write_pictures(out, model, cfg, *backend, data.test, data.test_labels, log);
+  const auto pictures = write_pictures(out, model, cfg, *backend, data, log);
   for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
     std::error_code ignored;
     if (std::find(pictures.begin(), pictures.end(), stale) == pictures.end()) fs::remove(out + "/" + stale, ignored);
