@@ -18,12 +18,7 @@ std::shared_ptr<Dataset> ppca_data(std::int64_t n, std::uint64_t seed) {
   std::normal_distribution<double> nd(0, 1);
   const double W[6][2] = {{1.0, 0.2}, {-0.6, 0.9}, {0.3, -1.1}, {0.8, 0.5}, {-0.2, -0.4}, {0.1, 0.7}};
   const double b[6] = {0.5, -0.3, 0.2, 0.0, 1.0, -0.8};
-  auto d = std::make_shared<Dataset>();
-  d->source = "ppca";
-  d->count = n;
-  d->dim = 6;
-  d->height = 1;
-  d->width = 6;
+  auto d = test::dataset_of("ppca", n, 6);
   d->f32.resize(static_cast<std::size_t>(n) * 6);
   for (std::int64_t i = 0; i < n; ++i) {
     const double z0 = nd(g), z1 = nd(g);

@@ -33,12 +33,7 @@ TrainConfig small_train() {
 }
 
 std::shared_ptr<Dataset> floats(std::int64_t n, int d, float value) {
-  auto p = std::make_shared<Dataset>();
-  p->source = "mine";
-  p->count = n;
-  p->dim = d;
-  p->height = 1;
-  p->width = d;
+  auto p = test::dataset_of("mine", n, d);
   p->f32.assign(static_cast<std::size_t>(n) * static_cast<std::size_t>(d), value);
   return p;
 }

@@ -89,6 +89,18 @@ std::vector<T> normal_values(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
+// An empty dataset's description: n items of dim values, one row per picture; the caller
+// fills u8 or f32.
+inline std::shared_ptr<Dataset> dataset_of(const std::string& source, std::int64_t n, int dim) {
+  auto d = std::make_shared<Dataset>();
+  d->source = source;
+  d->count = n;
+  d->dim = dim;
+  d->height = 1;
+  d->width = dim;
+  return d;
+}
+
 // Noisy copies of four binary prototypes (pixels 230 or 20, 5% flipped), as uint8 or as
 // float in [0,1]: small data that a model can learn, never all zero.
 inline std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t seed, bool as_float = false) {
@@ -97,12 +109,7 @@ inline std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t
   std::vector<std::vector<std::uint8_t>> protos(k, std::vector<std::uint8_t>(static_cast<std::size_t>(dim)));
   for (auto& p : protos)
     for (auto& v : p) v = (g() % 2) ? 230 : 20;
-  auto d = std::make_shared<Dataset>();
-  d->source = "synthetic";
-  d->count = n;
-  d->dim = dim;
-  d->height = 1;
-  d->width = dim;
+  auto d = dataset_of("synthetic", n, dim);
   std::vector<std::uint8_t> u8(static_cast<std::size_t>(n) * dim);
   for (std::int64_t i = 0; i < n; ++i)
     for (int j = 0; j < dim; ++j) {
