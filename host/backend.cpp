@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "vae/backend.h"
 #include "vae/error.h"
+#include "vae/options.h"
 
 namespace vae {
 
@@ -129,7 +130,7 @@ std::unique_ptr<Backend> make_backend(Device device, const ModelConfig& model, c
     case Device::cpu: return make_cpu_backend(model, train);
     case Device::cuda: {
       std::string why;
-      if (!cuda_usable(&why)) throw_error("--device cuda: no usable GPU: ", why);
+      if (!cuda_usable(&why)) throw_error(flag_of("device"), " cuda: no usable GPU: ", why);
 #if defined(VAE_HAVE_CUDA)
       return make_cuda_backend(model, train);
 #else

@@ -14,6 +14,7 @@
 
 #include "vae/error.h"
 #include "vae/rng.h"
+#include "vae/options.h"
 
 namespace vae {
 namespace {
@@ -374,7 +375,8 @@ std::string default_fashion_mnist(bool train) {
   const std::string path = fashion_images(train);
   if (!std::filesystem::exists(path))
     throw_error("Fashion-MNIST not found at ", path,
-                "; install it with 'sudo apt-get install dataset-fashion-mnist' or pass --train and --test");
+                "; install it with 'sudo apt-get install dataset-fashion-mnist' or pass ", flag_of("train"), " and ",
+                flag_of("test"));
   return path;
 }
 
@@ -382,8 +384,8 @@ void resolve_data_paths(std::string& train_path, std::string& test_path) {
   if (!train_path.empty() && test_path.empty()) {
     std::error_code ec;
     if (!std::filesystem::equivalent(train_path, fashion_images(true), ec))
-      throw_error("train_path (--train) '", train_path,
-                  "' is given without test_path (--test): name its test set too (the default test set is "
+      throw_error(option("train").name(), " '", train_path, "' is given without ", option("test").name(),
+                  ": name its test set too (the default test set is "
                   "Fashion-MNIST's, other data than the model would learn)");
   }
   if (train_path.empty()) train_path = default_fashion_mnist(true);

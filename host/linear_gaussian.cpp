@@ -9,6 +9,7 @@
 
 #include "vae/elementwise.h"
 #include "vae/error.h"
+#include "vae/options.h"
 #include "vae/layout.h"
 
 extern "C" {
@@ -58,7 +59,8 @@ bool has_exact_log_likelihood(const ModelConfig& m) {
 
 double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& params, const Dataset& data) {
   if (!has_exact_log_likelihood(m))
-    throw_error("exact log-likelihood: only for a linear decoder (--decoder-hidden none) with --likelihood gaussian");
+    throw_error("exact log-likelihood: only for a linear decoder (", flag_of("decoder_hidden"), " none) with ",
+                flag_of("likelihood"), " gaussian");
   data.validate();
   if (data.dim != m.input_dim)
     throw_error("exact log-likelihood: data '", data.source, "' has ", data.dim, " features, the model ", m.input_dim);

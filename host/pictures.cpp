@@ -13,6 +13,7 @@
 #include "vae/error.h"
 #include "vae/io.h"
 #include "vae/rng.h"
+#include "vae/options.h"
 
 namespace vae {
 namespace {
@@ -181,7 +182,7 @@ void write_elbo_curve_png(const std::string& path, const std::string& metrics_cs
 
 void write_latent_scatter_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data, const std::vector<std::uint8_t>& labels, std::int64_t max_points,
                               const std::vector<std::string>& class_names) {
-  if (model.latent != 2) throw_error("the latent scatter needs a 2-D latent space; this model has --latent ", model.latent);
+  if (model.latent != 2) throw_error("the latent scatter needs a 2-D latent space; this model has ", flag_of("latent"), " ", model.latent);
   check_backend_model(backend, model, "write_latent_scatter_png");
   check_feature_count(model, data);
   if (max_points < 1) throw_error("the latent scatter needs max_points >= 1, got ", max_points);

@@ -25,6 +25,7 @@
 #include "vae/layout.h"
 #include "vae/pictures.h"
 #include "vae/rng.h"
+#include "vae/options.h"
 
 namespace fs = std::filesystem;
 
@@ -50,9 +51,10 @@ std::string choose_out_dir(const TrainConfig& cfg) {
   }
   std::error_code ec;
   if (fs::exists(out, ec)) {
-    if (!fs::is_directory(out, ec)) throw_error("--out '", out, "' exists and is not a directory");
+    if (!fs::is_directory(out, ec)) throw_error(flag_of("out"), " '", out, "' exists and is not a directory");
     if (!fs::is_empty(out, ec) && !cfg.overwrite)
-      throw_error("--out '", out, "' already holds files; choose another directory or pass --overwrite");
+      throw_error(flag_of("out"), " '", out, "' already holds files; choose another directory or pass ",
+                  flag_of("overwrite"));
   }
   return out;
 }
@@ -85,7 +87,7 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
   }
   if (model.latent == 2) {
     if (data.test_labels.empty()) {
-      log << "no --test-labels: skipping the latent scatter\n";
+      log << "no " << flag_of("test_labels") << ": skipping the latent scatter\n";
     } else {
       write_latent_scatter_png(out + "/latent.png", backend, model, test, data.test_labels, 5000, data.class_names);
       files.push_back("latent.png");
@@ -107,16 +109,13 @@ std::string absolute_path(const std::string& path) {
 // the two sets, and with a 2-D latent space the test labels (--test-labels, or
 // Fashion-MNIST's beside its default test set), one per test item.
 RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
-  resolve_data_paths(cfg.train_path, cfg.test_path);
-  cfg.train_path = absolute_path(cfg.train_path);
-  cfg.test_path = absolute_path(cfg.test_path);
-  cfg.test_labels_path = absolute_path(cfg.test_labels_path);
+  resolve_run_paths(cfg);
   RunData d;
   d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path));
   d.test = read_dataset(cfg.test_path);
   if (d.test.dim != d.train->dim)
-    throw_error("--test '", cfg.test_path, "' has ", d.test.dim, " features per item but --train '", cfg.train_path,
-                "' has ", d.train->dim);
+    throw_error(flag_of("test"), " '", cfg.test_path, "' has ", d.test.dim, " features per item but ", flag_of("train"),
+                " '", cfg.train_path, "' has ", d.train->dim);
   if (model.latent == 2) {
     std::string labels = cfg.test_labels_path;
     const bool fashion = cfg.test_path.find("fashion-mnist/t10k-images-idx3-ubyte") != std::string::npos;
@@ -126,11 +125,11 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
       try {
         d.test_labels = read_idx_labels(labels);
       } catch (const Error& e) {
-        throw_error("--test-labels: ", e.what());
+        throw_error(flag_of("test_labels"), ": ", e.what());
       }
       if (static_cast<std::int64_t>(d.test_labels.size()) != d.test.count)
-        throw_error("--test-labels '", labels, "' holds ", d.test_labels.size(), " labels but --test '", cfg.test_path,
-                    "' holds ", d.test.count, " items");
+        throw_error(flag_of("test_labels"), " '", labels, "' holds ", d.test_labels.size(), " labels but ",
+                    flag_of("test"), " '", cfg.test_path, "' holds ", d.test.count, " items");
     }
   }
   if (cfg.binarize == Binarize::static_threshold) {
@@ -315,7 +314,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
                                " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
       if (health.halted)
         throw_error("training stopped: ", what, "; ", kept_checkpoint(out),
-                    "; try a smaller --lr, or --on-nan skip to drop such steps");
+                    "; try a smaller ", flag_of("lr"), ", or ", flag_of("on_nan"), " skip to drop such steps");
       log << "skipped " << health.bad_steps - reported_bad_steps << " step(s) with a non-finite loss or gradient; first: "
           << what << "\n";
       reported_bad_steps = health.bad_steps;
@@ -341,7 +340,7 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
     csv << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
-                  m.test_loss, "); ", kept_checkpoint(out), "; try a smaller --lr");
+                  m.test_loss, "); ", kept_checkpoint(out), "; try a smaller ", flag_of("lr"));
     if (m.epoch % cfg.checkpoint_every == 0 || m.epoch == cfg.epochs) {
       TrainPosition pos;
       pos.epoch = epoch + 1;
@@ -364,6 +363,13 @@ TrainResult run(RunStart s, RunData data, std::ostream& log) {
 }  // namespace
 
 void request_stop() { g_stop = true; }
+
+void resolve_run_paths(TrainConfig& cfg) {
+  resolve_data_paths(cfg.train_path, cfg.test_path);
+  cfg.train_path = absolute_path(cfg.train_path);
+  cfg.test_path = absolute_path(cfg.test_path);
+  cfg.test_labels_path = absolute_path(cfg.test_labels_path);
+}
 
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   cfg.validate();
@@ -406,7 +412,7 @@ TrainResult resume(const std::string& run_path, const ResumeOptions& o, std::ost
   s.cfg.validate();
   if (ck.position.epoch >= s.cfg.epochs && ck.position.batch == 0)
     throw_error("--resume '", out_dir, "': the run has finished its ", ck.position.epoch,
-                " epochs; pass --epochs N with N > ", ck.position.epoch, " to train on");
+                " epochs; pass ", flag_of("epochs"), " N with N > ", ck.position.epoch, " to train on");
   s.params = std::move(ck.params);
   s.optimizer = std::move(ck.optimizer);
   s.position = ck.position;

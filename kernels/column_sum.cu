@@ -2,6 +2,7 @@
 #include "column_sum.cuh"
 #include "cuda_check.cuh"
 #include "vae/error.h"
+#include "vae/options.h"
 
 namespace vae::gpu {
 
@@ -9,7 +10,7 @@ void check_reduce_scratch(const ReduceScratch& s, int rows, int cols, int nv, bo
   if (rows <= 0 || cols <= 0) throw_error(who, ": rows and cols must be positive, got ", rows, " x ", cols);
   if (row_chunks(rows) > 65535)
     throw_error(who, ": ", rows, " rows need ", row_chunks(rows), " row chunks of ", kChunkRows,
-                "; the grid allows at most 65535 (reduce --batch or --samples)");
+                "; the grid allows at most 65535 (reduce ", flag_of("batch"), " or ", flag_of("samples"), ")");
   const std::size_t need = reduce_partial_floats(rows, cols, nv, row_sums);
   if (s.partial == nullptr || s.partial_floats < need)
     throw_error(who, ": reduction scratch holds ", s.partial_floats, " floats, (", rows, " x ", cols, ") needs ", need);

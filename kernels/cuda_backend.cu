@@ -40,6 +40,7 @@
 #include "step_guard.cuh"
 #include "step_record.cuh"
 #include "vae/error.h"
+#include "vae/options.h"
 #include "vae/rng.h"
 
 namespace vae {
@@ -740,8 +741,8 @@ std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const Train
   if (!(opt.resident_headroom >= 0 && opt.resident_headroom < 1))
     throw_error("CudaBackendOptions: resident_headroom must be in [0, 1), got ", opt.resident_headroom);
   if (train.precision != Precision::fp32)
-    throw_error("the CUDA backend computes in fp32 only; --precision ", to_string(train.precision),
-                " runs on --device cpu");
+    throw_error("the CUDA backend computes in fp32 only; ", flag_of("precision"), " ", to_string(train.precision),
+                " runs on ", flag_of("device"), " cpu");
   return std::make_unique<CudaBackend>(model, train, opt);
 }
 

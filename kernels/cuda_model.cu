@@ -15,6 +15,7 @@
 #include "layers.cuh"
 #include "likelihood.cuh"
 #include "vae/error.h"
+#include "vae/options.h"
 
 namespace vae::gpu {
 
@@ -33,7 +34,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   if (max_rows > (1 << 30)) throw_error("CudaModel: ", max_rows, " sample rows (batch x samples) is too many");
   if (row_chunks(max_rows) > 65535)  // every fused pass tiles rows in grid.y; said here, before any allocation
     throw_error("CudaModel: ", max_rows, " sample rows (batch x samples) need ", row_chunks(max_rows), " row chunks of ",
-                kChunkRows, "; the GPU grid allows at most 65535 (reduce --batch or --samples)");
+                kChunkRows, "; the GPU grid allows at most 65535 (reduce ", flag_of("batch"), " or ", flag_of("samples"), ")");
   const std::size_t B = static_cast<std::size_t>(max_batch);
   const std::size_t R = static_cast<std::size_t>(max_rows);
   const std::size_t D = static_cast<std::size_t>(cfg.input_dim);

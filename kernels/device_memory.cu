@@ -7,6 +7,7 @@
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
 #include "vae/error.h"
+#include "vae/options.h"
 
 namespace vae::gpu {
 
@@ -21,7 +22,8 @@ void* device_alloc(std::size_t bytes, const std::string& what) {
     (void)cudaGetLastError();
     if (known)
       throw_error("out of GPU memory: cudaMalloc of ", bytes, " bytes for ", what, " failed; ", free_bytes, " of ",
-                  total_bytes, " bytes were free (try a smaller --batch or --eval-batch, or --stream-data)");
+                  total_bytes, " bytes were free (try a smaller ", flag_of("batch"), " or ", flag_of("eval_batch"), ", or ",
+                  flag_of("stream_data"), ")");
     throw_error("out of GPU memory: cudaMalloc of ", bytes, " bytes for ", what, " failed");
   }
   throw_error("cudaMalloc of ", bytes, " bytes for ", what, " failed: ", cudaGetErrorName(status), ": ",

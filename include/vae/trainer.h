@@ -43,6 +43,10 @@ struct ResumeOptions {
 };
 TrainResult resume(const std::string& out_dir, const ResumeOptions& options, std::ostream& log);
 
+// The data paths as a run records them in config.json: the default sets filled in
+// (resolve_data_paths in data.h), every path absolute. Throws vae::Error as resolve_data_paths.
+void resolve_run_paths(TrainConfig& cfg);
+
 // Asks a running train() or resume() to stop after the current step, write a checkpoint
 // and return with interrupted = true. Async-signal-safe: call it from a SIGINT handler.
 void request_stop();
