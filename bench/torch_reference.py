@@ -9,12 +9,17 @@ layout, nn.Linear default init, loss, Adam settings and batching) and is used in
   2. As the PyTorch side of the benchmark harness: `vae bench` runs this script as a
      subprocess with --json PATH and reads the JSON object it writes.
 
+The model and the training settings come from a vae configuration, --config FILE: a run's
+OUT/config.json, or what `vae train --print-config [options]` prints ('-' reads it from
+stdin). It mirrors the ELBO with the reparameterization gradient and Adam at a constant
+learning rate; a configuration asking for anything else is refused.
+
 Modes:
-  --epochs N                 train N epochs, evaluating the test set after each one.
+  (default)                  train the configuration's epochs, evaluating the test set after each.
   --bench-steps N --warmup W run W warm-up steps, then N timed steps on random batches
                              (the median step time gives the implied epoch time).
   Both may be given: the timing runs first (on its own fresh model and optimizer, so
-  it does not disturb the epochs), then the epochs. --epochs 0 gives timing only.
+  it does not disturb the epochs), then the epochs. A configuration of 0 epochs gives timing only.
   --serve --warmup W         timing driven by another program (`vae bench` interleaves its
                              own timed blocks with this script's): W warm-up steps, then the
                              line "@ready" on stdout; each stdin line "steps K [U]" runs untimed
@@ -27,8 +32,8 @@ Modes:
 Only PyTorch and NumPy are needed. Works with PyTorch 1.13 (CPU) and 2.x (CPU or CUDA);
 --compile needs torch.compile (PyTorch >= 2.0).
 
-Example:
-  python3 bench/torch_reference.py --epochs 10 --json /tmp/ref.json
+Example (the reference model, 10 epochs, as `vae train` runs it):
+  build/vae train --print-config | python3 bench/torch_reference.py --config - --json /tmp/ref.json
 """
 
 import argparse
@@ -45,9 +50,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-DEFAULT_TRAIN = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
-DEFAULT_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 
 
 class InputError(Exception):
@@ -275,12 +277,12 @@ def make_loss_function(model, args):
 
 
 def make_optimizer(model, args, device):
-    """torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8); returns (optimizer, variant name).
+    """torch.optim.Adam(lr, betas, eps) of the configuration; returns (optimizer, variant name).
 
     --adam auto uses the fused CUDA kernel when on CUDA and available, else PyTorch's default.
     All variants compute the same update.
     """
-    kwargs = dict(lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    kwargs = dict(lr=args.lr, betas=(args.adam_beta1, args.adam_beta2), eps=args.eps)
     choice = args.adam
     if choice == "auto":
         choice = "fused" if device.type == "cuda" else "default"
@@ -496,28 +498,6 @@ def serve_step_timing(args, train_x, device, commands=sys.stdin, replies=sys.std
 # Command line
 # ----------------------------------------------------------------------------------------
 
-def parse_width_list(option):
-    """'512,256' -> [512, 256]; 'none' -> [] (no hidden layer). Matches the C++ parser."""
-
-    def parse(text):
-        if text == "none":
-            return []
-        widths = []
-        for item in text.split(","):
-            try:
-                v = int(item)
-            except ValueError:
-                v = 0
-            if v <= 0 or v > 1000000 or item.strip() != item:
-                raise argparse.ArgumentTypeError(
-                    "'%s' is not a comma-separated list of positive integers (for example 512,256)" % text)
-            widths.append(v)
-        return widths
-
-    parse.__name__ = option
-    return parse
-
-
 def int_in_range(lo, hi):
     def parse(text):
         try:
@@ -530,42 +510,55 @@ def int_in_range(lo, hi):
     return parse
 
 
-def positive_float(allow_zero=False):
-    def parse(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("'%s' is not a number" % text)
-        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError("%s must be a finite number %s 0" % (text, ">=" if allow_zero else ">"))
-        return v
-    return parse
+# What this script mirrors of a vae configuration: every other setting must have the value
+# given here (a run with another optimizer, say, would be compared with something else).
+MIRRORED_ONLY = {
+    "model": {"learn_sigma": False},
+    "train": {"optimizer": "adam", "lr_schedule": "constant", "objective": "elbo", "estimator": "reparam",
+              "kl_warmup": 0, "schedule": "joint", "precision": "fp32"},
+}
+# The fields read, by section (config.json's keys; host/options_table.cpp describes them).
+MODEL_FIELDS = ["hidden", "decoder_hidden", "latent", "activation", "likelihood", "sigma", "samples", "beta"]
+TRAIN_FIELDS = ["train", "test", "epochs", "batch", "eval_batch", "lr", "adam_beta1", "adam_beta2", "eps", "seed",
+                "binarize", "device", "threads"]
+
+
+def read_config(path):
+    """A vae configuration (config.json's form; '-' reads stdin) -> {"model": {...}, "train": {...}}."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path).read()
+    except OSError as e:
+        raise InputError("--config: cannot read '%s': %s" % (path, e.strerror or e))
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise InputError("--config '%s' is not JSON: %s" % (path, e))
+    for section, fields in (("model", MODEL_FIELDS), ("train", TRAIN_FIELDS)):
+        part = config.get(section) if isinstance(config, dict) else None
+        if not isinstance(part, dict):
+            raise InputError("--config '%s' has no '%s' object; is it a vae config.json?" % (path, section))
+        missing = [f for f in fields if f not in part]
+        if missing:
+            raise InputError("--config '%s': the %s section lacks %s" % (path, section, ", ".join(missing)))
+        for key, value in MIRRORED_ONLY[section].items():
+            if part.get(key, value) != value:
+                raise InputError("--config '%s': %s.%s is %s; this script mirrors only %s = %s"
+                                 % (path, section, key, json.dumps(part[key]), key, json.dumps(value)))
+    if config["train"]["binarize"] == "dynamic":
+        raise InputError("--config '%s': train.binarize is \"dynamic\"; this script mirrors none and static" % path)
+    for key in ("train", "test"):
+        if not config["train"][key]:
+            raise InputError("--config '%s': train.%s is empty; vae train --print-config writes the data paths"
+                             % (path, key))
+    return config
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="PyTorch reference VAE (the vae project's reference model); see the module docstring.")
-    p.add_argument("--train", default=DEFAULT_TRAIN, help="training images: IDX (gz or raw) or 2-D .npy")
-    p.add_argument("--test", default=DEFAULT_TEST, help="test images: IDX (gz or raw) or 2-D .npy")
-    p.add_argument("--epochs", type=int_in_range(0, None), default=10)
-    p.add_argument("--batch", type=int_in_range(1, 1 << 20), default=128)
-    p.add_argument("--lr", type=positive_float(), default=1e-3)
-    p.add_argument("--seed", type=int_in_range(0, 2 ** 63 - 1), default=1)
-    p.add_argument("--hidden", type=parse_width_list("--hidden"), default=[400],
-                   help="encoder hidden widths, e.g. 512,256 ('none' for no hidden layer)")
-    p.add_argument("--decoder-hidden", type=parse_width_list("--decoder-hidden"), default=None,
-                   help="decoder hidden widths (default: encoder widths reversed)")
-    p.add_argument("--latent", type=int_in_range(1, 65536), default=20)
-    p.add_argument("--activation", choices=["relu", "tanh", "leaky_relu", "softplus"], default="relu")
-    p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
-    p.add_argument("--sigma", type=positive_float(), default=0.1, help="fixed std of the Gaussian decoder")
-    p.add_argument("--samples", type=int_in_range(1, 4096), default=1, help="L, Monte Carlo samples per point")
-    p.add_argument("--beta", type=positive_float(allow_zero=True), default=1.0, help="weight of the KL term")
-    p.add_argument("--binarize", choices=["none", "static"], default="none")
-    p.add_argument("--eval-batch", type=int_in_range(1, 1 << 20), default=1000)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int_in_range(0, 4096), default=1,
-                   help="CPU threads for torch (0 = torch's default)")
+    p.add_argument("--config", required=True,
+                   help="the model and training settings: a vae config.json (a run's OUT/config.json, or "
+                        "`vae train --print-config [options]`); '-' reads it from stdin")
     p.add_argument("--adam", choices=["auto", "default", "loop", "foreach", "fused"], default="auto",
                    help="torch.optim.Adam implementation (same math); auto = fused on CUDA, default on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the forward+loss (PyTorch >= 2.0)")
@@ -580,8 +573,12 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.serve and args.bench_steps:
         p.error("--serve and --bench-steps are two timing modes; give one")
-    if args.decoder_hidden is None:
-        args.decoder_hidden = list(reversed(args.hidden))
+    config = read_config(args.config)
+    for section, fields in (("model", MODEL_FIELDS), ("train", TRAIN_FIELDS)):
+        for key in fields:
+            setattr(args, key, config[section][key])
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
 
 
@@ -598,7 +595,8 @@ def set_threads(threads):
 def choose_device(name):
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise InputError("--device cuda: CUDA is not available to this PyTorch (%s)" % torch.__version__)
+            raise InputError("the configuration's train.device is cuda, but CUDA is not available to this PyTorch (%s)"
+                             % torch.__version__)
         device = torch.device("cuda", torch.cuda.current_device())
         return device, torch.cuda.get_device_name(device)
     return torch.device("cpu"), "cpu"
@@ -614,7 +612,8 @@ def config_dict(args, adam_variant, train_count, test_count, input_dim):
     return {
         "train": args.train, "test": args.test, "train_count": train_count, "test_count": test_count,
         "input_dim": input_dim, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
-        "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "adam_impl": adam_variant, "seed": args.seed,
+        "adam_betas": [args.adam_beta1, args.adam_beta2], "adam_eps": args.eps, "adam_impl": adam_variant,
+        "seed": args.seed, "config": args.config,
         "hidden": args.hidden, "decoder_hidden": args.decoder_hidden, "latent": args.latent,
         "activation": args.activation, "likelihood": args.likelihood, "sigma": args.sigma,
         "samples": args.samples, "beta": args.beta, "binarize": args.binarize, "eval_batch": args.eval_batch,

@@ -17,6 +17,7 @@
 
 #include "test_util.h"
 #include "vae/checkpoint.h"
+#include "vae/options.h"
 
 namespace {
 
@@ -232,6 +233,51 @@ TEST_F(Cli, FlagsTheConfigurationWouldIgnoreAreErrors) {
                        dir_.file("from-config"));
   EXPECT_EQ(r.status, 0) << r.error;
   EXPECT_NE(slurp(dir_.file("from-config") + "/config.json").find("\"weight_decay\": 0.2"), std::string::npos);
+}
+
+// --print-config: the configuration the flags make, as config.json holds it; nothing is read
+// or written, and --config takes it back.
+TEST_F(Cli, PrintConfigShowsWhatARunWouldUseAndWritesNothing) {
+  const std::string out = dir_.file("out");
+  const std::string args = "train --train " + good_ + " --test " + good_ + " --out " + out +
+                           " --hidden 12,6 --latent 7 --optimizer sgd --momentum 0.5 --print-config";
+  const CliRun r = run(args);
+  ASSERT_EQ(r.status, 0) << r.error;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j.at("model").at("latent"), 7);
+  EXPECT_EQ(j.at("model").at("decoder_hidden"), nlohmann::json::array({6, 12}));
+  EXPECT_EQ(j.at("train").at("optimizer"), "sgd");
+  EXPECT_EQ(j.at("train").at("momentum"), 0.5);
+  EXPECT_EQ(j.at("train").at("train"), std::filesystem::absolute(good_).lexically_normal().string());
+  write_bytes(dir_.file("printed.json"), r.output);
+  const CliRun again = run("train --config " + dir_.file("printed.json") + " --out " + out + " --print-config");
+  ASSERT_EQ(again.status, 0) << again.error;
+  EXPECT_EQ(again.output, r.output);
+  expect_clean_failure(run("train --resume " + out + " --print-config"), "--print-config prints a new run's", "resume");
+  expect_clean_failure(run(args + " --k 3"), "--k is the IWAE objective's sample count", "--k with elbo");
+}
+
+// Every option of the table is a flag of vae train that takes its default's text form (or a
+// path), given with the setting that makes it apply.
+TEST_F(Cli, EveryOptionOfTheTableIsAFlag) {
+  const vae::ModelConfig m0;
+  const vae::TrainConfig t0;
+  std::string args = "train --print-config --train " + good_ + " --test " + good_;
+  for (const vae::Option& o : vae::options()) {
+    if (!o.flag || !o.recorded) continue;
+    const std::string text = o.text(m0, t0).empty() ? good_ : o.text(m0, t0);  // a path where the default is none
+    std::string one = args + " " + o.flag + (o.is_switch() ? "" : " '" + text + "'");
+    if (o.applies.key) one += " " + vae::flag_of(o.applies.key) + " " + o.applies.values.back();
+    const CliRun r = run(one);
+    ASSERT_EQ(r.status, 0) << one << "\n" << r.error;
+    const auto j = nlohmann::json::parse(r.output);
+    const char* section = o.section == vae::OptionSection::model ? "model" : "train";
+    ASSERT_TRUE(j.at(section).contains(o.key)) << o.key;
+    if (o.is_switch()) {
+      EXPECT_EQ(j.at(section).at(o.key), true) << one;
+    }
+  }
 }
 
 TEST_F(Cli, RunsReadEveryInputFirstAndRecordAbsolutePaths) {

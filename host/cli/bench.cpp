@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "vae/vae.h"
 
 extern char** environ;
@@ -53,8 +54,8 @@ struct BenchOptions {
   std::string impls = "auto";
   std::string batches = "128,1024,4096";
   std::string models = "ref,wide";
-  std::string hidden, latent_text;
   bool models_given = false;  // --models on the command line, not its default
+  GivenOptions model_options;  // the table's model options given instead of --models: one model
   int steps = 100;
   int repeats = 10;
   int warmup = 10;
@@ -279,13 +280,6 @@ class BackendContender final : public Contender {
   Batch b_;
 };
 
-std::string join_widths(const std::vector<int>& w) {
-  if (w.empty()) return "none";
-  std::string s;
-  for (int x : w) s += (s.empty() ? "" : ",") + std::to_string(x);
-  return s;
-}
-
 // bench/torch_reference.py --serve in a subprocess: its stdin takes "steps K" and "end", its
 // stdout (with its stderr) answers "@ready" and "@ms T" among lines of its own.
 class TorchContender final : public Contender {
@@ -293,21 +287,23 @@ class TorchContender final : public Contender {
   TorchContender(const std::string& impl, const std::string& torch_device, const Case& c, const BenchOptions& o,
                  const std::string& train_path, const std::string& test_path, std::int64_t train_count)
       : Contender(impl, c.batch, train_count) {
-    char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd < 0) {
-      fail("cannot create a temporary file for PyTorch's JSON");
-      return;
-    }
-    close(fd);
-    json_path_ = tmpl;
+    json_path_ = temporary_file("PyTorch's JSON");
+    config_path_ = temporary_file("PyTorch's configuration");
+    if (json_path_.empty() || config_path_.empty()) return;
+    // The script takes the model and the training settings as config.json holds them.
+    TrainConfig tc;
+    tc.batch = c.batch;
+    tc.eval_batch = std::max(1000, c.batch);
+    tc.epochs = o.epochs;
+    tc.seed = o.seed;
+    tc.train_path = train_path;
+    tc.test_path = test_path;
+    tc.device = parse_device(torch_device);
+    tc.threads = o.torch_threads;
+    write_file_atomic(config_path_, config_to_json(c.model, tc));
     std::ostringstream cmd;
-    cmd << "exec " << shell_quote(o.python) << " " << shell_quote(o.torch_script) << " --serve --device "
-        << torch_device << " --threads " << o.torch_threads << " --batch " << c.batch << " --hidden "
-        << join_widths(c.model.encoder_hidden) << " --decoder-hidden " << join_widths(c.model.decoder_hidden)
-        << " --latent " << c.model.latent << " --seed " << o.seed << " --warmup " << o.warmup << " --epochs "
-        << o.epochs << " --eval-batch " << std::max(1000, c.batch) << " --train " << shell_quote(train_path)
-        << " --test " << shell_quote(test_path) << " --json " << shell_quote(json_path_);
+    cmd << "exec " << shell_quote(o.python) << " " << shell_quote(o.torch_script) << " --serve --config "
+        << shell_quote(config_path_) << " --warmup " << o.warmup << " --json " << shell_quote(json_path_);
     if (impl == "torch-compile")
       cmd << " --compile --compile-mode " << (torch_device == "cuda" ? "reduce-overhead" : "default");
     if (!start(cmd.str())) return;
@@ -315,10 +311,20 @@ class TorchContender final : public Contender {
   }
   ~TorchContender() override {
     stop();
-    if (!json_path_.empty()) std::remove(json_path_.c_str());
+    for (const std::string& path : {json_path_, config_path_})
+      if (!path.empty()) std::remove(path.c_str());
   }
 
  private:
+  // A new empty file in /tmp, or "" after failing the contender.
+  std::string temporary_file(const char* what) {
+    char tmpl[] = "/tmp/vae-bench-torch-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd < 0) return fail(std::string("cannot create a temporary file for ") + what), std::string();
+    close(fd);
+    return tmpl;
+  }
+
   bool start(const std::string& cmd) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0) return fail("cannot create a pipe to PyTorch"), false;
@@ -435,7 +441,7 @@ class TorchContender final : public Contender {
   int status_ = -1;
   FILE* to_ = nullptr;
   FILE* from_ = nullptr;
-  std::string json_path_, last_ = "(no output)";
+  std::string json_path_, config_path_, last_ = "(no output)";
 };
 
 // An implementation of the default list that cannot run here: its rows say why.
@@ -505,18 +511,19 @@ TorchProbe probe_torch(const BenchOptions& o, const std::string& torch_device) {
 }
 
 // The cases: each model (named by its widths, input first) at each batch size.
+// The one model the table's model options describe (the rest as `vae train` has them).
+ModelConfig one_model(const GivenOptions& given) {
+  ModelConfig m;
+  TrainConfig t;
+  apply_options(given, m, t);
+  m.validate();
+  return m;
+}
+
 std::vector<Case> make_cases(const BenchOptions& o, int input_dim) {
   std::vector<ModelConfig> models;
-  if (!o.hidden.empty() || !o.latent_text.empty()) {
-    ModelConfig m;
-    if (!o.hidden.empty()) m.encoder_hidden = parse_int_list(o.hidden, "--hidden");
-    m.decoder_hidden.assign(m.encoder_hidden.rbegin(), m.encoder_hidden.rend());
-    if (!o.latent_text.empty()) {
-      const std::vector<int> latent = parse_int_list(o.latent_text, "--latent");
-      if (latent.size() != 1) throw_error("--latent: one latent size, got '", o.latent_text, "'");
-      m.latent = latent[0];
-    }
-    models.push_back(m);
+  if (!o.model_options.empty()) {
+    models.push_back(one_model(o.model_options));
   } else {
     std::stringstream ss(o.models);
     std::string name;
@@ -527,7 +534,8 @@ std::vector<Case> make_cases(const BenchOptions& o, int input_dim) {
         m.decoder_hidden = {1024, 1024};
         m.latent = 64;
       } else if (name != "ref") {
-        throw_error("--models: unknown model '", name, "'; expected ref and/or wide (or give --hidden/--latent)");
+        throw_error("--models: unknown model '", name, "'; expected ref and/or wide (or describe one model with the ",
+                    "model options of vae train)");
       }
       models.push_back(m);
     }
@@ -559,12 +567,17 @@ void check_options(const BenchOptions& o) {
       {"--warmup", o.warmup}, {"--epochs", o.epochs}, {"--block-warmup-ms", o.block_warmup_ms}};
   for (const auto& [flag, v] : at_least_zero)
     if (v < 0) throw_error(flag, " must be >= 0, got ", v);
-  if (o.threads < 0) throw_error("--threads must be >= 0 (0 = all cores), got ", o.threads);  // as `vae train`
+  const Option& threads = option("threads");
+  if (o.threads < 0) throw_error(threads.flag, " must be ", threads.range_text(), ", got ", o.threads);
   if (o.torch_threads < 0)
     throw_error("--torch-threads must be >= 0 (0 = PyTorch's default), got ", o.torch_threads);
-  if (o.models_given && (!o.hidden.empty() || !o.latent_text.empty()))
-    throw_error("--models and ", o.hidden.empty() ? "--latent" : "--hidden",
-                " cannot be combined: --hidden and --latent describe the one model to run instead of --models");
+  if (o.models_given && !o.model_options.empty())
+    throw_error("--models and ", o.model_options.front().first->flag,
+                " cannot be combined: the model options describe the one model to run instead of --models");
+  for (const auto& [opt, text] : o.model_options)  // bench's --batch takes a list; a model is one size at a time
+    if (opt->is_integer() && text.find(',') != std::string::npos)
+      throw_error(opt->flag, ": one ", opt->key == std::string("latent") ? "latent size" : "number", ", got '", text, "'");
+  if (!o.model_options.empty()) one_model(o.model_options);  // its errors now, before any data is read
   // The JSON is written at the end; its path is checked now.
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -591,8 +604,8 @@ void run_bench(const BenchOptions& opt) {
   auto train = std::make_shared<Dataset>(read_dataset(train_path));
   const Dataset test = read_dataset(test_path);
   if (test.dim != train->dim)
-    throw_error("--test '", test_path, "' has ", test.dim, " features per item but --train '", train_path, "' has ",
-                train->dim);
+    throw_error(flag_of("test"), " '", test_path, "' has ", test.dim, " features per item but ", flag_of("train"), " '",
+                train_path, "' has ", train->dim);
 
   std::string why;
   const bool have_cuda = cuda_usable(&why);
@@ -738,8 +751,6 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--batch", o->batches, "Batch sizes, comma-separated")->capture_default_str();
   CLI::Option* models =
       cmd->add_option("--models", o->models, "ref (784-400-20) and/or wide (784-1024-1024-64)")->capture_default_str();
-  cmd->add_option("--hidden", o->hidden, "Instead of --models: encoder widths of one model (decoder mirrored)");
-  cmd->add_option("--latent", o->latent_text, "Instead of --models: latent size of that model");
   cmd->add_option("--steps", o->steps, "Timed steps per implementation and case")->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "Timing rounds; each times steps/repeats steps of every implementation")
       ->capture_default_str();
@@ -748,13 +759,13 @@ void add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warm-up steps before timing (graph capture, caches)")->capture_default_str();
   cmd->add_option("--epochs", o->epochs, "Real epochs for s/epoch and the test -ELBO (0: timing only)")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU backend threads; 0 = all cores")->capture_default_str();
+  add_table_option(cmd, "threads", o->threads, "CPU backend threads; 0 = all cores")->capture_default_str();
   cmd->add_option("--torch-threads", o->torch_threads, "PyTorch threads (1 is its fastest on 2 cores)")->capture_default_str();
   cmd->add_option("--python", o->python, "Python with PyTorch; default /usr/bin/python3");
   cmd->add_option("--torch-script", o->torch_script, "The PyTorch reference script")->capture_default_str();
-  cmd->add_option("--train", o->train_path, "Training data; default Fashion-MNIST");
-  cmd->add_option("--test", o->test_path, "Test data; default Fashion-MNIST (needed when --train names other data)");
-  cmd->add_option("--seed", o->seed, "Seed")->capture_default_str();
+  add_table_option(cmd, "train", o->train_path);
+  add_table_option(cmd, "test", o->test_path);
+  add_table_option(cmd, "seed", o->seed)->capture_default_str();
   cmd->add_option("--json", o->json_path, "Write the results as JSON here")->capture_default_str();
   cmd->footer(
       "\nEvery implementation trains the same model on the same in-memory data (no data loader on any side).\n"
@@ -773,8 +784,12 @@ void add_bench(CLI::App& app) {
       "Exit status 1 when an implementation fails (after the table and the JSON, whose rows say why); with\n"
       "--impl auto, PyTorch or torch.compile that cannot run here is a row that says so, not a failure.\n"
       "Example: vae bench --batch 128 --models ref --epochs 1 --json bench/results/cpu.json");
-  cmd->callback([o, models]() {
+  // Instead of --models: one model, described by vae train's model options.
+  auto model_flags = std::make_shared<ConfigFlags>(
+      cmd, [](const Option& opt) { return opt.group == OptionGroup::model; }, false);
+  cmd->callback([o, models, model_flags]() {
     o->models_given = models->count() > 0;
+    o->model_options = model_flags->given();
     run_bench(*o);
   });
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "vae/vae.h"
 
 namespace vae::cli {
@@ -65,7 +66,7 @@ std::unique_ptr<Backend> backend_for(const SavedModel& m, const std::string& dev
 }
 
 void add_device_option(CLI::App* cmd, std::string& device) {
-  cmd->add_option("--device", device, "auto (cuda when a GPU is usable, else cpu), cpu or cuda")->capture_default_str();
+  add_table_option(cmd, "device", device)->capture_default_str();
 }
 
 void add_eval(CLI::App& app) {
@@ -185,14 +186,16 @@ void add_gradvar(CLI::App& app) {
   });
 }
 
-void add_pictures(CLI::App& app) {
-  struct Opt {
-    std::string model, data, out, labels, metrics, device = "auto";
-    int n = 64, steps = 10;
-    std::int64_t from = 0, to = 1, points = 5000;
-    std::uint64_t seed = 1;
-  };
-  auto o = std::make_shared<Opt>();
+// The picture tools' options; each command reads its own.
+struct PictureOptions {
+  std::string model, data, out, labels, metrics, device = "auto";
+  int n = 64, steps = 10;
+  std::int64_t from = 0, to = 1, points = 5000;
+  std::uint64_t seed = 1;
+};
+using PictureOpt = std::shared_ptr<PictureOptions>;
+
+void add_sample(CLI::App& app, const PictureOpt& o) {
   CLI::App* s = app.add_subcommand("sample", "A grid of decoder means for z drawn from the prior (PNG)");
   s->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   s->add_option("--out", o->out, "The PNG to write")->required();
@@ -208,7 +211,9 @@ void add_pictures(CLI::App& app) {
     write_samples_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, o->n, h, w, o->seed);
     std::cout << "wrote " << o->out << "\n";
   });
+}
 
+void add_reconstruct(CLI::App& app, const PictureOpt& o) {
   CLI::App* r = app.add_subcommand("reconstruct", "Inputs and their reconstructions at z = mu (PNG)");
   r->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   r->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
@@ -224,7 +229,9 @@ void add_pictures(CLI::App& app) {
     write_reconstructions_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->n);
     std::cout << "wrote " << o->out << "\n";
   });
+}
 
+void add_interpolate(CLI::App& app, const PictureOpt& o) {
   CLI::App* i = app.add_subcommand("interpolate", "The decoded latent path between two images (PNG)");
   i->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   i->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
@@ -240,7 +247,9 @@ void add_pictures(CLI::App& app) {
     write_interpolation_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->from, o->to, o->steps);
     std::cout << "wrote " << o->out << "\n";
   });
+}
 
+void add_scatter(CLI::App& app, const PictureOpt& o) {
   CLI::App* sc = app.add_subcommand("scatter", "For a 2-D latent space: the posterior means coloured by label (PNG)");
   sc->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   sc->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
@@ -265,7 +274,9 @@ void add_pictures(CLI::App& app) {
                              default_labels ? fashion_mnist_classes() : std::vector<std::string>{});
     std::cout << "wrote " << o->out << "\n";
   });
+}
 
+void add_plot(CLI::App& app, const PictureOpt& o) {
   CLI::App* p = app.add_subcommand("plot", "The ELBO curve of a run from its metrics.csv (PNG)");
   p->add_option("--run", o->metrics, "A run's OUT directory or its metrics.csv")->required();
   p->add_option("--out", o->out, "The PNG to write")->required();
@@ -282,7 +293,8 @@ void add_pictures(CLI::App& app) {
 void add_model_tools(CLI::App& app) {
   add_eval(app);
   add_gradvar(app);
-  add_pictures(app);
+  const auto pictures = std::make_shared<PictureOptions>();
+  for (auto add : {add_sample, add_reconstruct, add_interpolate, add_scatter, add_plot}) add(app, pictures);
 }
 
 }  // namespace vae::cli
