@@ -16,6 +16,7 @@
 
 #include "cpu_model.h"
 #include "internal.h"
+#include "run_output.h"
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
 #include "vae/checkpoint.h"
@@ -31,39 +32,6 @@ namespace fs = std::filesystem;
 
 namespace vae {
 namespace {
-
-std::string timestamp() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
-
-// Picks OUT (default runs/<timestamp>). An existing, non-empty OUT is refused unless
-// overwrite is set, so a run never writes over another run's results by accident.
-std::string choose_out_dir(const TrainConfig& cfg) {
-  std::string out = cfg.out;
-  if (out.empty()) {
-    out = "runs/" + timestamp();
-    for (int k = 2; fs::exists(out); ++k) out = "runs/" + timestamp() + "-" + std::to_string(k);
-  }
-  std::error_code ec;
-  if (fs::exists(out, ec)) {
-    if (!fs::is_directory(out, ec)) throw_error(flag_of("out"), " '", out, "' exists and is not a directory");
-    if (!fs::is_empty(out, ec) && !cfg.overwrite)
-      throw_error(flag_of("out"), " '", out, "' already holds files; choose another directory or pass ",
-                  flag_of("overwrite"));
-  }
-  return out;
-}
-
-void create_out_dir(const std::string& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw_error("cannot create output directory '", out, "': ", ec.message());
-}
 
 // Data of a run: both sets read, checked against each other, binarized as configured.
 struct RunData {
@@ -143,69 +111,6 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
 
 std::atomic<bool> g_stop{false};
 
-const char* kCsvHeader = "epoch,train_loss,test_loss,test_recon,test_kl,seconds,samples_per_sec\n";
-
-std::string csv_row(const EpochMetrics& m) {
-  char line[256];
-  std::snprintf(line, sizeof line, "%d,%.6f,%.6f,%.6f,%.6f,%.4f,%.1f\n", m.epoch, m.train_loss, m.test_loss,
-                m.test_recon, m.test_kl, m.seconds, m.samples_per_sec);
-  return line;
-}
-
-// On resume: metrics.csv keeps its header and the rows of the epochs the checkpoint has
-// finished; rows of a later, lost epoch go (they are recomputed, identically).
-void trim_metrics(const std::string& path, int epochs_done) {
-  std::ifstream in(path);
-  if (!in) throw_error("cannot resume: '", path, "' is missing");
-  std::string line, kept;
-  if (!std::getline(in, line) || line + "\n" != kCsvHeader) throw_error("cannot resume: '", path, "' has an unexpected header");
-  kept = kCsvHeader;
-  int rows = 0;
-  while (rows < epochs_done && std::getline(in, line)) {
-    kept += line + "\n";
-    ++rows;
-  }
-  if (rows < epochs_done)
-    throw_error("cannot resume: '", path, "' has ", rows, " epoch rows but the checkpoint has finished ", epochs_done);
-  write_file_atomic(path, kept);
-}
-
-// A progress bar on one terminal line, redrawn at most every 0.2 s.
-class Progress {
- public:
-  Progress(std::ostream& log, bool on) : log_(log), on_(on) {}
-  void update(int epoch, int epochs, int done, int total, double seconds, std::int64_t samples) {
-    if (!on_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (done < total && now - last_ < std::chrono::milliseconds(200)) return;
-    last_ = now;
-    const int width = 30, filled = total ? width * done / total : width;
-    const double rate = seconds > 0 ? double(samples) / seconds : 0;
-    const double eta = done ? seconds * double(total - done) / double(done) : 0;
-    char buf[200];
-    std::snprintf(buf, sizeof buf, "\repoch %d/%d [%s%s] %3d%%  %.0f samples/s  ETA %.0f s   ", epoch, epochs,
-                  std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                  total ? 100 * done / total : 100, rate, eta);
-    log_ << buf << std::flush;
-    drawn_ = true;
-  }
-  void clear() {
-    if (drawn_) log_ << "\r" << std::string(100, ' ') << "\r";
-    drawn_ = false;
-  }
-
- private:
-  std::ostream& log_;
-  bool on_;
-  bool drawn_ = false;
-  std::chrono::steady_clock::time_point last_{};
-};
-
-std::string kept_checkpoint(const std::string& out) {
-  const std::string path = out + "/model.safetensors";
-  return fs::exists(path) ? "the last good checkpoint is kept in " + path : "no checkpoint had been written yet";
-}
-
 // Everything a run starts from: fresh, or from a checkpoint.
 struct RunStart {
   ModelConfig model;
@@ -217,148 +122,196 @@ struct RunStart {
   bool resumed = false;
 };
 
-TrainResult run(RunStart s, RunData data, std::ostream& log) {
-  ModelConfig& model = s.model;
-  TrainConfig& cfg = s.cfg;
-  const std::string& out = s.out;
-  if (data.train->dim != model.input_dim)
-    throw_error("the data has ", data.train->dim, " features per item but the model expects ", model.input_dim);
-
-  std::string note;
-  const Device device = resolve_device(cfg.device, &note);
-  std::unique_ptr<Backend> backend = make_backend(device, model, cfg);
-  log << note << "\n";
-  TrainResult result;
-  result.out_dir = out;
-  result.device = backend->name();
-  const ParamLayout& layout = backend->layout();
-  backend->set_parameters(s.params);
-  if (s.resumed) backend->set_optimizer_state(s.optimizer);
-  backend->restore_train_sums(s.position.partial);
-  backend->set_train_data(data.train);
-
-  const std::string config_json = config_to_json(model, cfg, backend->name());
-  const std::string metrics_path = out + "/metrics.csv";
-  if (s.resumed) {
-    trim_metrics(metrics_path, s.position.epoch);
-  } else {
-    create_out_dir(out);
-    write_file_atomic(metrics_path, kCsvHeader);
+// What the losses are: the negative ELBO only with beta = 1 (and, in training, no KL warm-up
+// and the ELBO objective); otherwise recon + beta KL, or the negative IWAE bound.
+struct LossLabels {
+  std::string train, test;
+  LossLabels(const ModelConfig& model, const TrainConfig& cfg) {
+    char beta_text[64];
+    std::snprintf(beta_text, sizeof beta_text, "recon+%g*KL", model.beta);
+    test = model.beta == 1.0 ? "-ELBO" : beta_text;
+    train = cfg.objective == Objective::iwae                     ? "-IWAE"
+            : model.beta == 1.0 && cfg.kl_warmup_steps == 0 ? "-ELBO"
+            : cfg.kl_warmup_steps > 0                        ? "recon+beta_t*KL"
+                                                             : beta_text;
   }
-  write_file_atomic(out + "/config.json", config_json);  // on resume: the epochs or device may have changed
-  std::ofstream csv(metrics_path, std::ios::app);
-  if (!csv) throw_error("cannot write '", metrics_path, "'");
+};
 
-  auto save = [&](const TrainPosition& pos) {
+// A run from its start to its pictures: the backend set up and OUT opened (the constructor),
+// then epoch by epoch, each trained, checked, evaluated, reported and checkpointed.
+class Run {
+ public:
+  Run(RunStart s, RunData data, std::ostream& log)
+      : s_(std::move(s)), data_(std::move(data)), log_(log), labels_(s_.model, s_.cfg), progress_(log, s_.cfg.progress),
+        stream_(data_.train->count, s_.cfg.batch, s_.cfg.seed) {
+    if (data_.train->dim != s_.model.input_dim)
+      throw_error("the data has ", data_.train->dim, " features per item but the model expects ", s_.model.input_dim);
+    std::string note;
+    backend_ = make_backend(resolve_device(s_.cfg.device, &note), s_.model, s_.cfg);
+    log_ << note << "\n";
+    result_.out_dir = s_.out;
+    result_.device = backend_->name();
+    backend_->set_parameters(s_.params);
+    if (s_.resumed) backend_->set_optimizer_state(s_.optimizer);
+    backend_->restore_train_sums(s_.position.partial);
+    backend_->set_train_data(data_.train);
+    open_out();
+  }
+
+  TrainResult train() {
+    for (int epoch = s_.position.epoch; epoch < s_.cfg.epochs; ++epoch)
+      if (!train_epoch(epoch)) return result_;
+    if (s_.cfg.epochs <= s_.position.epoch && !s_.resumed) save(s_.position);  // --epochs 0: the initial state
+    finish();
+    return result_;
+  }
+
+ private:
+  // OUT's config.json, and metrics.csv started (or, on resume, cut to the checkpoint's epochs).
+  void open_out() {
+    const std::string& out = s_.out;
+    config_json_ = config_to_json(s_.model, s_.cfg, backend_->name());
+    const std::string metrics_path = out + "/metrics.csv";
+    if (s_.resumed) {
+      trim_metrics(metrics_path, s_.position.epoch);
+    } else {
+      create_out_dir(out);
+      write_file_atomic(metrics_path, kCsvHeader);
+    }
+    write_file_atomic(out + "/config.json", config_json_);  // on resume: the epochs or device may have changed
+    csv_.open(metrics_path, std::ios::app);
+    if (!csv_) throw_error("cannot write '", metrics_path, "'");
+    log_ << (s_.resumed ? "resuming" : "training") << " on " << backend_->name() << ": " << data_.train->count
+         << " items of " << s_.model.input_dim << " from " << s_.cfg.train_path << ", " << backend_->layout().total()
+         << " parameters, writing to " << out;
+    if (s_.resumed) log_ << ", from epoch " << s_.position.epoch + 1 << " batch " << s_.position.batch + 1;
+    log_ << "\n";
+  }
+
+  void save(const TrainPosition& pos) {
     Checkpoint ck;
-    ck.model = model;
-    ck.train = cfg;
-    ck.params = backend->parameters();
-    ck.optimizer = backend->optimizer_state();
+    ck.model = s_.model;
+    ck.train = s_.cfg;
+    ck.params = backend_->parameters();
+    ck.optimizer = backend_->optimizer_state();
     ck.position = pos;
-    save_checkpoint(out + "/model.safetensors", ck, config_json);
-  };
+    save_checkpoint(s_.out + "/model.safetensors", ck, config_json_);
+  }
 
-  log << (s.resumed ? "resuming" : "training") << " on " << backend->name() << ": " << data.train->count
-      << " items of " << model.input_dim << " from " << cfg.train_path << ", " << layout.total()
-      << " parameters, writing to " << out;
-  if (s.resumed) log << ", from epoch " << s.position.epoch + 1 << " batch " << s.position.batch + 1;
-  log << "\n";
-  BatchStream stream(data.train->count, cfg.batch, cfg.seed);
-  Progress progress(log, cfg.progress);
-  // What the losses are: the negative ELBO only with beta = 1 (and, in training, no KL warm-up
-  // and the ELBO objective); otherwise recon + beta KL, or the negative IWAE bound.
-  char beta_text[64];
-  std::snprintf(beta_text, sizeof beta_text, "recon+%g*KL", model.beta);
-  const std::string test_label = model.beta == 1.0 ? "-ELBO" : beta_text;
-  const std::string train_label = cfg.objective == Objective::iwae                     ? "-IWAE"
-                                  : model.beta == 1.0 && cfg.kl_warmup_steps == 0 ? "-ELBO"
-                                  : cfg.kl_warmup_steps > 0                        ? "recon+beta_t*KL"
-                                                                                   : beta_text;
-  std::int64_t reported_bad_steps = 0;
-  for (int epoch = s.position.epoch; epoch < cfg.epochs; ++epoch) {
+  // One epoch; false when a stop was requested (a checkpoint then holds the position).
+  bool train_epoch(int epoch) {
     const auto t0 = std::chrono::steady_clock::now();
-    stream.start_epoch(epoch);
-    if (epoch == s.position.epoch) stream.seek(s.position.batch);
+    auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    stream_.start_epoch(epoch);
+    if (epoch == s_.position.epoch) stream_.seek(s_.position.batch);
     Batch batch;
-    int done = epoch == s.position.epoch ? s.position.batch : 0;
+    int done = epoch == s_.position.epoch ? s_.position.batch : 0;
     std::int64_t samples = 0;
-    while (stream.next(batch)) {
-      backend->train_step(batch);
+    while (stream_.next(batch)) {
+      backend_->train_step(batch);
       ++done;
       samples += batch.size;
-      progress.update(epoch + 1, cfg.epochs, done, stream.batches_per_epoch(),
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), samples);
-      if (g_stop.load() && done < stream.batches_per_epoch()) {
-        progress.clear();
-        TrainPosition pos;
-        pos.epoch = epoch;
-        pos.batch = done;
-        pos.step = batch.step + 1;
-        pos.partial = backend->take_train_sums();
-        save(pos);
-        log << "interrupted at epoch " << epoch + 1 << ", batch " << done << " of " << stream.batches_per_epoch()
-            << "; the checkpoint is in " << out << "/model.safetensors; continue with: vae train --resume " << out
-            << std::endl;
-        result.interrupted = true;
-        g_stop = false;
-        return result;
+      progress_.update(epoch + 1, s_.cfg.epochs, done, stream_.batches_per_epoch(), seconds(), samples);
+      if (g_stop.load() && done < stream_.batches_per_epoch()) {
+        interrupt(epoch, done, batch.step + 1);
+        return false;
       }
     }
-    const LossSums tr = backend->take_train_sums();  // waits for the device
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const StepHealth health = backend->health();
-    if (health.bad_steps > reported_bad_steps) {
-      progress.clear();
-      const std::string what = "a non-finite " + std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
-                               " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
-      if (health.halted)
-        throw_error("training stopped: ", what, "; ", kept_checkpoint(out),
-                    "; try a smaller ", flag_of("lr"), ", or ", flag_of("on_nan"), " skip to drop such steps");
-      log << "skipped " << health.bad_steps - reported_bad_steps << " step(s) with a non-finite loss or gradient; first: "
-          << what << "\n";
-      reported_bad_steps = health.bad_steps;
-    }
-    const LossSums te = backend->evaluate(data.test);
-    progress.clear();
-
+    const LossSums tr = backend_->take_train_sums();  // waits for the device
+    const double train_seconds = seconds();
+    check_health(epoch);
+    const LossSums te = backend_->evaluate(data_.test);
+    progress_.clear();
     EpochMetrics m;
     m.epoch = epoch + 1;
     m.train_loss = tr.mean_loss();
     m.test_loss = te.mean_loss();
     m.test_recon = te.mean_recon();
     m.test_kl = te.mean_kl();
-    m.seconds = seconds;
-    m.samples_per_sec = double(samples) / seconds;  // the steps this call ran
-    result.epochs.push_back(m);
+    m.seconds = train_seconds;
+    m.samples_per_sec = double(samples) / train_seconds;  // the steps this call ran
+    report(m);
+    return true;
+  }
 
+  void interrupt(int epoch, int done, std::int64_t next_step) {
+    progress_.clear();
+    TrainPosition pos;
+    pos.epoch = epoch;
+    pos.batch = done;
+    pos.step = next_step;
+    pos.partial = backend_->take_train_sums();
+    save(pos);
+    log_ << "interrupted at epoch " << epoch + 1 << ", batch " << done << " of " << stream_.batches_per_epoch()
+         << "; the checkpoint is in " << s_.out << "/model.safetensors; continue with: vae train --resume " << s_.out
+         << std::endl;
+    result_.interrupted = true;
+    g_stop = false;
+  }
+
+  // Steps dropped for a non-finite loss or gradient: stop (NanPolicy::stop) or say so.
+  void check_health(int epoch) {
+    const StepHealth health = backend_->health();
+    if (health.bad_steps <= reported_bad_steps_) return;
+    progress_.clear();
+    const std::string what =
+        "a non-finite " + std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
+        " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
+    if (health.halted)
+      throw_error("training stopped: ", what, "; ", kept_checkpoint(s_.out), "; try a smaller ", flag_of("lr"), ", or ",
+                  flag_of("on_nan"), " skip to drop such steps");
+    log_ << "skipped " << health.bad_steps - reported_bad_steps_
+         << " step(s) with a non-finite loss or gradient; first: " << what << "\n";
+    reported_bad_steps_ = health.bad_steps;
+  }
+
+  // The epoch's line and metrics.csv row; its checkpoint when one is due.
+  void report(const EpochMetrics& m) {
+    result_.epochs.push_back(m);
     char line[320];
-    std::snprintf(line, sizeof line, "epoch %d/%d  train %s %.4f  test %s %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s",
-                  m.epoch, cfg.epochs, train_label.c_str(), m.train_loss, test_label.c_str(), m.test_loss, m.test_recon,
+    std::snprintf(line, sizeof line,
+                  "epoch %d/%d  train %s %.4f  test %s %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s", m.epoch,
+                  s_.cfg.epochs, labels_.train.c_str(), m.train_loss, labels_.test.c_str(), m.test_loss, m.test_recon,
                   m.test_kl, m.seconds, m.samples_per_sec);
-    log << line << std::endl;
-    csv << csv_row(m) << std::flush;
+    log_ << line << std::endl;
+    csv_ << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
-                  m.test_loss, "); ", kept_checkpoint(out), "; try a smaller ", flag_of("lr"));
-    if (m.epoch % cfg.checkpoint_every == 0 || m.epoch == cfg.epochs) {
+                  m.test_loss, "); ", kept_checkpoint(s_.out), "; try a smaller ", flag_of("lr"));
+    if (m.epoch % s_.cfg.checkpoint_every == 0 || m.epoch == s_.cfg.epochs) {
       TrainPosition pos;
-      pos.epoch = epoch + 1;
-      pos.step = static_cast<std::int64_t>(epoch + 1) * stream.batches_per_epoch();
+      pos.epoch = m.epoch;
+      pos.step = static_cast<std::int64_t>(m.epoch) * stream_.batches_per_epoch();
       save(pos);
     }
   }
-  if (cfg.epochs <= s.position.epoch && !s.resumed) save(s.position);  // --epochs 0: the initial state
-  const auto pictures = write_pictures(out, model, cfg, *backend, data, log);
-  for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
-    std::error_code ignored;
-    if (std::find(pictures.begin(), pictures.end(), stale) == pictures.end()) fs::remove(out + "/" + stale, ignored);
+
+  void finish() {
+    const std::string& out = s_.out;
+    const auto pictures = write_pictures(out, s_.model, s_.cfg, *backend_, data_, log_);
+    for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
+      std::error_code ignored;
+      if (std::find(pictures.begin(), pictures.end(), stale) == pictures.end()) fs::remove(out + "/" + stale, ignored);
+    }
+    log_ << "wrote " << out << "/{config.json, metrics.csv, model.safetensors";
+    for (const auto& p : pictures) log_ << ", " << p;
+    log_ << "}\n";
   }
-  log << "wrote " << out << "/{config.json, metrics.csv, model.safetensors";
-  for (const auto& p : pictures) log << ", " << p;
-  log << "}\n";
-  return result;
-}
+
+  RunStart s_;
+  RunData data_;
+  std::ostream& log_;
+  LossLabels labels_;
+  Progress progress_;
+  BatchStream stream_;
+  std::unique_ptr<Backend> backend_;
+  std::string config_json_;
+  std::ofstream csv_;
+  TrainResult result_;
+  std::int64_t reported_bad_steps_ = 0;
+};
+
+TrainResult run(RunStart s, RunData data, std::ostream& log) { return Run(std::move(s), std::move(data), log).train(); }
 
 }  // namespace
 
