@@ -17,6 +17,7 @@
 #include "cpu_model.h"
 #include "internal.h"
 #include "run_output.h"
+#include "vae/session.h"
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
 #include "vae/checkpoint.h"
@@ -100,25 +101,17 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
                     flag_of("test"), " '", cfg.test_path, "' holds ", d.test.count, " items");
     }
   }
-  if (cfg.binarize == Binarize::static_threshold) {
-    binarize_static(*d.train);
-    binarize_static(d.test);
-  } else if (cfg.binarize == Binarize::dynamic) {
-    binarize_fixed_draw(d.test, cfg.seed);
-  }
+  prepare_data(cfg, *d.train, d.test);
   return d;
 }
 
 std::atomic<bool> g_stop{false};
 
-// Everything a run starts from: fresh, or from a checkpoint.
+// Everything a run starts from: fresh (a configuration), or a checkpoint (its state, with
+// the configuration as the resumed run has it).
 struct RunStart {
-  ModelConfig model;
-  TrainConfig cfg;
+  Checkpoint ck;  // ck.model and ck.train are the run's configuration
   std::string out;
-  std::vector<float> params;
-  OptimizerState optimizer;  // empty when fresh
-  TrainPosition position;
   bool resumed = false;
 };
 
@@ -142,26 +135,22 @@ struct LossLabels {
 class Run {
  public:
   Run(RunStart s, RunData data, std::ostream& log)
-      : s_(std::move(s)), data_(std::move(data)), log_(log), labels_(s_.model, s_.cfg), progress_(log, s_.cfg.progress),
-        stream_(data_.train->count, s_.cfg.batch, s_.cfg.seed) {
-    if (data_.train->dim != s_.model.input_dim)
-      throw_error("the data has ", data_.train->dim, " features per item but the model expects ", s_.model.input_dim);
-    std::string note;
-    backend_ = make_backend(resolve_device(s_.cfg.device, &note), s_.model, s_.cfg);
-    log_ << note << "\n";
+      : s_(std::move(s)), model_(s_.ck.model), cfg_(s_.ck.train), data_(std::move(data)), log_(log),
+        labels_(model_, cfg_), progress_(log, cfg_.progress) {
+    if (data_.train->dim != model_.input_dim)
+      throw_error("the data has ", data_.train->dim, " features per item but the model expects ", model_.input_dim);
+    session_ = s_.resumed ? std::make_unique<Session>(s_.ck) : std::make_unique<Session>(model_, cfg_);
+    log_ << session_->device_note() << "\n";
     result_.out_dir = s_.out;
-    result_.device = backend_->name();
-    backend_->set_parameters(s_.params);
-    if (s_.resumed) backend_->set_optimizer_state(s_.optimizer);
-    backend_->restore_train_sums(s_.position.partial);
-    backend_->set_train_data(data_.train);
+    result_.device = session_->backend().name();
+    session_->set_train_data(data_.train);
     open_out();
   }
 
   TrainResult train() {
-    for (int epoch = s_.position.epoch; epoch < s_.cfg.epochs; ++epoch)
-      if (!train_epoch(epoch)) return result_;
-    if (s_.cfg.epochs <= s_.position.epoch && !s_.resumed) save(s_.position);  // --epochs 0: the initial state
+    while (session_->position().epoch < cfg_.epochs)
+      if (!train_epoch()) return result_;
+    if (cfg_.epochs <= s_.ck.position.epoch && !s_.resumed) save();  // --epochs 0: the initial state
     finish();
     return result_;
   }
@@ -170,10 +159,10 @@ class Run {
   // OUT's config.json, and metrics.csv started (or, on resume, cut to the checkpoint's epochs).
   void open_out() {
     const std::string& out = s_.out;
-    config_json_ = config_to_json(s_.model, s_.cfg, backend_->name());
+    config_json_ = config_to_json(model_, cfg_, session_->backend().name());
     const std::string metrics_path = out + "/metrics.csv";
     if (s_.resumed) {
-      trim_metrics(metrics_path, s_.position.epoch);
+      trim_metrics(metrics_path, s_.ck.position.epoch);
     } else {
       create_out_dir(out);
       write_file_atomic(metrics_path, kCsvHeader);
@@ -181,88 +170,48 @@ class Run {
     write_file_atomic(out + "/config.json", config_json_);  // on resume: the epochs or device may have changed
     csv_.open(metrics_path, std::ios::app);
     if (!csv_) throw_error("cannot write '", metrics_path, "'");
-    log_ << (s_.resumed ? "resuming" : "training") << " on " << backend_->name() << ": " << data_.train->count
-         << " items of " << s_.model.input_dim << " from " << s_.cfg.train_path << ", " << backend_->layout().total()
-         << " parameters, writing to " << out;
-    if (s_.resumed) log_ << ", from epoch " << s_.position.epoch + 1 << " batch " << s_.position.batch + 1;
+    log_ << (s_.resumed ? "resuming" : "training") << " on " << session_->backend().name() << ": "
+         << data_.train->count << " items of " << model_.input_dim << " from " << cfg_.train_path << ", "
+         << session_->backend().layout().total() << " parameters, writing to " << out;
+    if (s_.resumed) log_ << ", from epoch " << s_.ck.position.epoch + 1 << " batch " << s_.ck.position.batch + 1;
     log_ << "\n";
   }
 
-  void save(const TrainPosition& pos) {
-    Checkpoint ck;
-    ck.model = s_.model;
-    ck.train = s_.cfg;
-    ck.params = backend_->parameters();
-    ck.optimizer = backend_->optimizer_state();
-    ck.position = pos;
-    save_checkpoint(s_.out + "/model.safetensors", ck, config_json_);
-  }
+  void save() { save_checkpoint(s_.out + "/model.safetensors", session_->checkpoint(), config_json_); }
 
   // One epoch; false when a stop was requested (a checkpoint then holds the position).
-  bool train_epoch(int epoch) {
+  bool train_epoch() {
+    const int epoch = session_->position().epoch;
     const auto t0 = std::chrono::steady_clock::now();
-    auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-    stream_.start_epoch(epoch);
-    if (epoch == s_.position.epoch) stream_.seek(s_.position.batch);
-    Batch batch;
-    int done = epoch == s_.position.epoch ? s_.position.batch : 0;
-    std::int64_t samples = 0;
-    while (stream_.next(batch)) {
-      backend_->train_step(batch);
-      ++done;
-      samples += batch.size;
-      progress_.update(epoch + 1, s_.cfg.epochs, done, stream_.batches_per_epoch(), seconds(), samples);
-      if (g_stop.load() && done < stream_.batches_per_epoch()) {
-        interrupt(epoch, done, batch.step + 1);
-        return false;
-      }
-    }
-    const LossSums tr = backend_->take_train_sums();  // waits for the device
-    const double train_seconds = seconds();
-    check_health(epoch);
-    const LossSums te = backend_->evaluate(data_.test);
+    const auto outcome = session_->train_epoch(data_.test, [&](int done, int total, std::int64_t samples) {
+      progress_.update(epoch + 1, cfg_.epochs, done, total,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), samples);
+      return g_stop.load();
+    });
     progress_.clear();
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    m.train_loss = tr.mean_loss();
-    m.test_loss = te.mean_loss();
-    m.test_recon = te.mean_recon();
-    m.test_kl = te.mean_kl();
-    m.seconds = train_seconds;
-    m.samples_per_sec = double(samples) / train_seconds;  // the steps this call ran
-    report(m);
+    if (!outcome) {
+      interrupt();
+      return false;
+    }
+    if (outcome->dropped_steps > 0) {
+      if (outcome->halted)
+        throw_error("training stopped: ", outcome->first_dropped, "; ", kept_checkpoint(s_.out), "; try a smaller ",
+                    flag_of("lr"), ", or ", flag_of("on_nan"), " skip to drop such steps");
+      log_ << "skipped " << outcome->dropped_steps << " step(s) with a non-finite loss or gradient; first: "
+           << outcome->first_dropped << "\n";
+    }
+    report(outcome->metrics);
     return true;
   }
 
-  void interrupt(int epoch, int done, std::int64_t next_step) {
-    progress_.clear();
-    TrainPosition pos;
-    pos.epoch = epoch;
-    pos.batch = done;
-    pos.step = next_step;
-    pos.partial = backend_->take_train_sums();
-    save(pos);
-    log_ << "interrupted at epoch " << epoch + 1 << ", batch " << done << " of " << stream_.batches_per_epoch()
-         << "; the checkpoint is in " << s_.out << "/model.safetensors; continue with: vae train --resume " << s_.out
-         << std::endl;
+  void interrupt() {
+    save();
+    const TrainPosition& pos = session_->position();
+    log_ << "interrupted at epoch " << pos.epoch + 1 << ", batch " << pos.batch << " of "
+         << (data_.train->count + cfg_.batch - 1) / cfg_.batch << "; the checkpoint is in " << s_.out
+         << "/model.safetensors; continue with: vae train --resume " << s_.out << std::endl;
     result_.interrupted = true;
     g_stop = false;
-  }
-
-  // Steps dropped for a non-finite loss or gradient: stop (NanPolicy::stop) or say so.
-  void check_health(int epoch) {
-    const StepHealth health = backend_->health();
-    if (health.bad_steps <= reported_bad_steps_) return;
-    progress_.clear();
-    const std::string what =
-        "a non-finite " + std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
-        " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
-    if (health.halted)
-      throw_error("training stopped: ", what, "; ", kept_checkpoint(s_.out), "; try a smaller ", flag_of("lr"), ", or ",
-                  flag_of("on_nan"), " skip to drop such steps");
-    log_ << "skipped " << health.bad_steps - reported_bad_steps_
-         << " step(s) with a non-finite loss or gradient; first: " << what << "\n";
-    reported_bad_steps_ = health.bad_steps;
   }
 
   // The epoch's line and metrics.csv row; its checkpoint when one is due.
@@ -271,24 +220,19 @@ class Run {
     char line[320];
     std::snprintf(line, sizeof line,
                   "epoch %d/%d  train %s %.4f  test %s %.4f (recon %.4f, KL %.4f)  %.2f s  %.0f samples/s", m.epoch,
-                  s_.cfg.epochs, labels_.train.c_str(), m.train_loss, labels_.test.c_str(), m.test_loss, m.test_recon,
+                  cfg_.epochs, labels_.train.c_str(), m.train_loss, labels_.test.c_str(), m.test_loss, m.test_recon,
                   m.test_kl, m.seconds, m.samples_per_sec);
     log_ << line << std::endl;
     csv_ << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
                   m.test_loss, "); ", kept_checkpoint(s_.out), "; try a smaller ", flag_of("lr"));
-    if (m.epoch % s_.cfg.checkpoint_every == 0 || m.epoch == s_.cfg.epochs) {
-      TrainPosition pos;
-      pos.epoch = m.epoch;
-      pos.step = static_cast<std::int64_t>(m.epoch) * stream_.batches_per_epoch();
-      save(pos);
-    }
+    if (m.epoch % cfg_.checkpoint_every == 0 || m.epoch == cfg_.epochs) save();
   }
 
   void finish() {
     const std::string& out = s_.out;
-    const auto pictures = write_pictures(out, s_.model, s_.cfg, *backend_, data_, log_);
+    const auto pictures = write_pictures(out, model_, cfg_, session_->backend(), data_, log_);
     for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
       std::error_code ignored;
       if (std::find(pictures.begin(), pictures.end(), stale) == pictures.end()) fs::remove(out + "/" + stale, ignored);
@@ -299,16 +243,16 @@ class Run {
   }
 
   RunStart s_;
+  const ModelConfig model_;
+  const TrainConfig cfg_;
   RunData data_;
   std::ostream& log_;
   LossLabels labels_;
   Progress progress_;
-  BatchStream stream_;
-  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Session> session_;
   std::string config_json_;
   std::ofstream csv_;
   TrainResult result_;
-  std::int64_t reported_bad_steps_ = 0;
 };
 
 TrainResult run(RunStart s, RunData data, std::ostream& log) { return Run(std::move(s), std::move(data), log).train(); }
@@ -332,13 +276,8 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   model.input_dim = data.train->dim;
   model.validate();
   cfg.out = s.out;
-  s.model = model;
-  s.cfg = cfg;
-  try {
-    s.params = init_parameters(ParamLayout(model), model, cfg.seed);
-  } catch (const std::bad_alloc&) {
-    throw_out_of_host_memory(model, cfg, "the initial parameters");
-  }
+  s.ck.model = model;
+  s.ck.train = cfg;
   return run(std::move(s), std::move(data), log);
 }
 
@@ -351,26 +290,23 @@ TrainResult resume(const std::string& run_path, const ResumeOptions& o, std::ost
           : run_path;
   const std::string path = out_dir + "/model.safetensors";
   if (!fs::exists(path)) throw_error("--resume '", out_dir, "': no checkpoint ", path, " (is it the OUT of a vae train run?)");
-  Checkpoint ck = load_checkpoint(path);
   RunStart s;
-  s.model = ck.model;
-  s.cfg = ck.train;
+  s.ck = load_checkpoint(path);
   s.out = out_dir;
-  s.cfg.out = out_dir;
-  if (o.epochs >= 0) s.cfg.epochs = o.epochs;
-  if (o.device_given) s.cfg.device = o.device;
-  if (o.threads >= 0) s.cfg.threads = o.threads;
-  if (o.checkpoint_every > 0) s.cfg.checkpoint_every = o.checkpoint_every;
-  s.cfg.progress = o.progress;
-  s.cfg.validate();
-  if (ck.position.epoch >= s.cfg.epochs && ck.position.batch == 0)
-    throw_error("--resume '", out_dir, "': the run has finished its ", ck.position.epoch,
-                " epochs; pass ", flag_of("epochs"), " N with N > ", ck.position.epoch, " to train on");
-  s.params = std::move(ck.params);
-  s.optimizer = std::move(ck.optimizer);
-  s.position = ck.position;
   s.resumed = true;
-  RunData data = load_data(s.cfg, s.model);
+  TrainConfig& cfg = s.ck.train;
+  cfg.out = out_dir;
+  if (o.epochs >= 0) cfg.epochs = o.epochs;
+  if (o.device_given) cfg.device = o.device;
+  if (o.threads >= 0) cfg.threads = o.threads;
+  if (o.checkpoint_every > 0) cfg.checkpoint_every = o.checkpoint_every;
+  cfg.progress = o.progress;
+  cfg.validate();
+  const TrainPosition& pos = s.ck.position;
+  if (pos.epoch >= cfg.epochs && pos.batch == 0)
+    throw_error("--resume '", out_dir, "': the run has finished its ", pos.epoch, " epochs; pass ", flag_of("epochs"),
+                " N with N > ", pos.epoch, " to train on");
+  RunData data = load_data(cfg, s.ck.model);
   return run(std::move(s), std::move(data), log);
 }
 

@@ -1,0 +1,113 @@
+// Session: a model being trained, epoch by epoch, in memory.
+#include "vae/session.h"
+
+#include <chrono>
+#include <new>
+#include <optional>
+
+#include "internal.h"
+#include "vae/batch_stream.h"
+#include "vae/error.h"
+#include "vae/layout.h"
+
+namespace vae {
+
+Session::Session(const ModelConfig& model, const TrainConfig& train) : model_(model), train_(train) {
+  std::vector<float> params;
+  try {
+    params = init_parameters(ParamLayout(model_), model_, train_.seed);
+  } catch (const std::bad_alloc&) {
+    throw_out_of_host_memory(model_, train_, "the initial parameters");
+  }
+  start(std::move(params), nullptr);
+}
+
+Session::Session(const Checkpoint& ck) : model_(ck.model), train_(ck.train), position_(ck.position) {
+  start(ck.params, &ck.optimizer);
+}
+
+void Session::start(std::vector<float> params, const OptimizerState* optimizer) {
+  model_.validate();
+  train_.validate();
+  backend_ = make_backend(resolve_device(train_.device, &note_), model_, train_);
+  backend_->set_parameters(params);
+  if (optimizer) backend_->set_optimizer_state(*optimizer);
+  backend_->restore_train_sums(position_.partial);
+}
+
+void Session::set_train_data(std::shared_ptr<const Dataset> data) {
+  if (!data) throw_error("Session::set_train_data: no dataset");
+  backend_->set_train_data(data);  // checks it against the model
+  stream_ = std::make_unique<BatchStream>(data->count, train_.batch, train_.seed);
+  data_ = std::move(data);
+}
+
+std::optional<EpochOutcome> Session::train_epoch(const Dataset& test, const AfterStep& after_step) {
+  if (!data_) throw_error("Session::train_epoch: call set_train_data first");
+  const int epoch = position_.epoch;
+  BatchStream& stream = *stream_;
+  stream.start_epoch(epoch);
+  stream.seek(position_.batch);
+  const auto t0 = std::chrono::steady_clock::now();
+  Batch batch;
+  std::int64_t samples = 0;
+  while (stream.next(batch)) {
+    backend_->train_step(batch);
+    samples += batch.size;
+    ++position_.batch;
+    position_.step = batch.step + 1;
+    if (after_step && after_step(position_.batch, stream.batches_per_epoch(), samples) &&
+        position_.batch < stream.batches_per_epoch()) {
+      position_.partial = backend_->take_train_sums();
+      backend_->restore_train_sums(position_.partial);  // the sums go on where they were
+      return std::nullopt;
+    }
+  }
+  const LossSums tr = backend_->take_train_sums();  // waits for the device
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EpochOutcome out;
+  const StepHealth health = backend_->health();
+  if (health.bad_steps > reported_dropped_) {
+    out.dropped_steps = health.bad_steps - reported_dropped_;
+    out.first_dropped = "a non-finite " +
+                        std::string(health.first_bad_tensor == "loss" ? "loss" : "gradient of " + health.first_bad_tensor) +
+                        " at step " + std::to_string(health.first_bad_step) + " (epoch " + std::to_string(epoch + 1) + ")";
+    out.halted = health.halted;
+    reported_dropped_ = health.bad_steps;
+    if (out.halted) return out;
+  }
+  const LossSums te = backend_->evaluate(test);
+  EpochMetrics& m = out.metrics;
+  m.epoch = epoch + 1;
+  m.train_loss = tr.mean_loss();
+  m.test_loss = te.mean_loss();
+  m.test_recon = te.mean_recon();
+  m.test_kl = te.mean_kl();
+  m.seconds = seconds;
+  m.samples_per_sec = double(samples) / seconds;  // the steps this call ran
+  position_ = TrainPosition{};
+  position_.epoch = epoch + 1;
+  position_.step = static_cast<std::int64_t>(epoch + 1) * stream.batches_per_epoch();
+  return out;
+}
+
+Checkpoint Session::checkpoint() {
+  Checkpoint ck;
+  ck.model = model_;
+  ck.train = train_;
+  ck.params = backend_->parameters();
+  ck.optimizer = backend_->optimizer_state();
+  ck.position = position_;
+  return ck;
+}
+
+void prepare_data(const TrainConfig& cfg, Dataset& train, Dataset& test) {
+  if (cfg.binarize == Binarize::static_threshold) {
+    binarize_static(train);
+    binarize_static(test);
+  } else if (cfg.binarize == Binarize::dynamic) {
+    binarize_fixed_draw(test, cfg.seed);
+  }
+}
+
+}  // namespace vae
