@@ -6,19 +6,12 @@
 #pragma once
 #include <vector>
 
+#include "backend_shared.h"  // Pass
 #include "vae/backend.h"
 #include "vae/config.h"
 #include "vae/layout.h"
 
 namespace vae {
-
-// What one pass computes, besides the forward pass itself.
-enum class Pass {
-  forward,       // losses only
-  elbo_reparam,  // gradient of the ELBO loss, reparameterization gradient (the default)
-  elbo_score,    // gradient of the ELBO loss, score-function gradient for the encoder
-  iwae,          // gradient of the IWAE loss -(log mean_k exp(log w_k)), reparameterized
-};
 
 template <class T>
 class CpuModel {

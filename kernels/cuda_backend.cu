@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_shared.h"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
@@ -47,9 +48,8 @@ namespace gpu {
 namespace {
 
 constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
-// estimate_log_likelihood: samples per pass and data point (the CPU path's chunk), sample
-// rows per pass, and noise values per data-point block (each of iw_q and iw_prior).
-constexpr int kIwChunk = 128;
+// estimate_log_likelihood: sample rows per pass, and noise values per data-point block
+// (each of iw_q and iw_prior); samples per pass and data point: kIwChunk, the CPU path's.
 constexpr int kIwRows = 8192;
 constexpr std::size_t kIwNoiseValues = std::size_t(1) << 22;
 
@@ -121,12 +121,6 @@ cublasHandle_t configure_blas(cublasHandle_t h, cudaStream_t stream, void* works
   VAE_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
   VAE_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
   return h;
-}
-
-// The training pass of the configuration, with the given encoder estimator.
-Pass training_pass(const TrainConfig& t, Estimator estimator) {
-  if (t.objective == Objective::iwae) return Pass::iwae;
-  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
 }
 
 // What estimate_log_likelihood needs besides the backend's own buffers: a model sized for
@@ -273,7 +267,7 @@ class CudaBackend final : public Backend {
   }
 
   void train_step(const Batch& batch) override {
-    check_batch(batch, batch.step, "train_step");
+    check_batch(batch, batch.step, train_.batch, data_.get(), "train_step");
     const int n = batch.size;
     const int slot = prepare_step(batch, batch.step);
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
@@ -292,7 +286,7 @@ class CudaBackend final : public Backend {
   // The same pass as a training step (direct launches, no graph), without the step guard,
   // the optimizer or the running sums: only the gradients and sums_[2] change.
   LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
-    check_batch(batch, noise_step, "compute_gradient");
+    check_batch(batch, noise_step, train_.batch, data_.get(), "compute_gradient");
     const int n = batch.size;
     const int slot = prepare_step(batch, noise_step);
     enqueue_pass(n, training_pass(train_, estimator), sums_.get() + 2);
@@ -469,17 +463,6 @@ class CudaBackend final : public Backend {
   }
   StepHeader* d_header() const { return reinterpret_cast<StepHeader*>(d_record_.get()); }
   const std::uint32_t* d_indices() const { return record_indices(d_record_.get()); }
-
-  void check_batch(const Batch& batch, std::int64_t step, const char* who) const {
-    if (!data_) throw_error(who, ": call set_train_data first");
-    const int n = batch.size;
-    if (n <= 0 || n > train_.batch) throw_error(who, ": batch of ", n, " items, expected 1..", train_.batch);
-    if (!batch.indices) throw_error(who, ": batch.indices is null");
-    if (step < 0) throw_error(who, ": the step must be >= 0, got ", step);
-    for (int i = 0; i < n; ++i)
-      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
-        throw_error(who, ": index ", batch.indices[i], " is out of range for ", data_->count, " items");
-  }
 
   // Everything before a step's kernels: its noise (blocks refilled if needed), its rows
   // (streamed data: staged on the copy stream), its record with the step's scalars. Returns
