@@ -54,6 +54,7 @@ class CpuModel {
  private:
   const T* encode(const T* x, int n);     // runs the encoder; returns (n, H_last) or x
   const T* decode(const T* z, int rows);  // runs the hidden decoder layers; returns the last input
+  struct BackwardOps;  // backward's operations for backward_walk (host/backward_walk.h)
   void backward(const T* x, const T* eps, int n, int L, double beta, Pass pass);
 
   ModelConfig cfg_;

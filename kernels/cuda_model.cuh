@@ -82,6 +82,7 @@ class CudaModel {
   // The decoder on codes z (n*L, Z) up to the output GEMM (logits without the bias), and the
   // likelihood arguments for them (forward only; a gradient pass adds its outputs).
   LikelihoodArgs decode_output(const float* z, int n, int L);
+  struct BackwardOps;  // backward's operations for backward_walk (host/backward_walk.h)
   void backward(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass, const double* beta);
 
   ModelConfig cfg_;
