@@ -19,7 +19,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -29,6 +28,8 @@
 #include "backend_shared.h"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
+#include "cuda_graph.cuh"
+#include "cuda_handles.cuh"
 #include "cuda_model.cuh"
 #include "device_memory.cuh"
 #include "gather.cuh"
@@ -54,74 +55,6 @@ constexpr int kIwRows = 8192;
 constexpr std::size_t kIwNoiseValues = std::size_t(1) << 22;
 
 __global__ void probe_kernel() {}
-
-// ---- small owners of CUDA handles; release only prints -----------------------------------
-class StreamHandle {
- public:
-  StreamHandle() { VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~StreamHandle() {
-    if (s_) VAE_CUDA_WARN(cudaStreamDestroy(s_));
-  }
-  StreamHandle(const StreamHandle&) = delete;
-  StreamHandle& operator=(const StreamHandle&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
-class EventHandle {
- public:
-  EventHandle() { VAE_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
-  ~EventHandle() {
-    if (e_) VAE_CUDA_WARN(cudaEventDestroy(e_));
-  }
-  EventHandle(const EventHandle&) = delete;
-  EventHandle& operator=(const EventHandle&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
-};
-
-class BlasHandle {
- public:
-  BlasHandle() { VAE_CUBLAS_CHECK(cublasCreate(&h_)); }
-  ~BlasHandle() {
-    if (h_) {
-      const cublasStatus_t s = cublasDestroy(h_);
-      if (s != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "vae: warning: cublasDestroy: %s\n", cublasGetStatusString(s));
-    }
-  }
-  BlasHandle(const BlasHandle&) = delete;
-  BlasHandle& operator=(const BlasHandle&) = delete;
-  cublasHandle_t get() const { return h_; }
-
- private:
-  cublasHandle_t h_ = nullptr;
-};
-
-struct StepGraph {
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  StepGraph() = default;
-  StepGraph(const StepGraph&) = delete;
-  StepGraph& operator=(const StepGraph&) = delete;
-  ~StepGraph() {
-    if (exec) VAE_CUDA_WARN(cudaGraphExecDestroy(exec));
-    if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-  }
-};
-
-// The stream, bound into the cuBLAS handle with a fixed workspace, FP32 without TF32.
-cublasHandle_t configure_blas(cublasHandle_t h, cudaStream_t stream, void* workspace, std::size_t bytes) {
-  VAE_CUBLAS_CHECK(cublasSetStream(h, stream));
-  VAE_CUBLAS_CHECK(cublasSetWorkspace(h, workspace, bytes));
-  VAE_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));  // no TF32: FP32 results match the CPU
-  VAE_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
-  VAE_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
-  return h;
-}
 
 // What estimate_log_likelihood needs besides the backend's own buffers: a model sized for
 // n_max data points x chunk samples (sharing the parameters by copy), the iw_q / iw_prior
@@ -272,7 +205,7 @@ class CudaBackend final : public Backend {
     const int slot = prepare_step(batch, batch.step);
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
     if (it != graphs_.end()) {
-      VAE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, compute_.get()));
+      it->second.launch(compute_.get());
       finish_step(slot);
     } else {
       // Direct launches: without graphs, and for the first step of each batch size, which
@@ -616,23 +549,9 @@ class CudaBackend final : public Backend {
   // baked in: the kernels read the record (noise offsets, rows, lr, beta, groups), the
   // noise blocks and the update counts through fixed device addresses.
   void capture_step(int n) {
-    cudaGraph_t graph = nullptr;
-    VAE_CUDA_CHECK(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeThreadLocal));
-    try {
-      enqueue_step(n);
-    } catch (...) {
-      VAE_CUDA_WARN(cudaStreamEndCapture(compute_.get(), &graph));
-      if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-      throw;
-    }
-    VAE_CUDA_CHECK(cudaStreamEndCapture(compute_.get(), &graph));
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-    if (status != cudaSuccess) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-    VAE_CUDA_CHECK(status);
-    StepGraph& g = graphs_[n];
-    g.graph = graph;
-    g.exec = exec;
+    CudaGraph graph;
+    graph.capture(compute_.get(), [&] { enqueue_step(n); });
+    graphs_.emplace(n, std::move(graph));
   }
 
   void allocate_stream_slots() {
@@ -643,8 +562,8 @@ class CudaBackend final : public Backend {
       d_slots_.emplace_back(bytes, "a streamed batch (device)");
       h_slots_.emplace_back(bytes, "a streamed batch (pinned host)");
     }
-    copy_done_ = std::vector<EventHandle>(k);
-    compute_done_ = std::vector<EventHandle>(k);
+    copy_done_ = std::vector<Event>(k);
+    compute_done_ = std::vector<Event>(k);
     slot_copied_.assign(k, false);
     slot_computed_.assign(k, false);
   }
@@ -676,7 +595,7 @@ class CudaBackend final : public Backend {
   CudaBackendOptions opt_;
   int device_;
   std::string name_;  // "cuda (<device name>, sm_XY)"
-  StreamHandle compute_, copy_;
+  Stream compute_, copy_;
   DeviceBuffer<char> workspace_;
   BlasHandle blas_handle_;
   cublasHandle_t blas_;
@@ -690,7 +609,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<NoiseBlock> bin_noise_;
   std::size_t record_bytes_;
   PinnedBuffer<char> ring_;  // record_slots x record_bytes_
-  std::vector<EventHandle> ring_events_;
+  std::vector<Event> ring_events_;
   std::vector<bool> ring_used_;
   std::size_t ring_next_ = 0;
   DeviceBuffer<char> d_record_;           // StepHeader + indices
@@ -704,10 +623,10 @@ class CudaBackend final : public Backend {
   bool streamed_ = false;
   std::vector<DeviceBuffer<unsigned char>> d_slots_;  // streamed batches, (batch, D) each
   std::vector<PinnedBuffer<unsigned char>> h_slots_;
-  std::vector<EventHandle> copy_done_, compute_done_;
+  std::vector<Event> copy_done_, compute_done_;
   std::vector<bool> slot_copied_, slot_computed_;
   std::size_t stream_next_ = 0;
-  std::map<int, StepGraph> graphs_;  // one per batch size
+  std::map<int, CudaGraph> graphs_;  // one per batch size
   std::int64_t steps_per_epoch_ = 1;  // for the lr schedules (step_scalars)
   std::unique_ptr<IwWorkspace> iw_;   // estimate_log_likelihood, allocated on first use
 };
