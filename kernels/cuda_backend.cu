@@ -53,8 +53,6 @@ namespace {
 
 constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
 
-__global__ void probe_kernel() {}
-
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& model, const TrainConfig& train, const CudaBackendOptions& opt)
@@ -75,8 +73,7 @@ class CudaBackend final : public Backend {
         eval_noise_(plan_.eval_seed, NoiseBlock::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
                     opt.noise_block_values, compute_.get(), "evaluation noise (eps)"),
         ring_(max_batch_, opt.record_slots, compute_.get()),
-        sums_(3, "loss accumulators"),
-        host_sums_(1, "loss read-back"),
+        sums_(3, compute_.get()),
         state_(1, "the step state (update counts, dropped steps)"),
         host_state_(1, "step-state read-back"),
         eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(model.input_dim) * 4,
@@ -89,7 +86,6 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     VAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     name_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
-    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get(), 0, sums_.bytes(), compute_.get()));
     *host_state_.get() = DeviceStepState{};
     VAE_CUDA_CHECK(cudaMemcpyAsync(state_.get(), host_state_.get(), sizeof(DeviceStepState), cudaMemcpyHostToDevice,
                                    compute_.get()));
@@ -164,26 +160,17 @@ class CudaBackend final : public Backend {
     check_batch(batch, noise_step, train_.batch, train_data_.data(), "compute_gradient");
     const int n = batch.size;
     const int slot = prepare_step(batch, noise_step);
-    enqueue_pass(n, training_pass(train_, estimator), sums_.get() + 2);
+    enqueue_pass(n, training_pass(train_, estimator), sums_.slot(2));
     train_data_.step_enqueued(slot);
-    return read_sums(2);
+    return sums_.take(2);
   }
 
-  LossSums take_train_sums() override { return read_sums(0); }
-
-  void restore_train_sums(const LossSums& sums) override {
-    DeviceLossSums* h = host_sums_.get();
-    h->loss = sums.loss;
-    h->recon = sums.recon;
-    h->kl = sums.kl;
-    h->count = sums.count;
-    VAE_CUDA_CHECK(cudaMemcpyAsync(sums_.get(), h, sizeof(DeviceLossSums), cudaMemcpyHostToDevice, compute_.get()));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the pinned staging is free again
-  }
+  LossSums take_train_sums() override { return sums_.take(0); }
+  void restore_train_sums(const LossSums& sums) override { sums_.restore(0, sums); }
 
   LossSums evaluate(const Dataset& data) override {
     check_nonempty_data(model_cfg_, data, "evaluate");
-    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
+    sums_.clear(1);
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
@@ -195,9 +182,9 @@ class CudaBackend final : public Backend {
       upload_rows(data, begin, n, h, eval_stage_.get(), model_.x(), ring_, compute_.get());
       model_.run(eval_noise_.data(), &ring_.header()->eps_offset, n, model_cfg_.samples, Pass::forward, nullptr);
       loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &ring_.header()->beta,
-                      model_.recon(), sums_.get() + 1, true, compute_.get());
+                      model_.recon(), sums_.slot(1), true, compute_.get());
     }
-    return read_sums(1);
+    return sums_.take(1);
   }
 
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
@@ -333,20 +320,6 @@ class CudaBackend final : public Backend {
     return "gradient";
   }
 
-  LossSums read_sums(int which) {
-    DeviceLossSums* d = sums_.get() + which;
-    VAE_CUDA_CHECK(cudaMemcpyAsync(host_sums_.get(), d, sizeof(DeviceLossSums), cudaMemcpyDeviceToHost, compute_.get()));
-    VAE_CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof(DeviceLossSums), compute_.get()));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the one sync per report
-    const DeviceLossSums& h = *host_sums_.get();
-    LossSums s;
-    s.loss = h.loss;
-    s.recon = h.recon;
-    s.kl = h.kl;
-    s.count = h.count;
-    return s;
-  }
-
   // Gather, the model's pass and the step's loss sums (written over *sums), on the compute
   // stream. beta and the noise offsets are read from the device record.
   void enqueue_pass(int n, Pass pass, DeviceLossSums* sums) {
@@ -362,7 +335,7 @@ class CudaBackend final : public Backend {
   void enqueue_step(int n) {
     DeviceStepState* st = state_.get();
     enqueue_pass(n, train_pass_, &st->step);
-    step_guard(model_.grads(), model_.total(), ring_.header(), st, sums_.get(), train_.on_nan == NanPolicy::stop,
+    step_guard(model_.grads(), model_.total(), ring_.header(), st, sums_.slot(0), train_.on_nan == NanPolicy::stop,
                compute_.get());
     OptimizerArgs oa;
     oa.p = model_.params();
@@ -404,8 +377,7 @@ class CudaBackend final : public Backend {
   NoiseBlock eps_noise_, eval_noise_;
   std::unique_ptr<NoiseBlock> bin_noise_;
   RecordRing ring_;                       // the step records and the one device record
-  DeviceBuffer<DeviceLossSums> sums_;     // [0] training, [1] evaluation, [2] compute_gradient
-  PinnedBuffer<DeviceLossSums> host_sums_;
+  LossAccumulators sums_;                 // [0] training, [1] evaluation, [2] compute_gradient
   DeviceBuffer<DeviceStepState> state_;  // update counts, dropped steps, halt
   PinnedBuffer<DeviceStepState> host_state_;
   DeviceBuffer<unsigned char> eval_stage_;  // (eval_batch, D) rows, uint8 or float
@@ -441,34 +413,6 @@ CudaBackendStats cuda_backend_stats(const Backend& backend) {
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const TrainConfig& train) {
   return gpu::make_cuda_backend(model, train, gpu::CudaBackendOptions{});
-}
-
-bool cuda_device_usable(std::string* why) {
-  auto fail = [&](const std::string& reason) {
-    (void)cudaGetLastError();
-    if (why) *why = reason;
-    return false;
-  };
-  int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
-  if (count == 0) return fail("no CUDA device found");
-  int device = 0;
-  e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDevice: ") + cudaGetErrorString(e));
-  cudaDeviceProp prop{};
-  e = cudaGetDeviceProperties(&prop, device);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(e));
-  e = cudaFree(nullptr);  // creates the context: fails on a busy or prohibited device
-  if (e != cudaSuccess) return fail(std::string("cannot use ") + prop.name + ": " + cudaGetErrorString(e));
-  cudaFuncAttributes attr{};
-  e = cudaFuncGetAttributes(&attr, gpu::probe_kernel);
-  if (e != cudaSuccess)
-    return fail(std::string("this libvae has no kernels for ") + prop.name + " (sm_" + std::to_string(prop.major) +
-                std::to_string(prop.minor) + "): " + cudaGetErrorString(e) + "; rebuild with -DVAE_CUDA_ARCHITECTURES=" +
-                std::to_string(prop.major) + std::to_string(prop.minor));
-  if (why) why->clear();
-  return true;
 }
 
 }  // namespace vae
