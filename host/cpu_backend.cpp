@@ -9,6 +9,7 @@
 #include <new>
 #include <thread>
 
+#include "backend_shared.h"
 #include "cpu_model.h"
 #include "cpu_passes.h"
 #include "internal.h"
@@ -20,7 +21,6 @@ namespace vae {
 namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
-constexpr int kIwChunk = 128;  // estimate_log_likelihood: samples per pass and data point
 
 // One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops.
 int set_cpu_threads(int requested) {
@@ -29,11 +29,6 @@ int set_cpu_threads(int requested) {
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
   return n;
-}
-
-Pass training_pass(const TrainConfig& t, Estimator estimator) {
-  if (t.objective == Objective::iwae) return Pass::iwae;
-  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
 }
 
 // A running log-sum-exp: the estimates add samples chunk by chunk, in order.
@@ -97,6 +92,7 @@ class CpuBackend final : public Backend {
   }
 
   void train_step(const Batch& batch) override {
+    check_batch(batch, batch.step, train_.batch, data_.get(), "train_step");
     if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
     const StepScalars ss = step_scalars(model_cfg_, train_, batch.step, steps_per_epoch_);
     const LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
@@ -109,13 +105,11 @@ class CpuBackend final : public Backend {
       return;
     }
     optimizer_step(ss);
-    sums_.loss += s.loss;
-    sums_.recon += s.recon;
-    sums_.kl += s.kl;
-    sums_.count += s.count;
+    sums_ += s;
   }
 
   LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
+    check_batch(batch, noise_step, train_.batch, data_.get(), "compute_gradient");
     const StepScalars ss = step_scalars(model_cfg_, train_, noise_step, steps_per_epoch_);
     return gradient_of(batch, noise_step, training_pass(train_, estimator), ss.beta);
   }
@@ -139,11 +133,7 @@ class CpuBackend final : public Backend {
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
       copy_noise(eval_noise_.step(k), static_cast<std::size_t>(n) * L * model_cfg_.latent);
-      const LossSums s = model_.run(x_.data(), eps_.data(), n, L, model_cfg_.beta, Pass::forward);
-      total.loss += s.loss;
-      total.recon += s.recon;
-      total.kl += s.kl;
-      total.count += s.count;
+      total += model_.run(x_.data(), eps_.data(), n, L, model_cfg_.beta, Pass::forward);
     }
     return total;
   }
@@ -249,17 +239,10 @@ class CpuBackend final : public Backend {
   }
   void copy_noise(const float* eps, std::size_t count) { std::copy(eps, eps + count, eps_.begin()); }
 
-  // Gather, noise and one forward+backward pass of `pass` on the batch.
+  // Gather, noise and one forward+backward pass of `pass` on the batch (checked by the caller).
   LossSums gradient_of(const Batch& batch, std::int64_t noise_step, Pass pass, double beta) {
-    if (!data_) throw_error("train_step: call set_train_data first");
-    if (batch.size <= 0 || batch.size > train_.batch)
-      throw_error("train_step: batch of ", batch.size, " items, expected 1..", train_.batch);
-    if (noise_step < 0) throw_error("train_step: negative step ", noise_step);
     const int n = batch.size;
     const int D = model_cfg_.input_dim;
-    for (int i = 0; i < n; ++i)
-      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
-        throw_error("train_step: index ", batch.indices[i], " is out of range for ", data_->count, " items");
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
     if (train_.binarize == Binarize::dynamic) {

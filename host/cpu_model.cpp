@@ -1,12 +1,15 @@
 // CPU forward and backward of the MLP VAE. Data flow and formulas: docs/ARCHITECTURE.md.
 //   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent pass (bias, z, KL)
 //   -> decoder [GEMM, bias+act] -> output GEMM -> likelihood pass (bias, log p, d/dlogits)
-//   backward: output GEMMs, [act'+bias-grad pass, GEMMs] per layer, latent backward pass.
+//   backward: backward_walk (host/backward_walk.h, shared with the CUDA model) over the
+//   BLAS products and the fused passes: output GEMMs, [act'+bias-grad pass, GEMMs] per
+//   layer, latent backward pass.
 #include "cpu_model.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "backward_walk.h"
 #include "blas.h"
 #include "cpu_passes.h"
 #include "vae/elementwise.h"
@@ -123,63 +126,47 @@ LossSums CpuModel<T>::run(const T* x, const T* eps, int n, int L, double beta, P
   return sums;
 }
 
+// CpuModel's operations for backward_walk (host/backward_walk.h): BLAS products and the
+// fused passes of cpu_passes.h on the model's buffers.
+template <class T>
+struct CpuModel<T>::BackwardOps {
+  CpuModel& m;
+  const T* x;    // (n, D)
+  const T* eps;  // (n*L, Z)
+  int n, L;
+  double beta;
+
+  const T* logits() const { return m.logits_.data(); }
+  const T* decoder_in(std::size_t k) const { return k == 0 ? m.z_.data() : m.dec_act_[k - 1].data(); }
+  const T* encoder_in(std::size_t k) const { return k == 0 ? x : m.enc_act_[k - 1].data(); }
+  void weight_grad(int rows, const LinearView& l, const T* dy, const T* in) {
+    blas::linear_weight_grad(rows, l.in, l.out, dy, in, m.grads_.data() + l.weight);
+  }
+  void input_grad(int rows, const LinearView& l, const T* dy, T* dx) {
+    blas::linear_input_grad(rows, l.in, l.out, dy, m.params_.data() + l.weight, dx);
+  }
+  void act_bias_grad(int rows, const LinearView& l, T* dy, const T* y) {
+    act_backward_bias_grad(m.cfg_.activation, dy, y, rows, l.out, m.grads_.data() + l.bias);
+  }
+  void latent_backward(Pass pass, const T* dz, T* dhead) {
+    const int Z = m.cfg_.latent;
+    const T* head = m.head_.data();
+    T* dbias = m.grads_.data() + m.layout_.head().bias;
+    switch (pass) {
+      case Pass::elbo_reparam: cpu::latent_backward(head, eps, dz, n, L, Z, T(beta) / T(n), dhead, dbias); return;
+      case Pass::elbo_score:
+        latent_backward_score(head, eps, m.row_logp_.data(), n, L, Z, T(1) / T(n), T(beta) / T(n), dhead, dbias);
+        return;
+      case Pass::iwae: latent_backward_iwae(head, eps, m.z_.data(), m.weights_.data(), dz, n, L, Z, dhead, dbias); return;
+      case Pass::forward: return;
+    }
+  }
+};
+
 template <class T>
 void CpuModel<T>::backward(const T* x, const T* eps, int n, int L, double beta, Pass pass) {
-  const int Z = cfg_.latent;
-  const int R = n * L;
-  const T* p = params_.data();
-  T* g = grads_.data();
-  T* dcur = grad_a_.data();
-  T* dnext = grad_b_.data();
-  const bool need_dz = pass != Pass::elbo_score;  // the score estimator does not go through z
-
-  // Output layer: logits_ holds d loss / d logits (R, D); its bias gradient is done.
-  const auto& out = layout_.output();
-  const T* dec_last = dec_act_.empty() ? z_.data() : dec_act_.back().data();
-  blas::linear_weight_grad(R, out.in, out.out, logits_.data(), dec_last, g + out.weight);
-  if (need_dz || !dec_act_.empty()) blas::linear_input_grad(R, out.in, out.out, logits_.data(), p + out.weight, dcur);
-
-  for (std::size_t k = layout_.decoder().size(); k-- > 0;) {
-    const auto& l = layout_.decoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, dec_act_[k].data(), R, l.out, g + l.bias);
-    const T* in = k == 0 ? z_.data() : dec_act_[k - 1].data();
-    blas::linear_weight_grad(R, l.in, l.out, dcur, in, g + l.weight);
-    if (k == 0 && !need_dz) break;
-    blas::linear_input_grad(R, l.in, l.out, dcur, p + l.weight, dnext);
-    std::swap(dcur, dnext);
-  }
-
-  // dcur = d loss / dz (R, Z) -> dnext = (d mu, d s) (n, 2Z)
-  const auto& hd = layout_.head();
-  switch (pass) {
-    case Pass::elbo_reparam:
-      latent_backward(head_.data(), eps, dcur, n, L, Z, T(beta) / T(n), dnext, g + hd.bias);
-      break;
-    case Pass::elbo_score:
-      latent_backward_score(head_.data(), eps, row_logp_.data(), n, L, Z, T(1) / T(n), T(beta) / T(n), dnext,
-                            g + hd.bias);
-      break;
-    case Pass::iwae:
-      latent_backward_iwae(head_.data(), eps, z_.data(), weights_.data(), dcur, n, L, Z, dnext, g + hd.bias);
-      break;
-    case Pass::forward: return;
-  }
-  std::swap(dcur, dnext);
-  const T* enc_last = enc_act_.empty() ? x : enc_act_.back().data();
-  blas::linear_weight_grad(n, hd.in, hd.out, dcur, enc_last, g + hd.weight);
-  if (enc_act_.empty()) return;
-  blas::linear_input_grad(n, hd.in, hd.out, dcur, p + hd.weight, dnext);
-  std::swap(dcur, dnext);
-
-  for (std::size_t k = layout_.encoder().size(); k-- > 0;) {
-    const auto& l = layout_.encoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, enc_act_[k].data(), n, l.out, g + l.bias);
-    const T* in = k == 0 ? x : enc_act_[k - 1].data();
-    blas::linear_weight_grad(n, l.in, l.out, dcur, in, g + l.weight);
-    if (k == 0) break;  // no gradient for the data
-    blas::linear_input_grad(n, l.in, l.out, dcur, p + l.weight, dnext);
-    std::swap(dcur, dnext);
-  }
+  BackwardOps ops{*this, x, eps, n, L, beta};
+  backward_walk(ops, layout_, n, L, pass, grad_a_.data(), grad_b_.data());
 }
 
 template <class T>

@@ -6,19 +6,12 @@
 #pragma once
 #include <vector>
 
+#include "backend_shared.h"  // Pass
 #include "vae/backend.h"
 #include "vae/config.h"
 #include "vae/layout.h"
 
 namespace vae {
-
-// What one pass computes, besides the forward pass itself.
-enum class Pass {
-  forward,       // losses only
-  elbo_reparam,  // gradient of the ELBO loss, reparameterization gradient (the default)
-  elbo_score,    // gradient of the ELBO loss, score-function gradient for the encoder
-  iwae,          // gradient of the IWAE loss -(log mean_k exp(log w_k)), reparameterized
-};
 
 template <class T>
 class CpuModel {
@@ -61,6 +54,7 @@ class CpuModel {
  private:
   const T* encode(const T* x, int n);     // runs the encoder; returns (n, H_last) or x
   const T* decode(const T* z, int rows);  // runs the hidden decoder layers; returns the last input
+  struct BackwardOps;  // backward's operations for backward_walk (host/backward_walk.h)
   void backward(const T* x, const T* eps, int n, int L, double beta, Pass pass);
 
   ModelConfig cfg_;

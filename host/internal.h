@@ -27,7 +27,7 @@ void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 
 #if defined(VAE_HAVE_CUDA)
-// kernels/cuda_backend.cu
+// kernels/: cuda_backend.cu, cuda_device.cu, sgemm_rate.cu
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig&, const TrainConfig&);
 bool cuda_device_usable(std::string* why);
 double cuda_sgemm_gflops(int m, int n, int k);

@@ -1,6 +1,8 @@
 // The CUDA backend: CudaModel plus the batch gather, device noise blocks, the optimizers,
-// loss sums, one CUDA graph per training step, the resident or streamed training data, and
-// the log-likelihood estimates.
+// loss sums and one CUDA graph per training step. Its rooms: the handles
+// (cuda_handles.cuh), the step graphs (cuda_graph.cuh), the step-record ring
+// (record_ring.cuh), the resident or streamed training data (device_data.cuh) and the
+// log-likelihood estimate (likelihood_estimate.cuh).
 //
 // Per step the host does only this (no allocation, no sync):
 //   1. if the step leaves the current noise block: refill it (cuRAND on the compute stream,
@@ -19,24 +21,27 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "backend_shared.h"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
+#include "cuda_graph.cuh"
+#include "cuda_handles.cuh"
 #include "cuda_model.cuh"
+#include "device_data.cuh"
 #include "device_memory.cuh"
 #include "gather.cuh"
-#include "importance.cuh"
-#include "layers.cuh"
 #include "internal.h"
+#include "layers.cuh"
+#include "likelihood_estimate.cuh"
 #include "loss_sums.cuh"
 #include "noise.cuh"
 #include "optimizer.cuh"
+#include "record_ring.cuh"
 #include "step_guard.cuh"
 #include "step_record.cuh"
 #include "vae/error.h"
@@ -48,120 +53,6 @@ namespace gpu {
 namespace {
 
 constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
-// estimate_log_likelihood: samples per pass and data point (the CPU path's chunk), sample
-// rows per pass, and noise values per data-point block (each of iw_q and iw_prior).
-constexpr int kIwChunk = 128;
-constexpr int kIwRows = 8192;
-constexpr std::size_t kIwNoiseValues = std::size_t(1) << 22;
-
-__global__ void probe_kernel() {}
-
-// ---- small owners of CUDA handles; release only prints -----------------------------------
-class StreamHandle {
- public:
-  StreamHandle() { VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~StreamHandle() {
-    if (s_) VAE_CUDA_WARN(cudaStreamDestroy(s_));
-  }
-  StreamHandle(const StreamHandle&) = delete;
-  StreamHandle& operator=(const StreamHandle&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
-class EventHandle {
- public:
-  EventHandle() { VAE_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
-  ~EventHandle() {
-    if (e_) VAE_CUDA_WARN(cudaEventDestroy(e_));
-  }
-  EventHandle(const EventHandle&) = delete;
-  EventHandle& operator=(const EventHandle&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
-};
-
-class BlasHandle {
- public:
-  BlasHandle() { VAE_CUBLAS_CHECK(cublasCreate(&h_)); }
-  ~BlasHandle() {
-    if (h_) {
-      const cublasStatus_t s = cublasDestroy(h_);
-      if (s != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "vae: warning: cublasDestroy: %s\n", cublasGetStatusString(s));
-    }
-  }
-  BlasHandle(const BlasHandle&) = delete;
-  BlasHandle& operator=(const BlasHandle&) = delete;
-  cublasHandle_t get() const { return h_; }
-
- private:
-  cublasHandle_t h_ = nullptr;
-};
-
-struct StepGraph {
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  StepGraph() = default;
-  StepGraph(const StepGraph&) = delete;
-  StepGraph& operator=(const StepGraph&) = delete;
-  ~StepGraph() {
-    if (exec) VAE_CUDA_WARN(cudaGraphExecDestroy(exec));
-    if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-  }
-};
-
-// The stream, bound into the cuBLAS handle with a fixed workspace, FP32 without TF32.
-cublasHandle_t configure_blas(cublasHandle_t h, cudaStream_t stream, void* workspace, std::size_t bytes) {
-  VAE_CUBLAS_CHECK(cublasSetStream(h, stream));
-  VAE_CUBLAS_CHECK(cublasSetWorkspace(h, workspace, bytes));
-  VAE_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));  // no TF32: FP32 results match the CPU
-  VAE_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
-  VAE_CUBLAS_CHECK(cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
-  return h;
-}
-
-// The training pass of the configuration, with the given encoder estimator.
-Pass training_pass(const TrainConfig& t, Estimator estimator) {
-  if (t.objective == Objective::iwae) return Pass::iwae;
-  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
-}
-
-// What estimate_log_likelihood needs besides the backend's own buffers: a model sized for
-// n_max data points x chunk samples (sharing the parameters by copy), the iw_q / iw_prior
-// noise for n_max data points at a time (a NoiseBlock whose "step" is the data point), and
-// the per-data-point running sums. Kept between calls with the same k.
-struct IwWorkspace {
-  IwWorkspace(const ModelConfig& m, std::uint64_t seed, int n_max_, int chunk_, std::size_t stride_,
-              cudaStream_t stream, cublasHandle_t blas, LtBiasRelu* lt)
-      : n_max(n_max_),
-        chunk(chunk_),
-        stride(stride_),
-        model(m, n_max_, n_max_ * chunk_, stream, blas, lt),
-        q_noise(derive_seed(seed, RngStream::iw_q), NoiseBlock::Kind::normal, stride_,
-                static_cast<std::size_t>(n_max_) * stride_, stream, "log p(x) estimate noise (q)"),
-        prior_noise(derive_seed(seed, RngStream::iw_prior), NoiseBlock::Kind::normal, stride_,
-                    static_cast<std::size_t>(n_max_) * stride_, stream, "log p(x) estimate noise (prior)"),
-        eps(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(chunk_) * static_cast<std::size_t>(m.latent),
-            "log p(x) estimate samples"),
-        stage(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(m.input_dim) * 4, "log p(x) estimate rows"),
-        running(static_cast<std::size_t>(n_max_), "log p(x) estimate running sums"),
-        totals(1, "log p(x) estimate sums"),
-        host_totals(1, "log p(x) estimate read-back") {}
-
-  int n_max, chunk;
-  std::size_t stride;
-  CudaModel model;
-  NoiseBlock q_noise, prior_noise;
-  DeviceBuffer<float> eps;              // (n_max * chunk, Z)
-  DeviceBuffer<unsigned char> stage;    // (n_max, D) rows, uint8 or float
-  DeviceBuffer<IwRunning> running;      // (n_max)
-  DeviceBuffer<DeviceLikelihoodSums> totals;
-  PinnedBuffer<DeviceLikelihoodSums> host_totals;
-};
 
 class CudaBackend final : public Backend {
  public:
@@ -182,35 +73,27 @@ class CudaBackend final : public Backend {
                    "training noise (eps)"),
         eval_noise_(plan_.eval_seed, NoiseBlock::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
                     opt.noise_block_values, compute_.get(), "evaluation noise (eps)"),
-        record_bytes_(step_record_bytes(max_batch_)),
-        ring_(record_bytes_ * static_cast<std::size_t>(opt.record_slots), "the step-record ring"),
-        ring_events_(static_cast<std::size_t>(opt.record_slots)),
-        ring_used_(static_cast<std::size_t>(opt.record_slots), false),
-        d_record_(record_bytes_, "the device step record"),
-        sums_(3, "loss accumulators"),
-        host_sums_(1, "loss read-back"),
+        ring_(max_batch_, opt.record_slots, compute_.get()),
+        sums_(3, compute_.get()),
         state_(1, "the step state (update counts, dropped steps)"),
         host_state_(1, "step-state read-back"),
         eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(model.input_dim) * 4,
-                    "evaluation rows") {
+                    "evaluation rows"),
+        train_data_(train.batch, opt.stream_slots, opt.resident_headroom, compute_.get()),
+        estimate_(model, train.seed, max_batch_, compute_.get(), blas_, lt_.get()) {
     if (train.binarize == Binarize::dynamic)
       bin_noise_ = std::make_unique<NoiseBlock>(plan_.bin_seed, NoiseBlock::Kind::uniform, plan_.bin_stride,
                                                 opt.noise_block_values, compute_.get(), "binarization noise (uniforms)");
     cudaDeviceProp prop{};
     VAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     name_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
-    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get(), 0, sums_.bytes(), compute_.get()));
-    VAE_CUDA_CHECK(cudaMemsetAsync(d_record_.get(), 0, d_record_.bytes(), compute_.get()));
     *host_state_.get() = DeviceStepState{};
     VAE_CUDA_CHECK(cudaMemcpyAsync(state_.get(), host_state_.get(), sizeof(DeviceStepState), cudaMemcpyHostToDevice,
                                    compute_.get()));
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
   }
 
-  ~CudaBackend() override {
-    VAE_CUDA_WARN(cudaStreamSynchronize(copy_.get()));
-    VAE_CUDA_WARN(cudaStreamSynchronize(compute_.get()));
-  }
+  ~CudaBackend() override { VAE_CUDA_WARN(cudaStreamSynchronize(compute_.get())); }
 
   std::string name() const override { return name_; }
   const ParamLayout& layout() const override { return model_.layout(); }
@@ -250,42 +133,24 @@ class CudaBackend final : public Backend {
     check_nonempty_data(model_cfg_, *data, "set_train_data", "training data");
     if (data->count > (std::int64_t(1) << 32))
       throw_error("training data '", data->source, "' has ", data->count, " items; batch indices are 32-bit");
-    // Steps in flight may still read the old rows.
-    VAE_CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
-    data_.reset();
-    d_data_ = DeviceBuffer<unsigned char>();
-    const std::size_t bytes = static_cast<std::size_t>(data->count) * row_bytes(*data);
-    std::size_t free_bytes = 0, total_bytes = 0;
-    VAE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const std::size_t headroom =
-        std::max<std::size_t>(std::size_t(1) << 30, static_cast<std::size_t>(opt_.resident_headroom * double(total_bytes)));
-    streamed_ = train_.stream_data || bytes + headroom > free_bytes;
-    if (!streamed_) {
-      d_data_ = DeviceBuffer<unsigned char>(bytes, "the training set '" + data->source + "'");
-      const void* src = data->is_u8() ? static_cast<const void*>(data->u8.data()) : static_cast<const void*>(data->f32.data());
-      if (bytes) VAE_CUDA_CHECK(cudaMemcpyAsync(d_data_.get(), src, bytes, cudaMemcpyHostToDevice, compute_.get()));
-      VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
-    } else {
-      allocate_stream_slots();
-    }
-    steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
-    data_ = std::move(data);
+    const std::int64_t steps_per_epoch = (data->count + train_.batch - 1) / train_.batch;
+    train_data_.set(std::move(data), train_.stream_data);
+    steps_per_epoch_ = steps_per_epoch;
   }
 
   void train_step(const Batch& batch) override {
-    check_batch(batch, batch.step, "train_step");
+    check_batch(batch, batch.step, train_.batch, train_data_.data(), "train_step");
     const int n = batch.size;
     const int slot = prepare_step(batch, batch.step);
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
     if (it != graphs_.end()) {
-      VAE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, compute_.get()));
-      finish_step(slot);
+      it->second.launch(compute_.get());
+      train_data_.step_enqueued(slot);
     } else {
       // Direct launches: without graphs, and for the first step of each batch size, which
       // also loads and initializes every kernel and cuBLAS path before the capture.
       enqueue_step(n);
-      finish_step(slot);  // before the capture, so that a capture that throws leaves the slot's event recorded
+      train_data_.step_enqueued(slot);  // before the capture, so that a capture that throws leaves the slot's event recorded
       if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
     }
   }
@@ -293,29 +158,20 @@ class CudaBackend final : public Backend {
   // The same pass as a training step (direct launches, no graph), without the step guard,
   // the optimizer or the running sums: only the gradients and sums_[2] change.
   LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
-    check_batch(batch, noise_step, "compute_gradient");
+    check_batch(batch, noise_step, train_.batch, train_data_.data(), "compute_gradient");
     const int n = batch.size;
     const int slot = prepare_step(batch, noise_step);
-    enqueue_pass(n, training_pass(train_, estimator), sums_.get() + 2);
-    finish_step(slot);
-    return read_sums(2);
+    enqueue_pass(n, training_pass(train_, estimator), sums_.slot(2));
+    train_data_.step_enqueued(slot);
+    return sums_.take(2);
   }
 
-  LossSums take_train_sums() override { return read_sums(0); }
-
-  void restore_train_sums(const LossSums& sums) override {
-    DeviceLossSums* h = host_sums_.get();
-    h->loss = sums.loss;
-    h->recon = sums.recon;
-    h->kl = sums.kl;
-    h->count = sums.count;
-    VAE_CUDA_CHECK(cudaMemcpyAsync(sums_.get(), h, sizeof(DeviceLossSums), cudaMemcpyHostToDevice, compute_.get()));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the pinned staging is free again
-  }
+  LossSums take_train_sums() override { return sums_.take(0); }
+  void restore_train_sums(const LossSums& sums) override { sums_.restore(0, sums); }
 
   LossSums evaluate(const Dataset& data) override {
     check_nonempty_data(model_cfg_, data, "evaluate");
-    VAE_CUDA_CHECK(cudaMemsetAsync(sums_.get() + 1, 0, sizeof(DeviceLossSums), compute_.get()));
+    sums_.clear(1);
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
@@ -324,68 +180,18 @@ class CudaBackend final : public Backend {
       h.step = k;
       h.eps_offset = eval_noise_.prepare(k);
       h.beta = model_cfg_.beta;
-      upload_items(data, begin, n, h, eval_stage_.get(), model_.x());
-      model_.run(eval_noise_.data(), &d_header()->eps_offset, n, model_cfg_.samples, Pass::forward, nullptr);
-      loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &d_header()->beta,
-                      model_.recon(), sums_.get() + 1, true, compute_.get());
+      upload_rows(data, begin, n, h, eval_stage_.get(), model_.x(), ring_, compute_.get());
+      model_.run(eval_noise_.data(), &ring_.header()->eps_offset, n, model_cfg_.samples, Pass::forward, nullptr);
+      loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &ring_.header()->beta,
+                      model_.recon(), sums_.slot(1), true, compute_.get());
     }
-    return read_sums(1);
+    return sums_.take(1);
   }
 
-  // The CPU path's estimate (CpuBackend::estimate_log_likelihood) on the device: data point
-  // i's k samples from q(z|x) and from p(z) at offset i * iw_stride of the iw_q and
-  // iw_prior streams, chunk by chunk; per data point a running log-sum-exp in double over
-  // its samples in order; the data points added in order. Training state is not touched.
   LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
     check_nonempty_data(model_cfg_, data, "estimate_log_likelihood");
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
-    const int Z = model_cfg_.latent;
-    const int chunk = std::min(k, kIwChunk);
-    const std::size_t stride = RngPlan::iw_stride(model_cfg_, k);
-    const int n_max = static_cast<int>(std::max<std::size_t>(
-        1, std::min({static_cast<std::size_t>(max_batch_), static_cast<std::size_t>(kIwRows / chunk),
-                     kIwNoiseValues / stride})));
-    IwWorkspace& w = iw_workspace(n_max, chunk, stride);
-    CudaModel& m = w.model;
-    cudaStream_t st = compute_.get();
-    VAE_CUDA_CHECK(cudaMemcpyAsync(m.params(), model_.params(), model_.total() * sizeof(float),
-                                   cudaMemcpyDeviceToDevice, st));
-    VAE_CUDA_CHECK(cudaMemsetAsync(w.totals.get(), 0, sizeof(DeviceLikelihoodSums), st));
-    for (std::int64_t begin = 0; begin < data.count; begin += n_max) {
-      const int n = static_cast<int>(std::min<std::int64_t>(n_max, data.count - begin));
-      StepHeader h;
-      h.step = begin;
-      upload_items(data, begin, n, h, w.stage.get(), m.x());
-      iw_reset(w.running.get(), n, st);
-      for (int use_prior = 0; use_prior < 2; ++use_prior) {
-        NoiseBlock& noise = use_prior ? w.prior_noise : w.q_noise;
-        const float* block = noise.data() + noise.prepare(begin);  // data points begin .. begin + n_max
-        for (int c0 = 0; c0 < k; c0 += chunk) {
-          const int c = std::min(chunk, k - c0);
-          iw_gather_chunk(block, n, stride, c0, c, Z, w.eps.get(), st);
-          if (use_prior) {
-            m.decode_log_likelihood(w.eps.get(), n, c);  // z = eps ~ N(0, I)
-            iw_accumulate(m.row_logp(), nullptr, n, c, w.running.get(), st);
-          } else {
-            m.run(w.eps.get(), nullptr, n, c, Pass::forward, nullptr);
-            iw_accumulate(m.row_logp(), m.lpq(), n, c, w.running.get(), st);
-          }
-        }
-      }
-      iw_finish(w.running.get(), m.kl(), n, k, w.totals.get(), st);
-    }
-    VAE_CUDA_CHECK(cudaMemcpyAsync(w.host_totals.get(), w.totals.get(), sizeof(DeviceLikelihoodSums),
-                                   cudaMemcpyDeviceToHost, st));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(st));
-    const DeviceLikelihoodSums& t = *w.host_totals.get();
-    LikelihoodSums out;
-    out.recon = t.recon;
-    out.kl = t.kl;
-    out.iwae = t.iwae;
-    out.prior = t.prior;
-    out.count = t.count;
-    out.k = k;
-    return out;
+    return estimate_.run(model_, data, k, ring_);
   }
 
   std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) override {
@@ -397,8 +203,8 @@ class CudaBackend final : public Backend {
     h.eps_offset = eval_noise_.prepare(0);  // any resident noise: mu does not depend on it
     for (std::int64_t b = 0; b < n; b += chunk) {
       const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
-      upload_items(data, begin + b, k, h, eval_stage_.get(), model_.x());
-      model_.run(eval_noise_.data(), &d_header()->eps_offset, k, 1, Pass::forward, nullptr);
+      upload_rows(data, begin + b, k, h, eval_stage_.get(), model_.x(), ring_, compute_.get());
+      model_.run(eval_noise_.data(), &ring_.header()->eps_offset, k, 1, Pass::forward, nullptr);
       VAE_CUDA_CHECK(cudaMemcpyAsync(head.data(), model_.head(), static_cast<std::size_t>(k) * 2 * Z * sizeof(float),
                                      cudaMemcpyDeviceToHost, compute_.get()));
       VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
@@ -440,7 +246,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendStats stats() const {
     CudaBackendStats s;
-    s.streamed = streamed_;
+    s.streamed = train_data_.streamed();
     s.graphs = static_cast<int>(graphs_.size());
     s.eps_refills = eps_noise_.refills();
     s.bin_refills = bin_noise_ ? bin_noise_->refills() : 0;
@@ -456,9 +262,6 @@ class CudaBackend final : public Backend {
     VAE_CUDA_CHECK(cudaGetDevice(&d));
     return d;
   }
-  static std::size_t row_bytes(const Dataset& d) {
-    return static_cast<std::size_t>(d.dim) * (d.is_u8() ? sizeof(std::uint8_t) : sizeof(float));
-  }
   // Sample rows the main model needs: training batches of train_samples, evaluation
   // batches of model.samples.
   static int max_rows(const ModelConfig& m, const TrainConfig& t) {
@@ -468,75 +271,26 @@ class CudaBackend final : public Backend {
     if (rows > (1 << 30)) throw_error("the CUDA backend: ", rows, " sample rows per pass is too many");
     return static_cast<int>(rows);
   }
-  StepHeader* d_header() const { return reinterpret_cast<StepHeader*>(d_record_.get()); }
-  const std::uint32_t* d_indices() const { return record_indices(d_record_.get()); }
-
-  void check_batch(const Batch& batch, std::int64_t step, const char* who) const {
-    if (!data_) throw_error(who, ": call set_train_data first");
-    const int n = batch.size;
-    if (n <= 0 || n > train_.batch) throw_error(who, ": batch of ", n, " items, expected 1..", train_.batch);
-    if (!batch.indices) throw_error(who, ": batch.indices is null");
-    if (step < 0) throw_error(who, ": the step must be >= 0, got ", step);
-    for (int i = 0; i < n; ++i)
-      if (batch.indices[i] >= static_cast<std::uint64_t>(data_->count))
-        throw_error(who, ": index ", batch.indices[i], " is out of range for ", data_->count, " items");
-  }
 
   // Everything before a step's kernels: its noise (blocks refilled if needed), its rows
   // (streamed data: staged on the copy stream), its record with the step's scalars. Returns
-  // the stream slot (-1: resident data) for finish_step.
+  // the stream slot (-1: resident data) for TrainData::step_enqueued.
   int prepare_step(const Batch& batch, std::int64_t step) {
     const StepScalars ss = step_scalars(model_cfg_, train_, step, steps_per_epoch_);
     StepHeader h;
     h.step = step;
     h.eps_offset = eps_noise_.prepare(step);
     h.bin_offset = bin_noise_ ? bin_noise_->prepare(step) : 0;
-    h.rows_u8 = data_->is_u8() ? 1 : 0;
+    h.rows_u8 = train_data_.data()->is_u8() ? 1 : 0;
     h.n = batch.size;
     h.lr = ss.lr;
     h.beta = ss.beta;
     h.update_encoder = ss.update_encoder ? 1 : 0;
     h.update_decoder = ss.update_decoder ? 1 : 0;
-    int slot = -1;
-    if (streamed_) {
-      slot = stage_streamed_rows(batch);
-      h.rows = reinterpret_cast<std::uint64_t>(d_slots_[static_cast<std::size_t>(slot)].get());
-    } else {
-      h.rows = reinterpret_cast<std::uint64_t>(d_data_.get());
-    }
-    send_record(h, streamed_ ? nullptr : batch.indices);
-    return slot;
-  }
-  void finish_step(int slot) {
-    if (slot < 0) return;
-    VAE_CUDA_CHECK(cudaEventRecord(compute_done_[static_cast<std::size_t>(slot)].get(), compute_.get()));
-    slot_computed_[static_cast<std::size_t>(slot)] = true;
-  }
-
-  IwWorkspace& iw_workspace(int n_max, int chunk, std::size_t stride) {
-    if (!iw_ || iw_->n_max != n_max || iw_->chunk != chunk || iw_->stride != stride) {
-      iw_.reset();  // free the old one first
-      iw_ = std::make_unique<IwWorkspace>(model_cfg_, train_.seed, n_max, chunk, stride, compute_.get(), blas_,
-                                          lt_.get());
-    }
-    return *iw_;
-  }
-
-  // Items [begin, begin + n) of data into x (n, D) on the compute stream: copied into the
-  // device staging buffer `stage`, then converted by gather_rows through the device record
-  // (header h with the rows filled in here, identity indices).
-  void upload_items(const Dataset& data, std::int64_t begin, int n, StepHeader h, unsigned char* stage, float* x) {
-    const std::size_t rb = row_bytes(data);
-    const auto* src = data.is_u8() ? static_cast<const unsigned char*>(data.u8.data())
-                                   : reinterpret_cast<const unsigned char*>(data.f32.data());
-    h.rows = reinterpret_cast<std::uint64_t>(stage);
-    h.rows_u8 = data.is_u8() ? 1 : 0;
-    h.n = n;
-    // Pageable source: the copy is staged before the call returns and runs in stream order.
-    VAE_CUDA_CHECK(cudaMemcpyAsync(stage, src + static_cast<std::size_t>(begin) * rb, static_cast<std::size_t>(n) * rb,
-                                   cudaMemcpyHostToDevice, compute_.get()));
-    send_record(h, nullptr);
-    gather_rows(d_header(), d_indices(), n, model_cfg_.input_dim, nullptr, x, compute_.get());
+    const TrainData::StepRows rows = train_data_.stage(batch);
+    h.rows = reinterpret_cast<std::uint64_t>(rows.rows);
+    ring_.send(h, rows.indices);
+    return rows.slot;
   }
 
   void check_size(std::size_t n, const char* what) const {
@@ -567,44 +321,11 @@ class CudaBackend final : public Backend {
     return "gradient";
   }
 
-  LossSums read_sums(int which) {
-    DeviceLossSums* d = sums_.get() + which;
-    VAE_CUDA_CHECK(cudaMemcpyAsync(host_sums_.get(), d, sizeof(DeviceLossSums), cudaMemcpyDeviceToHost, compute_.get()));
-    VAE_CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof(DeviceLossSums), compute_.get()));
-    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the one sync per report
-    const DeviceLossSums& h = *host_sums_.get();
-    LossSums s;
-    s.loss = h.loss;
-    s.recon = h.recon;
-    s.kl = h.kl;
-    s.count = h.count;
-    return s;
-  }
-
-  // Writes the record into the next pinned ring slot (waiting only if the GPU has not yet
-  // copied that slot's previous record, i.e. is record_slots steps behind), copies it to
-  // the device record on the compute stream. indices null: identity 0..n-1.
-  void send_record(const StepHeader& h, const std::uint32_t* indices) {
-    const std::size_t s = ring_next_;
-    ring_next_ = (ring_next_ + 1) % ring_events_.size();
-    if (ring_used_[s]) VAE_CUDA_CHECK(cudaEventSynchronize(ring_events_[s].get()));
-    char* slot = ring_.get() + s * record_bytes_;
-    std::memcpy(slot, &h, sizeof(StepHeader));
-    std::uint32_t* idx = record_indices(slot);
-    if (indices) std::memcpy(idx, indices, static_cast<std::size_t>(h.n) * sizeof(std::uint32_t));
-    else
-      for (int i = 0; i < h.n; ++i) idx[i] = static_cast<std::uint32_t>(i);
-    const std::size_t bytes = sizeof(StepHeader) + static_cast<std::size_t>(h.n) * sizeof(std::uint32_t);
-    VAE_CUDA_CHECK(cudaMemcpyAsync(d_record_.get(), slot, bytes, cudaMemcpyHostToDevice, compute_.get()));
-    VAE_CUDA_CHECK(cudaEventRecord(ring_events_[s].get(), compute_.get()));
-    ring_used_[s] = true;
-  }
-
   // Gather, the model's pass and the step's loss sums (written over *sums), on the compute
   // stream. beta and the noise offsets are read from the device record.
   void enqueue_pass(int n, Pass pass, DeviceLossSums* sums) {
-    StepHeader* hdr = d_header();
-    gather_rows(hdr, d_indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr, model_.x(),
+    StepHeader* hdr = ring_.header();
+    gather_rows(hdr, ring_.indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr, model_.x(),
                 compute_.get());
     model_.run(eps_noise_.data(), &hdr->eps_offset, n, train_samples_, pass, &hdr->beta);
     loss_accumulate(model_.row_logp(), model_.kl(), pass == Pass::iwae ? model_.bound() : nullptr, n, train_samples_,
@@ -615,7 +336,7 @@ class CudaBackend final : public Backend {
   void enqueue_step(int n) {
     DeviceStepState* st = state_.get();
     enqueue_pass(n, train_pass_, &st->step);
-    step_guard(model_.grads(), model_.total(), d_header(), st, sums_.get(), train_.on_nan == NanPolicy::stop,
+    step_guard(model_.grads(), model_.total(), ring_.header(), st, sums_.slot(0), train_.on_nan == NanPolicy::stop,
                compute_.get());
     OptimizerArgs oa;
     oa.p = model_.params();
@@ -624,7 +345,7 @@ class CudaBackend final : public Backend {
     oa.s2 = model_.state2();
     oa.n = model_.total();
     oa.encoder_end = model_.layout().encoder_end();
-    oa.hdr = d_header();
+    oa.hdr = ring_.header();
     oa.updates = st->updates;
     oa.skip = &st->bad;
     optimizer_step(oa, train_.optimizer, compute_.get());
@@ -634,59 +355,9 @@ class CudaBackend final : public Backend {
   // baked in: the kernels read the record (noise offsets, rows, lr, beta, groups), the
   // noise blocks and the update counts through fixed device addresses.
   void capture_step(int n) {
-    cudaGraph_t graph = nullptr;
-    VAE_CUDA_CHECK(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeThreadLocal));
-    try {
-      enqueue_step(n);
-    } catch (...) {
-      VAE_CUDA_WARN(cudaStreamEndCapture(compute_.get(), &graph));
-      if (graph) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-      throw;
-    }
-    VAE_CUDA_CHECK(cudaStreamEndCapture(compute_.get(), &graph));
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-    if (status != cudaSuccess) VAE_CUDA_WARN(cudaGraphDestroy(graph));
-    VAE_CUDA_CHECK(status);
-    StepGraph& g = graphs_[n];
-    g.graph = graph;
-    g.exec = exec;
-  }
-
-  void allocate_stream_slots() {
-    if (!d_slots_.empty()) return;
-    const std::size_t bytes = static_cast<std::size_t>(train_.batch) * static_cast<std::size_t>(model_cfg_.input_dim) * 4;
-    const std::size_t k = static_cast<std::size_t>(opt_.stream_slots);
-    for (std::size_t i = 0; i < k; ++i) {
-      d_slots_.emplace_back(bytes, "a streamed batch (device)");
-      h_slots_.emplace_back(bytes, "a streamed batch (pinned host)");
-    }
-    copy_done_ = std::vector<EventHandle>(k);
-    compute_done_ = std::vector<EventHandle>(k);
-    slot_copied_.assign(k, false);
-    slot_computed_.assign(k, false);
-  }
-
-  // Streamed data: gathers the batch's rows on the host into the next pinned slot and
-  // copies them on the copy stream into the matching device slot; the compute stream waits
-  // for that copy. Returns the slot; the caller records compute_done after the step.
-  int stage_streamed_rows(const Batch& batch) {
-    const std::size_t s = stream_next_;
-    stream_next_ = (stream_next_ + 1) % d_slots_.size();
-    if (slot_copied_[s]) VAE_CUDA_CHECK(cudaEventSynchronize(copy_done_[s].get()));  // pinned slot free
-    const std::size_t rb = row_bytes(*data_);
-    const auto* src = data_->is_u8() ? static_cast<const unsigned char*>(data_->u8.data())
-                                     : reinterpret_cast<const unsigned char*>(data_->f32.data());
-    unsigned char* dst = h_slots_[s].get();
-    for (int i = 0; i < batch.size; ++i)
-      std::memcpy(dst + static_cast<std::size_t>(i) * rb, src + static_cast<std::size_t>(batch.indices[i]) * rb, rb);
-    if (slot_computed_[s]) VAE_CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), compute_done_[s].get(), 0));  // device slot free
-    VAE_CUDA_CHECK(cudaMemcpyAsync(d_slots_[s].get(), dst, static_cast<std::size_t>(batch.size) * rb,
-                                   cudaMemcpyHostToDevice, copy_.get()));
-    VAE_CUDA_CHECK(cudaEventRecord(copy_done_[s].get(), copy_.get()));
-    slot_copied_[s] = true;
-    VAE_CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), copy_done_[s].get(), 0));
-    return static_cast<int>(s);
+    CudaGraph graph;
+    graph.capture(compute_.get(), [&] { enqueue_step(n); });
+    graphs_.emplace(n, std::move(graph));
   }
 
   ModelConfig model_cfg_;
@@ -694,7 +365,7 @@ class CudaBackend final : public Backend {
   CudaBackendOptions opt_;
   int device_;
   std::string name_;  // "cuda (<device name>, sm_XY)"
-  StreamHandle compute_, copy_;
+  Stream compute_;
   DeviceBuffer<char> workspace_;
   BlasHandle blas_handle_;
   cublasHandle_t blas_;
@@ -706,28 +377,15 @@ class CudaBackend final : public Backend {
   RngPlan plan_;
   NoiseBlock eps_noise_, eval_noise_;
   std::unique_ptr<NoiseBlock> bin_noise_;
-  std::size_t record_bytes_;
-  PinnedBuffer<char> ring_;  // record_slots x record_bytes_
-  std::vector<EventHandle> ring_events_;
-  std::vector<bool> ring_used_;
-  std::size_t ring_next_ = 0;
-  DeviceBuffer<char> d_record_;           // StepHeader + indices
-  DeviceBuffer<DeviceLossSums> sums_;     // [0] training, [1] evaluation, [2] compute_gradient
-  PinnedBuffer<DeviceLossSums> host_sums_;
+  RecordRing ring_;                       // the step records and the one device record
+  LossAccumulators sums_;                 // [0] training, [1] evaluation, [2] compute_gradient
   DeviceBuffer<DeviceStepState> state_;  // update counts, dropped steps, halt
   PinnedBuffer<DeviceStepState> host_state_;
   DeviceBuffer<unsigned char> eval_stage_;  // (eval_batch, D) rows, uint8 or float
-  std::shared_ptr<const Dataset> data_;
-  DeviceBuffer<unsigned char> d_data_;  // resident training set
-  bool streamed_ = false;
-  std::vector<DeviceBuffer<unsigned char>> d_slots_;  // streamed batches, (batch, D) each
-  std::vector<PinnedBuffer<unsigned char>> h_slots_;
-  std::vector<EventHandle> copy_done_, compute_done_;
-  std::vector<bool> slot_copied_, slot_computed_;
-  std::size_t stream_next_ = 0;
-  std::map<int, StepGraph> graphs_;  // one per batch size
-  std::int64_t steps_per_epoch_ = 1;  // for the lr schedules (step_scalars)
-  std::unique_ptr<IwWorkspace> iw_;   // estimate_log_likelihood, allocated on first use
+  TrainData train_data_;                    // resident or streamed
+  std::map<int, CudaGraph> graphs_;         // one per batch size
+  std::int64_t steps_per_epoch_ = 1;        // for the lr schedules (step_scalars)
+  LikelihoodEstimate estimate_;             // estimate_log_likelihood, allocated on first use
 };
 
 }  // namespace
@@ -756,34 +414,6 @@ CudaBackendStats cuda_backend_stats(const Backend& backend) {
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& model, const TrainConfig& train) {
   return gpu::make_cuda_backend(model, train, gpu::CudaBackendOptions{});
-}
-
-bool cuda_device_usable(std::string* why) {
-  auto fail = [&](const std::string& reason) {
-    (void)cudaGetLastError();
-    if (why) *why = reason;
-    return false;
-  };
-  int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
-  if (count == 0) return fail("no CUDA device found");
-  int device = 0;
-  e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDevice: ") + cudaGetErrorString(e));
-  cudaDeviceProp prop{};
-  e = cudaGetDeviceProperties(&prop, device);
-  if (e != cudaSuccess) return fail(std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(e));
-  e = cudaFree(nullptr);  // creates the context: fails on a busy or prohibited device
-  if (e != cudaSuccess) return fail(std::string("cannot use ") + prop.name + ": " + cudaGetErrorString(e));
-  cudaFuncAttributes attr{};
-  e = cudaFuncGetAttributes(&attr, gpu::probe_kernel);
-  if (e != cudaSuccess)
-    return fail(std::string("this libvae has no kernels for ") + prop.name + " (sm_" + std::to_string(prop.major) +
-                std::to_string(prop.minor) + "): " + cudaGetErrorString(e) + "; rebuild with -DVAE_CUDA_ARCHITECTURES=" +
-                std::to_string(prop.major) + std::to_string(prop.minor));
-  if (why) why->clear();
-  return true;
 }
 
 }  // namespace vae

@@ -1,5 +1,6 @@
 // The error checks behind VAE_CUDA_CHECK, VAE_CUBLAS_CHECK, VAE_CURAND_CHECK and
-// VAE_LAUNCH_CHECK: each failure becomes a vae::Error naming the call, file and line.
+// VAE_LAUNCH_CHECK: each failure becomes a vae::Error naming the call, file and line. The
+// *_WARN forms print that line instead.
 #include <cstdio>
 
 #include "cuda_check.cuh"
@@ -66,6 +67,18 @@ void warn_cuda(cudaError_t status, const char* call, const char* file, int line)
   (void)cudaGetLastError();
   std::fprintf(stderr, "vae: warning: CUDA error in %s at %s:%d: %s\n", call, base_name(file), line,
                cudaGetErrorString(status));
+}
+
+void warn_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "vae: warning: cuBLAS error in %s at %s:%d: %s\n", call, base_name(file), line,
+               cublasGetStatusString(status));
+}
+
+void warn_curand(curandStatus_t status, const char* call, const char* file, int line) {
+  if (status == CURAND_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "vae: warning: cuRAND error in %s at %s:%d: %s\n", call, base_name(file), line,
+               curand_status_name(status));
 }
 
 }  // namespace vae::gpu

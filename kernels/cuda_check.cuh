@@ -13,8 +13,10 @@ void check_cublas(cublasStatus_t status, const char* call, const char* file, int
 void check_curand(curandStatus_t status, const char* call, const char* file, int line);
 // After a launch: picks up launch-configuration errors (cudaGetLastError) without a sync.
 void check_launch(const char* kernel, const char* file, int line);
-// For destructors: prints one line to stderr instead of throwing.
+// For destructors: print one line to stderr instead of throwing.
 void warn_cuda(cudaError_t status, const char* call, const char* file, int line);
+void warn_cublas(cublasStatus_t status, const char* call, const char* file, int line);
+void warn_curand(curandStatus_t status, const char* call, const char* file, int line);
 
 const char* curand_status_name(curandStatus_t status);
 
@@ -25,3 +27,5 @@ const char* curand_status_name(curandStatus_t status);
 #define VAE_CURAND_CHECK(call) ::vae::gpu::check_curand((call), #call, __FILE__, __LINE__)
 #define VAE_LAUNCH_CHECK(kernel) ::vae::gpu::check_launch((kernel), __FILE__, __LINE__)
 #define VAE_CUDA_WARN(call) ::vae::gpu::warn_cuda((call), #call, __FILE__, __LINE__)
+#define VAE_CUBLAS_WARN(call) ::vae::gpu::warn_cublas((call), #call, __FILE__, __LINE__)
+#define VAE_CURAND_WARN(call) ::vae::gpu::warn_curand((call), #call, __FILE__, __LINE__)

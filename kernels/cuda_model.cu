@@ -1,5 +1,5 @@
-// Forward and backward pass of the MLP VAE on the device, mirroring CpuModel::run and
-// CpuModel::backward step by step:
+// Forward and backward pass of the MLP VAE on the device: the forward mirrors CpuModel::run
+// step by step, the backward is the walk both share (host/backward_walk.h):
 //   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent kernel (bias, z, KL, log p(z)/q)
 //   -> decoder [GEMM, bias+act] -> output GEMM -> likelihood kernel (bias, log p, d/dlogits)
 //      (IWAE: log p first, then the importance weights, then the weighted gradient)
@@ -7,6 +7,7 @@
 //   (reparameterization, score function or IWAE).
 #include <algorithm>
 
+#include "backward_walk.h"
 #include "column_sum.cuh"
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
@@ -133,70 +134,55 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   backward(eps_block, eps_offset, n, L, pass, beta);
 }
 
+// CudaModel's operations for backward_walk (host/backward_walk.h): cuBLAS products and the
+// fused kernels on the model's buffers, enqueued on its stream.
+struct CudaModel::BackwardOps {
+  CudaModel& m;
+  const float* eps_block;
+  const std::int64_t* eps_offset;  // device
+  int n, L;
+  const double* beta;  // device
+
+  const float* logits() const { return m.logits_.get(); }
+  const float* decoder_in(std::size_t k) const { return k == 0 ? m.z_.get() : m.dec_act_[k - 1].get(); }
+  const float* encoder_in(std::size_t k) const { return k == 0 ? m.x_.get() : m.enc_act_[k - 1].get(); }
+  void weight_grad(int rows, const LinearView& l, const float* dy, const float* in) {
+    linear_weight_grad(m.blas_, rows, l.in, l.out, dy, in, m.grads() + l.weight);
+  }
+  void input_grad(int rows, const LinearView& l, const float* dy, float* dx) {
+    linear_input_grad(m.blas_, rows, l.in, l.out, dy, m.params() + l.weight, dx);
+  }
+  void act_bias_grad(int rows, const LinearView& l, float* dy, const float* y) {
+    act_backward_bias_grad(m.cfg_.activation, dy, y, rows, l.out, m.grads() + l.bias, m.scratch_.view(), m.stream_);
+  }
+  void latent_backward(Pass pass, const float* dz, float* dhead) {
+    LatentBackwardArgs lb;
+    lb.head = m.head_.get();
+    lb.eps_block = eps_block;
+    lb.eps_offset = eps_offset;
+    lb.n = n;
+    lb.L = L;
+    lb.Z = m.cfg_.latent;
+    lb.dz = dz;
+    lb.beta = beta;
+    lb.row_logp = m.row_logp_.get();
+    lb.z = m.z_.get();
+    lb.w = m.weights_.get();
+    lb.dhead = dhead;
+    lb.dbias = m.grads() + m.layout_.head().bias;
+    switch (pass) {
+      case Pass::elbo_reparam: gpu::latent_backward(lb, m.scratch_.view(), m.stream_); return;
+      case Pass::elbo_score: latent_backward_score(lb, m.scratch_.view(), m.stream_); return;
+      case Pass::iwae: latent_backward_iwae(lb, m.scratch_.view(), m.stream_); return;
+      case Pass::forward: return;
+    }
+  }
+};
+
 void CudaModel::backward(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass,
                          const double* beta) {
-  const int Z = cfg_.latent;
-  const int R = n * L;
-  const float* p = params();
-  float* g = grads();
-  float* dcur = grad_a_.get();
-  float* dnext = grad_b_.get();
-  const bool need_dz = pass != Pass::elbo_score;  // the score estimator does not go through z
-
-  // Output layer: logits_ holds d loss / d logits (R, D); its bias gradient is done.
-  const auto& out = layout_.output();
-  const float* dec_last = dec_act_.empty() ? z_.get() : dec_act_.back().get();
-  linear_weight_grad(blas_, R, out.in, out.out, logits_.get(), dec_last, g + out.weight);
-  if (need_dz || !dec_act_.empty()) linear_input_grad(blas_, R, out.in, out.out, logits_.get(), p + out.weight, dcur);
-
-  for (std::size_t k = layout_.decoder().size(); k-- > 0;) {
-    const auto& l = layout_.decoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, dec_act_[k].get(), R, l.out, g + l.bias, scratch_.view(), stream_);
-    const float* in = k == 0 ? z_.get() : dec_act_[k - 1].get();
-    linear_weight_grad(blas_, R, l.in, l.out, dcur, in, g + l.weight);
-    if (k == 0 && !need_dz) break;
-    linear_input_grad(blas_, R, l.in, l.out, dcur, p + l.weight, dnext);
-    std::swap(dcur, dnext);
-  }
-
-  // dcur = d loss / dz (R, Z) -> dnext = (d mu, d s) (n, 2Z), and the head-bias gradient.
-  const auto& hd = layout_.head();
-  LatentBackwardArgs lb;
-  lb.head = head_.get();
-  lb.eps_block = eps_block;
-  lb.eps_offset = eps_offset;
-  lb.n = n;
-  lb.L = L;
-  lb.Z = Z;
-  lb.dz = need_dz ? dcur : nullptr;
-  lb.beta = beta;
-  lb.row_logp = row_logp_.get();
-  lb.z = z_.get();
-  lb.w = weights_.get();
-  lb.dhead = dnext;
-  lb.dbias = g + hd.bias;
-  switch (pass) {
-    case Pass::elbo_reparam: latent_backward(lb, scratch_.view(), stream_); break;
-    case Pass::elbo_score: latent_backward_score(lb, scratch_.view(), stream_); break;
-    case Pass::iwae: latent_backward_iwae(lb, scratch_.view(), stream_); break;
-    case Pass::forward: return;
-  }
-  std::swap(dcur, dnext);
-  const float* enc_last = enc_act_.empty() ? x_.get() : enc_act_.back().get();
-  linear_weight_grad(blas_, n, hd.in, hd.out, dcur, enc_last, g + hd.weight);
-  if (enc_act_.empty()) return;
-  linear_input_grad(blas_, n, hd.in, hd.out, dcur, p + hd.weight, dnext);
-  std::swap(dcur, dnext);
-
-  for (std::size_t k = layout_.encoder().size(); k-- > 0;) {
-    const auto& l = layout_.encoder()[k];
-    act_backward_bias_grad(cfg_.activation, dcur, enc_act_[k].get(), n, l.out, g + l.bias, scratch_.view(), stream_);
-    const float* in = k == 0 ? x_.get() : enc_act_[k - 1].get();
-    linear_weight_grad(blas_, n, l.in, l.out, dcur, in, g + l.weight);
-    if (k == 0) break;  // no gradient for the data
-    linear_input_grad(blas_, n, l.in, l.out, dcur, p + l.weight, dnext);
-    std::swap(dcur, dnext);
-  }
+  BackwardOps ops{*this, eps_block, eps_offset, n, L, beta};
+  backward_walk(ops, layout_, n, L, pass, grad_a_.get(), grad_b_.get());
 }
 
 void CudaModel::decode_log_likelihood(const float* z, int n, int L) {

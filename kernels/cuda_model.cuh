@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend_shared.h"  // Pass
 #include "column_sum.cuh"
 #include "likelihood.cuh"
 #include "device_memory.cuh"
@@ -23,13 +24,7 @@ namespace vae::gpu {
 
 class LtBiasRelu;
 
-// What one pass computes besides the forward pass itself (CpuModel's Pass).
-enum class Pass {
-  forward,       // losses only (row log p, log p(z) - log q(z|x) per row, KL)
-  elbo_reparam,  // gradient of the ELBO loss, reparameterization gradient
-  elbo_score,    // gradient of the ELBO loss, score-function gradient for the encoder
-  iwae,          // gradient of the IWAE loss -(log mean_k exp(log w_k)), reparameterized
-};
+using vae::Pass;  // CpuModel's passes (host/backend_shared.h), also as gpu::Pass
 
 class CudaModel {
  public:
@@ -87,6 +82,7 @@ class CudaModel {
   // The decoder on codes z (n*L, Z) up to the output GEMM (logits without the bias), and the
   // likelihood arguments for them (forward only; a gradient pass adds its outputs).
   LikelihoodArgs decode_output(const float* z, int n, int L);
+  struct BackwardOps;  // backward's operations for backward_walk (host/backward_walk.h)
   void backward(const float* eps_block, const std::int64_t* eps_offset, int n, int L, Pass pass, const double* beta);
 
   ModelConfig cfg_;

@@ -148,14 +148,9 @@ struct LtBiasRelu::Plan {
 };
 
 LtBiasRelu::LtBiasRelu(void* workspace, std::size_t workspace_bytes)
-    : workspace_(workspace), workspace_bytes_(workspace_bytes) {
-  VAE_CUBLAS_CHECK(cublasLtCreate(&lt_));
-}
+    : workspace_(workspace), workspace_bytes_(workspace_bytes) {}
 
-LtBiasRelu::~LtBiasRelu() {
-  plans_.clear();
-  if (lt_) Plan::warn(cublasLtDestroy(lt_));
-}
+LtBiasRelu::~LtBiasRelu() = default;  // the plans, then the handle
 
 namespace {
 // The largest power of two up to 256 that divides the address (cuBLASLt's alignment classes).
@@ -209,7 +204,7 @@ LtBiasRelu::Plan& LtBiasRelu::plan(int rows, int in, int out, const float* x, co
   for (int k = 0; k < 4 && status == CUBLAS_STATUS_SUCCESS; ++k)
     status = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[k], &align[k], sizeof align[k]);
   if (status == CUBLAS_STATUS_SUCCESS)
-    status = cublasLtMatmulAlgoGetHeuristic(lt_, p->desc, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
+    status = cublasLtMatmulAlgoGetHeuristic(lt_.get(), p->desc, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
   Plan::warn(cublasLtMatmulPreferenceDestroy(pref));
   if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED)
     VAE_CUBLAS_CHECK(status);  // a real error: throws, naming the call
@@ -233,7 +228,7 @@ bool LtBiasRelu::forward(int rows, int in, int out, const float* x, const float*
   Plan& p = plan(rows, in, out, x, w, b, y);
   if (!p.ok) return false;
   VAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
-  VAE_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &kOne, w, p.a, x, p.b, &kZero, y, p.d, y, p.d, &p.algo, workspace_,
+  VAE_CUBLAS_CHECK(cublasLtMatmul(lt_.get(), p.desc, &kOne, w, p.a, x, p.b, &kZero, y, p.d, y, p.d, &p.algo, workspace_,
                                   workspace_bytes_, stream));
   return true;
 }

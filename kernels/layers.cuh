@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "column_sum.cuh"
+#include "cuda_handles.cuh"
 #include "vae/config.h"
 
 namespace vae::gpu {
@@ -58,7 +59,7 @@ class LtBiasRelu {
   struct Plan;
   Plan& plan(int rows, int in, int out, const float* x, const float* w, const float* b, const float* y);
 
-  cublasLtHandle_t lt_ = nullptr;
+  BlasLtHandle lt_;
   void* workspace_;
   std::size_t workspace_bytes_;
   // By (rows, in, out) and the alignments of x, w and y: the algorithm depends on both.

@@ -1,4 +1,5 @@
-// Loss-sum kernel (one block, fixed-order tree in double) and its launcher.
+// Loss-sum kernel (one block, fixed-order tree in double) and its launcher; the backend's
+// accumulators and their read-back.
 #include "cuda_check.cuh"
 #include "loss_sums.cuh"
 #include "vae/error.h"
@@ -60,6 +61,36 @@ void loss_accumulate(const float* row_logp, const float* kl, const float* bound,
   if (!bound && !beta) throw_error("loss_accumulate: the ELBO loss needs beta (a device pointer)");
   loss_accumulate_kernel<<<1, kThreads, 0, stream>>>(row_logp, kl, bound, n, L, beta, recon, out, accumulate);
   VAE_LAUNCH_CHECK("loss_accumulate_kernel");
+}
+
+LossAccumulators::LossAccumulators(int slots, cudaStream_t stream)
+    : stream_(stream), device_(static_cast<std::size_t>(slots), "loss accumulators"), host_(1, "loss read-back") {
+  VAE_CUDA_CHECK(cudaMemsetAsync(device_.get(), 0, device_.bytes(), stream_));
+}
+
+void LossAccumulators::clear(int i) { VAE_CUDA_CHECK(cudaMemsetAsync(slot(i), 0, sizeof(DeviceLossSums), stream_)); }
+
+LossSums LossAccumulators::take(int i) {
+  VAE_CUDA_CHECK(cudaMemcpyAsync(host_.get(), slot(i), sizeof(DeviceLossSums), cudaMemcpyDeviceToHost, stream_));
+  clear(i);
+  VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the one sync per report
+  const DeviceLossSums& h = *host_.get();
+  LossSums s;
+  s.loss = h.loss;
+  s.recon = h.recon;
+  s.kl = h.kl;
+  s.count = h.count;
+  return s;
+}
+
+void LossAccumulators::restore(int i, const LossSums& s) {
+  DeviceLossSums* h = host_.get();
+  h->loss = s.loss;
+  h->recon = s.recon;
+  h->kl = s.kl;
+  h->count = s.count;
+  VAE_CUDA_CHECK(cudaMemcpyAsync(slot(i), h, sizeof(DeviceLossSums), cudaMemcpyHostToDevice, stream_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the pinned slot is free again
 }
 
 }  // namespace vae::gpu

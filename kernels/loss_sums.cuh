@@ -9,6 +9,9 @@
 
 #include <cstdint>
 
+#include "device_memory.cuh"
+#include "vae/backend.h"
+
 namespace vae::gpu {
 
 struct DeviceLossSums {
@@ -25,5 +28,21 @@ struct DeviceLossSums {
 // data point; when given, loss = -sum_b bound_b.
 void loss_accumulate(const float* row_logp, const float* kl, const float* bound, int n, int L, const double* beta,
                      float* recon, DeviceLossSums* out, bool accumulate, cudaStream_t stream);
+
+// A backend's running sums: `slots` DeviceLossSums on the device, zeroed on `stream`, read
+// and written through one pinned host slot.
+class LossAccumulators {
+ public:
+  LossAccumulators(int slots, cudaStream_t stream);
+  DeviceLossSums* slot(int i) const { return device_.get() + i; }
+  void clear(int i);                        // on the stream
+  LossSums take(int i);                     // slot i's sums, and the slot cleared: one sync
+  void restore(int i, const LossSums& s);  // slot i = s (resuming mid-epoch); one sync
+
+ private:
+  cudaStream_t stream_;
+  DeviceBuffer<DeviceLossSums> device_;
+  PinnedBuffer<DeviceLossSums> host_;
+};
 
 }  // namespace vae::gpu

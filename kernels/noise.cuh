@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda_handles.cuh"
 #include "device_memory.cuh"
 
 namespace vae::gpu {
@@ -23,9 +24,6 @@ class NoiseBlock {
   // stride: values per step (even, > 0); the block holds max(1, max_values / stride) steps.
   NoiseBlock(std::uint64_t seed, Kind kind, std::size_t stride, std::size_t max_values, cudaStream_t stream,
              const std::string& what);
-  ~NoiseBlock();
-  NoiseBlock(const NoiseBlock&) = delete;
-  NoiseBlock& operator=(const NoiseBlock&) = delete;
 
   // Makes step t's slice resident (refilling the block on the stream if t is outside it)
   // and returns its offset in floats from data().
@@ -36,7 +34,7 @@ class NoiseBlock {
   std::int64_t refills() const { return refills_; }  // blocks drawn so far
 
  private:
-  curandGenerator_t gen_ = nullptr;
+  PhiloxGenerator gen_;
   Kind kind_;
   std::size_t stride_;
   std::int64_t steps_per_block_;

@@ -138,6 +138,15 @@ TEST(LibraryDataset, LinearGaussianToolsCheckTheSet) {
   test::expect_error([&] { exact_log_likelihood(m, init_parameters(ParamLayout(m), m, 1), *d); }, "f32 holds 7 values");
 }
 
+// --- batches a program makes itself --------------------------------------------------------
+
+// Each bad batch is an error naming the call (train_step or compute_gradient) and what was
+// wrong; the CUDA backend gives the same messages (tests/cuda/test_backend.cpp).
+TEST(LibraryBatch, BadBatchesAreErrorsNamingTheCall) {
+  auto b = cpu_backend();
+  EXPECT_EQ(test::bad_batch_errors(*b, floats(40, 16, 0.5f), small_train().batch), test::bad_batch_messages(40, 10));
+}
+
 // --- checkpoints and model files ----------------------------------------------------------
 
 Checkpoint checkpoint_of(Backend& b, const ModelConfig& m, const TrainConfig& t) {

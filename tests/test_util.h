@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "vae/backend.h"
 #include "vae/data.h"
 #include "vae/error.h"
 
@@ -124,6 +125,55 @@ inline std::shared_ptr<Dataset> synthetic(std::int64_t n, int dim, std::uint64_t
     d->u8 = std::move(u8);
   }
   return d;
+}
+
+// ---- batches a backend must refuse: both backends, the same messages ----------------------
+
+// What train_step and compute_gradient (noise step: the batch's) of `b`, a backend without
+// training data and batch size `max_batch`, say to a batch, in this order: a good batch
+// before set_train_data; then, with `data` set (more than max_batch items), a batch of
+// max_batch + 1 items, an empty one, null indices, a negative step, an index past the set,
+// and a good batch. The message of each vae::Error, or "no error".
+inline std::vector<std::string> bad_batch_errors(Backend& b, const std::shared_ptr<const Dataset>& data,
+                                                 int max_batch) {
+  std::vector<std::uint32_t> idx(static_cast<std::size_t>(max_batch) + 1, 0);
+  std::vector<std::uint32_t> past = idx;
+  past[3] = static_cast<std::uint32_t>(data->count);
+  const std::vector<Batch> bad = {{idx.data(), max_batch + 1, 0, 0}, {idx.data(), 0, 0, 0},
+                                  {nullptr, 2, 0, 0},                 {idx.data(), 2, 0, -1},
+                                  {past.data(), max_batch, 0, 0},     {idx.data(), max_batch, 0, 3}};
+  std::vector<std::string> out;
+  auto both_calls = [&](const Batch& batch) {
+    for (int call = 0; call < 2; ++call) try {
+        if (call == 0) b.train_step(batch);
+        else b.compute_gradient(batch, batch.step, Estimator::reparam);
+        out.push_back("no error");
+      } catch (const Error& e) {
+        out.push_back(e.what());
+      }
+  };
+  both_calls(bad.back());
+  b.set_train_data(data);
+  for (const Batch& batch : bad) both_calls(batch);
+  return out;
+}
+
+// The messages bad_batch_errors must return, written from the contract (Backend::train_step).
+inline std::vector<std::string> bad_batch_messages(std::int64_t count, int max_batch) {
+  const std::string n = std::to_string(max_batch);
+  const std::string tail[] = {": call set_train_data first",
+                              ": batch of " + std::to_string(max_batch + 1) + " items, expected 1.." + n,
+                              ": batch of 0 items, expected 1.." + n,
+                              ": batch.indices is null",
+                              ": the step must be >= 0, got -1",
+                              ": index " + std::to_string(count) + " is out of range for " + std::to_string(count) +
+                                  " items"};
+  std::vector<std::string> out;
+  for (const std::string& t : tail)
+    for (const std::string call : {"train_step", "compute_gradient"}) out.push_back(call + t);
+  out.push_back("no error");
+  out.push_back("no error");
+  return out;
 }
 
 // The rows of a metrics.csv without its timing columns (seconds, samples/s).

@@ -21,6 +21,13 @@ struct LossSums {
   double kl = 0;     // KL(q(z|x) || p(z))
   std::int64_t count = 0;
 
+  LossSums& operator+=(const LossSums& o) {
+    loss += o.loss;
+    recon += o.recon;
+    kl += o.kl;
+    count += o.count;
+    return *this;
+  }
   double mean_loss() const { return count ? loss / double(count) : 0.0; }
   double mean_recon() const { return count ? recon / double(count) : 0.0; }
   double mean_kl() const { return count ? kl / double(count) : 0.0; }

@@ -439,6 +439,19 @@ TEST_F(CudaBackend, RejectsBadInputWithClearErrors) {
   EXPECT_TRUE(std::isfinite(gpu->take_train_sums().loss));
 }
 
+// The same bad batch gives the same message on both backends (host/backend_shared.h).
+TEST_F(CudaBackend, BadBatchesGiveTheCpuBackendsMessages) {
+  const auto data = test::synthetic(50, 61, 43);
+  const ModelConfig m = model61();
+  const TrainConfig t = train_cfg(16);
+  auto cpu = make(Device::cpu, m, t);
+  auto gpu = make(Device::cuda, m, t);
+  for (auto* b : {cpu.get(), gpu.get()}) b->set_parameters(init_parameters(b->layout(), m, 1));
+  const std::vector<std::string> got = test::bad_batch_errors(*gpu, data, t.batch);
+  EXPECT_EQ(got, test::bad_batch_messages(50, 16));
+  EXPECT_EQ(got, test::bad_batch_errors(*cpu, data, t.batch));
+}
+
 TEST_F(CudaBackend, NameSaysDeviceAndArchitecture) {
   auto gpu = make(Device::cuda, model61(), train_cfg(16));
   const std::string name = gpu->name();

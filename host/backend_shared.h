@@ -1,0 +1,43 @@
+// What the CPU backend (host/cpu_backend.cpp) and the CUDA backend (kernels/cuda_backend.cu)
+// share besides the Backend interface: the passes their models run, the pass a training
+// step runs, the log-likelihood estimate's chunk and the check of a batch. Plain C++.
+#pragma once
+#include <cstdint>
+
+#include "vae/backend.h"
+#include "vae/error.h"
+
+namespace vae {
+
+// What one pass of a model (CpuModel, gpu::CudaModel) computes besides the forward pass.
+enum class Pass {
+  forward,       // losses only (row log p, log p(z) - log q(z|x) per row, KL)
+  elbo_reparam,  // gradient of the ELBO loss, reparameterization gradient (the default)
+  elbo_score,    // gradient of the ELBO loss, score-function gradient for the encoder
+  iwae,          // gradient of the IWAE loss -(log mean_k exp(log w_k)), reparameterized
+};
+
+// The training pass of the configuration, with the given encoder estimator.
+inline Pass training_pass(const TrainConfig& t, Estimator estimator) {
+  if (t.objective == Objective::iwae) return Pass::iwae;
+  return estimator == Estimator::score ? Pass::elbo_score : Pass::elbo_reparam;
+}
+
+// estimate_log_likelihood: samples per pass and data point.
+constexpr int kIwChunk = 128;
+
+// The batch a step of `call` ("train_step", "compute_gradient") is given, against the
+// training set (null: none set yet), the configured batch size and the step its noise
+// comes from. Both backends throw the same message for the same bad batch.
+inline void check_batch(const Batch& batch, std::int64_t step, int max_batch, const Dataset* data, const char* call) {
+  if (!data) throw_error(call, ": call set_train_data first");
+  const int n = batch.size;
+  if (n <= 0 || n > max_batch) throw_error(call, ": batch of ", n, " items, expected 1..", max_batch);
+  if (!batch.indices) throw_error(call, ": batch.indices is null");
+  if (step < 0) throw_error(call, ": the step must be >= 0, got ", step);
+  for (int i = 0; i < n; ++i)
+    if (batch.indices[i] >= static_cast<std::uint64_t>(data->count))
+      throw_error(call, ": index ", batch.indices[i], " is out of range for ", data->count, " items");
+}
+
+}  // namespace vae
