@@ -1,7 +1,7 @@
 // The CPU emulator's CUDA runtime: the entry points of cuda_runtime_api.h the project calls,
 // over host memory, with
-//   - kernels run block by block, the threads of a block as fibers (ucontext) switched at
-//     barriers only, in the order VAE_EMU_ORDER says (forward | reverse | shuffle);
+//   - kernels run block by block, the threads of a block as fibers (Boost.Context) switched
+//     at barriers only, in the order VAE_EMU_ORDER says (forward | reverse | shuffle);
 //   - streams as queues of deferred work, run when the host waits (stream, event or device
 //     synchronization, a blocking copy), so that a missing wait reads stale data;
 //   - pageable copies with CUDA's semantics (host-to-device staged at the call,
@@ -13,8 +13,8 @@
 //     wrote show up.
 // Violations of CUDA's rules the emulator can see (a deadlocked barrier, a shuffle that
 // reads an exited lane) abort with a message naming the kernel.
+#include <boost/context/fiber.hpp>
 #include <cuda_runtime_api.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +37,12 @@
 // fiber's stack as a stack and the device buffers (malloc'd) for overruns.
 #if defined(__SANITIZE_ADDRESS__)
 #define VAE_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VAE_EMU_ASAN 1
+#endif
+#endif
+#ifdef VAE_EMU_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
@@ -75,66 +81,51 @@ namespace {
 }
 
 // ---- fiber contexts -------------------------------------------------------------------------
-// On x86-64 a switch saves the callee-saved registers on the old stack and loads the new
-// stack pointer (no system call, unlike swapcontext, which sets the signal mask at every switch);
-// elsewhere ucontext.
-#if defined(__x86_64__)
-extern "C" void vae_emu_switch(void** save_sp, void* load_sp);
-asm(R"(
-  .pushsection .text
-  .globl vae_emu_switch
-  .type vae_emu_switch, @function
-vae_emu_switch:
-  pushq %rbp
-  pushq %rbx
-  pushq %r12
-  pushq %r13
-  pushq %r14
-  pushq %r15
-  movq %rsp, (%rdi)
-  movq %rsi, %rsp
-  popq %r15
-  popq %r14
-  popq %r13
-  popq %r12
-  popq %rbx
-  popq %rbp
-  ret
-  .size vae_emu_switch, .-vae_emu_switch
-  .popsection
-)");
-struct Context {
-  void* sp = nullptr;
-};
-// A context that starts entry() on the stack [stack, stack + bytes).
-void context_init(Context& c, char* stack, std::size_t bytes, void (*entry)()) {
-  auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t(15);
-  void** sp = reinterpret_cast<void**>(top);
-  *--sp = nullptr;                          // entry() sees the stack as after a call
-  *--sp = reinterpret_cast<void*>(entry);   // where the first switch returns to
-  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
-  c.sp = sp;
-}
-void context_switch(Context& from, Context& to) { vae_emu_switch(&from.sp, to.sp); }
-#else
-struct Context {
-  ucontext_t uc;
-};
-void context_init(Context& c, char* stack, std::size_t bytes, void (*entry)()) {
-  getcontext(&c.uc);
-  c.uc.uc_stack.ss_sp = stack;
-  c.uc.uc_stack.ss_size = bytes;
-  c.uc.uc_link = nullptr;
-  makecontext(&c.uc, entry, 0);
-}
-void context_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+// The threads of a block are Boost.Context fibers (its fcontext back end: a switch saves and
+// loads registers, with no system call, unlike ucontext's swapcontext, which sets the signal
+// mask at every switch). Each runs on a stack the scheduler owns and reuses block after block.
+namespace bctx = boost::context;
+
+// The stack allocator of a fiber: lends it [base, base + bytes), and leaves it in place
+// when the fiber ends.
+struct LentStack {
+  char* base = nullptr;
+  std::size_t bytes = 0;
+  bctx::stack_context allocate() const {
+#ifdef VAE_EMU_ASAN
+    __asan_unpoison_memory_region(base, bytes);  // what the stack's last fiber left poisoned
 #endif
+    bctx::stack_context sc;
+    sc.size = bytes;
+    sc.sp = base + bytes;
+    return sc;
+  }
+  void deallocate(bctx::stack_context& /*sc*/) const noexcept {}
+};
+
+// AddressSanitizer is told of every switch between the host thread's stack and a fiber's
+// (start before the switch, finish after it on the other stack), so that it checks each
+// fiber's stack as a stack. Without AddressSanitizer these do nothing.
+void asan_start_switch(void** fake_stack_save, const void* bottom, std::size_t bytes) {
+#ifdef VAE_EMU_ASAN
+  __sanitizer_start_switch_fiber(fake_stack_save, bottom, bytes);
+#else
+  (void)fake_stack_save, (void)bottom, (void)bytes;
+#endif
+}
+void asan_finish_switch(void* fake_stack_save, const void** bottom_old, std::size_t* bytes_old) {
+#ifdef VAE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack_save, bottom_old, bytes_old);
+#else
+  (void)fake_stack_save, (void)bottom_old, (void)bytes_old;
+#endif
+}
 
 // ---- the fiber scheduler ------------------------------------------------------------------
 enum class State { runnable, at_block, at_warp, done };
 
 struct Fiber {
-  Context ctx;
+  bctx::fiber ctx;  // where the thread resumes; empty once it has returned
   State state = State::runnable;
   uint3 tid{};
 };
@@ -146,7 +137,7 @@ struct Scheduler {
   std::vector<std::unique_ptr<char[]>> stacks;
   std::vector<unsigned long long> slots;
   std::vector<int> order;
-  Context sched;
+  bctx::fiber sched;  // where the running thread goes back to at a barrier
   const std::function<void()>* body = nullptr;
   const char* kernel = "";
   int current = -1;
@@ -169,51 +160,38 @@ Scheduler& sch() {
 }
 
 uint3 g_idle_tid{0, 0, 0};
-#ifdef VAE_EMU_ASAN
-const void* g_sched_bottom = nullptr;  // the scheduler's (host thread's) stack
+const void* g_sched_bottom = nullptr;  // the scheduler's (host thread's) stack, for AddressSanitizer
 std::size_t g_sched_size = 0;
-#endif
 
-void fiber_entry() {
-#ifdef VAE_EMU_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, &g_sched_bottom, &g_sched_size);
-#endif
+// The body of every fiber: one CUDA thread of the current block.
+bctx::fiber thread_main(bctx::fiber&& scheduler) {
+  asan_finish_switch(nullptr, &g_sched_bottom, &g_sched_size);
   Scheduler& s = sch();
+  s.sched = std::move(scheduler);
   const int me = s.current;
   (*s.body)();
   s.fibers[static_cast<std::size_t>(me)].state = State::done;
-#ifdef VAE_EMU_ASAN
-  __sanitizer_start_switch_fiber(nullptr, g_sched_bottom, g_sched_size);  // this fiber ends
-#endif
-  context_switch(s.fibers[static_cast<std::size_t>(me)].ctx, s.sched);
-  fatal("a finished fiber was resumed");
+  asan_start_switch(nullptr, g_sched_bottom, g_sched_size);  // this fiber ends
+  return std::move(s.sched);
 }
 
 void yield_as(State st) {
   Scheduler& s = sch();
   if (s.current < 0) fatal("a barrier outside a kernel");
-  Fiber& f = s.fibers[static_cast<std::size_t>(s.current)];
-  f.state = st;
-#ifdef VAE_EMU_ASAN
+  s.fibers[static_cast<std::size_t>(s.current)].state = st;
   void* fake = nullptr;
-  __sanitizer_start_switch_fiber(&fake, g_sched_bottom, g_sched_size);
-#endif
-  context_switch(f.ctx, s.sched);
-#ifdef VAE_EMU_ASAN
-  __sanitizer_finish_switch_fiber(fake, &g_sched_bottom, &g_sched_size);
-#endif
+  asan_start_switch(&fake, g_sched_bottom, g_sched_size);
+  s.sched = std::move(s.sched).resume();
+  asan_finish_switch(fake, &g_sched_bottom, &g_sched_size);
 }
 
 void resume(Scheduler& s, int i) {
   s.current = i;
-#ifdef VAE_EMU_ASAN
   void* fake = nullptr;
-  __sanitizer_start_switch_fiber(&fake, s.stacks[static_cast<std::size_t>(i)].get(), kStackBytes);
-#endif
-  context_switch(s.sched, s.fibers[static_cast<std::size_t>(i)].ctx);
-#ifdef VAE_EMU_ASAN
-  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#endif
+  asan_start_switch(&fake, s.stacks[static_cast<std::size_t>(i)].get(), kStackBytes);
+  Fiber& f = s.fibers[static_cast<std::size_t>(i)];
+  f.ctx = std::move(f.ctx).resume();
+  asan_finish_switch(fake, nullptr, nullptr);
 }
 
 std::string block_name(const Scheduler& s) {
@@ -230,11 +208,8 @@ void run_block(Scheduler& s, int n) {
   for (int i = 0; i < n; ++i) {
     auto& stack = s.stacks[static_cast<std::size_t>(i)];
     if (!stack) stack.reset(new char[kStackBytes]);
-#ifdef VAE_EMU_ASAN
-    __asan_unpoison_memory_region(stack.get(), kStackBytes);  // what a fiber of the last block left
-#endif
     Fiber& f = s.fibers[static_cast<std::size_t>(i)];
-    context_init(f.ctx, stack.get(), kStackBytes, fiber_entry);
+    f.ctx = bctx::fiber(std::allocator_arg, LentStack{stack.get(), kStackBytes}, thread_main);
     f.state = State::runnable;
     const unsigned bx = s.block_dim.x, by = s.block_dim.y;
     f.tid = uint3{static_cast<unsigned>(i) % bx, (static_cast<unsigned>(i) / bx) % by, static_cast<unsigned>(i) / (bx * by)};
