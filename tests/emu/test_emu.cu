@@ -124,12 +124,26 @@ TEST(Emulator, StreamWorkWaitsForTheHostToWait) {
   cudaStreamDestroy(s);
 }
 
-TEST(Emulator, AnEventOrdersTwoStreams) {
+// Two non-blocking streams and an event without timing, for the length of a test.
+struct TwoStreams {
   cudaStream_t a = nullptr, b = nullptr;
   cudaEvent_t e = nullptr;
-  check(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
-  check(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
-  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  TwoStreams() {
+    check(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+    check(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  ~TwoStreams() {
+    cudaEventDestroy(e);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+  }
+};
+
+TEST(Emulator, AnEventOrdersTwoStreams) {
+  const TwoStreams t;
+  cudaStream_t a = t.a, b = t.b;
+  cudaEvent_t e = t.e;
   float* d = nullptr;
   float h = 0.0f;
   check(cudaMalloc(&d, sizeof(float)));
@@ -141,9 +155,6 @@ TEST(Emulator, AnEventOrdersTwoStreams) {
   check(cudaMemcpyAsync(&h, d, sizeof(float), cudaMemcpyDeviceToHost, b));  // pageable: waits
   EXPECT_EQ(h, 2.0f);
   cudaFree(d);
-  cudaEventDestroy(e);
-  cudaStreamDestroy(a);
-  cudaStreamDestroy(b);
 }
 
 TEST(Emulator, FreshDeviceMemoryReadsAsNaN) {
@@ -185,6 +196,21 @@ TEST(Emulator, GraphsReplayAndCaptureRefusesSynchronousCalls) {
   cudaGraphDestroy(g);
   cudaFree(d);
   cudaStreamDestroy(s);
+}
+
+// Cross-stream waits inside a capture are not emulated: refused with an error that has
+// CUDA's name (cudaGetErrorName knows every error the emulator returns), and the capture
+// is invalidated.
+TEST(Emulator, AnEventWaitInsideACaptureIsRefusedByName) {
+  const TwoStreams t;
+  check(cudaEventRecord(t.e, t.a));
+  check(cudaStreamBeginCapture(t.b, cudaStreamCaptureModeThreadLocal));
+  const cudaError_t err = cudaStreamWaitEvent(t.b, t.e, 0);
+  EXPECT_STREQ(cudaGetErrorName(err), "cudaErrorStreamCaptureIsolation");
+  cudaGraph_t g = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(t.b, &g), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(g, nullptr);
+  (void)cudaGetLastError();
 }
 
 // cuBLAS hazards only a GPU shows otherwise: a handle in TF32 mode rounds the operands to
