@@ -145,14 +145,17 @@ struct Scheduler {
   dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
   std::uint64_t launches = 0;
   enum class Order { forward, reverse, shuffle } order_mode = Order::forward;
-  Scheduler() {
-    const char* o = std::getenv("VAE_EMU_ORDER");
-    const std::string name = o && *o ? o : "forward";
-    if (name == "reverse") order_mode = Order::reverse;
-    else if (name == "shuffle") order_mode = Order::shuffle;
-    else if (name != "forward") fatal("VAE_EMU_ORDER must be forward, reverse or shuffle, got '" + name + "'");
-  }
 };
+
+// The thread order VAE_EMU_ORDER asks for, read at every launch.
+Scheduler::Order order_from_env() {
+  const char* o = std::getenv("VAE_EMU_ORDER");
+  const std::string name = o && *o ? o : "forward";
+  if (name == "forward") return Scheduler::Order::forward;
+  if (name == "reverse") return Scheduler::Order::reverse;
+  if (name == "shuffle") return Scheduler::Order::shuffle;
+  fatal("VAE_EMU_ORDER must be forward, reverse or shuffle, got '" + name + "'");
+}
 
 Scheduler& sch() {
   static Scheduler s;
@@ -269,6 +272,7 @@ void run_kernel(const char* name, dim3 grid, dim3 block, const std::function<voi
   s.kernel = name;
   s.grid_dim = grid;
   s.block_dim = block;
+  s.order_mode = order_from_env();
   ++s.launches;
   const int n = static_cast<int>(block.x * block.y * block.z);
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
