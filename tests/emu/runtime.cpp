@@ -61,8 +61,9 @@ struct CUevent_st {
   std::uint64_t target = 0;  // the stream's op count at the record
   bool recorded = false;
   bool timing = true;
-  std::chrono::steady_clock::time_point stamp{};
-  bool stamped = false;
+  // When the last record ran; held by that record's queued op too, so that destroying the
+  // event before the op runs is harmless, as it is with CUDA.
+  std::shared_ptr<std::optional<std::chrono::steady_clock::time_point>> stamp;
 };
 struct CUgraph_st {
   std::vector<std::pair<std::string, std::function<void()>>> ops;
@@ -739,13 +740,11 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     s->capture_broken = true;
     return set_error(cudaErrorStreamCaptureUnsupported);
   }
-  event->stamped = false;
-  if (cudaError_t err = submit(stream, "cudaEventRecord", [event]() {
-        event->stamp = std::chrono::steady_clock::now();
-        event->stamped = true;
-      });
+  auto stamp = std::make_shared<std::optional<std::chrono::steady_clock::time_point>>();
+  if (cudaError_t err = submit(stream, "cudaEventRecord", [stamp]() { *stamp = std::chrono::steady_clock::now(); });
       err != cudaSuccess)
     return err;
+  event->stamp = stamp;
   event->stream = s;
   event->target = s->submitted;
   event->recorded = true;
@@ -766,8 +765,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   if (!ms || !start || !end) return set_error(cudaErrorInvalidValue);
   if (!start->timing || !end->timing) return set_error(cudaErrorInvalidResourceHandle);
   if (!start->recorded || !end->recorded) return set_error(cudaErrorInvalidResourceHandle);
-  if (!start->stamped || !end->stamped) return set_error(cudaErrorNotReady);
-  *ms = std::chrono::duration<float, std::milli>(end->stamp - start->stamp).count();
+  if (!*start->stamp || !*end->stamp) return set_error(cudaErrorNotReady);
+  *ms = std::chrono::duration<float, std::milli>(**end->stamp - **start->stamp).count();
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int /*flags*/) {

@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <curand.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -64,6 +65,10 @@ __global__ void add_one_kernel(float* x, int n) {
 }
 
 void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
+
+// n uniform floats from cuRAND's host Philox generator (defined at the end of the file, out
+// of the prelude's renaming of the cuRAND calls).
+std::vector<float> host_philox_uniform(unsigned long long seed, unsigned long long offset, std::size_t n);
 
 // shift_kernel's output without the barrier, in the given thread order, after a run with
 // the barrier has left 0, 1, ..., 63 in the shared slots; the new values are 100 + t.
@@ -370,6 +375,73 @@ TEST(Emulator, CublasProductsFollowVaeEmuGemm) {
   cudaFree(db);
 }
 
+// A Philox device generator on a stream of its own, and device memory for n floats.
+struct PhiloxOnAStream {
+  static constexpr std::size_t n = 64;
+  cudaStream_t s = nullptr;
+  float* d = nullptr;
+  curandGenerator_t g = nullptr;
+  PhiloxOnAStream() {
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    check(cudaMalloc(&d, n * sizeof(float)));
+    EXPECT_EQ(curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+    EXPECT_EQ(curandSetStream(g, s), CURAND_STATUS_SUCCESS);
+  }
+  ~PhiloxOnAStream() {
+    if (g) curandDestroyGenerator(g);
+    cudaFree(d);
+    cudaStreamDestroy(s);
+  }
+  // What the device memory holds once the stream has run.
+  std::vector<float> drawn() {
+    check(cudaStreamSynchronize(s));
+    std::vector<float> out(n);
+    check(cudaMemcpy(out.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return out;
+  }
+};
+
+// A device generator's call takes the seed and offset set before it was enqueued, not those
+// set before it runs: here the second seed comes after the call, and before the host waits.
+TEST(Emulator, CurandUsesTheSeedSetBeforeTheCall) {
+  PhiloxOnAStream p;
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 1), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetGeneratorOffset(p.g, 8), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandGenerateUniform(p.g, p.d, p.n), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 2), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetGeneratorOffset(p.g, 0), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(p.drawn(), host_philox_uniform(1, 8, p.n)) << "seed 1, offset 8: the settings before the call";
+}
+
+// CUDA lets a program destroy an event whose record has not run yet; so does the emulator
+// (the record's op once wrote into the freed event: AddressSanitizer, in emu-sanitize,
+// reports that).
+TEST(Emulator, AnEventDestroyedBeforeItsRecordRunsIsHarmless) {
+  cudaStream_t s = nullptr;
+  cudaEvent_t e = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  check(cudaEventCreate(&e));
+  check(cudaEventRecord(e, s));
+  check(cudaEventDestroy(e));
+  check(cudaStreamSynchronize(s));
+  cudaStreamDestroy(s);
+}
+
+// Likewise a cuRAND generator destroyed with generate calls still queued: they draw their
+// numbers, not those of a generator created after it (which may reuse its memory).
+TEST(Emulator, ACurandGeneratorDestroyedWithCallsQueuedStillDraws) {
+  PhiloxOnAStream p;
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 3), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandGenerateUniform(p.g, p.d, p.n), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandDestroyGenerator(p.g), CURAND_STATUS_SUCCESS);
+  p.g = nullptr;
+  curandGenerator_t later = nullptr;
+  ASSERT_EQ(curandCreateGenerator(&later, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(later, 4), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(p.drawn(), host_philox_uniform(3, 0, p.n));
+  curandDestroyGenerator(later);
+}
+
 TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
@@ -380,4 +452,23 @@ TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
       "divergent_barrier_kernel.*deadlock");
 }
 
+}  // namespace
+
+// cuRAND's own calls, not the emulated device generator's that the prelude maps them to.
+#undef curandSetPseudoRandomGeneratorSeed
+#undef curandSetGeneratorOffset
+#undef curandGenerateUniform
+#undef curandDestroyGenerator
+
+namespace {
+std::vector<float> host_philox_uniform(unsigned long long seed, unsigned long long offset, std::size_t n) {
+  std::vector<float> out(n);
+  curandGenerator_t h = nullptr;
+  EXPECT_EQ(curandCreateGeneratorHost(&h, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandSetPseudoRandomGeneratorSeed(h, seed), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandSetGeneratorOffset(h, offset), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandGenerateUniform(h, out.data(), n), CURAND_STATUS_SUCCESS);
+  curandDestroyGenerator(h);
+  return out;
+}
 }  // namespace
