@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vae needs from Debian 12's packages; only what is missing, so it is cheap
 # to run again. With --test it adds what the test suite needs besides (PyTorch and numpy
-# for the cross-check; clang and its sanitizer runtimes for the fuzz targets).
+# for the cross-check; clang and its sanitizer runtimes for the fuzz targets; Boost.Context
+# for the CPU emulator of the GPU suites, tests/emu).
 # The CUDA toolkit (nvcc optional, cuRAND required) is expected at /usr/local/cuda.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev li
           nlohmann-json3-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core libgtest-dev libbenchmark-dev
           dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils)
+  packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils libboost-context-dev)
 elif [[ -n "${1:-}" ]]; then
   echo "usage: $0 [--test]" >&2
   exit 2

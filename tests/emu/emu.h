@@ -66,6 +66,21 @@ Launcher<P...> launcher(void (*kernel)(P...), const char* name, dim3 grid, dim3 
   return Launcher<P...>{kernel, name, grid, block, shmem, stream};
 }
 
+// The name and message of a status the emulator returns (cudaError_t, cublasStatus_t).
+template <class Code>
+struct CodeText {
+  Code code;
+  const char* name;
+  const char* text;
+};
+// The entry of `table` for `code`, or null.
+template <class Code, std::size_t N>
+const CodeText<Code>* find_code(const CodeText<Code> (&table)[N], Code code) {
+  for (const CodeText<Code>& x : table)
+    if (x.code == code) return &x;
+  return nullptr;
+}
+
 // Stream-ordered host work (cuBLAS, cuRAND): runs when the stream reaches it, or is
 // recorded into the stream's capture. Returns false if the stream is invalid.
 bool submit_host_op(cudaStream_t stream, const char* what, std::function<void()> op);

@@ -1,22 +1,31 @@
 // The CPU emulator's cuRAND device generators: a generator from curandCreateGenerator is
 // cuRAND's own host generator of the same type (which draws the same numbers, per cuRAND's
 // documentation), and its generate calls run in order on the stream it was given. The
-// offset and seed a call uses are those set when it was enqueued, as with a device
+// offset and seed a call uses are those set before it was enqueued, as with a device
 // generator. The prelude renames the calls of the translated sources to these.
 #include <curand.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
 
 #include "emu.h"
 
 namespace {
+// cuRAND's host generator, destroyed when the last reference goes.
+using HostGenerator = std::shared_ptr<std::remove_pointer_t<curandGenerator_t>>;
+
 struct EmuGenerator {
-  curandGenerator_t host = nullptr;
+  // Shared with the generate calls still queued, so that destroying the generator before
+  // they run is harmless, as it is with cuRAND.
+  HostGenerator host;
   cudaStream_t stream = nullptr;
-  unsigned long long offset = 0;
-  bool offset_set = false;
+  // Set since the last generate call: the host generator takes them, in stream order,
+  // just before the next one runs.
+  std::optional<unsigned long long> seed, offset;
 };
 EmuGenerator* emu(curandGenerator_t g) { return reinterpret_cast<EmuGenerator*>(g); }
 
@@ -24,14 +33,15 @@ template <class Gen>
 curandStatus_t enqueue(curandGenerator_t g, Gen gen) {
   if (!g) return CURAND_STATUS_NOT_INITIALIZED;
   EmuGenerator* e = emu(g);
-  const bool set = e->offset_set;
-  const unsigned long long offset = e->offset;
-  e->offset_set = false;  // later calls continue the sequence, as on the device
-  curandGenerator_t host = e->host;
-  const bool ok = vae_emu::submit_host_op(e->stream, "curandGenerate", [host, set, offset, gen]() {
-    if (set && curandSetGeneratorOffset(host, offset) != CURAND_STATUS_SUCCESS)
+  // Later calls continue the sequence, as on the device.
+  const std::optional<unsigned long long> seed = std::exchange(e->seed, std::nullopt);
+  const std::optional<unsigned long long> offset = std::exchange(e->offset, std::nullopt);
+  const bool ok = vae_emu::submit_host_op(e->stream, "curandGenerate", [host = e->host, seed, offset, gen]() {
+    if (seed && curandSetPseudoRandomGeneratorSeed(host.get(), *seed) != CURAND_STATUS_SUCCESS)
+      std::fprintf(stderr, "vae_emu: curandSetPseudoRandomGeneratorSeed failed\n");
+    if (offset && curandSetGeneratorOffset(host.get(), *offset) != CURAND_STATUS_SUCCESS)
       std::fprintf(stderr, "vae_emu: curandSetGeneratorOffset failed\n");
-    if (gen(host) != CURAND_STATUS_SUCCESS) std::fprintf(stderr, "vae_emu: curandGenerate failed\n");
+    if (gen(host.get()) != CURAND_STATUS_SUCCESS) std::fprintf(stderr, "vae_emu: curandGenerate failed\n");
   });
   return ok ? CURAND_STATUS_SUCCESS : CURAND_STATUS_LAUNCH_FAILURE;
 }
@@ -40,27 +50,29 @@ curandStatus_t enqueue(curandGenerator_t g, Gen gen) {
 extern "C" {
 curandStatus_t vae_emu_curandCreateGenerator(curandGenerator_t* g, curandRngType_t type) {
   if (!g) return CURAND_STATUS_NOT_INITIALIZED;
-  auto e = std::make_unique<EmuGenerator>();
-  const curandStatus_t s = curandCreateGeneratorHost(&e->host, type);
+  curandGenerator_t host = nullptr;
+  const curandStatus_t s = curandCreateGeneratorHost(&host, type);
   if (s != CURAND_STATUS_SUCCESS) return s;
+  auto e = std::make_unique<EmuGenerator>();
+  e->host = HostGenerator(host, [](curandGenerator_t h) {
+    if (curandDestroyGenerator(h) != CURAND_STATUS_SUCCESS) std::fprintf(stderr, "vae_emu: curandDestroyGenerator failed\n");
+  });
   *g = reinterpret_cast<curandGenerator_t>(e.release());
   return CURAND_STATUS_SUCCESS;
 }
 curandStatus_t vae_emu_curandDestroyGenerator(curandGenerator_t g) {
   if (!g) return CURAND_STATUS_NOT_INITIALIZED;
-  EmuGenerator* e = emu(g);
-  const curandStatus_t s = curandDestroyGenerator(e->host);
-  delete e;
-  return s;
+  delete emu(g);
+  return CURAND_STATUS_SUCCESS;
 }
 curandStatus_t vae_emu_curandSetPseudoRandomGeneratorSeed(curandGenerator_t g, unsigned long long seed) {
   if (!g) return CURAND_STATUS_NOT_INITIALIZED;
-  return curandSetPseudoRandomGeneratorSeed(emu(g)->host, seed);
+  emu(g)->seed = seed;
+  return CURAND_STATUS_SUCCESS;
 }
 curandStatus_t vae_emu_curandSetGeneratorOffset(curandGenerator_t g, unsigned long long offset) {
   if (!g) return CURAND_STATUS_NOT_INITIALIZED;
   emu(g)->offset = offset;
-  emu(g)->offset_set = true;
   return CURAND_STATUS_SUCCESS;
 }
 curandStatus_t vae_emu_curandSetStream(curandGenerator_t g, cudaStream_t stream) {

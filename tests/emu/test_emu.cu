@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <curand.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -37,12 +38,15 @@ __global__ void block_sum_kernel(const float* x, int n, float* out) {
   }
 }
 
-// The same without the barrier between writing and reading the neighbour's slot.
-__global__ void racy_shift_kernel(float* out) {
+// Thread t writes base + t into its slot and reads its neighbour's slot, with a barrier
+// between (sync) or without one: then it reads the neighbour's new value only if the
+// neighbour has run already.
+__global__ void shift_kernel(float* out, float base, bool sync) {
   __shared__ float buf[64];
   const int t = threadIdx.x;
-  buf[t] = static_cast<float>(t + 1);
-  out[t] = buf[(t + 1) % 64];  // needs __syncthreads() before it
+  buf[t] = base + static_cast<float>(t);
+  if (sync) __syncthreads();
+  out[t] = buf[(t + 1) % 64];
 }
 
 // Half a warp at __syncthreads, the other half at a shuffle that needs the whole warp.
@@ -62,11 +66,18 @@ __global__ void add_one_kernel(float* x, int n) {
 
 void check(cudaError_t e) { ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e); }
 
+// n uniform floats from cuRAND's host Philox generator (defined at the end of the file, out
+// of the prelude's renaming of the cuRAND calls).
+std::vector<float> host_philox_uniform(unsigned long long seed, unsigned long long offset, std::size_t n);
+
+// shift_kernel's output without the barrier, in the given thread order, after a run with
+// the barrier has left 0, 1, ..., 63 in the shared slots; the new values are 100 + t.
 std::vector<float> run_racy(const char* order) {
-  setenv("VAE_EMU_ORDER", order, 1);
+  setenv("VAE_EMU_ORDER", order, 1);  // the emulator reads it at every launch
   float* d = nullptr;
   EXPECT_EQ(cudaMalloc(&d, 64 * sizeof(float)), cudaSuccess);
-  racy_shift_kernel<<<1, 64>>>(d);
+  shift_kernel<<<1, 64>>>(d, 0.0f, true);
+  shift_kernel<<<1, 64>>>(d, 100.0f, false);
   std::vector<float> h(64);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(h.data(), d, 64 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
@@ -102,7 +113,13 @@ TEST(Emulator, AMissingBarrierGivesOrderDependentResults) {
   const std::vector<float> fwd = run_racy("forward"), rev = run_racy("reverse");
   if (keep.empty()) unsetenv("VAE_EMU_ORDER");
   else setenv("VAE_EMU_ORDER", keep.c_str(), 1);
-  EXPECT_NE(fwd, rev) << "the race went unnoticed";
+  // Forward: every thread but the last runs before its neighbour and reads the old value;
+  // reverse: every thread but the last runs after it and reads the new one.
+  for (int t = 0; t < 64; ++t) {
+    const float old_value = static_cast<float>((t + 1) % 64), new_value = 100.0f + old_value;
+    EXPECT_EQ(fwd[t], t < 63 ? old_value : new_value) << "forward, thread " << t;
+    EXPECT_EQ(rev[t], t < 63 ? new_value : old_value) << "reverse, thread " << t;
+  }
 }
 
 TEST(Emulator, StreamWorkWaitsForTheHostToWait) {
@@ -124,12 +141,26 @@ TEST(Emulator, StreamWorkWaitsForTheHostToWait) {
   cudaStreamDestroy(s);
 }
 
-TEST(Emulator, AnEventOrdersTwoStreams) {
+// Two non-blocking streams and an event without timing, for the length of a test.
+struct TwoStreams {
   cudaStream_t a = nullptr, b = nullptr;
   cudaEvent_t e = nullptr;
-  check(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
-  check(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
-  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  TwoStreams() {
+    check(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+    check(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  ~TwoStreams() {
+    cudaEventDestroy(e);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+  }
+};
+
+TEST(Emulator, AnEventOrdersTwoStreams) {
+  const TwoStreams t;
+  cudaStream_t a = t.a, b = t.b;
+  cudaEvent_t e = t.e;
   float* d = nullptr;
   float h = 0.0f;
   check(cudaMalloc(&d, sizeof(float)));
@@ -141,9 +172,6 @@ TEST(Emulator, AnEventOrdersTwoStreams) {
   check(cudaMemcpyAsync(&h, d, sizeof(float), cudaMemcpyDeviceToHost, b));  // pageable: waits
   EXPECT_EQ(h, 2.0f);
   cudaFree(d);
-  cudaEventDestroy(e);
-  cudaStreamDestroy(a);
-  cudaStreamDestroy(b);
 }
 
 TEST(Emulator, FreshDeviceMemoryReadsAsNaN) {
@@ -185,6 +213,21 @@ TEST(Emulator, GraphsReplayAndCaptureRefusesSynchronousCalls) {
   cudaGraphDestroy(g);
   cudaFree(d);
   cudaStreamDestroy(s);
+}
+
+// Cross-stream waits inside a capture are not emulated: refused with an error that has
+// CUDA's name (cudaGetErrorName knows every error the emulator returns), and the capture
+// is invalidated.
+TEST(Emulator, AnEventWaitInsideACaptureIsRefusedByName) {
+  const TwoStreams t;
+  check(cudaEventRecord(t.e, t.a));
+  check(cudaStreamBeginCapture(t.b, cudaStreamCaptureModeThreadLocal));
+  const cudaError_t err = cudaStreamWaitEvent(t.b, t.e, 0);
+  EXPECT_STREQ(cudaGetErrorName(err), "cudaErrorStreamCaptureIsolation");
+  cudaGraph_t g = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(t.b, &g), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(g, nullptr);
+  (void)cudaGetLastError();
 }
 
 // cuBLAS hazards only a GPU shows otherwise: a handle in TF32 mode rounds the operands to
@@ -332,6 +375,73 @@ TEST(Emulator, CublasProductsFollowVaeEmuGemm) {
   cudaFree(db);
 }
 
+// A Philox device generator on a stream of its own, and device memory for n floats.
+struct PhiloxOnAStream {
+  static constexpr std::size_t n = 64;
+  cudaStream_t s = nullptr;
+  float* d = nullptr;
+  curandGenerator_t g = nullptr;
+  PhiloxOnAStream() {
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    check(cudaMalloc(&d, n * sizeof(float)));
+    EXPECT_EQ(curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+    EXPECT_EQ(curandSetStream(g, s), CURAND_STATUS_SUCCESS);
+  }
+  ~PhiloxOnAStream() {
+    if (g) curandDestroyGenerator(g);
+    cudaFree(d);
+    cudaStreamDestroy(s);
+  }
+  // What the device memory holds once the stream has run.
+  std::vector<float> drawn() {
+    check(cudaStreamSynchronize(s));
+    std::vector<float> out(n);
+    check(cudaMemcpy(out.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return out;
+  }
+};
+
+// A device generator's call takes the seed and offset set before it was enqueued, not those
+// set before it runs: here the second seed comes after the call, and before the host waits.
+TEST(Emulator, CurandUsesTheSeedSetBeforeTheCall) {
+  PhiloxOnAStream p;
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 1), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetGeneratorOffset(p.g, 8), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandGenerateUniform(p.g, p.d, p.n), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 2), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetGeneratorOffset(p.g, 0), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(p.drawn(), host_philox_uniform(1, 8, p.n)) << "seed 1, offset 8: the settings before the call";
+}
+
+// CUDA lets a program destroy an event whose record has not run yet; so does the emulator
+// (the record's op once wrote into the freed event: AddressSanitizer, in emu-sanitize,
+// reports that).
+TEST(Emulator, AnEventDestroyedBeforeItsRecordRunsIsHarmless) {
+  cudaStream_t s = nullptr;
+  cudaEvent_t e = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  check(cudaEventCreate(&e));
+  check(cudaEventRecord(e, s));
+  check(cudaEventDestroy(e));
+  check(cudaStreamSynchronize(s));
+  cudaStreamDestroy(s);
+}
+
+// Likewise a cuRAND generator destroyed with generate calls still queued: they draw their
+// numbers, not those of a generator created after it (which may reuse its memory).
+TEST(Emulator, ACurandGeneratorDestroyedWithCallsQueuedStillDraws) {
+  PhiloxOnAStream p;
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(p.g, 3), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandGenerateUniform(p.g, p.d, p.n), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandDestroyGenerator(p.g), CURAND_STATUS_SUCCESS);
+  p.g = nullptr;
+  curandGenerator_t later = nullptr;
+  ASSERT_EQ(curandCreateGenerator(&later, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+  ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(later, 4), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(p.drawn(), host_philox_uniform(3, 0, p.n));
+  curandDestroyGenerator(later);
+}
+
 TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
@@ -342,4 +452,23 @@ TEST(EmulatorDeathTest, ADivergentBarrierAborts) {
       "divergent_barrier_kernel.*deadlock");
 }
 
+}  // namespace
+
+// cuRAND's own calls, not the emulated device generator's that the prelude maps them to.
+#undef curandSetPseudoRandomGeneratorSeed
+#undef curandSetGeneratorOffset
+#undef curandGenerateUniform
+#undef curandDestroyGenerator
+
+namespace {
+std::vector<float> host_philox_uniform(unsigned long long seed, unsigned long long offset, std::size_t n) {
+  std::vector<float> out(n);
+  curandGenerator_t h = nullptr;
+  EXPECT_EQ(curandCreateGeneratorHost(&h, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandSetPseudoRandomGeneratorSeed(h, seed), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandSetGeneratorOffset(h, offset), CURAND_STATUS_SUCCESS);
+  EXPECT_EQ(curandGenerateUniform(h, out.data(), n), CURAND_STATUS_SUCCESS);
+  curandDestroyGenerator(h);
+  return out;
+}
 }  // namespace
