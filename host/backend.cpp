@@ -40,6 +40,15 @@ void check_nonempty_data(const ModelConfig& model, const Dataset& data, const ch
   if (data.count == 0) throw_error(call, ": ", what, " '", data.source, "' holds no items");
 }
 
+std::vector<float> Backend::encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) {
+  const std::vector<float> head = encode(data, begin, n);
+  const std::size_t rows = static_cast<std::size_t>(n), Z = rows ? head.size() / (2 * rows) : 0;
+  std::vector<float> mu(rows * Z);
+  for (std::size_t i = 0; i < rows; ++i)
+    std::copy_n(head.begin() + static_cast<std::ptrdiff_t>(i * 2 * Z), Z, mu.begin() + static_cast<std::ptrdiff_t>(i * Z));
+  return mu;
+}
+
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {
   check_feature_count(model, data);
   if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin)

@@ -197,20 +197,20 @@ class CpuBackend final : public Backend {
     return total;
   }
 
-  std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+  std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
     check_encode_args(model_cfg_, data, begin, n);
     const int Z = model_cfg_.latent, D = data.dim, chunk = model_.max_batch();
-    std::vector<float> mu(static_cast<std::size_t>(n) * Z);
+    std::vector<float> head(static_cast<std::size_t>(n) * 2 * Z);
     for (std::int64_t b = 0; b < n; b += chunk) {
       const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
       for (int i = 0; i < k; ++i) data.row_as<T>(begin + b + i, x_.data() + static_cast<std::size_t>(i) * D);
       model_.run(x_.data(), eps_.data(), k, 1, model_cfg_.beta, Pass::forward);  // mu does not depend on eps
       for (int i = 0; i < k; ++i) {
         const T* row = model_.head() + static_cast<std::size_t>(i) * 2 * Z;
-        std::copy(row, row + Z, mu.begin() + static_cast<std::ptrdiff_t>((b + i) * Z));
+        std::copy(row, row + 2 * Z, head.begin() + static_cast<std::ptrdiff_t>((b + i) * 2 * Z));
       }
     }
-    return mu;
+    return head;
   }
 
   std::vector<float> decode_means(const std::vector<float>& z) override {

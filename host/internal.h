@@ -19,7 +19,7 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // for the Bernoulli likelihood, every f32 value in [0, 1]; `what` names the set in messages.
 // check_nonempty_data: the same, and at least one item (`call`: set_train_data, evaluate,
 // estimate_log_likelihood, which have nothing to train on or average over an empty set).
-// check_encode_args: for Backend::encode_means also the item range; decode_rows:
+// check_encode_args: for Backend::encode also the item range; decode_rows:
 // decode_means' codes' length (it returns the number of codes).
 void check_feature_count(const ModelConfig& model, const Dataset& data, const char* what = "data");
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what = "data");

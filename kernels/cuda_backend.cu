@@ -194,25 +194,22 @@ class CudaBackend final : public Backend {
     return estimate_.run(model_, data, k, ring_);
   }
 
-  std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+  std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
     check_encode_args(model_cfg_, data, begin, n);
     const int Z = model_cfg_.latent, chunk = train_.eval_batch;
-    std::vector<float> head(static_cast<std::size_t>(std::min<std::int64_t>(chunk, n)) * 2 * Z);
-    std::vector<float> mu(static_cast<std::size_t>(n) * Z);
+    std::vector<float> head(static_cast<std::size_t>(n) * 2 * Z);
     StepHeader h;
     h.eps_offset = eval_noise_.prepare(0);  // any resident noise: mu does not depend on it
     for (std::int64_t b = 0; b < n; b += chunk) {
       const int k = static_cast<int>(std::min<std::int64_t>(chunk, n - b));
       upload_rows(data, begin + b, k, h, eval_stage_.get(), model_.x(), ring_, compute_.get());
       model_.run(eval_noise_.data(), &ring_.header()->eps_offset, k, 1, Pass::forward, nullptr);
-      VAE_CUDA_CHECK(cudaMemcpyAsync(head.data(), model_.head(), static_cast<std::size_t>(k) * 2 * Z * sizeof(float),
-                                     cudaMemcpyDeviceToHost, compute_.get()));
+      VAE_CUDA_CHECK(cudaMemcpyAsync(head.data() + static_cast<std::size_t>(b) * 2 * Z, model_.head(),
+                                     static_cast<std::size_t>(k) * 2 * Z * sizeof(float), cudaMemcpyDeviceToHost,
+                                     compute_.get()));
       VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
-      for (int i = 0; i < k; ++i)
-        std::copy_n(head.begin() + static_cast<std::ptrdiff_t>(i) * 2 * Z, Z,
-                    mu.begin() + static_cast<std::ptrdiff_t>((b + i) * Z));
     }
-    return mu;
+    return head;
   }
 
   std::vector<float> decode_means(const std::vector<float>& z) override {

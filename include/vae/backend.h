@@ -106,12 +106,15 @@ class Backend {
   // gradients() then holds it. Returns the batch's loss sums.
   virtual LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) = 0;
 
-  // The model's pictures: posterior means mu (n, Z) of items [begin, begin + n) of `data`,
-  // and decoder means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the
-  // logits (Bernoulli) or the Gaussian mean. At the current parameters; any n and rows (in
-  // chunks); nothing the training sees changes.
-  virtual std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
+  // The encoder's output for items [begin, begin + n) of `data`: (n, 2Z), each row the
+  // posterior's mean mu in columns [0, Z) and its log-variance in [Z, 2Z); and the decoder's
+  // means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the logits
+  // (Bernoulli) or the Gaussian mean. At the current parameters; any n and rows (in chunks);
+  // nothing the training sees changes.
+  virtual std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
   virtual std::vector<float> decode_means(const std::vector<float>& z) = 0;
+  // The posterior means mu (n, Z) alone: encode's first Z columns.
+  std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n);
 };
 
 // FLOPs of one training step's GEMMs (forward, weight and input gradients) for a batch of
