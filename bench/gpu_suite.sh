@@ -262,7 +262,7 @@ elif [ $BUILT = 1 ] && [ -x "$KERNELS_BIN" ]; then
     res '```'
     # (a failed run was counted by run_step already)
     if [ $KERNELS_OK = 1 ] && grep -q 'FAILED' "$TMP/gpu-kernels.out"; then
-      fail "gpu-kernels: a fused kernel and its unfused sequence disagree (see the check column)"
+      fail "gpu-kernels: a case failed its check against its CPU twin or the fused kernel (see the check column)"
     fi
   fi
 elif [ $BUILT = 1 ]; then

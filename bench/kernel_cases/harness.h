@@ -1,10 +1,11 @@
-// The kernel cases' harness, after ggml's tests/test-backend-ops.cpp: one case type for
-// every kernel. A case holds its inputs at the sizes it was made with (fresh random values,
-// never all zero), the GPU launch, the CPU twin it is checked against (a cpu:: pass of
-// host/cpu_passes.h, CpuModel, or the host function the CPU backend calls) and the
-// tolerance of each output. The GPU suite (tests/cuda/test_kernel_cases.cpp) runs every
-// case of registry.h at odd sizes; bench/gpu_kernels.cu makes the same cases at the
-// reference model's sizes, checks them the same way and times their launch.
+// The kernel cases' harness, after ggml's tests/test-backend-ops.cpp: one case type per
+// kernel (the other headers of this directory). A case holds its inputs at the sizes it was
+// made with (fresh random values, never all zero), the GPU launch, the CPU twin it is
+// checked against (a cpu:: pass of host/cpu_passes.h, CpuModel, or the host function the
+// CPU backend calls) and the tolerance of each output. The GPU suite
+// (tests/cuda/test_kernel_cases.cpp) makes every kernel's cases at odd sizes and checks
+// them; bench/gpu_kernels.cu makes the same cases at the reference model's sizes, checks
+// them the same way and times their launch.
 //
 // Plain C++ over the CUDA runtime (no kernels, no GoogleTest): it compiles in the test
 // suite, in the benchmark (nvcc) and on the CPU emulator (tests/emu).
@@ -95,10 +96,7 @@ class Array final : public ArrayBase {
   }
   std::vector<T> download() const { return cases::download(buf_.get(), buf_.size()); }
   std::vector<unsigned char> raw() const override {
-    std::vector<unsigned char> bytes(buf_.bytes());
-    const std::vector<T> host = download();
-    if (!bytes.empty()) std::memcpy(bytes.data(), host.data(), bytes.size());
-    return bytes;
+    return cases::download(reinterpret_cast<const unsigned char*>(buf_.get()), buf_.bytes());
   }
   void set(std::vector<T> init) {  // new initial values, uploaded
     if (init.size() != buf_.size())
@@ -186,27 +184,18 @@ class Context {
 struct SumRef {
   std::vector<double> sum, abs;
 };
-// Column sums of a (rows, cols) matrix.
-inline SumRef column_sums(const std::vector<float>& m, int rows, int cols) {
-  SumRef r{std::vector<double>(static_cast<std::size_t>(cols), 0.0),
-           std::vector<double>(static_cast<std::size_t>(cols), 0.0)};
+// The sums of a (rows, cols) matrix by row or by column.
+inline SumRef matrix_sums(const std::vector<float>& m, int rows, int cols, bool by_row) {
+  const std::size_t n = static_cast<std::size_t>(by_row ? rows : cols), c = static_cast<std::size_t>(cols);
+  SumRef r{std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
   for (std::size_t i = 0; i < m.size(); ++i) {
-    r.sum[i % static_cast<std::size_t>(cols)] += double(m[i]);
-    r.abs[i % static_cast<std::size_t>(cols)] += std::fabs(double(m[i]));
-  }
-  (void)rows;
-  return r;
-}
-// Row sums of a (rows, cols) matrix.
-inline SumRef row_sums(const std::vector<float>& m, int rows, int cols) {
-  SumRef r{std::vector<double>(static_cast<std::size_t>(rows), 0.0),
-           std::vector<double>(static_cast<std::size_t>(rows), 0.0)};
-  for (std::size_t i = 0; i < m.size(); ++i) {
-    r.sum[i / static_cast<std::size_t>(cols)] += double(m[i]);
-    r.abs[i / static_cast<std::size_t>(cols)] += std::fabs(double(m[i]));
+    r.sum[by_row ? i / c : i % c] += double(m[i]);
+    r.abs[by_row ? i / c : i % c] += std::fabs(double(m[i]));
   }
   return r;
 }
+inline SumRef column_sums(const std::vector<float>& m, int rows, int cols) { return matrix_sums(m, rows, cols, false); }
+inline SumRef row_sums(const std::vector<float>& m, int rows, int cols) { return matrix_sums(m, rows, cols, true); }
 
 // What one run of a case found: each comparison that failed, with the worst element and
 // the share of its allowance it used, and the first few mismatches with their index. NaN

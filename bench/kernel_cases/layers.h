@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -49,59 +50,78 @@ inline ExactProducts exact_products(const std::vector<float>& x, const std::vect
   return r;
 }
 
+inline std::string layer_shape(int rows, int in, int out) { return shape(rows, in) + "->" + std::to_string(out); }
+
+// A linear layer's X (rows, in) and W (out, in), uniform in [-1, 1), seeded `seed` and seed + 1.
+struct LayerInputs {
+  LayerInputs(int rows_, int in_, int out_, std::uint64_t seed)
+      : rows(rows_),
+        in(in_),
+        out(out_),
+        x(uniform(static_cast<std::size_t>(rows) * in, -1, 1, seed), "x"),
+        w(uniform(static_cast<std::size_t>(out) * in, -1, 1, seed + 1), "W") {}
+  std::vector<double> exact_y() const { return exact_forward(x.init(), w.init(), rows, in, out); }
+  int rows, in, out;
+  Array<float> x, w;
+};
+
 // gpu::linear_forward, linear_weight_grad, linear_input_grad (cuBLAS, FP32 without TF32)
 // against the exact products; 1e-5 + 1e-5 relative.
 class LinearCase final : public OpCase {
  public:
   LinearCase(int rows, int in, int out)
-      : OpCase("linear " + shape(rows, in) + "->" + std::to_string(out)),
-        rows_(rows),
-        in_(in),
-        out_(out),
-        x_(uniform(static_cast<std::size_t>(rows) * in, -1, 1, 1), "x"),
-        w_(uniform(static_cast<std::size_t>(out) * in, -1, 1, 2), "W"),
+      : OpCase("linear " + layer_shape(rows, in, out)),
+        l_(rows, in, out, 1),
         dy_(uniform(static_cast<std::size_t>(rows) * out, -1, 1, 3), "dY"),
         y_(dy_.size(), "Y"),
-        dw_(w_.size(), "dW"),
-        dx_(x_.size(), "dX") {
-    arrays({&x_, &w_, &dy_, &y_, &dw_, &dx_}, {&y_, &dw_, &dx_});
+        dw_(l_.w.size(), "dW"),
+        dx_(l_.x.size(), "dX") {
+    arrays({&l_.x, &l_.w, &dy_, &y_, &dw_, &dx_}, {&y_, &dw_, &dx_});
   }
   void launch(Context& ctx) override {
-    gpu::linear_forward(ctx.blas(), rows_, in_, out_, x_.get(), w_.get(), y_.get());
-    gpu::linear_weight_grad(ctx.blas(), rows_, in_, out_, dy_.get(), x_.get(), dw_.get());
-    gpu::linear_input_grad(ctx.blas(), rows_, in_, out_, dy_.get(), w_.get(), dx_.get());
+    gpu::linear_forward(ctx.blas(), l_.rows, l_.in, l_.out, l_.x.get(), l_.w.get(), y_.get());
+    gpu::linear_weight_grad(ctx.blas(), l_.rows, l_.in, l_.out, dy_.get(), l_.x.get(), dw_.get());
+    gpu::linear_input_grad(ctx.blas(), l_.rows, l_.in, l_.out, dy_.get(), l_.w.get(), dx_.get());
   }
   void verify(Check& c) override {
     const ExactProducts& want =
-        want_.get([&] { return exact_products(x_.init(), w_.init(), dy_.init(), rows_, in_, out_); });
+        want_.get([&] { return exact_products(l_.x.init(), l_.w.init(), dy_.init(), l_.rows, l_.in, l_.out); });
     c.close(y_.download(), want.y, 1e-5, 1e-5, "Y = X W^T");
     c.close(dw_.download(), want.dw, 1e-5, 1e-5, "dW = dY^T X");
     c.close(dx_.download(), want.dx, 1e-5, 1e-5, "dX = dY W");
   }
 
  private:
-  int rows_, in_, out_;
-  Array<float> x_, w_, dy_, y_, dw_, dx_;
+  LayerInputs l_;
+  Array<float> dy_, y_, dw_, dx_;
   Once<ExactProducts> want_;
+};
+
+// The (rows, cols) output of an activation.
+struct ActLayer {
+  Activation act;
+  int rows, cols;
+  std::size_t size() const { return static_cast<std::size_t>(rows) * cols; }
+  std::string name(const char* op) const { return std::string(op) + " " + to_string(act) + " " + shape(rows, cols); }
 };
 
 // gpu::bias_act_forward: y <- act(y + b) against cpu::bias_act; 1e-6 + 1e-5 relative.
 class BiasActCase final : public OpCase {
  public:
   BiasActCase(Activation act, int rows, int cols)
-      : OpCase(std::string("bias_act ") + to_string(act) + " " + shape(rows, cols)),
-        act_(act),
-        rows_(rows),
-        cols_(cols),
-        y_(uniform(static_cast<std::size_t>(rows) * cols, -3, 3, 5), "y"),
+      : OpCase(ActLayer{act, rows, cols}.name("bias_act")),
+        l_{act, rows, cols},
+        y_(uniform(l_.size(), -3, 3, 5), "y"),
         b_(uniform(static_cast<std::size_t>(cols), -1, 1, 6), "b") {
     arrays({&y_, &b_}, {&y_});
   }
-  void launch(Context& ctx) override { gpu::bias_act_forward(act_, y_.get(), b_.get(), rows_, cols_, ctx.stream()); }
+  void launch(Context& ctx) override {
+    gpu::bias_act_forward(l_.act, y_.get(), b_.get(), l_.rows, l_.cols, ctx.stream());
+  }
   void verify(Check& c) override {
     const auto& want = want_.get([&] {
       std::vector<float> y = y_.init();
-      cpu::bias_act(act_, y.data(), b_.init().data(), rows_, cols_);
+      cpu::bias_act(l_.act, y.data(), b_.init().data(), l_.rows, l_.cols);
       return y;
     });
     c.close(y_.download(), want, 1e-6, 1e-5, "act(y + b)");
@@ -109,12 +129,11 @@ class BiasActCase final : public OpCase {
   Traffic traffic() const override { return {double(2 * y_.size() + b_.size()) * 4, 0}; }
   Array<float>& y() { return y_; }
   Array<float>& b() { return b_; }
-  int rows() const { return rows_; }
-  int cols() const { return cols_; }
+  int rows() const { return l_.rows; }
+  int cols() const { return l_.cols; }
 
  private:
-  Activation act_;
-  int rows_, cols_;
+  ActLayer l_;
   Array<float> y_, b_;
   Once<std::vector<float>> want_;
 };
@@ -125,27 +144,26 @@ class BiasActCase final : public OpCase {
 class ActBackwardCase final : public OpCase {
  public:
   ActBackwardCase(Activation act, int rows, int cols)
-      : OpCase(std::string("act_backward_bias_grad ") + to_string(act) + " " + shape(rows, cols)),
-        act_(act),
-        rows_(rows),
-        cols_(cols),
-        y_(activated(act, rows, cols), "y"),
-        dy_(uniform(static_cast<std::size_t>(rows) * cols, -1, 1, 8), "dy"),
+      : OpCase(ActLayer{act, rows, cols}.name("act_backward_bias_grad")),
+        l_{act, rows, cols},
+        y_(activated(l_), "y"),
+        dy_(uniform(l_.size(), -1, 1, 8), "dy"),
         db_(static_cast<std::size_t>(cols), "db"),
         scratch_(reduce_scratch(rows, cols, 1, false)) {
     arrays({&y_, &dy_, &db_}, {&dy_, &db_});
   }
   void launch(Context& ctx) override {
-    gpu::act_backward_bias_grad(act_, dy_.get(), y_.get(), rows_, cols_, db_.get(), scratch_.view(), ctx.stream());
+    gpu::act_backward_bias_grad(l_.act, dy_.get(), y_.get(), l_.rows, l_.cols, db_.get(), scratch_.view(),
+                                ctx.stream());
   }
   void verify(Check& c) override {
     const auto& want = want_.get([&] {
-      std::vector<float> dy = dy_.init(), db(static_cast<std::size_t>(cols_));
-      cpu::act_backward_bias_grad(act_, dy.data(), y_.init().data(), rows_, cols_, db.data());
+      std::vector<float> dy = dy_.init(), db(static_cast<std::size_t>(l_.cols));
+      cpu::act_backward_bias_grad(l_.act, dy.data(), y_.init().data(), l_.rows, l_.cols, db.data());
       return dy;
     });
     c.close(dy_.download(), want, 1e-6, 1e-5, "dy * act'(y)");
-    c.sums(db_.download(), column_sums(want, rows_, cols_), "bias gradient");
+    c.sums(db_.download(), column_sums(want, l_.rows, l_.cols), "bias gradient");
   }
   void extra(Context&, Check& c) override {
     const gpu::ReduceScratch& s = scratch_.view();
@@ -155,18 +173,17 @@ class ActBackwardCase final : public OpCase {
   Array<float>& y() { return y_; }
   Array<float>& dy() { return dy_; }
   Array<float>& db() { return db_; }
-  int rows() const { return rows_; }
-  int cols() const { return cols_; }
+  int rows() const { return l_.rows; }
+  int cols() const { return l_.cols; }
 
  private:
-  static std::vector<float> activated(Activation act, int rows, int cols) {
-    std::vector<float> y = uniform(static_cast<std::size_t>(rows) * cols, -3, 3, 7);
-    const std::vector<float> zero(static_cast<std::size_t>(cols), 0.0f);
-    cpu::bias_act(act, y.data(), zero.data(), rows, cols);
+  static std::vector<float> activated(const ActLayer& l) {
+    std::vector<float> y = uniform(l.size(), -3, 3, 7);
+    const std::vector<float> zero(static_cast<std::size_t>(l.cols), 0.0f);
+    cpu::bias_act(l.act, y.data(), zero.data(), l.rows, l.cols);
     return y;
   }
-  Activation act_;
-  int rows_, cols_;
+  ActLayer l_;
   Array<float> y_, dy_, db_;
   gpu::ReduceScratchBuffers scratch_;
   Once<std::vector<float>> want_;
@@ -179,34 +196,30 @@ class ActBackwardCase final : public OpCase {
 class LtBiasReluCase final : public OpCase {
  public:
   LtBiasReluCase(int rows, int in, int out)
-      : OpCase("lt_bias_relu " + shape(rows, in) + "->" + std::to_string(out)),
-        rows_(rows),
-        in_(in),
-        out_(out),
-        x_(uniform(static_cast<std::size_t>(rows) * in, -1, 1, 800), "x"),
-        w_(uniform(static_cast<std::size_t>(out) * in, -1, 1, 801), "W"),
+      : OpCase("lt_bias_relu " + layer_shape(rows, in, out)),
+        l_(rows, in, out, 800),
         b_(uniform(static_cast<std::size_t>(out), -1, 1, 802), "b"),
         y_(static_cast<std::size_t>(rows) * out, "y") {
-    arrays({&x_, &w_, &b_, &y_}, {&y_});
+    arrays({&l_.x, &l_.w, &b_, &y_}, {&y_});
   }
   void launch(Context& ctx) override {
-    fused_ = ctx.lt().forward(rows_, in_, out_, x_.get(), w_.get(), b_.get(), y_.get(), ctx.stream());
+    fused_ = ctx.lt().forward(l_.rows, l_.in, l_.out, l_.x.get(), l_.w.get(), b_.get(), y_.get(), ctx.stream());
   }
   // The path the epilogue replaces, into y: cuBLAS GEMM, then bias_act_forward.
   void launch_unfused(Context& ctx) {
-    gpu::linear_forward(ctx.blas(), rows_, in_, out_, x_.get(), w_.get(), y_.get());
-    gpu::bias_act_forward(Activation::relu, y_.get(), b_.get(), rows_, out_, ctx.stream());
+    gpu::linear_forward(ctx.blas(), l_.rows, l_.in, l_.out, l_.x.get(), l_.w.get(), y_.get());
+    gpu::bias_act_forward(Activation::relu, y_.get(), b_.get(), l_.rows, l_.out, ctx.stream());
   }
   void verify(Check& c) override {
     if (!fused_) {
-      c.expect(in_ % 4 != 0 || out_ % 4 != 0, "cuBLASLt found no algorithm");
+      c.expect(l_.in % 4 != 0 || l_.out % 4 != 0, "cuBLASLt found no algorithm");
       c.untouched(y_.download(), "y of a refused shape");
       return;
     }
     const auto& want = want_.get([&] {
-      std::vector<double> y = exact_forward(x_.init(), w_.init(), rows_, in_, out_);
+      std::vector<double> y = l_.exact_y();
       for (std::size_t i = 0; i < y.size(); ++i)
-        y[i] = std::max(0.0, y[i] + b_.init()[i % static_cast<std::size_t>(out_)]);
+        y[i] = std::max(0.0, y[i] + b_.init()[i % static_cast<std::size_t>(l_.out)]);
       return y;
     });
     c.close(y_.download(), want, tol(), 1e-5, "relu(X W^T + b)");
@@ -220,13 +233,13 @@ class LtBiasReluCase final : public OpCase {
     c.close(lt, y_.download(), tol(), 1e-5, "against GEMM + bias_act");
   }
   Traffic traffic() const override {
-    return {double(x_.size() + y_.size() + w_.size() + b_.size()) * 4, 2.0 * rows_ * in_ * out_};
+    return {double(l_.x.size() + y_.size() + l_.w.size() + b_.size()) * 4, 2.0 * l_.rows * l_.in * l_.out};
   }
 
  private:
-  double tol() const { return 1e-5 * std::sqrt(double(in_)); }
-  int rows_, in_, out_;
-  Array<float> x_, w_, b_, y_;
+  double tol() const { return 1e-5 * std::sqrt(double(l_.in)); }
+  LayerInputs l_;
+  Array<float> b_, y_;
   bool fused_ = false;
   Once<std::vector<double>> want_;
 };
