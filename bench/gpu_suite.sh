@@ -223,7 +223,7 @@ fi
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # The long CPU-heavy runs add nothing under the sanitizers; every kernel still runs.
 MEMCHECK_FILTER='-CudaBackend.TwoHundredStepsTrackTheCpu:CudaBackend.SameSeedGivesBitIdenticalRuns:CudaInference.*For200Steps:CudaInference.SameSeedGivesBitIdenticalRunsOnEveryNewPath'
-RACECHECK_FILTER='Kernel.*:CudaBackend.OneStepMatchesTheCpu:CudaBackend.StreamedAndResidentDataAreBitIdentical:CudaInference.IwaeOneStepMatchesTheCpu:CudaInference.EstimateLogLikelihoodMatchesTheCpu:CudaInference.ComputeGradientMatchesTheCpu'
+RACECHECK_FILTER='KernelMatchesItsCpuTwin.*:CudaBackend.OneStepMatchesTheCpu:CudaBackend.StreamedAndResidentDataAreBitIdentical:CudaInference.IwaeOneStepMatchesTheCpu:CudaInference.EstimateLogLikelihoodMatchesTheCpu:CudaInference.ComputeGradientMatchesTheCpu'
 if ! want memcheck && ! want racecheck; then
   :
 elif [ $BUILT = 1 ] && [ -x "$GPU_TESTS" ] && [ -x "$SANITIZER" ]; then

@@ -1,11 +1,12 @@
 // Every GPU kernel against its CPU twin, by operation, through the kernel cases' harness
-// (bench/kernel_cases/harness.h): one test per operation, named after its kernel entry
-// point, running the operation's cases at odd sizes (batch 37, widths 61 and 13, L = 1, 2,
-// 3, every activation, both likelihoods with fixed and learned sigma). Each case states its
-// inputs, its launch, its twin and its tolerances; bench/gpu_kernels.cu times and checks
-// the same cases at the reference model's sizes. kernels/README.md maps each kernel to its
-// twin, its test and its benchmark case. Every output is poisoned with NaN before a launch,
-// so a passing case shows every element was written; NaN never passes a comparison.
+// (bench/kernel_cases/harness.h): one test per operation, KernelMatchesItsCpuTwin.<op>
+// after its kernel entry point, running the operation's cases at odd sizes (batch 37,
+// widths 61 and 13, L = 1, 2, 3, every activation, both likelihoods with fixed and learned
+// sigma). Each case states its inputs, its launch, its twin and its tolerances;
+// bench/gpu_kernels.cu times and checks the same cases at the reference model's sizes.
+// kernels/README.md maps each kernel to its twin, its test and its benchmark case. Every
+// output is poisoned with NaN before a launch, so a passing case shows every element was
+// written; NaN never passes a comparison.
 #include <array>
 #include <functional>
 #include <memory>
@@ -204,21 +205,15 @@ const std::vector<Operation>& operations() {
   return ops;
 }
 
-std::vector<std::string> operation_names() {
-  std::vector<std::string> names;
-  for (const auto& op : operations()) names.push_back(op.first);
-  return names;
-}
-
-class Kernel : public test::GpuTest, public ::testing::WithParamInterface<std::string> {};
-
-TEST_P(Kernel, MatchesItsCpuTwin) {
-  Context ctx;
-  for (const auto& op : operations()) {
-    if (op.first != GetParam()) continue;
+// Runs an operation's cases; each failing case is one failure naming the case.
+class KernelMatchesItsCpuTwin : public test::GpuTest {
+ public:
+  explicit KernelMatchesItsCpuTwin(const Operation& op) : op_(op) {}
+  void TestBody() override {
     CaseList cases;
-    op.second(cases);
+    op_.second(cases);
     ASSERT_FALSE(cases.empty());
+    Context ctx;
     for (const auto& c : cases) {
       Check check;
       c->check(ctx, check);
@@ -226,10 +221,18 @@ TEST_P(Kernel, MatchesItsCpuTwin) {
       for (const auto& [key, value] : check.notes()) RecordProperty(key, value);
     }
   }
-}
 
-INSTANTIATE_TEST_SUITE_P(, Kernel, ::testing::ValuesIn(operation_names()),
-                         [](const ::testing::TestParamInfo<std::string>& op) { return op.param; });
+ private:
+  const Operation& op_;
+};
+
+// One test per operation, KernelMatchesItsCpuTwin.<op>, registered before main() runs.
+const bool kRegistered = [] {
+  for (const Operation& op : operations())
+    ::testing::RegisterTest("KernelMatchesItsCpuTwin", op.first.c_str(), nullptr, nullptr, __FILE__, __LINE__,
+                            [&op]() -> test::GpuTest* { return new KernelMatchesItsCpuTwin(op); });
+  return true;
+}();
 
 }  // namespace
 }  // namespace vae
