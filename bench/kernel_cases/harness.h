@@ -31,6 +31,10 @@
 #include "step_record.cuh"
 #include "vae/error.h"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace vae::cases {
 
 // ---- inputs ---------------------------------------------------------------------------------
@@ -372,14 +376,30 @@ class OpCase : public KernelCase {
   std::vector<const Array<float>*> outputs_;
 };
 
-// A value computed on first use (the twin's results: the benchmark makes many copies of a
-// case for its cold runs and checks one).
+// make() with OpenMP limited to one thread. The twins' passes are small at the cases' sizes,
+// and on a busy machine the spinning threads of each parallel region cost far more than
+// the work; the passes' results do not depend on the number of threads.
+template <class F>
+auto serial(F&& make) {
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto value = make();
+  omp_set_num_threads(threads);
+  return value;
+#else
+  return make();
+#endif
+}
+
+// A value computed on first use, serially (the twin's results: the benchmark makes many
+// copies of a case for its cold runs and checks one).
 template <class T>
 class Once {
  public:
   template <class F>
   const T& get(F&& make) {
-    if (!value_) value_.emplace(make());
+    if (!value_) value_.emplace(serial(make));
     return *value_;
   }
 

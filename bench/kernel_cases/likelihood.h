@@ -127,7 +127,7 @@ class LikelihoodCase final : public OpCase {
       cpu::scale_rows(w.grad.data(), scale_.init().data(), R, D);
       cpu::scale_rows(w.dlv.data(), scale_.init().data(), R, D);
     }
-    w.row_logp = row_sums(row_terms(), R, D);
+    if (mode_ != Mode::weighted) w.row_logp = row_sums(row_terms(), R, D);
     return w;
   }
   // log p of each element (R, D): the forward twin on column d alone (input_dim 1).
