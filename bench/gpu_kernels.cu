@@ -18,7 +18,7 @@
 // Before timing, each case is checked as the test suite checks it (its CPU twin, a second
 // launch bit for bit, its extra properties), each unfused sequence runs on the case's
 // inputs and is checked against the same twin, and against the fused kernel's outputs
-// with the tolerances below (the "check" column).
+// with the tolerances each variant names (the "check" column).
 //
 // Timing: CUDA events around each repeat; before each, a spin kernel keeps the GPU busy
 // while the host enqueues the repeat, so a time is GPU execution (kernels and the gaps
@@ -106,21 +106,8 @@ struct Agreement {
   double atol, rtol;
 };
 
-// A timed variant of a case: its own launch (run empty), or another sequence doing the
-// same work on the case's arrays, made once per case with the scratch it needs.
-template <class C>
-struct Variant {
-  std::string name;
-  int launches;
-  std::function<std::function<void(C&)>(C&)> make;
-  std::vector<Agreement> agree;
-};
-
-struct Spec {
-  std::string op, shape;
-  int batch;  // 0: independent of the batch
-};
-
+// Makes a variant's run from the first copy of a case, with the scratch it needs (shared
+// by every copy).
 template <class C>
 using Maker = std::function<std::function<void(C&)>(C&)>;
 // A variant that needs no scratch of its own.
@@ -128,6 +115,21 @@ template <class C, class F>
 Maker<C> plain(F f) {
   return [f](C&) { return std::function<void(C&)>(f); };
 }
+
+// A timed variant of a case: the case's own launch (no maker), or another sequence doing
+// the same work on the case's arrays.
+template <class C>
+struct Variant {
+  std::string name;
+  int launches;
+  Maker<C> make;
+  std::vector<Agreement> agree;
+};
+
+struct Spec {
+  std::string op, shape;
+  int batch;  // 0: independent of the batch
+};
 
 class Bench {
  public:
