@@ -1,0 +1,158 @@
+// Cases of the decoder likelihood (kernels/likelihood.cuh): Bernoulli and Gaussian (fixed
+// or learned variance) in its three modes, forward, backward (the ELBO) and weighted (IWAE).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu_passes.h"
+#include "kernel_cases/harness.h"
+#include "likelihood.cuh"
+#include "vae/config.h"
+
+namespace vae::cases {
+
+// gpu::likelihood_forward_backward against cpu::likelihood_pass (weighted: with scale 1,
+// then cpu::scale_rows by each row's weight, as CpuModel::run does for IWAE). Row log p as
+// sums of the twin's own float terms (the twin run on one column at a time); the gradient
+// 1e-6 + 1e-5 relative (weighted: 1e-8 + 1e-5); the output-bias and log-variance
+// gradients as sums. What a mode does not produce stays untouched: the outputs in forward
+// mode, the row log p in weighted mode, the gradients' sums in forward mode.
+class LikelihoodCase final : public OpCase {
+ public:
+  using Mode = gpu::LikelihoodMode;
+  LikelihoodCase(Likelihood lik, bool learned, int n, int L, int D, Mode mode)
+      : OpCase(std::string("likelihood ") + to_string(lik) + (learned ? " learned" : "") +
+               (mode == Mode::forward    ? " forward"
+                : mode == Mode::backward ? " backward"
+                                         : " weighted") +
+               " n=" + std::to_string(n) + " L=" + std::to_string(L) + " D=" + std::to_string(D)),
+        cfg_(config(lik, learned, L, D)),
+        n_(n),
+        L_(L),
+        mode_(mode),
+        out_(logits(static_cast<std::size_t>(n) * L * D, seed()), "logits"),
+        bias_(uniform(static_cast<std::size_t>(D), -0.5, 0.5, seed() + 1), "output bias"),
+        logvar_(uniform(static_cast<std::size_t>(D), -1, 1, seed() + 2), "log-variance"),
+        x_(uniform(static_cast<std::size_t>(n) * D, 0, 1, seed() + 3), "x"),
+        scale_(uniform(static_cast<std::size_t>(n) * L, 0, 1.0 / n, seed() + 4), "row weights"),
+        dbias_(static_cast<std::size_t>(D), "output bias gradient"),
+        dlogvar_(static_cast<std::size_t>(D), "log-variance gradient"),
+        row_logp_(static_cast<std::size_t>(n) * L, "row log p"),
+        scratch_(reduce_scratch(n * L, D,
+                                mode == Mode::forward ? 0
+                                : learned             ? 2
+                                                      : 1,
+                                mode != Mode::weighted)) {
+    arrays({&out_, &bias_, &logvar_, &x_, &scale_, &dbias_, &dlogvar_, &row_logp_},
+           {&out_, &dbias_, &dlogvar_, &row_logp_});
+  }
+  void launch(Context& ctx) override {
+    gpu::LikelihoodArgs a;
+    a.out = out_.get();
+    a.bias = bias_.get();
+    a.logvar = cfg_.learn_sigma ? logvar_.get() : nullptr;
+    a.x = x_.get();
+    a.n = n_;
+    a.L = L_;
+    a.row_scale = mode_ == Mode::weighted ? scale_.get() : nullptr;
+    a.dbias = dbias_.get();
+    a.dlogvar = dlogvar_.get();
+    a.row_logp = row_logp_.get();
+    gpu::likelihood_forward_backward(cfg_, a, mode_, scratch_.view(), ctx.stream());
+  }
+  void verify(Check& c) override {
+    const Want& w = want_.get([&] { return twin(); });
+    const int R = n_ * L_, D = cfg_.input_dim;
+    if (mode_ == Mode::weighted)
+      c.untouched(row_logp_.download(), "row log p in weighted mode");
+    else
+      c.sums(row_logp_.download(), w.row_logp, "row log p");
+    if (mode_ == Mode::forward) {
+      c.bits(out_.download(), out_.init(), "logits in forward mode");
+      c.untouched(dbias_.download(), "output bias gradient in forward mode");
+      c.untouched(dlogvar_.download(), "log-variance gradient in forward mode");
+      return;
+    }
+    c.close(out_.download(), w.grad, mode_ == Mode::weighted ? 1e-8 : 1e-6, 1e-5, "d loss / d logits");
+    c.sums(dbias_.download(), column_sums(w.grad, R, D), "output bias gradient");
+    if (cfg_.learn_sigma)
+      c.sums(dlogvar_.download(), column_sums(w.dlv, R, D), "log-variance gradient");
+    else
+      c.untouched(dlogvar_.download(), "log-variance gradient of a fixed variance");
+  }
+  Traffic traffic() const override {
+    const bool grad = mode_ != Mode::forward;
+    return {double(2 * out_.size() + x_.size() + bias_.size() + (grad ? dbias_.size() : 0) + row_logp_.size()) * 4, 0};
+  }
+  Array<float>& out() { return out_; }
+  Array<float>& bias() { return bias_; }
+  Array<float>& x() { return x_; }
+  Array<float>& dbias() { return dbias_; }
+  Array<float>& row_logp() { return row_logp_; }
+  float scale() const { return 1.0f / static_cast<float>(n_ * L_); }  // backward mode's, as the CPU: T(1) / T(R)
+  int rows() const { return n_ * L_; }
+  int D() const { return cfg_.input_dim; }
+
+ private:
+  struct Want {
+    std::vector<float> grad, dlv;  // (R, D): d loss / d logits and d loss / d logvar per row
+    SumRef row_logp;
+  };
+  static ModelConfig config(Likelihood lik, bool learned, int L, int D) {
+    ModelConfig cfg;
+    cfg.input_dim = D;
+    cfg.samples = L;
+    cfg.likelihood = lik;
+    cfg.learn_sigma = learned;
+    cfg.sigma = 0.7;
+    return cfg;
+  }
+  std::uint64_t seed() const { return mode_ == Mode::weighted ? 500 : 80; }
+  static std::vector<float> logits(std::size_t n, std::uint64_t seed) {
+    auto v = normal(n, seed);
+    for (auto& o : v) o *= 2.0f;
+    return v;
+  }
+  const float* logvar() const { return cfg_.learn_sigma ? logvar_.init().data() : nullptr; }
+  Want twin() const {
+    const int R = n_ * L_, D = cfg_.input_dim;
+    Want w{out_.init(), std::vector<float>(out_.size(), 0.0f), {}};
+    std::vector<float> row_logp(static_cast<std::size_t>(R));
+    const float scale = mode_ == Mode::weighted ? 1.0f : 1.0f / static_cast<float>(R);
+    cpu::likelihood_pass<float, true>(cfg_, w.grad.data(), bias_.init().data(), logvar(), x_.init().data(), n_, L_,
+                                      scale, w.dlv.data(), row_logp.data());
+    if (mode_ == Mode::weighted) {
+      cpu::scale_rows(w.grad.data(), scale_.init().data(), R, D);
+      cpu::scale_rows(w.dlv.data(), scale_.init().data(), R, D);
+    }
+    if (mode_ != Mode::weighted) w.row_logp = row_sums(row_terms(), R, D);
+    return w;
+  }
+  // log p of each element (R, D): the forward twin on column d alone (input_dim 1).
+  std::vector<float> row_terms() const {
+    const int R = n_ * L_, D = cfg_.input_dim;
+    ModelConfig one = cfg_;
+    one.input_dim = 1;
+    std::vector<float> terms(static_cast<std::size_t>(R) * D), o(static_cast<std::size_t>(R)),
+        x(static_cast<std::size_t>(n_)), lp(static_cast<std::size_t>(R));
+    for (int d = 0; d < D; ++d) {
+      for (int r = 0; r < R; ++r) o[r] = out_.init()[static_cast<std::size_t>(r) * D + d];
+      for (int b = 0; b < n_; ++b) x[b] = x_.init()[static_cast<std::size_t>(b) * D + d];
+      const float* lv = cfg_.learn_sigma ? logvar_.init().data() + d : nullptr;
+      cpu::likelihood_pass<float, false>(one, o.data(), bias_.init().data() + d, lv, x.data(), n_, L_, 0.0f, nullptr,
+                                         lp.data());
+      for (int r = 0; r < R; ++r) terms[static_cast<std::size_t>(r) * D + d] = lp[r];
+    }
+    return terms;
+  }
+  ModelConfig cfg_;
+  int n_, L_;
+  Mode mode_;
+  Array<float> out_, bias_, logvar_, x_, scale_, dbias_, dlogvar_, row_logp_;
+  gpu::ReduceScratchBuffers scratch_;
+  Once<Want> want_;
+};
+
+}  // namespace vae::cases
