@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what vae needs from Debian 12's packages; only what is missing, so it is cheap
-# to run again. With --test it adds what the test suite needs besides (PyTorch and numpy
+# to run again. python3-venv and python3-dev: the Python package (pip install . in a venv). With --test it adds what the test suite needs besides (PyTorch and numpy
 # for the cross-check; clang and its sanitizer runtimes for the fuzz targets; Boost.Context
 # for the CPU emulator of the GPU suites, tests/emu).
 # The CUDA toolkit (nvcc optional, cuRAND required) is expected at /usr/local/cuda.
@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsleef-dev libcli11-dev
           nlohmann-json3-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core libgtest-dev libbenchmark-dev
-          dataset-fashion-mnist)
+          dataset-fashion-mnist python3 python3-venv python3-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils libboost-context-dev)
 elif [[ -n "${1:-}" ]]; then

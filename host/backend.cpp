@@ -28,7 +28,7 @@ void check_data_values(const ModelConfig& model, const Dataset& data) {
 
 }  // namespace
 
-void check_feature_count(const ModelConfig& model, const Dataset& data, const char* what) {
+void check_data(const ModelConfig& model, const Dataset& data, const char* what) {
   data.validate();
   if (data.dim != model.input_dim)
     throw_error(what, " '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
@@ -36,7 +36,7 @@ void check_feature_count(const ModelConfig& model, const Dataset& data, const ch
 }
 
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what) {
-  check_feature_count(model, data, what);
+  check_data(model, data, what);
   if (data.count == 0) throw_error(call, ": ", what, " '", data.source, "' holds no items");
 }
 
@@ -50,7 +50,7 @@ std::vector<float> Backend::encode_means(const Dataset& data, std::int64_t begin
 }
 
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n) {
-  check_feature_count(model, data);
+  check_data(model, data);
   if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin)
     throw_error("items [", begin, ", ", begin + n, ") are outside the ", data.count, " items of '", data.source, "'");
 }

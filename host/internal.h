@@ -14,14 +14,11 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // the parameter count and what the parameters, gradients and two optimizer slots take.
 [[noreturn]] void throw_out_of_host_memory(const ModelConfig& model, const TrainConfig& train, const char* what);
 
-// Argument checks shared by the backends and the pictures (host/backend.cpp). check_feature_count:
-// the dataset's own consistency (Dataset::validate), its feature count against the model's and,
-// for the Bernoulli likelihood, every f32 value in [0, 1]; `what` names the set in messages.
-// check_nonempty_data: the same, and at least one item (`call`: set_train_data, evaluate,
+// Argument checks shared by the backends and the pictures (host/backend.cpp), besides
+// check_data (backend.h). check_nonempty_data: check_data, and at least one item (`call`: set_train_data, evaluate,
 // estimate_log_likelihood, which have nothing to train on or average over an empty set).
 // check_encode_args: for Backend::encode also the item range; decode_rows:
 // decode_means' codes' length (it returns the number of codes).
-void check_feature_count(const ModelConfig& model, const Dataset& data, const char* what = "data");
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what = "data");
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);

@@ -140,12 +140,16 @@ std::string Option::parse_error(const std::string& value) const {
       field);
 }
 
-void Option::set(const std::string& value, ModelConfig& m, TrainConfig& t) const {
+std::string Option::called(OptionNaming naming) const {
+  return naming == OptionNaming::flags && flag ? flag : key;
+}
+
+void Option::set(const std::string& value, ModelConfig& m, TrainConfig& t, OptionNaming naming) const {
   std::visit(
       [&](auto f) {
         auto v = field_value(f, m, t);
         const std::string why = parse_text(*this, value, &v);
-        if (!why.empty()) throw_error(flag ? flag : key, ": ", why);
+        if (!why.empty()) throw_error(called(naming), ": ", why);
         f(m, t) = std::move(v);
       },
       field);
@@ -216,10 +220,10 @@ std::string flag_of(const std::string& key) {
   return o.flag;
 }
 
-void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t) {
+void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t, OptionNaming naming) {
   bool hidden = false, decoder_hidden = false;
   for (const auto& [o, text] : given) {
-    o->set(text, m, t);
+    o->set(text, m, t, naming);
     hidden |= o->key == std::string("hidden");
     decoder_hidden |= o->key == std::string("decoder_hidden");
   }
@@ -227,10 +231,10 @@ void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t) {
   for (const auto& [o, text] : given) {
     if (o->applies_to(m, t)) continue;
     const Option& on = option(o->applies.key);
-    const std::string setting = std::string(on.flag ? on.flag : on.key) + " ";
+    const std::string eq = naming == OptionNaming::flags ? " " : "=";
+    const std::string setting = on.called(naming) + eq;
     const std::string where = o->applies.values.size() == 1 ? " (" + setting + o->applies.values[0] + ")" : "";
-    throw_error(o->flag ? o->flag : o->key, " is ", o->applies.what, where, "; it has no effect with ", setting,
-                on.text(m, t));
+    throw_error(o->called(naming), " is ", o->applies.what, where, "; it has no effect with ", setting, on.text(m, t));
   }
 }
 

@@ -85,6 +85,16 @@ void check_backend_model(const Backend& backend, const ModelConfig& model, const
 
 }  // namespace
 
+std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed) {
+  if (n < 1) throw_error("prior_samples: n must be >= 1, got ", n);
+  check_backend_model(backend, model, "prior_samples");
+  const std::size_t count = static_cast<std::size_t>(n) * model.latent;
+  std::vector<float> z(round_up_even(count));
+  HostPhilox(derive_seed(seed, RngStream::pictures)).normal(z.data(), count, 0);
+  z.resize(count);
+  return backend.decode_means(z);
+}
+
 void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
                        int width, std::uint64_t seed) {
   if (n < 1 || n > 4096) throw_error("--n must be in [1, 4096], got ", n);
@@ -93,18 +103,14 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
     height = 1;
     width = model.input_dim;
   }
-  const std::size_t count = static_cast<std::size_t>(n) * model.latent;
-  std::vector<float> z(round_up_even(count));
-  HostPhilox(derive_seed(seed, RngStream::pictures)).normal(z.data(), count, 0);
-  z.resize(count);
-  const std::vector<float> mean = backend.decode_means(z);
+  const std::vector<float> mean = prior_samples(backend, model, n, seed);
   write_png_grid(path, mean, n, height, width, std::max(1, static_cast<int>(std::lround(std::sqrt(n)))));
 }
 
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n) {
   check_backend_model(backend, model, "write_reconstructions_png");
-  check_feature_count(model, data);
+  check_data(model, data);
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
   const int D = data.dim, cols = std::min(8, n);
@@ -128,7 +134,7 @@ void write_reconstructions_png(const std::string& path, Backend& backend, const 
 void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                              std::int64_t from, std::int64_t to, int steps) {
   check_backend_model(backend, model, "write_interpolation_png");
-  check_feature_count(model, data);
+  check_data(model, data);
   if (from < 0 || from >= data.count || to < 0 || to >= data.count)
     throw_error("--from and --to must be item numbers in [0, ", data.count, "), got ", from, " and ", to);
   if (steps < 2 || steps > 64) throw_error("--steps must be in [2, 64], got ", steps);
@@ -184,7 +190,7 @@ void write_latent_scatter_png(const std::string& path, Backend& backend, const M
                               const std::vector<std::string>& class_names) {
   if (model.latent != 2) throw_error("the latent scatter needs a 2-D latent space; this model has ", flag_of("latent"), " ", model.latent);
   check_backend_model(backend, model, "write_latent_scatter_png");
-  check_feature_count(model, data);
+  check_data(model, data);
   if (max_points < 1) throw_error("the latent scatter needs max_points >= 1, got ", max_points);
   if (data.count < 1) throw_error("the latent scatter: '", data.source, "' holds no items");
   if (static_cast<std::int64_t>(labels.size()) < data.count)

@@ -2,6 +2,7 @@
 #include "vae/session.h"
 
 #include <chrono>
+#include <cmath>
 #include <new>
 #include <optional>
 
@@ -42,7 +43,7 @@ void Session::set_train_data(std::shared_ptr<const Dataset> data) {
   data_ = std::move(data);
 }
 
-std::optional<EpochOutcome> Session::train_epoch(const Dataset& test, const AfterStep& after_step) {
+std::optional<EpochOutcome> Session::train_epoch(const Dataset* test, const AfterStep& after_step) {
   if (!data_) throw_error("Session::train_epoch: call set_train_data first");
   const int epoch = position_.epoch;
   BatchStream& stream = *stream_;
@@ -76,13 +77,16 @@ std::optional<EpochOutcome> Session::train_epoch(const Dataset& test, const Afte
     reported_dropped_ = health.bad_steps;
     if (out.halted) return out;
   }
-  const LossSums te = backend_->evaluate(test);
   EpochMetrics& m = out.metrics;
   m.epoch = epoch + 1;
   m.train_loss = tr.mean_loss();
-  m.test_loss = te.mean_loss();
-  m.test_recon = te.mean_recon();
-  m.test_kl = te.mean_kl();
+  m.test_loss = m.test_recon = m.test_kl = NAN;
+  if (test) {
+    const LossSums te = backend_->evaluate(*test);
+    m.test_loss = te.mean_loss();
+    m.test_recon = te.mean_recon();
+    m.test_kl = te.mean_kl();
+  }
   m.seconds = seconds;
   m.samples_per_sec = double(samples) / seconds;  // the steps this call ran
   position_ = TrainPosition{};
@@ -92,6 +96,10 @@ std::optional<EpochOutcome> Session::train_epoch(const Dataset& test, const Afte
 }
 
 Checkpoint Session::checkpoint() {
+  if (position_.batch > 0) {  // mid-epoch: the epoch's loss sums so far, as the backend holds them
+    position_.partial = backend_->take_train_sums();
+    backend_->restore_train_sums(position_.partial);
+  }
   Checkpoint ck;
   ck.model = model_;
   ck.train = train_;
@@ -101,12 +109,12 @@ Checkpoint Session::checkpoint() {
   return ck;
 }
 
-void prepare_data(const TrainConfig& cfg, Dataset& train, Dataset& test) {
+void prepare_data(const TrainConfig& cfg, Dataset& train, Dataset* test) {
   if (cfg.binarize == Binarize::static_threshold) {
     binarize_static(train);
-    binarize_static(test);
-  } else if (cfg.binarize == Binarize::dynamic) {
-    binarize_fixed_draw(test, cfg.seed);
+    if (test) binarize_static(*test);
+  } else if (cfg.binarize == Binarize::dynamic && test) {
+    binarize_fixed_draw(*test, cfg.seed);
   }
 }
 

@@ -101,7 +101,7 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
                     flag_of("test"), " '", cfg.test_path, "' holds ", d.test.count, " items");
     }
   }
-  prepare_data(cfg, *d.train, d.test);
+  prepare_data(cfg, *d.train, &d.test);
   return d;
 }
 
@@ -183,7 +183,7 @@ class Run {
   bool train_epoch() {
     const int epoch = session_->position().epoch;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto outcome = session_->train_epoch(data_.test, [&](int done, int total, std::int64_t samples) {
+    const auto outcome = session_->train_epoch(&data_.test, [&](int done, int total, std::int64_t samples) {
       progress_.update(epoch + 1, cfg_.epochs, done, total,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), samples);
       return g_stop.load();

@@ -117,6 +117,11 @@ class Backend {
   std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n);
 };
 
+// Throws vae::Error unless `data` fits the model: its own consistency (Dataset::validate),
+// model.input_dim values per item and, for the Bernoulli likelihood, every f32 value in [0, 1].
+// `what` names the set in messages. Every backend call that takes data checks it so.
+void check_data(const ModelConfig& model, const Dataset& data, const char* what = "data");
+
 // FLOPs of one training step's GEMMs (forward, weight and input gradients) for a batch of
 // `batch` data points with `samples` z each: what the benchmark divides by the step time.
 double train_step_gemm_flops(const ModelConfig& model, int batch, int samples);

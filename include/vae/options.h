@@ -17,6 +17,8 @@
 namespace vae {
 
 enum class OptionSection { model, train };  // config.json's "model" and "train" objects
+// How messages name options: by flag (the command line) or by key (config.json, Python).
+enum class OptionNaming { flags, keys };
 // The groups of the help, in its order.
 enum class OptionGroup { data, model, training, optimizer, objective, device, output };
 inline constexpr OptionGroup kOptionGroups[] = {OptionGroup::data,      OptionGroup::model,     OptionGroup::training,
@@ -76,8 +78,10 @@ struct Option {
   // in [1, 65536], got '0'"; the range of hi_key aside); empty when it is one.
   std::string parse_error(const std::string& text) const;
   // Parses text as the command line gives it and sets the member; throws vae::Error naming
-  // the flag (or the key) and what it takes: "--latent: " + parse_error(text).
-  void set(const std::string& text, ModelConfig&, TrainConfig&) const;
+  // the option as `naming` says and what it takes: "--latent: " + parse_error(text).
+  void set(const std::string& text, ModelConfig&, TrainConfig&, OptionNaming naming = OptionNaming::flags) const;
+  // "--kl-warmup", or "kl_warmup" (the key, also for an option without a flag).
+  std::string called(OptionNaming naming) const;
   // Throws vae::Error "<name> must be <range>, got <value>" when the value is out of range.
   void check(const ModelConfig&, const TrainConfig&) const;
   bool applies_to(const ModelConfig&, const TrainConfig&) const;
@@ -102,6 +106,7 @@ std::string flag_of(const std::string& key);
 // ("--weight-decay is AdamW's decoupled weight decay (--optimizer adamw); it has no effect
 // with --optimizer adam"). Validation of the whole is left to validate().
 using GivenOptions = std::vector<std::pair<const Option*, std::string>>;
-void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t);
+void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t,
+                   OptionNaming naming = OptionNaming::flags);
 
 }  // namespace vae

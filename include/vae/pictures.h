@@ -12,7 +12,10 @@
 
 namespace vae {
 
-// A grid of decoder means for z drawn from the prior N(0, I); items of height x width pixels
+// Decoder means (n, D) for n codes z drawn from the prior N(0, I) with `seed` (the draws of
+// samples.png, vae sample and the Python layer's sample()). n >= 1.
+std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed);
+// A grid of prior_samples; items of height x width pixels
 // (when height * width is not model.input_dim, as 1 x input_dim strips). n in [1, 4096].
 // In every function here `model` is the ModelConfig `backend` was made with (vae::Error if
 // its layout differs) and `data` has model.input_dim values per item.

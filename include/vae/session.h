@@ -48,12 +48,12 @@ class Session {
   void set_train_data(std::shared_ptr<const Dataset> data);
 
   // One epoch, from the position on: its steps, then (when it completes) its training
-  // sums, the dropped-step report and the test set's loss. after_step(done, total, samples)
+  // sums, the dropped-step report and the loss on `test` (NaN without one). after_step(done, total, samples)
   // runs after every step (done of total batches of the epoch, samples this call) and
   // returns true to stop there: then nothing is returned and the position (with the epoch's
   // loss sums so far) points at the next step, as a checkpoint records it.
   using AfterStep = std::function<bool(int done, int total, std::int64_t samples)>;
-  std::optional<EpochOutcome> train_epoch(const Dataset& test, const AfterStep& after_step);
+  std::optional<EpochOutcome> train_epoch(const Dataset* test, const AfterStep& after_step);
 
   // Everything to continue bit for bit (save_checkpoint writes it).
   Checkpoint checkpoint();
@@ -72,7 +72,7 @@ class Session {
 };
 
 // The data as a run trains on it: --binarize static thresholds both sets; dynamic gives the
-// test set one fixed draw (the training set gets a fresh draw at every step).
-void prepare_data(const TrainConfig& cfg, Dataset& train, Dataset& test);
+// test set (when there is one) one fixed draw (the training set gets a fresh draw at every step).
+void prepare_data(const TrainConfig& cfg, Dataset& train, Dataset* test);
 
 }  // namespace vae

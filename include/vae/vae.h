@@ -9,6 +9,8 @@
 #include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/linear_gaussian.h"
+#include "vae/options.h"
 #include "vae/pictures.h"
 #include "vae/rng.h"
+#include "vae/session.h"
 #include "vae/trainer.h"

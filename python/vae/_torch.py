@@ -1,0 +1,66 @@
+"""VAE.to_torch(): the model as a torch.nn.Module (torch is imported only here)."""
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _activation(name, x):
+    # The formulas of include/vae/elementwise.h, so that the two agree to rounding.
+    if name == "relu":
+        return torch.relu(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "leaky_relu":
+        return torch.where(x > 0, x, 0.01 * x)
+    return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))  # softplus
+
+
+class TorchVAE(nn.Module):
+    """The encoder (hidden layers, then a head giving mu and log sigma^2 of q(z|x)) and the
+    decoder, with a vae model's weights. forward(x): (mu, logvar, the decoder's output at
+    z = mu); decode_mean(z): sigmoid of the logits (Bernoulli) or the mean (Gaussian)."""
+
+    def __init__(self, config, params):
+        super().__init__()
+        self.activation, self.likelihood, self.latent = config["activation"], config["likelihood"], config["latent"]
+
+        def linear(prefix):
+            w = torch.from_numpy(np.array(params[prefix + ".weight"]))
+            layer = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                layer.weight.copy_(w)
+                layer.bias.copy_(torch.from_numpy(np.array(params[prefix + ".bias"])))
+            return layer
+
+        self.encoder = nn.ModuleList(linear("encoder.%d" % i) for i in range(len(config["hidden"])))
+        self.head = linear("encoder.head")
+        self.decoder = nn.ModuleList(linear("decoder.%d" % i) for i in range(len(config["decoder_hidden"])))
+        self.out = linear("decoder.out")
+        if "decoder.logvar" in params:
+            self.logvar = nn.Parameter(torch.from_numpy(np.array(params["decoder.logvar"])))
+
+    def encode(self, x):
+        h = x
+        for layer in self.encoder:
+            h = _activation(self.activation, layer(h))
+        head = self.head(h)
+        return head[:, :self.latent], head[:, self.latent:]
+
+    def decode(self, z):
+        h = z
+        for layer in self.decoder:
+            h = _activation(self.activation, layer(h))
+        return self.out(h)
+
+    def decode_mean(self, z):
+        out = self.decode(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return mu, logvar, self.decode(mu)
+
+
+def module(config, params):
+    return TorchVAE(config, params)

@@ -1,0 +1,243 @@
+"""The Python package as a user meets it (pip install .): the same numbers as the `vae`
+command, continuation bit for bit, Ctrl-C, callbacks, errors, and PyTorch in and out.
+tests/python/run.sh builds the package in a fresh venv and runs these."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import vae
+
+VAE_COMMAND = os.path.join(sys.prefix, "bin", "vae")  # the console script the package installs
+SMALL = dict(hidden=[16], latent=3, batch=32, epochs=3, device="cpu", threads=1, seed=7)
+
+
+def cli_flags(options):
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return flags
+
+
+def vae_command(*args):
+    r = subprocess.run([VAE_COMMAND, *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    d = tmp_path_factory.mktemp("data")
+    x = (rng.random((301, 20)) < 0.3).astype(np.float32)  # odd sizes, never all zero
+    xt = (rng.random((97, 20)) < 0.3).astype(np.float32)
+    np.save(d / "x.npy", x)
+    np.save(d / "xt.npy", xt)
+    return d, x, xt
+
+
+@pytest.fixture(scope="module")
+def cli_run(data):
+    """`vae train` on the small data: its OUT."""
+    d, _, _ = data
+    out = d / "run"
+    vae_command("train", "--train", str(d / "x.npy"), "--test", str(d / "xt.npy"), "--out", str(out),
+                *cli_flags(SMALL))
+    return out
+
+
+def test_fit_gives_what_vae_train_gives(data, cli_run):
+    _, x, xt = data
+    m = vae.VAE(**SMALL)
+    history = m.fit(x, test=xt)
+    rows = [line.split(",") for line in (cli_run / "metrics.csv").read_text().splitlines()[1:]]
+    assert len(history) == len(rows) == SMALL["epochs"]
+    for h, row in zip(history, rows):  # metrics.csv's six decimals
+        for i, key in enumerate(["train_loss", "test_loss", "test_recon", "test_kl"], start=1):
+            assert "%.6f" % h[key] == row[i], (key, h, row)
+    run = vae.VAE.load(cli_run)
+    for name, value in run.parameters().items():  # the parameters, bit for bit
+        assert np.array_equal(value, m.parameters()[name]), name
+    assert run.epochs_done == m.epochs_done == 3
+
+
+def test_cli_and_python_models_evaluate_alike(data, cli_run, tmp_path):
+    d, _, xt = data
+    run = vae.VAE.load(cli_run)
+    vae_command("eval", "--model", str(cli_run), "--data", str(d / "xt.npy"), "--iw", "40", "--device", "cpu",
+                "--json", str(tmp_path / "eval.json"))
+    said = json.loads((tmp_path / "eval.json").read_text())
+    ll = run.log_likelihood(xt, k=40)
+    assert ll["iwae"] == said["log_px_iwae"] and ll["prior"] == said["log_px_prior"]
+    assert -ll["elbo"] == pytest.approx(said["neg_elbo"], rel=1e-12) and ll["exact"] is None
+    # A model Python saves evaluates in vae eval as in Python.
+    m = vae.VAE(**SMALL)
+    m.fit(data[1], epochs=1)
+    m.save(tmp_path / "py.safetensors")
+    vae_command("eval", "--model", str(tmp_path / "py.safetensors"), "--data", str(d / "xt.npy"), "--iw", "40",
+                "--device", "cpu", "--json", str(tmp_path / "py.json"))
+    assert json.loads((tmp_path / "py.json").read_text())["log_px_iwae"] == m.log_likelihood(xt, k=40)["iwae"]
+    mu, logvar = run.encode(xt)
+    assert mu.shape == logvar.shape == (97, 3) and mu.dtype == np.float32
+    assert run.evaluate(xt)["loss"] == pytest.approx(-ll["elbo"], rel=0.05)  # one sample against forty
+
+
+def test_two_fits_continue_as_one_and_a_saved_model_continues_too(data, tmp_path):
+    _, x, xt = data
+    whole = vae.VAE(**SMALL)
+    h = whole.fit(x, epochs=2, test=xt)
+    parts = vae.VAE(**SMALL)
+    h1 = parts.fit(x, epochs=1, test=xt)
+    parts.save(tmp_path / "mid.safetensors")
+    h2 = parts.fit(x, epochs=1, test=xt)
+    assert [e["train_loss"] for e in h1 + h2] == [e["train_loss"] for e in h]
+    loaded = vae.VAE.load(tmp_path / "mid.safetensors")
+    h3 = loaded.fit(x, epochs=1, test=xt)
+    assert h3[0]["train_loss"] == h[1]["train_loss"] and h3[0]["epoch"] == 2
+    for name, value in whole.parameters().items():
+        assert np.array_equal(value, parts.parameters()[name]) and np.array_equal(value, loaded.parameters()[name])
+
+
+def test_ctrl_c_stops_after_a_step_and_the_model_continues(tmp_path):
+    rng = np.random.default_rng(5)
+    x = (rng.random((100000, 64)) < 0.4).astype(np.float32)  # 50000 steps: seconds
+    options = dict(hidden=[64], latent=4, batch=2, device="cpu", threads=1)
+    m = vae.VAE(**options)
+    timers = []
+
+    def progress(epoch, done, total, samples, seconds):  # the first call: Ctrl-C 50 ms later, mid-step
+        if not timers:
+            timers.append(threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)))
+            timers[0].start()
+
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(x, epochs=1, progress=progress)
+    timers[0].join()
+    epoch, batch, step = m._model.position
+    assert epoch == 0 and 1 < batch < 50000 and step == batch, m._model.position  # stopped mid-epoch
+    assert np.isfinite(m.evaluate(x[:50])["loss"])  # usable
+    m.save(tmp_path / "stopped.safetensors")
+    rest = m.fit(x, epochs=1, progress=False)
+    whole = vae.VAE(**options)
+    once = whole.fit(x, epochs=1, progress=False)
+    assert rest[0]["train_loss"] == once[0]["train_loss"]
+    for name, value in whole.parameters().items():
+        assert np.array_equal(value, m.parameters()[name]), name
+    resumed = vae.VAE.load(tmp_path / "stopped.safetensors")
+    assert resumed.fit(x, epochs=1, progress=False)[0]["train_loss"] == once[0]["train_loss"]
+
+
+def test_the_callback_may_stop_and_the_gil_is_released(data):
+    _, x, _ = data
+    seen = []
+    m = vae.VAE(**SMALL)
+    history = m.fit(x, epochs=5, callback=lambda e: seen.append(e["epoch"]) or e["epoch"] < 2)
+    assert seen == [1, 2] and len(history) == 2 and m.epochs_done == 2
+    ticks = [0]
+    running = [True]
+
+    def tick():
+        while running[0]:
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=tick, daemon=True)
+    big = np.tile(x, (40, 1))
+    t.start()
+    try:
+        before = ticks[0]
+        vae.VAE(**dict(SMALL, batch=4)).fit(big, epochs=1, progress=False)
+        after = ticks[0]
+    finally:
+        running[0] = False
+        t.join()
+    assert after - before > 20, "the other thread barely ran while fit trained"
+
+
+def test_inputs_numpy_and_torch_and_views(data):
+    _, x, xt = data
+    m = vae.VAE(**SMALL)
+    m.fit(x, epochs=1)
+    want = m.evaluate(xt)["loss"]
+    assert m.evaluate(xt.astype(np.float64))["loss"] == want
+    assert m.evaluate(np.asfortranarray(xt))["loss"] == want  # a non-contiguous view is copied
+    u8 = (xt * 255).astype(np.uint8)  # uint8 is divided by 255
+    assert m.evaluate(u8)["loss"] == pytest.approx(want, rel=1e-6)
+    torch = pytest.importorskip("torch")
+    assert m.evaluate(torch.from_numpy(xt))["loss"] == want
+
+
+def test_bad_input_raises_and_writes_nothing(data, tmp_path):
+    _, x, xt = data
+    m = vae.VAE(input_dim=20, **SMALL)
+    with pytest.raises(TypeError, match="X: dtype int64 is not accepted; give float32, float64 or uint8"):
+        m.fit(x.astype(np.int64))
+    with pytest.raises(ValueError, match="expected a 2-D array"):
+        m.fit(x[0])
+    with pytest.raises(ValueError, match="has 5 features per item but the model expects 20"):
+        m.fit(np.ascontiguousarray(x[:, :5]))
+    bad = x.copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="value nan at item 4, feature 2 is not finite"):
+        m.fit(bad)
+    with pytest.raises(ValueError, match="is outside \\[0, 1\\], which the Bernoulli likelihood needs"):
+        m.fit(x * 2)
+    assert m.epochs_done == 0
+    with pytest.raises(TypeError, match="unknown keyword 'latnet'"):
+        vae.VAE(latnet=3)
+    with pytest.raises(ValueError, match="latent: must be an integer in \\[1, 65536\\], got '0'"):
+        vae.VAE(latent=0)
+    with pytest.raises(ValueError, match="weight_decay is AdamW's decoupled weight decay"):
+        vae.VAE(weight_decay=0.1)
+    with pytest.raises(TypeError, match="latent: expected an integer"):
+        vae.VAE(latent=2.5)
+    m.fit(x, epochs=1)
+    with pytest.raises(ValueError, match="batch cannot change once the model has trained"):
+        m.fit(x, batch=64)
+    with pytest.raises(vae.Error, match="no such file"):
+        vae.VAE.load(tmp_path / "missing.safetensors")
+    assert issubclass(vae.Error, RuntimeError)
+    good = tmp_path / "good.safetensors"
+    m.save(good)
+    before = good.read_bytes()
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(vae.Error, match="it is a directory"):
+        m.save(tmp_path / "adir")
+    assert list((tmp_path / "adir").iterdir()) == [] and good.read_bytes() == before
+
+
+def test_to_torch_gives_the_same_numbers(data):
+    torch = pytest.importorskip("torch")
+    _, x, xt = data
+    for options in [SMALL, dict(SMALL, hidden=[9, 7], activation="softplus", likelihood="gaussian", learn_sigma=True)]:
+        m = vae.VAE(**options)
+        m.fit(x, epochs=1)
+        t = m.to_torch()
+        mu, logvar = m.encode(xt)
+        with torch.no_grad():
+            tmu, tlogvar, out = t(torch.from_numpy(xt))
+            mean = t.decode_mean(tmu)
+        np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(tlogvar.numpy(), logvar, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(mean.numpy(), m.decode(mu), rtol=0, atol=1e-6)
+        assert isinstance(t, torch.nn.Module) and out.shape == (97, 20)
+
+
+def test_read_and_sample(data):
+    d, x, _ = data
+    assert np.array_equal(vae.read(d / "x.npy"), x)
+    m = vae.VAE(**SMALL)
+    m.fit(x, epochs=1)
+    s = m.sample(6, seed=4)
+    assert s.shape == (6, 20) and np.array_equal(s, m.sample(6, seed=4)) and not np.array_equal(s, m.sample(6, seed=5))
+    assert ((s >= 0) & (s <= 1)).all()
+    keys = {o["key"] for o in vae.options()}
+    assert {"kl_warmup", "likelihood", "optimizer", "hidden", "latent", "batch"} <= keys and "out" not in keys
