@@ -17,6 +17,7 @@
 
 #include "test_util.h"
 #include "vae/checkpoint.h"
+#include "vae/layout.h"
 #include "vae/options.h"
 
 namespace {
@@ -733,6 +734,29 @@ TEST_F(Cli, ModelToolsRefuseWhatTheyCannotDoSensibly) {
                                                                           << h.output;
     EXPECT_NE(h.output.find("Example: vae " + tool + " "), std::string::npos) << tool << "\n" << h.output;
   }
+}
+
+// A model that records no data set (saved from Python, where the data are arrays): a tool
+// without --data says which set it fell back to and that --data names another; the test set
+// is the test set (the fallback once took the training set's file).
+TEST_F(Cli, ModelToolsSayWhenTheModelRecordsNoData) {
+  vae::Checkpoint ck;
+  ck.model.input_dim = 16;
+  ck.model.encoder_hidden = ck.model.decoder_hidden = {8};
+  ck.model.latent = 2;
+  ck.params = vae::init_parameters(vae::ParamLayout(ck.model), ck.model, 1);
+  ck.optimizer.m.assign(ck.params.size(), 0.0f);
+  ck.optimizer.v.assign(ck.params.size(), 0.0f);
+  const std::string model = dir_.file("arrays.safetensors");
+  vae::save_checkpoint(model, ck, "");
+  const CliRun r = run("eval --model " + model + " --iw 2 --device cpu");
+  const bool have_fashion = std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+  expect_clean_failure(r, have_fashion ? "--data '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz' has 784 "
+                                         "features per item but the model expects 16 (Fashion-MNIST's test set: the "
+                                         "model records none; --data names another)"
+                                       : "(Fashion-MNIST's test set: the model records none; --data names another)",
+                       "a model without data");
+  EXPECT_EQ(run("eval --model " + model + " --iw 2 --device cpu --data " + good_).status, 0);
 }
 
 }  // namespace

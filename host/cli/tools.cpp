@@ -26,18 +26,23 @@ SavedModel load_model_arg(const std::string& arg) {
 
 // --data: a file, or the model's test set as it was trained (default).
 Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_set) {
-  std::string path = arg;
+  const std::string which = train_set ? "training" : "test";
+  std::string path = arg, origin = "the " + which + " set the model was trained with";
   if (path.empty()) path = train_set ? m.train.train_path : m.train.test_path;
-  if (path.empty()) path = default_fashion_mnist(!train_set);
+  if (path.empty()) {  // a model that records no data: trained from Python, or by a vae before paths were recorded
+    path = default_fashion_mnist(train_set);
+    origin = "Fashion-MNIST's " + which + " set: the model records none";
+  }
   Dataset d;
   try {
     d = read_dataset(path);
   } catch (const Error& e) {
     if (!arg.empty()) throw;
-    throw_error(e.what(), " (the ", train_set ? "training" : "test", " set the model was trained with; --data names another)");
+    throw_error(e.what(), " (", origin, "; --data names another)");
   }
   if (d.dim != m.model.input_dim)
-    throw_error("--data '", path, "' has ", d.dim, " features per item but the model expects ", m.model.input_dim);
+    throw_error("--data '", path, "' has ", d.dim, " features per item but the model expects ", m.model.input_dim,
+                arg.empty() ? " (" + origin + "; --data names another)" : std::string());
   if (m.train.binarize == Binarize::static_threshold) binarize_static(d);
   else if (m.train.binarize == Binarize::dynamic) binarize_fixed_draw(d, m.train.seed);
   return d;
