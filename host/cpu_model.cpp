@@ -12,7 +12,7 @@
 #include "backward_walk.h"
 #include "blas.h"
 #include "cpu_passes.h"
-#include "vae/elementwise.h"
+#include "elementwise.h"
 #include "vae/error.h"
 
 namespace vae {

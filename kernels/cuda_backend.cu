@@ -42,11 +42,11 @@
 #include "noise.cuh"
 #include "optimizer.cuh"
 #include "record_ring.cuh"
+#include "rng.h"
 #include "step_guard.cuh"
 #include "step_record.cuh"
 #include "vae/error.h"
 #include "vae/options.h"
-#include "vae/rng.h"
 
 namespace vae {
 namespace gpu {

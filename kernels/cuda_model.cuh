@@ -1,7 +1,7 @@
 // The device model: the MLP VAE's buffers on the GPU and its forward and backward pass,
 // the device twin of CpuModel (host/cpu_model.h): the same data flow, the same layer order,
 // the same passes (the ELBO with the reparameterization or the score-function gradient,
-// the IWAE objective), the same formulas (vae/elementwise.h). Everything is allocated in
+// the IWAE objective), the same formulas (host/elementwise.h). Everything is allocated in
 // the constructor for `max_batch` data points and `max_rows` sample rows (data points x
 // samples); a pass allocates nothing and only enqueues work on the stream (and cuBLAS
 // calls on the handle, which must be bound to the same stream), so a whole pass can be

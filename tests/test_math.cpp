@@ -7,8 +7,8 @@
 
 #include "vae/config.h"
 
+#include "elementwise.h"
 #include "test_util.h"
-#include "vae/elementwise.h"
 
 namespace vae {
 namespace {
