@@ -41,7 +41,7 @@ class CudaModel {
   int max_rows() const { return max_rows_; }
 
   // One flat allocation: params | grads | s1 | s2, layout().total() floats each (zeroed);
-  // s1 and s2 are the optimizer's two state slots (Adam's m and v).
+  // s1 and s2 are the optimizer's two state slots (OptimizerState's m and v).
   float* params() const { return flat_.get(); }
   float* grads() const { return flat_.get() + total_; }
   float* state1() const { return flat_.get() + 2 * total_; }
