@@ -11,7 +11,7 @@
 
 #include "bench_data.h"
 #include "cpu_passes.h"
-#include "vae/elementwise.h"
+#include "elementwise.h"
 
 namespace {
 

@@ -46,6 +46,7 @@
 
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
+#include "elementwise.h"
 #include "kernel_cases/harness.h"
 #include "kernel_cases/latent.h"
 #include "kernel_cases/layers.h"
@@ -53,7 +54,6 @@
 #include "kernel_cases/optimizer.h"
 #include "kernel_timing.h"
 #include "unfused_kernels.cuh"
-#include "vae/elementwise.h"
 #include "vae/error.h"
 #include "vae/layout.h"
 

@@ -9,8 +9,8 @@
 
 #include <cstddef>
 
+#include "elementwise.h"
 #include "vae/config.h"
-#include "vae/elementwise.h"
 
 namespace vae::bench {
 

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "rng.h"
 #include "vae/error.h"
-#include "vae/rng.h"
 
 namespace vae {
 namespace {

@@ -12,10 +12,10 @@
 #include "backend_shared.h"
 #include "cpu_model.h"
 #include "cpu_passes.h"
+#include "elementwise.h"
 #include "internal.h"
-#include "vae/elementwise.h"
+#include "rng.h"
 #include "vae/error.h"
-#include "vae/rng.h"
 
 namespace vae {
 namespace {

@@ -1,9 +1,7 @@
-// CPU forward and backward of the MLP VAE. Data flow and formulas: docs/ARCHITECTURE.md.
-//   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent pass (bias, z, KL)
-//   -> decoder [GEMM, bias+act] -> output GEMM -> likelihood pass (bias, log p, d/dlogits)
-//   backward: backward_walk (host/backward_walk.h, shared with the CUDA model) over the
-//   BLAS products and the fused passes: output GEMMs, [act'+bias-grad pass, GEMMs] per
-//   layer, latent backward pass.
+// CPU forward and backward of the MLP VAE (CpuModel::run): the model's part of the training
+// step, encoder to backward, as docs/ARCHITECTURE.md describes it under "One training
+// step", with BLAS products and the fused passes of cpu_passes.h; the backward is
+// backward_walk (host/backward_walk.h), shared with the CUDA model.
 #include "cpu_model.h"
 
 #include <algorithm>
@@ -12,7 +10,7 @@
 #include "backward_walk.h"
 #include "blas.h"
 #include "cpu_passes.h"
-#include "vae/elementwise.h"
+#include "elementwise.h"
 #include "vae/error.h"
 
 namespace vae {

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <cstddef>
 
+#include "elementwise.h"
 #include "vae/config.h"
-#include "vae/elementwise.h"
 
 #if defined(VAE_HAVE_SLEEF) && (defined(__AVX512F__) || defined(__AVX2__))
 #include <immintrin.h>

@@ -12,8 +12,8 @@
 #include <limits>
 #include <sstream>
 
+#include "rng.h"
 #include "vae/error.h"
-#include "vae/rng.h"
 #include "vae/options.h"
 
 namespace vae {

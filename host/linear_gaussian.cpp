@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "vae/elementwise.h"
+#include "elementwise.h"
 #include "vae/error.h"
 #include "vae/options.h"
 #include "vae/layout.h"

@@ -90,7 +90,8 @@ std::vector<Option> training_options() {
           .in(1, 1 << 20),
       entry("optimizer", "--optimizer", TRAIN(optimizer.kind), G::optimizer,
             "adam, adamw (decoupled --weight-decay), sgd (with --momentum) or rmsprop; PyTorch's forms"),
-      entry("lr", "--lr", TRAIN(optimizer.lr), G::optimizer, "Learning rate (Adam: beta1 0.9, beta2 0.999, eps 1e-8)")
+      entry("lr", "--lr", TRAIN(optimizer.lr), G::optimizer,
+            "Learning rate of every optimizer (adam and adamw also use beta1 0.9, beta2 0.999, eps 1e-8)")
           .above(0),
       entry("adam_beta1", nullptr, TRAIN(optimizer.beta1), G::optimizer, "Adam's and AdamW's beta1")
           .label("Adam's beta1").at_least(0).below(1),

@@ -9,10 +9,10 @@
 
 #include "canvas.h"
 #include "internal.h"
+#include "rng.h"
 #include "vae/backend.h"
 #include "vae/error.h"
 #include "vae/io.h"
-#include "vae/rng.h"
 #include "vae/options.h"
 
 namespace vae {

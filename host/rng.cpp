@@ -1,5 +1,5 @@
 // cuRAND host generator wrapper and the derivation of per-purpose seeds and offsets.
-#include "vae/rng.h"
+#include "rng.h"
 
 #include <curand.h>
 

@@ -16,6 +16,7 @@
 
 #include "cpu_model.h"
 #include "internal.h"
+#include "rng.h"
 #include "run_output.h"
 #include "vae/session.h"
 #include "vae/backend.h"
@@ -26,7 +27,6 @@
 #include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/pictures.h"
-#include "vae/rng.h"
 #include "vae/options.h"
 
 namespace fs = std::filesystem;

@@ -1,23 +1,12 @@
 // The CUDA backend: CudaModel plus the batch gather, device noise blocks, the optimizers,
-// loss sums and one CUDA graph per training step. Its rooms: the handles
-// (cuda_handles.cuh), the step graphs (cuda_graph.cuh), the step-record ring
-// (record_ring.cuh), the resident or streamed training data (device_data.cuh) and the
+// loss sums, the step guard and one CUDA graph per batch size for the training step. Its
+// rooms: the handles (cuda_handles.cuh), the step graphs (cuda_graph.cuh), the step-record
+// ring (record_ring.cuh), the resident or streamed training data (device_data.cuh) and the
 // log-likelihood estimate (likelihood_estimate.cuh).
 //
-// Per step the host does only this (no allocation, no sync):
-//   1. if the step leaves the current noise block: refill it (cuRAND on the compute stream,
-//      never inside a graph);
-//   2. streamed data only: gather the batch's rows into a pinned slot and copy them on the
-//      copy stream into a device slot (events order copy vs compute, so the copy overlaps
-//      the steps still running);
-//   3. write the step record (StepHeader with the step's scalars from step_scalars():
-//      learning rate, beta, the groups to update; + indices) into a pinned ring slot, one
-//      cudaMemcpyAsync to the device record, an event guarding the slot's reuse;
-//   4. cudaGraphLaunch of the step graph for this batch size (captured on first use):
-//      gather -> forward -> likelihood -> loss sums -> backward -> step guard -> optimizer.
-// The step guard (step_guard.cuh) drops a step whose loss or gradient is not finite, on
-// the device; the groups' update counts, the dropped steps and the halt live in device
-// memory too.
+// The training step (prepare_step on the host, then the graph of enqueue_step) is the
+// pipeline docs/ARCHITECTURE.md describes under "One training step", with what the host
+// does per step; kernels/README.md has the step record and the device state.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -42,11 +31,11 @@
 #include "noise.cuh"
 #include "optimizer.cuh"
 #include "record_ring.cuh"
+#include "rng.h"
 #include "step_guard.cuh"
 #include "step_record.cuh"
 #include "vae/error.h"
 #include "vae/options.h"
-#include "vae/rng.h"
 
 namespace vae {
 namespace gpu {

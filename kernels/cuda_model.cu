@@ -1,10 +1,7 @@
-// Forward and backward pass of the MLP VAE on the device: the forward mirrors CpuModel::run
-// step by step, the backward is the walk both share (host/backward_walk.h):
-//   x (n, D) -> encoder [GEMM, bias+act] -> head GEMM -> latent kernel (bias, z, KL, log p(z)/q)
-//   -> decoder [GEMM, bias+act] -> output GEMM -> likelihood kernel (bias, log p, d/dlogits)
-//      (IWAE: log p first, then the importance weights, then the weighted gradient)
-//   backward: output GEMMs, [act'+bias-grad kernel, GEMMs] per layer, latent backward kernel
-//   (reparameterization, score function or IWAE).
+// Forward and backward pass of the MLP VAE on the device (CudaModel::run): the model's part
+// of the training step, encoder to backward, as docs/ARCHITECTURE.md describes it under
+// "One training step". The forward mirrors CpuModel::run step by step with cuBLAS and the
+// fused kernels; the backward is the walk both share (host/backward_walk.h).
 #include <algorithm>
 
 #include "backward_walk.h"

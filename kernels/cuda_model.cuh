@@ -1,7 +1,7 @@
 // The device model: the MLP VAE's buffers on the GPU and its forward and backward pass,
 // the device twin of CpuModel (host/cpu_model.h): the same data flow, the same layer order,
 // the same passes (the ELBO with the reparameterization or the score-function gradient,
-// the IWAE objective), the same formulas (vae/elementwise.h). Everything is allocated in
+// the IWAE objective), the same formulas (host/elementwise.h). Everything is allocated in
 // the constructor for `max_batch` data points and `max_rows` sample rows (data points x
 // samples); a pass allocates nothing and only enqueues work on the stream (and cuBLAS
 // calls on the handle, which must be bound to the same stream), so a whole pass can be
@@ -41,7 +41,7 @@ class CudaModel {
   int max_rows() const { return max_rows_; }
 
   // One flat allocation: params | grads | s1 | s2, layout().total() floats each (zeroed);
-  // s1 and s2 are the optimizer's two state slots (Adam's m and v).
+  // s1 and s2 are the optimizer's two state slots (OptimizerState's m and v).
   float* params() const { return flat_.get(); }
   float* grads() const { return flat_.get() + total_; }
   float* state1() const { return flat_.get() + 2 * total_; }

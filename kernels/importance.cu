@@ -5,8 +5,8 @@
 #include <algorithm>
 
 #include "cuda_check.cuh"
+#include "elementwise.h"
 #include "importance.cuh"
-#include "vae/elementwise.h"
 #include "vae/error.h"
 
 namespace vae::gpu {

@@ -2,8 +2,8 @@
 // (reparameterization, score-function and IWAE forms of d mu, d s, with the head-bias
 // gradient) kernels and their launchers (see latent.cuh).
 #include "cuda_check.cuh"
+#include "elementwise.h"
 #include "latent.cuh"
-#include "vae/elementwise.h"
 #include "vae/error.h"
 
 namespace vae::gpu {

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 #include "cuda_check.cuh"
+#include "elementwise.h"
 #include "layers.cuh"
-#include "vae/elementwise.h"
 #include "vae/error.h"
 
 namespace vae::gpu {

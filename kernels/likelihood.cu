@@ -5,8 +5,8 @@
 #include <cstddef>
 
 #include "cuda_check.cuh"
+#include "elementwise.h"
 #include "likelihood.cuh"
-#include "vae/elementwise.h"
 #include "vae/error.h"
 
 namespace vae::gpu {

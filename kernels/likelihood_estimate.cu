@@ -8,7 +8,7 @@
 #include "importance.cuh"
 #include "likelihood_estimate.cuh"
 #include "noise.cuh"
-#include "vae/rng.h"
+#include "rng.h"
 
 namespace vae::gpu {
 namespace {

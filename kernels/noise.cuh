@@ -1,5 +1,5 @@
 // Device noise in blocks of steps: cuRAND's device Philox4x32-10 generator with the same
-// seed and offsets as the CPU path's host generator (vae/rng.h): step t's slice of `stride`
+// seed and offsets as the CPU path's host generator (host/rng.h): step t's slice of `stride`
 // values sits at offset t*stride of the stream. A block holds many steps and is refilled
 // (curandSetGeneratorOffset + curandGenerate*) on the compute stream, outside any graph,
 // when a step falls outside it; the step's slice offset inside the block goes into the step

@@ -2,20 +2,20 @@
 // forms) in one launch over the whole flat parameter buffer: params, grads and the two
 // state slots, each layout.total() floats. The buffer has two parameter groups, the
 // encoder [0, encoder_end) and the decoder [encoder_end, n); each element picks its group
-// by index. Each group has its own update count (for Adam's bias corrections), read from
-// device memory (the step state the step guard keeps); the learning rate and which groups
-// this step updates are read from the step record. The scalars are computed on the device
-// in double by ew::optimizer_scalars, the function the CPU path calls, so a captured graph
-// needs no host work and no sync per step, whatever the schedule.
+// by index. Each group has its own update count (the t of Adam's and AdamW's bias
+// corrections), read from device memory (the step state the step guard keeps); the learning
+// rate and which groups this step updates are read from the step record. The scalars are
+// computed on the device in double by ew::optimizer_scalars, the function the CPU path
+// calls, so a captured graph needs no host work and no sync per step, whatever the schedule.
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 
+#include "elementwise.h"
 #include "step_record.cuh"
 #include "vae/config.h"
-#include "vae/elementwise.h"
 
 namespace vae::gpu {
 

@@ -1,5 +1,6 @@
 // The elementwise math against direct formulas: KL closed form vs Monte Carlo, the
-// log-likelihoods (extreme logits included), the activations, and Adam vs hand-computed steps.
+// log-likelihoods (extreme logits included), the activations, every optimizer vs
+// hand-computed steps, the step scalars' schedules and the importance-weight terms.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,8 +8,8 @@
 
 #include "vae/config.h"
 
+#include "elementwise.h"
 #include "test_util.h"
-#include "vae/elementwise.h"
 
 namespace vae {
 namespace {

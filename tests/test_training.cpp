@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cpu_model.h"
+#include "rng.h"
 #include "test_util.h"
 #include "vae/vae.h"
 

@@ -15,7 +15,7 @@
 
 #include "cpu_model.h"
 #include "cpu_passes.h"
-#include "vae/elementwise.h"
+#include "elementwise.h"
 #include "vae/config.h"
 #include "vae/io.h"
 #include "vae/layout.h"

@@ -9,8 +9,8 @@
 #include "gather.cuh"
 #include "kernel_cases/harness.h"
 #include "noise.cuh"
+#include "rng.h"
 #include "vae/data.h"
-#include "vae/rng.h"
 
 namespace vae::cases {
 

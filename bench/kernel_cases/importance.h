@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "cpu_passes.h"
+#include "elementwise.h"
 #include "importance.cuh"
 #include "kernel_cases/harness.h"
 #include "loss_sums.cuh"
-#include "vae/elementwise.h"
-#include "vae/rng.h"
+#include "rng.h"
 
 namespace vae::cases {
 

@@ -11,9 +11,9 @@
 #include "cuda_model.cuh"
 #include "kernel_cases/harness.h"
 #include "loss_sums.cuh"
+#include "rng.h"
 #include "vae/config.h"
 #include "vae/layout.h"
-#include "vae/rng.h"
 
 namespace vae::cases {
 

@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "cpu_passes.h"
+#include "elementwise.h"
 #include "kernel_cases/harness.h"
 #include "optimizer.cuh"
 #include "step_guard.cuh"
 #include "vae/config.h"
-#include "vae/elementwise.h"
 #include "vae/layout.h"
 
 namespace vae::cases {

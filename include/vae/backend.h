@@ -46,7 +46,8 @@ struct StepHealth {
 // The optimizer's state: two flat slots in the parameters' layout (adam/adamw: the moments m
 // and v; sgd: the momentum buffer in m; rmsprop: the squared-gradient average in v) and the
 // number of updates of each parameter group. The groups differ only under the alternating
-// (variational EM) schedule; step counts Adam's t.
+// (variational EM) schedule; a group's count is the t of its updates (Adam's and AdamW's
+// bias corrections use it).
 struct OptimizerState {
   std::vector<float> m, v;
   std::int64_t step = 0;          // updates of the encoder's parameters (phi)
@@ -85,7 +86,9 @@ class Backend {
   // Throws vae::Error unless it has items of model.input_dim values that pass
   // Dataset::validate() (and lie in [0, 1] for the Bernoulli likelihood).
   virtual void set_train_data(std::shared_ptr<const Dataset> data) = 0;
-  // One step: gather, forward, loss, backward, Adam. Losses accumulate inside the backend.
+  // One training step (docs/ARCHITECTURE.md, "One training step"): the gradient of the
+  // batch's loss, then the optimizer; a non-finite step is dropped (StepHealth). The loss
+  // sums accumulate inside the backend.
   // The batch (from a BatchStream over the training set, its batch size at most
   // TrainConfig::batch) indexes the set given to set_train_data, which must come first.
   virtual void train_step(const Batch& batch) = 0;

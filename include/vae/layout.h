@@ -1,5 +1,5 @@
-// The flat parameter buffer and its named views (encoder.0.weight, ...). Checkpoints,
-// Adam and both backends use this one layout. Weights are (out, in), row-major, as in
+// The flat parameter buffer and its named views (encoder.0.weight, ...). Checkpoints, the
+// optimizers and both backends use this one layout. Weights are (out, in), row-major, as in
 // PyTorch's nn.Linear; every tensor starts on a 16-float boundary.
 #pragma once
 #include <cstddef>

@@ -11,6 +11,5 @@
 #include "vae/linear_gaussian.h"
 #include "vae/options.h"
 #include "vae/pictures.h"
-#include "vae/rng.h"
 #include "vae/session.h"
 #include "vae/trainer.h"

@@ -6,7 +6,7 @@ from torch import nn
 
 
 def _activation(name, x):
-    # The formulas of include/vae/elementwise.h, so that the two agree to rounding.
+    # The formulas of host/elementwise.h, so that the two agree to rounding.
     if name == "relu":
         return torch.relu(x)
     if name == "tanh":

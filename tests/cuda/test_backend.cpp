@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "gpu_test_util.h"
+#include "rng.h"
 
 namespace vae {
 namespace {

@@ -1,8 +1,9 @@
 // The elementwise math both backends compute, written once: activations and their
-// derivatives, the latent reparameterization and KL, the Bernoulli and Gaussian
-// log-likelihoods with their gradients, and Adam's update. Every function is host+device,
-// so the CPU path (the oracle) and the CUDA kernels evaluate the same formula.
-// The formulas are those of shared/design/ARCHITECTURE.md (docs/ARCHITECTURE.md).
+// derivatives, the latent reparameterization and KL, the score-function terms, the
+// Bernoulli and Gaussian log-likelihoods with their gradients, every optimizer's update
+// and the importance-weight terms. Every function is host+device, so the CPU path (the
+// oracle) and the CUDA kernels evaluate the same formula. Internal to libvae, its tests and
+// benchmarks (not installed). The formulas: docs/ARCHITECTURE.md, "The math".
 #pragma once
 #include <math.h>
 

@@ -8,7 +8,8 @@
 //   log p(x) estimates, item i:     streams `iw_q` and `iw_prior`, offset i * iw_stride
 //
 // A block of steps drawn at once equals the same steps drawn one by one (tested), so the
-// CUDA path may fill many steps' noise in one call.
+// CUDA path may fill many steps' noise in one call. Internal to libvae, its tests and
+// benchmarks (not installed): a library user gives a seed, nothing more.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -87,7 +88,5 @@ class StepNoise {
   std::int64_t first_ = -1;  // first step in the block, -1 when empty
   std::vector<float> block_;
 };
-
-
 
 }  // namespace vae
