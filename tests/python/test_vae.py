@@ -241,3 +241,12 @@ def test_read_and_sample(data):
     assert ((s >= 0) & (s <= 1)).all()
     keys = {o["key"] for o in vae.options()}
     assert {"kl_warmup", "likelihood", "optimizer", "hidden", "latent", "batch"} <= keys and "out" not in keys
+
+
+def test_the_progress_bar_is_drawn_when_asked(data, capsys):
+    _, x, _ = data
+    vae.VAE(**SMALL).fit(x, epochs=1, progress=True)
+    err = capsys.readouterr().err
+    assert "\repoch 1 [" in err and "100%" in err and err.endswith("\n")
+    vae.VAE(**SMALL).fit(x, epochs=1, progress=False)
+    assert capsys.readouterr().err == ""
