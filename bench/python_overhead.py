@@ -6,7 +6,10 @@ alternating), on the reference model by default. Each side's time is its epochs'
 the overhead is the median over rounds of python / cli - 1. Run it with the package
 installed (tests/python/run.sh makes such a venv):
 
-    VENV/bin/python bench/python_overhead.py --rounds 5 --json bench/results/python-overhead.json
+    VENV/bin/python bench/python_overhead.py --rounds 5 --set threads=1 --json bench/results/python-overhead.json
+
+--set KEY=VALUE sets an option of the model or the training (vae.options() lists them) on both
+sides; the default is the reference model for 2 epochs on the CPU.
 """
 
 import argparse
@@ -23,11 +26,14 @@ import vae
 FASHION = "/usr/share/datasets/fashion-mnist/"
 
 
+FLAG = {o["key"]: o["flag"] for o in vae._core.options()}  # the table's flags, as vae train takes them
+
+
 def cli_seconds(options, train, test, out):
-    command = [os.path.join(sys.prefix, "bin", "vae"), "train", "--train", train, "--test", test, "--out", out,
-               "--overwrite"]
+    command = [os.path.join(sys.prefix, "bin", "vae"), "train", FLAG["train"], train, FLAG["test"], test,
+               FLAG["out"], out, FLAG["overwrite"]]
     for key, value in options.items():
-        command += ["--" + key.replace("_", "-"), ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+        command += [FLAG[key], ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     subprocess.run(command, check=True, capture_output=True)
     with open(os.path.join(out, "metrics.csv")) as f:
         rows = [line.split(",") for line in f.read().splitlines()[1:]]
@@ -42,14 +48,18 @@ def python_seconds(options, x, xt):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an option for both sides")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     train, test = FASHION + "train-images-idx3-ubyte.gz", FASHION + "t10k-images-idx3-ubyte.gz"
     x, xt = vae.read(train), vae.read(test)
-    options = dict(epochs=a.epochs, threads=a.threads, device=a.device, seed=1)  # the reference model otherwise
+    options = dict(epochs=2, device="cpu", seed=1)  # the reference model otherwise
+    kinds = {o["key"]: o["kind"] for o in vae.options()}
+    for item in a.set:
+        key, _, value = item.partition("=")
+        if key not in kinds:
+            p.error("--set %s: no such option (vae.options() lists them)" % key)
+        options[key] = int(value) if kinds[key] == "int" else float(value) if kinds[key] == "float" else value
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
