@@ -1,6 +1,6 @@
 // Timing and reporting of bench/gpu_kernels.cu: CUDA events around each repeat of a
 // variant, the median (and min, p90) of the repeats after a warm-up, and the table and JSON
-// of the rows (the JSON that bench/gpu_suite.sh keeps in bench/results/).
+// of the rows (the JSON that bench/gpu_proof.sh brings back from a GPU machine).
 #pragma once
 #include <cuda_runtime_api.h>
 

@@ -15,8 +15,8 @@ find_package(Freetype REQUIRED)  # text in the plots (with the DejaVu fonts at r
 # OpenBLAS, its OpenMP build (Debian's libopenblas-openmp-dev): BLAS and our own
 # elementwise loops then share one OpenMP thread pool, so the two never oversubscribe the
 # cores the way a pthread OpenBLAS and a second pool would.
-# Debian's place for it, under each CMAKE_PREFIX_PATH entry first (bench/gpu_suite.sh unpacks
-# carried packages into such a prefix), then under /usr.
+# Debian's place for it, under each CMAKE_PREFIX_PATH entry first (bench/gpu_proof.sh unpacks
+# carried packages into such a prefix when it builds on a GPU machine), then under /usr.
 set(_vae_arch ${CMAKE_LIBRARY_ARCHITECTURE})
 if(NOT _vae_arch)
   set(_vae_arch x86_64-linux-gnu)
