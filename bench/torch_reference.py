@@ -513,7 +513,7 @@ def int_in_range(lo, hi):
 # What this script mirrors of a vae configuration: every other setting must have the value
 # given here (a run with another optimizer, say, would be compared with something else).
 MIRRORED_ONLY = {
-    "model": {"learn_sigma": False},
+    "model": {"learn_sigma": False, "standardize": False},
     "train": {"optimizer": "adam", "lr_schedule": "constant", "objective": "elbo", "estimator": "reparam",
               "kl_warmup": 0, "schedule": "joint", "precision": "fp32"},
 }

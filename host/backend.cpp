@@ -21,8 +21,8 @@ void check_data_values(const ModelConfig& model, const Dataset& data) {
     if (v < 0.0f || v > 1.0f)
       throw_error("data '", data.source, "': value ", v, " at item ", k / static_cast<std::size_t>(data.dim), ", feature ",
                   k % static_cast<std::size_t>(data.dim),
-                  " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255, or use "
-                  "Likelihood::gaussian)");
+                  " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255; for other "
+                  "real values use ", flag_of("likelihood"), " gaussian)");
   }
 }
 
@@ -38,6 +38,68 @@ void check_data(const ModelConfig& model, const Dataset& data, const char* what)
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what) {
   check_data(model, data, what);
   if (data.count == 0) throw_error(call, ": ", what, " '", data.source, "' holds no items");
+}
+
+void Backend::set_standardization(Standardization scaling) {
+  if (has_train_data_) throw_error("Backend::set_standardization: give the scaling before set_train_data");
+  const int D = layout().output().out;
+  if (!scaling.empty() && (scaling.dim() != D || scaling.std.size() != scaling.mean.size()))
+    throw_error("Backend::set_standardization: a scaling of ", scaling.dim(), " features for a model of ", D);
+  scaling_ = std::move(scaling);
+}
+
+Dataset Backend::scaled(const Dataset& data, const char* what) const {
+  data.validate();
+  const int D = layout().output().out;
+  if (data.dim != D)
+    throw_error(what, " '", data.source, "' has ", data.dim, " features per item but the model expects ", D);
+  return scaling_.apply(data);
+}
+
+void Backend::set_train_data(std::shared_ptr<const Dataset> data) {
+  if (!data) throw_error("set_train_data: no dataset");
+  if (!scaling_.empty()) data = std::make_shared<const Dataset>(scaled(*data, "training data"));
+  do_set_train_data(std::move(data));
+  has_train_data_ = true;
+}
+
+LossSums Backend::evaluate(const Dataset& data) {
+  if (scaling_.empty()) return do_evaluate(data);
+  LossSums s = do_evaluate(scaled(data, "data"));
+  const double j = scaling_.log_jacobian() * double(s.count);
+  s.loss += j;
+  s.recon += j;
+  return s;
+}
+
+LikelihoodSums Backend::estimate_log_likelihood(const Dataset& data, int k) {
+  if (scaling_.empty()) return do_estimate_log_likelihood(data, k);
+  LikelihoodSums s = do_estimate_log_likelihood(scaled(data, "data"), k);
+  const double j = scaling_.log_jacobian() * double(s.count);
+  s.recon += j;
+  s.iwae -= j;
+  s.prior -= j;
+  return s;
+}
+
+std::vector<float> Backend::encode(const Dataset& data, std::int64_t begin, std::int64_t n) {
+  if (scaling_.empty()) return do_encode(data, begin, n);
+  if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin) return do_encode(data, begin, n);  // its error
+  data.validate();
+  Dataset rows;  // the n items alone, then scaled
+  rows.source = data.source;
+  rows.count = n;
+  rows.dim = data.dim;
+  const auto D = static_cast<std::ptrdiff_t>(data.dim);
+  if (data.is_u8()) rows.u8.assign(data.u8.begin() + begin * D, data.u8.begin() + (begin + n) * D);
+  else rows.f32.assign(data.f32.begin() + begin * D, data.f32.begin() + (begin + n) * D);
+  return do_encode(scaled(rows, "data"), 0, n);
+}
+
+std::vector<float> Backend::decode_means(const std::vector<float>& z) {
+  std::vector<float> means = do_decode_means(z);
+  scaling_.undo(means);
+  return means;
 }
 
 std::vector<float> Backend::encode_means(const Dataset& data, std::int64_t begin, std::int64_t n) {

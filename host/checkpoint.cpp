@@ -87,6 +87,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::s
   tensors.push_back(make_tensor("position", "I64", {3}, position, 3));
   tensors.push_back(make_tensor("partial_sums", "F64", {4}, sums, 4));
   tensors.push_back(make_tensor("rng", "I64", {2}, rng, 2));
+  check_scaling(ck.model, ck.scaling, "save_checkpoint");
+  ck.scaling.append_tensors(tensors);
   write_safetensors(path, tensors,
                     {{"config", config_json},
                      {"format", "vae-checkpoint-1"},
@@ -125,6 +127,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   ck.position.batch = static_cast<int>(pos[1]);
   ck.position.step = pos[2];
   ck.position.partial = LossSums{sums[0], sums[1], sums[2], static_cast<std::int64_t>(sums[3])};
+  ck.scaling = Standardization::from_file(f, path, ck.model.standardize, ck.model.input_dim);
   return ck;
 }
 

@@ -84,8 +84,7 @@ class CpuBackend final : public Backend {
     steps_[1] = s.step_decoder;
   }
 
-  void set_train_data(std::shared_ptr<const Dataset> data) override {
-    if (!data) throw_error("set_train_data: no dataset");
+  void do_set_train_data(std::shared_ptr<const Dataset> data) override {
     check_nonempty_data(model_cfg_, *data, "set_train_data", "training data");
     steps_per_epoch_ = (data->count + train_.batch - 1) / train_.batch;
     data_ = std::move(data);
@@ -122,7 +121,7 @@ class CpuBackend final : public Backend {
   void restore_train_sums(const LossSums& sums) override { sums_ = sums; }
   StepHealth health() override { return health_; }
 
-  LossSums evaluate(const Dataset& data) override {
+  LossSums do_evaluate(const Dataset& data) override {
     check_nonempty_data(model_cfg_, data, "evaluate");
     const int batch = train_.eval_batch;
     const int L = model_cfg_.samples;
@@ -138,7 +137,7 @@ class CpuBackend final : public Backend {
     return total;
   }
 
-  LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
+  LikelihoodSums do_estimate_log_likelihood(const Dataset& data, int k) override {
     check_nonempty_data(model_cfg_, data, "estimate_log_likelihood");
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     const int Z = model_cfg_.latent, D = data.dim;
@@ -197,7 +196,7 @@ class CpuBackend final : public Backend {
     return total;
   }
 
-  std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+  std::vector<float> do_encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
     check_encode_args(model_cfg_, data, begin, n);
     const int Z = model_cfg_.latent, D = data.dim, chunk = model_.max_batch();
     std::vector<float> head(static_cast<std::size_t>(n) * 2 * Z);
@@ -213,7 +212,7 @@ class CpuBackend final : public Backend {
     return head;
   }
 
-  std::vector<float> decode_means(const std::vector<float>& z) override {
+  std::vector<float> do_decode_means(const std::vector<float>& z) override {
     const std::int64_t rows = decode_rows(model_cfg_, z);
     const int Z = model_cfg_.latent, D = model_cfg_.input_dim;
     const int chunk = model_.max_batch() * model_.max_samples();

@@ -339,11 +339,9 @@ Dataset read_npy(const std::string& path) {
       } else {
         std::memcpy(&v, bytes.data() + i * 8, 8);
       }
-      if (!std::isfinite(v) || v < 0.0 || v > 1.0) {
+      if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max())
         throw_error("'", path, "': value ", v, " at item ", i / dims[1], ", feature ", i % dims[1],
-                    std::isfinite(v) ? " is outside [0, 1]; scale the data to [0, 1] first (for 0..255 pixels divide by 255)"
-                                     : " is not finite");
-      }
+                    std::isfinite(v) ? " does not fit in float32" : " is not finite");
       d.f32[static_cast<std::size_t>(i)] = static_cast<float>(v);
     }
   }

@@ -170,7 +170,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
 }
 
 void save_model(const std::string& path, const ParamLayout& layout, const std::vector<float>& params,
-                const std::string& config_json) {
+                const std::string& config_json, const Standardization& scaling) {
   if (params.size() != layout.total())
     throw_error("save_model: ", params.size(), " parameters, the layout holds ", layout.total());
   // load_model rebuilds the layout from config_json: it must describe this layout's model.
@@ -196,6 +196,8 @@ void save_model(const std::string& path, const ParamLayout& layout, const std::v
     std::memcpy(t.bytes.data(), params.data() + v.offset, t.bytes.size());
     tensors.push_back(std::move(t));
   }
+  check_scaling(model, scaling, "save_model");
+  scaling.append_tensors(tensors);
   write_safetensors(path, tensors, {{"config", config_json}, {"format", "vae-model-1"}});
 }
 
@@ -224,6 +226,7 @@ SavedModel load_model(const std::string& path) {
       if (!std::isfinite(m.params[v.offset + i]))
         throw_error("'", path, "': tensor '", v.name, "' holds a non-finite value at index ", i);
   }
+  m.scaling = Standardization::from_file(f, path, m.model.standardize, m.model.input_dim);
   return m;
 }
 

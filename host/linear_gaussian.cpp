@@ -57,7 +57,8 @@ bool has_exact_log_likelihood(const ModelConfig& m) {
   return m.likelihood == Likelihood::gaussian && m.decoder_hidden.empty();
 }
 
-double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& params, const Dataset& data) {
+double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& params, const Dataset& data,
+                            const Standardization& scaling) {
   if (!has_exact_log_likelihood(m))
     throw_error("exact log-likelihood: only for a linear decoder (", flag_of("decoder_hidden"), " none) with ",
                 flag_of("likelihood"), " gaussian");
@@ -66,6 +67,7 @@ double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& para
     throw_error("exact log-likelihood: data '", data.source, "' has ", data.dim, " features, the model ", m.input_dim);
   const ParamLayout layout(m);
   if (params.size() != layout.total()) throw_error("exact log-likelihood: parameters do not match the model");
+  check_scaling(m, scaling, "exact log-likelihood");
   const int D = m.input_dim, Z = m.latent;
   const auto& out = layout.output();
   std::vector<double> C(static_cast<std::size_t>(D) * D, 0.0), mean(D);
@@ -81,6 +83,11 @@ double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& para
     C[static_cast<std::size_t>(i) * D + i] +=
         layout.has_logvar() ? std::exp(double(params[layout.logvar() + i])) : m.sigma * m.sigma;
   }
+  if (!scaling.empty())  // x = mean + std * x': the same Gaussian, in the data's own units
+    for (int i = 0; i < D; ++i) {
+      mean[i] = double(scaling.mean[i]) + double(scaling.std[i]) * mean[i];
+      for (int j = 0; j < D; ++j) C[static_cast<std::size_t>(i) * D + j] *= double(scaling.std[i]) * double(scaling.std[j]);
+    }
   return gaussian_log_likelihood(std::move(C), mean, data);
 }
 

@@ -63,6 +63,10 @@ std::vector<Option> model_options() {
       entry("learn_sigma", "--learn-sigma", MODEL(learn_sigma), G::model,
             "Gaussian decoder: learn a per-dimension log-variance")
           .when("likelihood", {"gaussian"}, "for the Gaussian decoder"),
+      entry("standardize", "--standardize", MODEL(standardize), G::model,
+            "Gaussian decoder: scale each feature by the training set's mean and standard deviation (kept in the "
+            "checkpoint; pictures, decode and sample undo it, and log p(x) is in the data's own units)")
+          .when("likelihood", {"gaussian"}, "for the Gaussian decoder"),
       entry("samples", "--samples", MODEL(samples), G::model,
             "Monte Carlo samples L of z per data point in the ELBO (with --objective iwae: of the test ELBO; "
             "training draws --k)")

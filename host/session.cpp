@@ -24,7 +24,9 @@ Session::Session(const ModelConfig& model, const TrainConfig& train) : model_(mo
 }
 
 Session::Session(const Checkpoint& ck) : model_(ck.model), train_(ck.train), position_(ck.position) {
+  check_scaling(ck.model, ck.scaling, "Session");
   start(ck.params, &ck.optimizer);
+  backend_->set_standardization(ck.scaling);
 }
 
 void Session::start(std::vector<float> params, const OptimizerState* optimizer) {
@@ -38,6 +40,10 @@ void Session::start(std::vector<float> params, const OptimizerState* optimizer) 
 
 void Session::set_train_data(std::shared_ptr<const Dataset> data) {
   if (!data) throw_error("Session::set_train_data: no dataset");
+  if (model_.standardize && backend_->standardization().empty()) {  // a fresh model: its units are this set's
+    check_data(model_, *data, "training data");
+    backend_->set_standardization(Standardization::fit(*data));
+  }
   backend_->set_train_data(data);  // checks it against the model
   stream_ = std::make_unique<BatchStream>(data->count, train_.batch, train_.seed);
   data_ = std::move(data);
@@ -79,7 +85,7 @@ std::optional<EpochOutcome> Session::train_epoch(const Dataset* test, const Afte
   }
   EpochMetrics& m = out.metrics;
   m.epoch = epoch + 1;
-  m.train_loss = tr.mean_loss();
+  m.train_loss = tr.mean_loss() + backend_->standardization().log_jacobian();  // in the data's units, as evaluate
   m.test_loss = m.test_recon = m.test_kl = NAN;
   if (test) {
     const LossSums te = backend_->evaluate(*test);
@@ -106,6 +112,7 @@ Checkpoint Session::checkpoint() {
   ck.params = backend_->parameters();
   ck.optimizer = backend_->optimizer_state();
   ck.position = position_;
+  ck.scaling = backend_->standardization();
   return ck;
 }
 

@@ -117,8 +117,7 @@ class CudaBackend final : public Backend {
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
   }
 
-  void set_train_data(std::shared_ptr<const Dataset> data) override {
-    if (!data) throw_error("set_train_data: no dataset");
+  void do_set_train_data(std::shared_ptr<const Dataset> data) override {
     check_nonempty_data(model_cfg_, *data, "set_train_data", "training data");
     if (data->count > (std::int64_t(1) << 32))
       throw_error("training data '", data->source, "' has ", data->count, " items; batch indices are 32-bit");
@@ -158,7 +157,7 @@ class CudaBackend final : public Backend {
   LossSums take_train_sums() override { return sums_.take(0); }
   void restore_train_sums(const LossSums& sums) override { sums_.restore(0, sums); }
 
-  LossSums evaluate(const Dataset& data) override {
+  LossSums do_evaluate(const Dataset& data) override {
     check_nonempty_data(model_cfg_, data, "evaluate");
     sums_.clear(1);
     const int batch = train_.eval_batch;
@@ -177,13 +176,13 @@ class CudaBackend final : public Backend {
     return sums_.take(1);
   }
 
-  LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) override {
+  LikelihoodSums do_estimate_log_likelihood(const Dataset& data, int k) override {
     check_nonempty_data(model_cfg_, data, "estimate_log_likelihood");
     if (k < 1) throw_error("estimate_log_likelihood: k must be >= 1, got ", k);
     return estimate_.run(model_, data, k, ring_);
   }
 
-  std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
+  std::vector<float> do_encode(const Dataset& data, std::int64_t begin, std::int64_t n) override {
     check_encode_args(model_cfg_, data, begin, n);
     const int Z = model_cfg_.latent, chunk = train_.eval_batch;
     std::vector<float> head(static_cast<std::size_t>(n) * 2 * Z);
@@ -201,7 +200,7 @@ class CudaBackend final : public Backend {
     return head;
   }
 
-  std::vector<float> decode_means(const std::vector<float>& z) override {
+  std::vector<float> do_decode_means(const std::vector<float>& z) override {
     const std::int64_t rows = decode_rows(model_cfg_, z);
     const int Z = model_cfg_.latent, D = model_cfg_.input_dim, chunk = model_.max_rows();
     std::vector<float> out(static_cast<std::size_t>(rows) * D);

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "test_util.h"
+#include "vae/backend.h"
 #include "vae/data.h"
 #include "vae/error.h"
 #include "vae/io.h"
@@ -214,8 +215,21 @@ TEST(NpyReader, RejectsBadFiles) {
   expect_error(npy, dir.file("nan.npy"), "not finite");
   auto big = six;
   big[1] = 255.0f;
+  big[2] = -12.5f;
   write_raw(dir.file("range.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(big)));
-  expect_error(npy, dir.file("range.npy"), "outside [0, 1]");
+  {  // real values are read as they are: only the Bernoulli likelihood needs [0, 1] (the backends check it)
+    const Dataset d = read_npy(dir.file("range.npy"));
+    EXPECT_EQ(d.f32[1], 255.0f);
+    EXPECT_EQ(d.f32[2], -12.5f);
+    ModelConfig m;
+    m.input_dim = 3;
+    test::expect_error([&] { check_data(m, d); }, "value 255 at item 0, feature 1 is outside [0, 1], which the Bernoulli");
+    m.likelihood = Likelihood::gaussian;
+    check_data(m, d);
+  }
+  const std::vector<double> huge = {0.5, 1e300, 0.5, 0.5, 0.5, 0.5};
+  write_raw(dir.file("huge.npy"), npy_bytes("<f8", "(2, 3)", as_bytes(huge)));
+  expect_error(npy, dir.file("huge.npy"), "value 1e+300 at item 0, feature 1 does not fit in float32");
   write_raw(dir.file("header.npy"), Bytes{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 20, 0, '{', '}'});
   expect_error(npy, dir.file("header.npy"), "truncated");
   write_raw(dir.file("noshape.npy"), npy_bytes("<f4", "(2, 3)", as_bytes(six)));

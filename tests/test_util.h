@@ -176,6 +176,55 @@ inline std::vector<std::string> bad_batch_messages(std::int64_t count, int max_b
   return out;
 }
 
+// ---- --standardize: the scaling lives at the backend's edges, the same on both backends ----
+
+// Real values far outside [0, 1], every feature with its own mean and spread, never all zero.
+inline std::shared_ptr<Dataset> real_valued(std::int64_t n, int dim, std::uint64_t seed) {
+  auto d = dataset_of("real-valued", n, dim);
+  const auto z = normal_values<float>(static_cast<std::size_t>(n) * dim, seed);
+  d->f32.resize(z.size());
+  for (std::size_t k = 0; k < z.size(); ++k) {
+    const int j = static_cast<int>(k % static_cast<std::size_t>(dim));
+    d->f32[k] = 3.0f * static_cast<float>(j) - 7.0f + (0.5f + static_cast<float>(j % 4)) * z[k];
+  }
+  return d;
+}
+
+// `scaled` (given Standardization::fit(raw)) and `plain` (none) are two new backends of one
+// Gaussian model with the same parameters and batch size >= 5. Whatever `scaled` answers on
+// raw data is what `plain` answers on the scaled data, at the edges undone: encode equal,
+// decoder means times std plus mean, -ELBO and recon plus the Jacobian sum_d log std_d per
+// item (the estimate's log p(x) minus it), and one training step the same parameters. Bit
+// for bit: the same operations on the same numbers.
+inline void expect_scaling_at_the_edges(Backend& scaled, Backend& plain, const std::shared_ptr<const Dataset>& raw) {
+  const Standardization s = Standardization::fit(*raw);
+  scaled.set_standardization(s);
+  const auto std_data = std::make_shared<const Dataset>(s.apply(*raw));
+  const double j = s.log_jacobian() * double(raw->count);
+  ASSERT_GT(std::fabs(j), 1.0) << "the test's scaling must move the log-likelihood";
+  EXPECT_EQ(scaled.encode(*raw, 3, 5), plain.encode(*std_data, 3, 5));
+  const std::vector<float> z = normal_values<float>(static_cast<std::size_t>(7) * (plain.encode(*std_data, 0, 1).size() / 2), 5);
+  std::vector<float> want = plain.decode_means(z);
+  s.undo(want);
+  EXPECT_EQ(scaled.decode_means(z), want);
+  const LossSums a = scaled.evaluate(*raw), b = plain.evaluate(*std_data);
+  EXPECT_EQ(a.loss, b.loss + j);
+  EXPECT_EQ(a.recon, b.recon + j);
+  EXPECT_EQ(a.kl, b.kl);
+  const LikelihoodSums la = scaled.estimate_log_likelihood(*raw, 4), lb = plain.estimate_log_likelihood(*std_data, 4);
+  EXPECT_EQ(la.iwae, lb.iwae - j);
+  EXPECT_EQ(la.prior, lb.prior - j);
+  EXPECT_EQ(la.recon, lb.recon + j);
+  scaled.set_train_data(raw);
+  plain.set_train_data(std_data);
+  std::vector<std::uint32_t> idx = {4, 0, 7, 2, 9};
+  const Batch batch{idx.data(), 5, 0, 0};
+  scaled.train_step(batch);
+  plain.train_step(batch);
+  EXPECT_EQ(scaled.parameters(), plain.parameters());
+  expect_error([&] { scaled.set_standardization(s); }, "give the scaling before set_train_data");
+}
+
 // The rows of a metrics.csv without its timing columns (seconds, samples/s).
 inline std::vector<std::string> metrics_loss_rows(const std::string& csv) {
   std::vector<std::string> rows;

@@ -22,6 +22,9 @@ try:
     import torch
     import torch.nn.functional as F
     from torch.distributions import Normal, kl_divergence
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import safetensors_np
 except ImportError as e:  # pragma: no cover
     print(f"SKIP: PyTorch/numpy not available ({e}); install with: sudo apt-get install python3-torch")
     sys.exit(77)
@@ -30,18 +33,8 @@ RTOL, ATOL = 1e-9, 1e-12
 
 
 def read_safetensors(path):
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    dtypes = {"F64": np.float64, "F32": np.float32, "I64": np.int64}
-    tensors = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-        tensors[name] = torch.from_numpy(arr.copy())
-    return tensors, meta
+    tensors, meta = safetensors_np.read_safetensors(path)
+    return {name: torch.from_numpy(arr) for name, arr in tensors.items()}, meta
 
 
 def activation(name):

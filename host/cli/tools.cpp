@@ -67,6 +67,7 @@ std::unique_ptr<Backend> backend_for(const SavedModel& m, const std::string& dev
   auto b = make_backend(d, m.model, t);
   log << note << "\n";
   b->set_parameters(m.params);
+  b->set_standardization(m.scaling);
   return b;
 }
 
@@ -116,7 +117,7 @@ void add_eval(CLI::App& app) {
                                 {"kl", s.kl / n},        {"log_px_iwae", iwae},  {"log_px_prior", prior},
                                 {"gap", iwae - elbo},    {"device", backend->name()}};
     if (has_exact_log_likelihood(m.model)) {
-      const double exact = exact_log_likelihood(m.model, m.params, data) / n;
+      const double exact = exact_log_likelihood(m.model, m.params, data, m.scaling) / n;
       std::printf("  exact log p(x)   %10.4f   (linear-Gaussian decoder: closed form)\n", exact);
       j["log_px_exact"] = exact;
     }

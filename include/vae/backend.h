@@ -11,6 +11,7 @@
 #include "vae/config.h"
 #include "vae/data.h"
 #include "vae/layout.h"
+#include "vae/standardize.h"
 
 namespace vae {
 
@@ -82,10 +83,11 @@ class Backend {
   virtual OptimizerState optimizer_state() const = 0;
   virtual void set_optimizer_state(const OptimizerState&) = 0;
 
-  // The training set; the backend keeps it (the CUDA backend uploads it or streams it).
-  // Throws vae::Error unless it has items of model.input_dim values that pass
-  // Dataset::validate() (and lie in [0, 1] for the Bernoulli likelihood).
-  virtual void set_train_data(std::shared_ptr<const Dataset> data) = 0;
+  // The training set; the backend keeps it (the CUDA backend uploads it or streams it),
+  // standardized when set_standardization gave a scaling. Throws vae::Error unless it has
+  // items of model.input_dim values that pass Dataset::validate() (and lie in [0, 1] for the
+  // Bernoulli likelihood).
+  void set_train_data(std::shared_ptr<const Dataset> data);
   // One training step (docs/ARCHITECTURE.md, "One training step"): the gradient of the
   // batch's loss, then the optimizer; a non-finite step is dropped (StepHealth). The loss
   // sums accumulate inside the backend.
@@ -100,10 +102,10 @@ class Backend {
   virtual StepHealth health() = 0;
   // -ELBO and its parts over a whole dataset, in order, TrainConfig::eval_batch items at a
   // time, with the evaluation noise stream (the same noise at every call).
-  virtual LossSums evaluate(const Dataset& data) = 0;
+  LossSums evaluate(const Dataset& data);
   // log p(x) estimated with k importance samples from q(z|x) (IWAE) and k from the prior,
   // with the ELBO from the same samples; noise from its own streams (see rng.h).
-  virtual LikelihoodSums estimate_log_likelihood(const Dataset& data, int k) = 0;
+  LikelihoodSums estimate_log_likelihood(const Dataset& data, int k);
   // The training loss's gradient on one batch at the current parameters, with the noise of
   // step `noise_step` and the given encoder estimator; nothing is updated or accumulated.
   // gradients() then holds it. Returns the batch's loss sums.
@@ -114,10 +116,31 @@ class Backend {
   // means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the logits
   // (Bernoulli) or the Gaussian mean. At the current parameters; any n and rows (in chunks);
   // nothing the training sees changes.
-  virtual std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
-  virtual std::vector<float> decode_means(const std::vector<float>& z) = 0;
+  std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n);
+  std::vector<float> decode_means(const std::vector<float>& z);
   // The posterior means mu (n, Z) alone: encode's first Z columns.
   std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n);
+
+  // --standardize (vae/standardize.h): the data every call above takes, and the decoder
+  // means it returns, are in the original units; the model inside sees (x - mean) / std, and
+  // the log-likelihoods evaluate and estimate_log_likelihood report count the Jacobian.
+  // Empty (the default): no scaling. Give it before set_train_data; a scaling of another
+  // width than the model's input is refused (vae::Error).
+  void set_standardization(Standardization scaling);
+  const Standardization& standardization() const { return scaling_; }
+
+ private:
+  // What each backend implements: the calls above on data already standardized.
+  virtual void do_set_train_data(std::shared_ptr<const Dataset> data) = 0;
+  virtual LossSums do_evaluate(const Dataset& data) = 0;
+  virtual LikelihoodSums do_estimate_log_likelihood(const Dataset& data, int k) = 0;
+  virtual std::vector<float> do_encode(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
+  virtual std::vector<float> do_decode_means(const std::vector<float>& z) = 0;
+
+  Dataset scaled(const Dataset& data, const char* what) const;  // checked, then standardized
+
+  Standardization scaling_;
+  bool has_train_data_ = false;
 };
 
 // Throws vae::Error unless `data` fits the model: its own consistency (Dataset::validate),

@@ -8,6 +8,8 @@
 //   partial_sums           the epoch's training loss sums so far: [loss, recon, kl, count] (F64)
 //   rng                    [seed, step] (I64): the noise is counter-based (cuRAND Philox), so
 //                          the seed and the step are its whole state
+//   standardize.mean, standardize.std   the --standardize scaling (F32, [D]), when the
+//                          configuration says standardize (vae/standardize.h)
 //   metadata: "config" (config.json's text), "format" = "vae-checkpoint-1"
 // Files are written atomically (temporary file, fsync, rename).
 #pragma once
@@ -18,6 +20,7 @@
 #include "vae/backend.h"
 #include "vae/config.h"
 #include "vae/layout.h"
+#include "vae/standardize.h"
 
 namespace vae {
 
@@ -34,6 +37,7 @@ struct Checkpoint {
   std::vector<float> params;  // flat, ParamLayout(model)
   OptimizerState optimizer;
   TrainPosition position;
+  Standardization scaling;  // --standardize: the training set's (Backend::standardization()); else empty
 };
 
 // Writes ck to `path` (atomically). ck.params and both slots of ck.optimizer must hold

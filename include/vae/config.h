@@ -59,6 +59,8 @@ struct ModelConfig {
   Likelihood likelihood = Likelihood::bernoulli;
   double sigma = 0.1;        // Gaussian decoder: fixed std, or the initial value when learned
   bool learn_sigma = false;  // Gaussian decoder: learn a per-dimension log-variance
+  bool standardize = false;  // Gaussian decoder: train on each feature scaled by the training
+                             // set's mean and std (vae/standardize.h)
   int samples = 1;           // L, Monte Carlo samples per data point
   double beta = 1.0;         // weight of the KL term
 

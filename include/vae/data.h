@@ -1,6 +1,7 @@
 // Datasets in host memory and the readers that fill them: IDX (the MNIST family, .gz or
 // raw) and NPY (2-D float32, float64 or uint8, C order). Pixels are kept as uint8 when the
-// source is uint8 (x/255 in [0,1]) and as float32 otherwise (values must lie in [0,1]).
+// source is uint8 (x/255 in [0,1]) and as float32 otherwise (any finite values; the
+// Bernoulli likelihood needs them in [0,1], which the backends check).
 #pragma once
 #include <cstdint>
 #include <string>

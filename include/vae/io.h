@@ -9,6 +9,7 @@
 
 #include "vae/config.h"
 #include "vae/layout.h"
+#include "vae/standardize.h"
 
 namespace vae {
 
@@ -34,12 +35,15 @@ SafetensorsFile read_safetensors(const std::string& path);
 // Model parameters by name (the layout's views) with the configuration as metadata "config".
 // config_json is config_to_json(model, train) of the model the parameters belong to; one
 // whose layout differs from `layout`, or that does not parse, is refused (vae::Error).
+// `scaling`: the model's --standardize scaling, which it must have exactly when its
+// configuration says standardize (vae/standardize.h).
 void save_model(const std::string& path, const ParamLayout&, const std::vector<float>& params,
-                const std::string& config_json);
+                const std::string& config_json, const Standardization& scaling = {});
 struct SavedModel {
   ModelConfig model;
   TrainConfig train;
   std::vector<float> params;  // flat, in ParamLayout(model)
+  Standardization scaling;    // --standardize: the training set's; else empty
 };
 // Reads a file written by save_model or save_checkpoint; throws vae::Error naming the file.
 SavedModel load_model(const std::string& path);

@@ -8,12 +8,16 @@
 
 #include "vae/config.h"
 #include "vae/data.h"
+#include "vae/standardize.h"
 
 namespace vae {
 
 bool has_exact_log_likelihood(const ModelConfig& model);
 // Sum over the data points of the exact log p(x); throws if the model has no closed form.
-double exact_log_likelihood(const ModelConfig& model, const std::vector<float>& params, const Dataset& data);
+// A standardized model (--standardize, `scaling` its training set's) is a Gaussian in the
+// data's own units too: mean + std * b and S (W W^T + diag(sigma^2)) S, S = diag(std).
+double exact_log_likelihood(const ModelConfig& model, const std::vector<float>& params, const Dataset& data,
+                            const Standardization& scaling = {});
 
 // Maximum-likelihood probabilistic PCA (Tipping & Bishop, 1999) with q latent dimensions:
 // sigma^2 = the mean of the D - q smallest eigenvalues of the data covariance S,

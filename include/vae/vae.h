@@ -9,6 +9,7 @@
 #include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/linear_gaussian.h"
+#include "vae/standardize.h"
 #include "vae/options.h"
 #include "vae/pictures.h"
 #include "vae/session.h"

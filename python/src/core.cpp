@@ -228,7 +228,8 @@ class Model {
     {
       nb::gil_scoped_release released;
       s = session_->backend().estimate_log_likelihood(*d, k);
-      if (linear) exact = vae::exact_log_likelihood(session_->model(), session_->backend().parameters(), *d);
+      if (linear) exact = vae::exact_log_likelihood(session_->model(), session_->backend().parameters(), *d,
+                                                   session_->backend().standardization());
     }
     const double n = double(s.count), elbo = -(s.recon + s.kl) / n;
     nb::dict out;
@@ -245,7 +246,8 @@ class Model {
     vae::save_checkpoint(path, ck, "");
   }
 
-  // The parameters by name, each a numpy array of the tensor's shape.
+  // The parameters by name, each a numpy array of the tensor's shape; for a standardized
+  // model also its scaling, as the files name it (vae/standardize.h).
   nb::dict parameters() {
     const std::vector<float> flat = session_->backend().parameters();
     nb::dict out;
@@ -253,6 +255,11 @@ class Model {
       std::vector<float> values(flat.begin() + static_cast<std::ptrdiff_t>(t.offset),
                                 flat.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size()));
       out[t.name.c_str()] = to_numpy(std::move(values), std::vector<std::size_t>(t.shape.begin(), t.shape.end()));
+    }
+    const vae::Standardization& s = session_->backend().standardization();
+    if (!s.empty()) {  // the names the files give them
+      out["standardize.mean"] = to_numpy(std::vector<float>(s.mean), {s.mean.size()});
+      out["standardize.std"] = to_numpy(std::vector<float>(s.std), {s.std.size()});
     }
     return out;
   }

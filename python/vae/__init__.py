@@ -258,12 +258,14 @@ class VAE:
         return self._built().log_likelihood(_array(X, "X"), int(k))
 
     def parameters(self):
-        """The parameters by name (encoder.0.weight, ...), numpy arrays of their shapes."""
+        """The parameters by name (encoder.0.weight, ...), numpy arrays of their shapes; with
+        standardize=True also the training set's scaling, standardize.mean and standardize.std."""
         return self._built().parameters()
 
     def to_torch(self):
         """A torch.nn.Module with these weights: forward(x) gives (mu, logvar, decoder output at
-        z = mu) (the output: logits for Bernoulli, the mean for Gaussian); encode, decode too."""
+        z = mu) (the output: logits for Bernoulli, the mean for Gaussian); encode, decode too.
+        A standardized model's module scales x on the way in and the means on the way out."""
         from ._torch import module
 
         return module(self.config["model"], self.parameters())

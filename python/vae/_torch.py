@@ -19,7 +19,8 @@ def _activation(name, x):
 class TorchVAE(nn.Module):
     """The encoder (hidden layers, then a head giving mu and log sigma^2 of q(z|x)) and the
     decoder, with a vae model's weights. forward(x): (mu, logvar, the decoder's output at
-    z = mu); decode_mean(z): sigmoid of the logits (Bernoulli) or the mean (Gaussian)."""
+    z = mu); decode_mean(z): sigmoid of the logits (Bernoulli) or the mean (Gaussian), in the
+    data's units when the model is standardized (the decoder's output is in the scaled ones)."""
 
     def __init__(self, config, params):
         super().__init__()
@@ -39,9 +40,14 @@ class TorchVAE(nn.Module):
         self.out = linear("decoder.out")
         if "decoder.logvar" in params:
             self.logvar = nn.Parameter(torch.from_numpy(np.array(params["decoder.logvar"])))
+        # standardize=True: the model sees (x - mean) / std; decode_mean gives the data's units
+        self.standardized = "standardize.std" in params
+        if self.standardized:
+            self.register_buffer("x_mean", torch.from_numpy(np.array(params["standardize.mean"])))
+            self.register_buffer("x_std", torch.from_numpy(np.array(params["standardize.std"])))
 
     def encode(self, x):
-        h = x
+        h = (x - self.x_mean) / self.x_std if self.standardized else x
         for layer in self.encoder:
             h = _activation(self.activation, layer(h))
         head = self.head(h)
@@ -55,7 +61,9 @@ class TorchVAE(nn.Module):
 
     def decode_mean(self, z):
         out = self.decode(z)
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(out)
+        return out * self.x_std + self.x_mean if self.standardized else out
 
     def forward(self, x):
         mu, logvar = self.encode(x)

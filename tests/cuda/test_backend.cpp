@@ -386,6 +386,18 @@ TEST_F(CudaBackend, EvaluateMatchesTheCpu) {
   }
 }
 
+TEST_F(CudaBackend, StandardizedDataIsScaledAtTheEdgesAsOnTheCpu) {
+  ModelConfig m = model61(Activation::tanh, Likelihood::gaussian, 2, true);
+  m.standardize = true;
+  const TrainConfig t = train_cfg(16);
+  auto scaled = make(Device::cuda, m, t);
+  auto plain = make(Device::cuda, m, t);
+  const auto init = init_parameters(scaled->layout(), m, t.seed);
+  scaled->set_parameters(init);
+  plain->set_parameters(init);
+  test::expect_scaling_at_the_edges(*scaled, *plain, test::real_valued(53, 61, 11));
+}
+
 TEST_F(CudaBackend, EvaluateLeavesTrainingAlone) {
   const auto data = test::synthetic(150, 61, 41);
   const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);

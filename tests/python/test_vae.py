@@ -250,3 +250,34 @@ def test_the_progress_bar_is_drawn_when_asked(data, capsys):
     assert "\repoch 1 [" in err and "100%" in err and err.endswith("\n")
     vae.VAE(**SMALL).fit(x, epochs=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_real_valued_data_and_standardize(tmp_path):
+    rng = np.random.default_rng(11)
+    x = (rng.normal(size=(203, 6)) * [1, 2, 4, 8, 0.5, 3] + [-10, 0, 5, 20, 1, -3]).astype(np.float32)
+    xt = x[:41].copy()
+    options = dict(SMALL, likelihood="gaussian", learn_sigma=True)
+    with pytest.raises(ValueError, match="is outside \\[0, 1\\], which the Bernoulli likelihood needs"):
+        vae.VAE(**SMALL).fit(x, epochs=1)
+    plain, scaled = vae.VAE(**options), vae.VAE(**options, standardize=True)
+    plain.fit(x, epochs=3)
+    scaled.fit(x, epochs=3)
+    p = scaled.parameters()
+    np.testing.assert_allclose(p["standardize.mean"], x.astype(np.float64).mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p["standardize.std"], x.astype(np.float64).std(0), rtol=1e-5, atol=1e-5)
+    assert "standardize.mean" not in plain.parameters()
+    # decode and sample give the data's units: the samples' feature means follow the data's
+    s = scaled.sample(2000, seed=1)
+    assert np.all(np.abs(s.mean(0) - x.mean(0)) < 0.5 * x.std(0))
+    # a saved standardized model loads with its scaling and answers alike
+    scaled.save(tmp_path / "s.safetensors")
+    back = vae.VAE.load(tmp_path / "s.safetensors")
+    mu, _ = scaled.encode(xt)
+    assert np.array_equal(back.encode(xt)[0], mu) and np.array_equal(back.decode(mu), scaled.decode(mu))
+    assert back.evaluate(xt) == scaled.evaluate(xt)
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        t = scaled.to_torch()
+        tmu, _, _ = t(torch.from_numpy(xt))
+        np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(t.decode_mean(tmu).numpy(), scaled.decode(mu), rtol=1e-5, atol=1e-4)
