@@ -18,6 +18,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (m.params.size() != vae::ParamLayout(m.model).total()) std::abort();
     for (float v : m.params)
       if (!std::isfinite(v)) std::abort();
+    // --standardize: the scaling is there exactly when the configuration says so, and usable
+    if (m.model.standardize != !m.scaling.empty()) std::abort();
+    if (!m.scaling.empty() && (m.scaling.dim() != m.model.input_dim || m.scaling.std.size() != m.scaling.mean.size()))
+      std::abort();
+    for (float s : m.scaling.std)
+      if (!(s > 0) || !std::isfinite(s)) std::abort();
   } catch (const vae::Error&) {
   }
   return 0;
