@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -15,6 +16,16 @@ namespace vae {
 
 namespace {
 void check_data_values(const ModelConfig& model, const Dataset& data) {
+  if (counts_likelihood(model.likelihood)) {  // uint8 data are counts 0..255 as they are
+    for (std::size_t k = 0; k < data.f32.size(); ++k) {
+      const float v = data.f32[k];
+      if (!(v >= 0.0f) || v != std::floor(v))
+        throw_error("data '", data.source, "': value ", v, " at item ", k / static_cast<std::size_t>(data.dim),
+                    ", feature ", k % static_cast<std::size_t>(data.dim), " is not a count (a non-negative integer), which ",
+                    flag_of("likelihood"), " ", to_string(model.likelihood), " needs");
+    }
+    return;
+  }
   if (model.likelihood != Likelihood::bernoulli) return;
   for (std::size_t k = 0; k < data.f32.size(); ++k) {
     const float v = data.f32[k];
@@ -48,24 +59,31 @@ void Backend::set_standardization(Standardization scaling) {
   scaling_ = std::move(scaling);
 }
 
-Dataset Backend::scaled(const Dataset& data, const char* what) const {
-  data.validate();
-  const int D = layout().output().out;
-  if (data.dim != D)
-    throw_error(what, " '", data.source, "' has ", data.dim, " features per item but the model expects ", D);
-  return scaling_.apply(data);
+std::optional<Dataset> Backend::model_view(const Dataset& data, const char* what) const {
+  const bool counts = counts_likelihood(model_config().likelihood) && data.is_u8();
+  if (scaling_.empty() && !counts) return std::nullopt;
+  check_data(model_config(), data, what);
+  if (!scaling_.empty()) return scaling_.apply(data);
+  Dataset c;  // the bytes as counts
+  c.source = data.source;
+  c.count = data.count;
+  c.dim = data.dim;
+  c.height = data.height;
+  c.width = data.width;
+  c.f32.assign(data.u8.begin(), data.u8.end());
+  return c;
 }
 
 void Backend::set_train_data(std::shared_ptr<const Dataset> data) {
   if (!data) throw_error("set_train_data: no dataset");
-  if (!scaling_.empty()) data = std::make_shared<const Dataset>(scaled(*data, "training data"));
+  if (auto v = model_view(*data, "training data")) data = std::make_shared<const Dataset>(std::move(*v));
   do_set_train_data(std::move(data));
   has_train_data_ = true;
 }
 
 LossSums Backend::evaluate(const Dataset& data) {
-  if (scaling_.empty()) return do_evaluate(data);
-  LossSums s = do_evaluate(scaled(data, "data"));
+  auto v = model_view(data, "data");
+  LossSums s = do_evaluate(v ? *v : data);
   const double j = scaling_.log_jacobian() * double(s.count);
   s.loss += j;
   s.recon += j;
@@ -73,8 +91,8 @@ LossSums Backend::evaluate(const Dataset& data) {
 }
 
 LikelihoodSums Backend::estimate_log_likelihood(const Dataset& data, int k) {
-  if (scaling_.empty()) return do_estimate_log_likelihood(data, k);
-  LikelihoodSums s = do_estimate_log_likelihood(scaled(data, "data"), k);
+  auto v = model_view(data, "data");
+  LikelihoodSums s = do_estimate_log_likelihood(v ? *v : data, k);
   const double j = scaling_.log_jacobian() * double(s.count);
   s.recon += j;
   s.iwae -= j;
@@ -83,17 +101,18 @@ LikelihoodSums Backend::estimate_log_likelihood(const Dataset& data, int k) {
 }
 
 std::vector<float> Backend::encode(const Dataset& data, std::int64_t begin, std::int64_t n) {
-  if (scaling_.empty()) return do_encode(data, begin, n);
+  const bool counts = counts_likelihood(model_config().likelihood) && data.is_u8();
+  if (scaling_.empty() && !counts) return do_encode(data, begin, n);
   if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin) return do_encode(data, begin, n);  // its error
   data.validate();
-  Dataset rows;  // the n items alone, then scaled
+  Dataset rows;  // the n items alone, then as the model sees them
   rows.source = data.source;
   rows.count = n;
   rows.dim = data.dim;
   const auto D = static_cast<std::ptrdiff_t>(data.dim);
   if (data.is_u8()) rows.u8.assign(data.u8.begin() + begin * D, data.u8.begin() + (begin + n) * D);
   else rows.f32.assign(data.f32.begin() + begin * D, data.f32.begin() + (begin + n) * D);
-  return do_encode(scaled(rows, "data"), 0, n);
+  return do_encode(*model_view(rows, "data"), 0, n);
 }
 
 std::vector<float> Backend::decode_means(const std::vector<float>& z) {

@@ -66,6 +66,7 @@ class CpuBackend final : public Backend {
            " kernels, " + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
   }
   const ParamLayout& layout() const override { return model_.layout(); }
+  const ModelConfig& model_config() const override { return model_cfg_; }
 
   void set_parameters(const std::vector<float>& flat) override {
     check_size(flat.size(), "set_parameters");

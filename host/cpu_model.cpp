@@ -35,6 +35,7 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
   lpq_.assign(R, T(0));
   weights_.assign(R, T(0));
   if (layout_.has_logvar()) dlv_rows_.assign(R * cfg.input_dim, T(0));
+  if (cfg.log1p_input) xin_.assign(B * cfg.input_dim, T(0));
   recon_.assign(B, T(0));
   kl_.assign(B, T(0));
   bound_.assign(B, T(0));
@@ -43,6 +44,11 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
 template <class T>
 const T* CpuModel<T>::encode(const T* x, int n) {
   const T* in = x;
+  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x
+    const std::size_t m = static_cast<std::size_t>(n) * cfg_.input_dim;
+    for (std::size_t k = 0; k < m; ++k) xin_[k] = ew::log1p_(x[k]);
+    in = xin_.data();
+  }
   for (std::size_t i = 0; i < layout_.encoder().size(); ++i) {
     const auto& l = layout_.encoder()[i];
     T* out = enc_act_[i].data();
@@ -136,7 +142,9 @@ struct CpuModel<T>::BackwardOps {
 
   const T* logits() const { return m.logits_.data(); }
   const T* decoder_in(std::size_t k) const { return k == 0 ? m.z_.data() : m.dec_act_[k - 1].data(); }
-  const T* encoder_in(std::size_t k) const { return k == 0 ? x : m.enc_act_[k - 1].data(); }
+  const T* encoder_in(std::size_t k) const {
+    return k > 0 ? m.enc_act_[k - 1].data() : m.cfg_.log1p_input ? m.xin_.data() : x;
+  }
   void weight_grad(int rows, const LinearView& l, const T* dy, const T* in) {
     blas::linear_weight_grad(rows, l.in, l.out, dy, in, m.grads_.data() + l.weight);
   }

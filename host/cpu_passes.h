@@ -309,6 +309,7 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
+  const bool poisson = cfg.likelihood == Likelihood::poisson;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
@@ -316,6 +317,13 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
     T acc = 0;
     if (bernoulli) {
       acc = bernoulli_row<Backward>(xr, o, bias, D, scale);
+    } else if (poisson) {
+      for (int d = 0; d < D; ++d) {
+        T lp, g;
+        ew::poisson(xr[d], o[d] + bias[d], lp, g);
+        acc += lp;
+        if (Backward) o[d] = g * scale;
+      }
     } else {
       T* dlv = logvar && Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
       for (int d = 0; d < D; ++d) {

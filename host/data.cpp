@@ -312,13 +312,16 @@ Dataset read_npy(const std::string& path) {
     throw_error("'", path, "': ", dims[1], " features per item is too many");
 
   std::size_t elem = 0;
-  if (descr == "<f4") elem = 4;
-  else if (descr == "<f8") elem = 8;
+  const bool integers = descr == "<i4" || descr == "<i8";  // counts: read as they are, as float32
+  if (descr == "<f4" || descr == "<i4") elem = 4;
+  else if (descr == "<f8" || descr == "<i8") elem = 8;
   else if (descr == "|u1" || descr == "<u1" || descr == "u1") elem = 1;
   else if (!descr.empty() && descr[0] == '>')
     throw_error("'", path, "': big-endian dtype '", descr, "' is not supported; convert with arr.astype('<f4')");
   else
-    throw_error("'", path, "': dtype '", descr, "' is not supported; expected float32 ('<f4'), float64 ('<f8') or uint8 ('|u1')");
+    throw_error("'", path, "': dtype '", descr,
+                "' is not supported; expected float32 ('<f4'), float64 ('<f8'), uint8 ('|u1'), int32 ('<i4') or int64 "
+                "('<i8')");
 
   const std::uint64_t n = checked_mul(dims[0], dims[1], path);
   auto bytes = in.read_payload(checked_mul(n, elem, path));
@@ -332,7 +335,20 @@ Dataset read_npy(const std::string& path) {
     d.f32.resize(static_cast<std::size_t>(n));
     for (std::uint64_t i = 0; i < n; ++i) {
       double v;
-      if (elem == 4) {
+      if (integers) {
+        std::int64_t k;
+        if (elem == 4) {
+          std::int32_t k32;
+          std::memcpy(&k32, bytes.data() + i * 4, 4);
+          k = k32;
+        } else {
+          std::memcpy(&k, bytes.data() + i * 8, 8);
+        }
+        if (k < -(std::int64_t(1) << 24) || k > (std::int64_t(1) << 24))
+          throw_error("'", path, "': integer ", k, " at item ", i / dims[1], ", feature ", i % dims[1],
+                      " is beyond 2^24, which float32 holds exactly");
+        v = double(k);
+      } else if (elem == 4) {
         float f;
         std::memcpy(&f, bytes.data() + i * 4, 4);
         v = f;

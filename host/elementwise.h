@@ -34,6 +34,8 @@ VAE_HD float tanh_(float x) { return tanhf(x); }
 VAE_HD double tanh_(double x) { return tanh(x); }
 VAE_HD float abs_(float x) { return fabsf(x); }
 VAE_HD double abs_(double x) { return fabs(x); }
+VAE_HD float lgamma_(float x) { return lgammaf(x); }
+VAE_HD double lgamma_(double x) { return lgamma(x); }
 
 constexpr double kLeakySlope = 0.01;                  // PyTorch's LeakyReLU default
 constexpr double kLog2Pi = 1.8378770664093454835606;  // log(2*pi)
@@ -78,10 +80,20 @@ VAE_HD void bernoulli(T x, T o, T& logp, T& dneg_do) {
   dneg_do = sigmoid - x;
 }
 
+// ---- Poisson decoder: log-rate o, counts x (non-negative integers) --------------------
+// log p = x*o - exp(o) - lgamma(x+1);  d(-log p)/do = exp(o) - x.
+template <class T>
+VAE_HD void poisson(T x, T o, T& logp, T& dneg_do) {
+  const T rate = exp_(o);
+  logp = x * o - rate - lgamma_(x + T(1));
+  dneg_do = rate - x;
+}
+
 // The decoder's mean at output o (bias added): sigmoid(o) for Bernoulli logits, o itself
-// for a Gaussian mean. The stable sigmoid, as above.
+// for a Gaussian mean, exp(o) for a Poisson log-rate. The stable sigmoid, as above.
 template <class T>
 VAE_HD T decoder_mean(Likelihood lik, T o) {
+  if (lik == Likelihood::poisson) return exp_(o);
   if (lik != Likelihood::bernoulli) return o;
   const T e = exp_(-abs_(o));
   const T inv = T(1) / (T(1) + e);

@@ -56,7 +56,8 @@ std::vector<Option> model_options() {
       entry("activation", "--activation", MODEL(activation), G::model,
             "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus"),
       entry("likelihood", "--likelihood", MODEL(likelihood), G::model,
-            "Decoder likelihood: bernoulli (logits, targets in [0,1]) or gaussian (mean output)"),
+            "Decoder likelihood: bernoulli (logits, targets in [0,1]), gaussian (mean output, any real values) or "
+            "poisson (log-rate output, counts: non-negative integers; uint8 data are counts 0..255)"),
       entry("sigma", "--sigma", MODEL(sigma), G::model,
             "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma")
           .above(0).when("likelihood", {"gaussian"}, "the Gaussian decoder's standard deviation"),
@@ -67,6 +68,10 @@ std::vector<Option> model_options() {
             "Gaussian decoder: scale each feature by the training set's mean and standard deviation (kept in the "
             "checkpoint; pictures, decode and sample undo it, and log p(x) is in the data's own units)")
           .when("likelihood", {"gaussian"}, "for the Gaussian decoder"),
+      entry("log1p_input", "--log1p-input", MODEL(log1p_input), G::model,
+            "Count likelihoods: feed the encoder log(1 + x) while the likelihood sees the counts x (for counts as "
+            "large as 0..255)")
+          .when("likelihood", {"poisson"}, "for the count likelihoods"),
       entry("samples", "--samples", MODEL(samples), G::model,
             "Monte Carlo samples L of z per data point in the ELBO (with --objective iwae: of the test ELBO; "
             "training draws --k)")

@@ -85,6 +85,20 @@ void check_backend_model(const Backend& backend, const ModelConfig& model, const
 
 }  // namespace
 
+std::string why_no_pictures(const ModelConfig& model) {
+  if (counts_likelihood(model.likelihood))
+    return "the " + std::string(to_string(model.likelihood)) +
+           " decoder's means are counts, not pixel intensities in [0, 1]: no picture drawn";
+  return "";
+}
+
+namespace {
+void check_picturable(const ModelConfig& model) {
+  const std::string why = why_no_pictures(model);
+  if (!why.empty()) throw_error(why);
+}
+}  // namespace
+
 std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed) {
   if (n < 1) throw_error("prior_samples: n must be >= 1, got ", n);
   check_backend_model(backend, model, "prior_samples");
@@ -99,6 +113,7 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
                        int width, std::uint64_t seed) {
   if (n < 1 || n > 4096) throw_error("--n must be in [1, 4096], got ", n);
   check_backend_model(backend, model, "write_samples_png");
+  check_picturable(model);
   if (height * width != model.input_dim) {
     height = 1;
     width = model.input_dim;
@@ -110,6 +125,7 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n) {
   check_backend_model(backend, model, "write_reconstructions_png");
+  check_picturable(model);
   check_data(model, data);
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
@@ -134,6 +150,7 @@ void write_reconstructions_png(const std::string& path, Backend& backend, const 
 void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                              std::int64_t from, std::int64_t to, int steps) {
   check_backend_model(backend, model, "write_interpolation_png");
+  check_picturable(model);
   check_data(model, data);
   if (from < 0 || from >= data.count || to < 0 || to >= data.count)
     throw_error("--from and --to must be item numbers in [0, ", data.count, "), got ", from, " and ", to);

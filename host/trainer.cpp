@@ -47,9 +47,14 @@ struct RunData {
 std::vector<std::string> write_pictures(const std::string& out, const ModelConfig& model, const TrainConfig& cfg,
                                         Backend& backend, const RunData& data, std::ostream& log) {
   const Dataset& test = data.test;
-  std::vector<std::string> files = {"samples.png", "reconstructions.png"};
-  write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
-  write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
+  std::vector<std::string> files;
+  if (const std::string why = why_no_pictures(model); !why.empty()) {
+    log << "samples.png, reconstructions.png: " << why << "\n";
+  } else {
+    write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
+    write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
+    files = {"samples.png", "reconstructions.png"};
+  }
   if (cfg.epochs > 0) {  // a curve needs at least one epoch
     write_elbo_curve_png(out + "/elbo.png", out + "/metrics.csv");
     files.push_back("elbo.png");
@@ -195,13 +200,22 @@ class Run {
     }
     if (outcome->dropped_steps > 0) {
       if (outcome->halted)
-        throw_error("training stopped: ", outcome->first_dropped, "; ", kept_checkpoint(s_.out), "; try a smaller ",
-                    flag_of("lr"), ", or ", flag_of("on_nan"), " skip to drop such steps");
+        throw_error("training stopped: ", outcome->first_dropped, "; ", kept_checkpoint(s_.out), "; ", remedy(), ", or ",
+                    flag_of("on_nan"), " skip to drop such steps");
       log_ << "skipped " << outcome->dropped_steps << " step(s) with a non-finite loss or gradient; first: "
            << outcome->first_dropped << "\n";
     }
     report(outcome->metrics);
     return true;
+  }
+
+  // What to try when the loss is not finite. Large counts fed to the encoder as they are
+  // overflow its variances at once: log(1 + x) keeps them in range.
+  std::string remedy() const {
+    if (counts_likelihood(model_.likelihood) && !model_.log1p_input)
+      return "counts fed to the encoder as they are may need " + flag_of("log1p_input") + "; or try a smaller " +
+             flag_of("lr");
+    return "try a smaller " + flag_of("lr");
   }
 
   void interrupt() {
@@ -226,7 +240,7 @@ class Run {
     csv_ << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
-                  m.test_loss, "); ", kept_checkpoint(s_.out), "; try a smaller ", flag_of("lr"));
+                  m.test_loss, "); ", kept_checkpoint(s_.out), "; ", remedy());
     if (m.epoch % cfg_.checkpoint_every == 0 || m.epoch == cfg_.epochs) save();
   }
 

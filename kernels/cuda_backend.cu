@@ -86,6 +86,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return name_; }
   const ParamLayout& layout() const override { return model_.layout(); }
+  const ModelConfig& model_config() const override { return model_cfg_; }
 
   void set_parameters(const std::vector<float>& flat) override {
     check_size(flat.size(), "set_parameters");

@@ -8,6 +8,7 @@
 #include "column_sum.cuh"
 #include "cuda_check.cuh"
 #include "cuda_model.cuh"
+#include "elementwise.h"
 #include "importance.cuh"
 #include "latent.cuh"
 #include "layers.cuh"
@@ -16,6 +17,15 @@
 #include "vae/options.h"
 
 namespace vae::gpu {
+
+namespace {
+// y = log(1 + x), grid-stride: the encoder's input under --log1p-input.
+__global__ void log1p_kernel(const float* __restrict__ x, std::size_t n, float* __restrict__ y) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    y[i] = ew::log1p_(x[i]);
+}
+}  // namespace
 
 CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaStream_t stream, cublasHandle_t blas,
                      LtBiasRelu* lt)
@@ -41,6 +51,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
 
   flat_ = DeviceBuffer<float>(4 * total_, "the flat parameter buffer (params, grads, optimizer state)");
   x_ = DeviceBuffer<float>(B * D, "the input batch");
+  if (cfg.log1p_input) xin_ = DeviceBuffer<float>(B * D, "the encoder's log(1 + x) input");
   for (const auto& l : layout_.encoder()) enc_act_.emplace_back(B * l.out, "encoder activations");
   for (const auto& l : layout_.decoder()) dec_act_.emplace_back(R * l.out, "decoder activations");
   head_ = DeviceBuffer<float>(B * 2 * Z, "the latent head (mu, logvar)");
@@ -99,6 +110,13 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   float* g = grads();
 
   const float* h = x_.get();
+  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x
+    const std::size_t m = static_cast<std::size_t>(n) * cfg_.input_dim;
+    log1p_kernel<<<static_cast<int>(std::min<std::size_t>((m + 255) / 256, 4096)), 256, 0, stream_>>>(x_.get(), m,
+                                                                                                   xin_.get());
+    VAE_LAUNCH_CHECK("log1p_kernel");
+    h = xin_.get();
+  }
   for (std::size_t i = 0; i < layout_.encoder().size(); ++i) {
     float* out = enc_act_[i].get();
     linear_act(n, layout_.encoder()[i], h, out);
@@ -142,7 +160,9 @@ struct CudaModel::BackwardOps {
 
   const float* logits() const { return m.logits_.get(); }
   const float* decoder_in(std::size_t k) const { return k == 0 ? m.z_.get() : m.dec_act_[k - 1].get(); }
-  const float* encoder_in(std::size_t k) const { return k == 0 ? m.x_.get() : m.enc_act_[k - 1].get(); }
+  const float* encoder_in(std::size_t k) const {
+    return k > 0 ? m.enc_act_[k - 1].get() : m.cfg_.log1p_input ? m.xin_.get() : m.x_.get();
+  }
   void weight_grad(int rows, const LinearView& l, const float* dy, const float* in) {
     linear_weight_grad(m.blas_, rows, l.in, l.out, dy, in, m.grads() + l.weight);
   }

@@ -94,6 +94,7 @@ class CudaModel {
   LtBiasRelu* lt_;
   DeviceBuffer<float> flat_;
   DeviceBuffer<float> x_;                           // (B, D)
+  DeviceBuffer<float> xin_;                         // (B, D) log(1 + x) with cfg.log1p_input, or none
   std::vector<DeviceBuffer<float>> enc_act_;        // (B, H_i)
   std::vector<DeviceBuffer<float>> dec_act_;        // (R, H'_i)
   DeviceBuffer<float> head_;                        // (B, 2Z)

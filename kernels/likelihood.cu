@@ -12,7 +12,7 @@
 namespace vae::gpu {
 namespace {
 
-enum class Kind { bernoulli, gaussian_fixed, gaussian_learned };
+enum class Kind { bernoulli, poisson, gaussian_fixed, gaussian_learned };
 
 // Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes). Thread (c, r):
 // one element per row of its lane. A warp is one row of a tile: its log p partial is a
@@ -55,9 +55,10 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
         const float xv = x[static_cast<std::size_t>(r / L) * D + col];
         const float o = out[i] + b;
         const float sc = M == LikelihoodMode::weighted ? row_scale[r] : scale;
-        if constexpr (K == Kind::bernoulli) {
+        if constexpr (K == Kind::bernoulli || K == Kind::poisson) {
           float g;
-          ew::bernoulli(xv, o, lp, g);
+          if constexpr (K == Kind::bernoulli) ew::bernoulli(xv, o, lp, g);
+          else ew::poisson(xv, o, lp, g);
           if (kGrad) {
             g *= sc;
             out[i] = g;
@@ -169,6 +170,8 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   const float fixed_iv = static_cast<float>(1.0 / (cfg.sigma * cfg.sigma));
   if (cfg.likelihood == Likelihood::bernoulli)
     launch_mode<Kind::bernoulli>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else if (cfg.likelihood == Likelihood::poisson)
+    launch_mode<Kind::poisson>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (!learned)
     launch_mode<Kind::gaussian_fixed>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else

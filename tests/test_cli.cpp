@@ -157,7 +157,7 @@ TEST_F(Cli, BadOptionsFailCleanly) {
   const std::string ok = base(good_, good_);
   for (const auto& [flag, phrase] : std::vector<std::pair<std::string, std::string>>{
            {"--activation swish", "unknown activation 'swish'"},
-           {"--likelihood poisson", "unknown likelihood"},
+           {"--likelihood laplace", "unknown likelihood"},
            {"--device tpu", "unknown device"},
            {"--binarize maybe", "unknown binarization"},
            {"--hidden 400,,3", "comma-separated"},

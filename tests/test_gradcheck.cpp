@@ -1,5 +1,5 @@
 // Finite-difference gradient checks of the CPU backward pass, in double precision, for
-// every parameter tensor, every activation, both likelihoods (Gaussian fixed and learned),
+// every parameter tensor, every activation, every likelihood (Gaussian fixed and learned),
 // L = 1 and L > 1, beta = 1 and beta != 1, and models with and without hidden layers.
 #include <gtest/gtest.h>
 
@@ -21,6 +21,7 @@ struct GradCase {
   double beta;
   std::vector<int> enc, dec;
   bool iwae = false;  // the IWAE loss (samples = K) instead of the ELBO
+  bool log1p = false;  // --log1p-input: the encoder sees log(1 + x)
 };
 
 std::string case_name(const GradCase& c) {
@@ -31,7 +32,7 @@ std::string case_name(const GradCase& c) {
   for (int h : c.enc) s += std::to_string(h);
   s += "_dec";
   for (int h : c.dec) s += std::to_string(h);
-  return s;
+  return s + (c.log1p ? "_log1p" : "");
 }
 
 void PrintTo(const GradCase& c, std::ostream* os) { *os << case_name(c); }
@@ -51,6 +52,7 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   cfg.sigma = 0.7;
   cfg.samples = c.samples;
   cfg.beta = c.beta;
+  cfg.log1p_input = c.log1p;
   const int n = 5;
 
   CpuModel<double> model(cfg, n);
@@ -61,7 +63,9 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
     const auto lv = test::uniform_values<double>(cfg.input_dim, -0.5, 0.5, 5);
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv[d];
   }
-  const auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * cfg.input_dim, 0.05, 0.95, 1);
+  auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * cfg.input_dim, 0.05, 0.95, 1);
+  if (counts_likelihood(c.lik))  // counts 0..5
+    for (double& v : x) v = std::floor(v * 6.0);
   const auto eps = test::normal_values<double>(static_cast<std::size_t>(n) * cfg.samples * cfg.latent, 2);
 
   const Pass pass = c.iwae ? Pass::iwae : Pass::elbo_reparam;
@@ -96,18 +100,21 @@ std::vector<GradCase> all_cases() {
   std::vector<GradCase> cases;
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
-                                std::pair{Likelihood::gaussian, true}})
+                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false}})
       for (int L : {1, 3})
         for (double beta : {1.0, 0.5}) cases.push_back({a, lik, learned, L, beta, {6, 5}, {4}});
   // The IWAE loss with K = 1 and K = 4 samples, every activation and likelihood.
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
-                                std::pair{Likelihood::gaussian, true}})
+                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false}})
       for (int K : {1, 4}) cases.push_back({a, lik, learned, K, 1.0, {6, 5}, {4}, true});
   cases.push_back({Activation::tanh, Likelihood::gaussian, true, 3, 1.0, {}, {}, true});
   // No hidden layers at all (linear encoder and decoder), and only a decoder hidden layer.
   cases.push_back({Activation::tanh, Likelihood::gaussian, true, 2, 0.5, {}, {}});
   cases.push_back({Activation::softplus, Likelihood::bernoulli, false, 2, 1.0, {}, {5}});
+  // Counts with the encoder on log(1 + x): with hidden layers, and with the head first.
+  cases.push_back({Activation::tanh, Likelihood::poisson, false, 2, 1.0, {6}, {4}, false, true});
+  cases.push_back({Activation::relu, Likelihood::poisson, false, 3, 1.0, {}, {4}, true, true});
   return cases;
 }
 

@@ -199,8 +199,16 @@ TEST(NpyReader, RejectsBadFiles) {
   expect_error(npy, dir.file("1d.npy"), "expected a 2-D array");
   write_raw(dir.file("be.npy"), npy_bytes(">f4", "(2, 3)", as_bytes(six)));
   expect_error(npy, dir.file("be.npy"), "big-endian");
-  write_raw(dir.file("i4.npy"), npy_bytes("<i4", "(2, 3)", as_bytes(six)));
-  expect_error(npy, dir.file("i4.npy"), "not supported");
+  write_raw(dir.file("i2.npy"), npy_bytes("<i2", "(2, 3)", Bytes(12, 1)));
+  expect_error(npy, dir.file("i2.npy"), "dtype '<i2' is not supported; expected float32 ('<f4'), float64 ('<f8'), uint8");
+  {  // integers are read as they are (counts), within float32's exact range
+    const std::vector<std::int32_t> i4 = {0, 3, 255, 1000, 16777216, 7};
+    write_raw(dir.file("i4.npy"), npy_bytes("<i4", "(2, 3)", as_bytes(i4)));
+    EXPECT_EQ(read_npy(dir.file("i4.npy")).f32, (std::vector<float>{0, 3, 255, 1000, 16777216, 7}));
+    const std::vector<std::int64_t> i8 = {0, 1, 2, 16777217, 4, 5};
+    write_raw(dir.file("i8.npy"), npy_bytes("<i8", "(2, 3)", as_bytes(i8)));
+    expect_error(npy, dir.file("i8.npy"), "integer 16777217 at item 1, feature 0 is beyond 2^24");
+  }
   Bytes short_payload = as_bytes(six);
   short_payload.pop_back();
   write_raw(dir.file("short.npy"), npy_bytes("<f4", "(2, 3)", short_payload));

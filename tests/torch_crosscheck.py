@@ -21,7 +21,7 @@ try:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from torch.distributions import Normal, kl_divergence
+    from torch.distributions import Normal, Poisson, kl_divergence
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import safetensors_np
@@ -61,7 +61,7 @@ def torch_loss(t, cfg, pass_name):
     p = {k: v.clone().requires_grad_(True) for k, v in t.items()
          if not k.startswith("grad.") and k not in ("x", "eps", "recon", "kl", "bound")}
     x, eps = t["x"], t["eps"]
-    h = x
+    h = torch.log1p(x) if m.get("log1p_input") else x  # the encoder's input; the likelihood sees x
     for i in range(len(m["hidden"])):
         h = act(F.linear(h, p[f"encoder.{i}.weight"], p[f"encoder.{i}.bias"]))
     head = F.linear(h, p["encoder.head.weight"], p["encoder.head.bias"])
@@ -78,6 +78,8 @@ def torch_loss(t, cfg, pass_name):
     xr = x.repeat_interleave(L, dim=0)
     if m["likelihood"] == "bernoulli":
         logp = -F.binary_cross_entropy_with_logits(out, xr, reduction="none").sum(1)
+    elif m["likelihood"] == "poisson":  # the decoder's output is the log-rate
+        logp = Poisson(torch.exp(out)).log_prob(xr).sum(1)
     else:
         if m["learn_sigma"]:
             scale = torch.exp(0.5 * p["decoder.logvar"]).expand_as(out)

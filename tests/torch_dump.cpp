@@ -57,7 +57,7 @@ void dump_case(const std::string& path, const vae::ModelConfig& cfg, int n, std:
   if (layout.has_logvar())
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv(g);
   std::vector<double> x(static_cast<std::size_t>(n) * cfg.input_dim), eps(static_cast<std::size_t>(n) * cfg.samples * cfg.latent);
-  for (auto& v : x) v = u(g);
+  for (auto& v : x) v = vae::counts_likelihood(cfg.likelihood) ? std::floor(u(g) * 7.0) : u(g);  // counts 0..6
   for (auto& v : eps) v = nd(g);
   model.run(x.data(), eps.data(), n, cfg.samples, cfg.beta, pass);
 
@@ -117,14 +117,14 @@ int main(int argc, char** argv) {
   try {
     for (vae::Activation a : {vae::Activation::relu, vae::Activation::tanh, vae::Activation::leaky_relu,
                               vae::Activation::softplus})
-      for (int lik = 0; lik < 3; ++lik) {
+      for (int lik = 0; lik < 4; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9, 7};
         c.decoder_hidden = {8};
         c.latent = 4;
         c.activation = a;
-        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : vae::Likelihood::gaussian;
+        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : lik == 3 ? vae::Likelihood::poisson : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.6;
         c.samples = 1 + (k % 3);
@@ -134,21 +134,37 @@ int main(int argc, char** argv) {
       }
     // The score-function ELBO and the IWAE bound on a few of those shapes (L = K samples).
     for (vae::Pass pass : {vae::Pass::elbo_score, vae::Pass::iwae})
-      for (int lik = 0; lik < 3; ++lik) {
+      for (int lik = 0; lik < 4; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9};
         c.decoder_hidden = {8, 6};
         c.latent = 3;
-        c.activation = lik == 0 ? vae::Activation::relu : lik == 1 ? vae::Activation::tanh : vae::Activation::softplus;
-        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : vae::Likelihood::gaussian;
+        c.activation = lik == 0 ? vae::Activation::relu
+                       : lik == 1 ? vae::Activation::tanh
+                       : lik == 2 ? vae::Activation::softplus
+                                  : vae::Activation::leaky_relu;
+        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : lik == 3 ? vae::Likelihood::poisson : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.7;
-        c.samples = 2 + lik;
+        c.samples = 2 + lik % 3;
         c.beta = lik == 1 ? 0.5 : 1.0;
         dump_case(dir + "/case" + std::to_string(k) + ".safetensors", c, 5, 200 + k, pass);
         ++k;
       }
+    {  // counts with the encoder on log(1 + x), its first layer the head (no hidden layer)
+      vae::ModelConfig c;
+      c.input_dim = 11;
+      c.encoder_hidden = {};
+      c.decoder_hidden = {8};
+      c.latent = 3;
+      c.likelihood = vae::Likelihood::poisson;
+      c.log1p_input = true;
+      c.samples = 2;
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 9, vae::Pass::elbo_reparam);
+      c.encoder_hidden = {9};
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 10, vae::Pass::iwae);
+    }
     vae::ModelConfig linear;  // no hidden layers: probabilistic PCA's shape
     linear.input_dim = 10;
     linear.encoder_hidden = {};

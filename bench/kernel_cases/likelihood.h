@@ -35,7 +35,7 @@ class LikelihoodCase final : public OpCase {
         out_(logits(static_cast<std::size_t>(n) * L * D, seed()), "logits"),
         bias_(uniform(static_cast<std::size_t>(D), -0.5, 0.5, seed() + 1), "output bias"),
         logvar_(uniform(static_cast<std::size_t>(D), -1, 1, seed() + 2), "log-variance"),
-        x_(uniform(static_cast<std::size_t>(n) * D, 0, 1, seed() + 3), "x"),
+        x_(targets(lik, static_cast<std::size_t>(n) * D, seed() + 3), "x"),
         scale_(uniform(static_cast<std::size_t>(n) * L, 0, 1.0 / n, seed() + 4), "row weights"),
         dbias_(static_cast<std::size_t>(D), "output bias gradient"),
         dlogvar_(static_cast<std::size_t>(D), "log-variance gradient"),
@@ -110,6 +110,13 @@ class LikelihoodCase final : public OpCase {
     return cfg;
   }
   std::uint64_t seed() const { return mode_ == Mode::weighted ? 500 : 80; }
+  // Values in [0, 1], or for a count likelihood the counts 0..6.
+  static std::vector<float> targets(Likelihood lik, std::size_t n, std::uint64_t seed) {
+    auto v = uniform(n, 0, 1, seed);
+    if (counts_likelihood(lik))
+      for (auto& x : v) x = std::floor(x * 7.0f);
+    return v;
+  }
   static std::vector<float> logits(std::size_t n, std::uint64_t seed) {
     auto v = normal(n, seed);
     for (auto& o : v) o *= 2.0f;

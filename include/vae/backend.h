@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ class Backend {
 
   virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"
   virtual const ParamLayout& layout() const = 0;
+  virtual const ModelConfig& model_config() const = 0;  // the model it was made with
 
   // Parameters in the flat layout. A new backend's parameters are all zero: give it
   // init_parameters(layout(), model, seed) (or a loaded model's) before training or evaluating.
@@ -121,6 +123,8 @@ class Backend {
   // The posterior means mu (n, Z) alone: encode's first Z columns.
   std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n);
 
+  // Count likelihoods (counts_likelihood): uint8 data given to any call above are read as
+  // the counts 0..255, not as pixels x / 255.
   // --standardize (vae/standardize.h): the data every call above takes, and the decoder
   // means it returns, are in the original units; the model inside sees (x - mean) / std, and
   // the log-likelihoods evaluate and estimate_log_likelihood report count the Jacobian.
@@ -137,7 +141,9 @@ class Backend {
   virtual std::vector<float> do_encode(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
   virtual std::vector<float> do_decode_means(const std::vector<float>& z) = 0;
 
-  Dataset scaled(const Dataset& data, const char* what) const;  // checked, then standardized
+  // The data as the model sees it: standardized, or uint8 read as counts; nullopt when it is
+  // the data as given (checked then by the backend itself).
+  std::optional<Dataset> model_view(const Dataset& data, const char* what) const;
 
   Standardization scaling_;
   bool has_train_data_ = false;

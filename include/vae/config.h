@@ -8,7 +8,10 @@
 namespace vae {
 
 enum class Activation : int { relu = 0, tanh = 1, leaky_relu = 2, softplus = 3 };
-enum class Likelihood : int { bernoulli = 0, gaussian = 1 };
+enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2 };
+// Whether the likelihood models counts: its data are non-negative integers, and uint8 data
+// are read as the counts 0..255, not as pixels x / 255.
+inline bool counts_likelihood(Likelihood lik) { return lik == Likelihood::poisson; }
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
 enum class Precision : int { fp32 = 0, fp64 = 1 };
@@ -61,6 +64,7 @@ struct ModelConfig {
   bool learn_sigma = false;  // Gaussian decoder: learn a per-dimension log-variance
   bool standardize = false;  // Gaussian decoder: train on each feature scaled by the training
                              // set's mean and std (vae/standardize.h)
+  bool log1p_input = false;  // count likelihoods: the encoder sees log(1 + x), the likelihood x
   int samples = 1;           // L, Monte Carlo samples per data point
   double beta = 1.0;         // weight of the KL term
 

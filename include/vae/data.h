@@ -1,6 +1,7 @@
 // Datasets in host memory and the readers that fill them: IDX (the MNIST family, .gz or
-// raw) and NPY (2-D float32, float64 or uint8, C order). Pixels are kept as uint8 when the
-// source is uint8 (x/255 in [0,1]) and as float32 otherwise (any finite values; the
+// raw) and NPY (2-D float32, float64, uint8, int32 or int64, C order). Pixels are kept as
+// uint8 when the source is uint8 (x/255 in [0,1]; a count likelihood reads them as the
+// counts 0..255) and as float32 otherwise (any finite values, integers as they are; the
 // Bernoulli likelihood needs them in [0,1], which the backends check).
 #pragma once
 #include <cstdint>
@@ -37,7 +38,7 @@ struct Dataset {
 Dataset read_idx_images(const std::string& path);
 // IDX label file (ndim == 1, uint8).
 std::vector<std::uint8_t> read_idx_labels(const std::string& path);
-// NPY, 2-D, '<f4' '<f8' or '|u1', C order.
+// NPY, 2-D, '<f4' '<f8' '|u1' '<i4' or '<i8', C order (integers within 2^24 of 0).
 Dataset read_npy(const std::string& path);
 // Picks the reader by content: NPY magic, else IDX. Throws vae::Error naming the file.
 Dataset read_dataset(const std::string& path);

@@ -12,6 +12,10 @@
 
 namespace vae {
 
+// Why the model's pictures (samples, reconstructions, interpolations) would mean nothing, in
+// one line; empty when they can be drawn. Those functions throw vae::Error with this line.
+std::string why_no_pictures(const ModelConfig& model);
+
 // Decoder means (n, D) for n codes z drawn from the prior N(0, I) with `seed` (the draws of
 // samples.png, vae sample and the Python layer's sample()). n >= 1.
 std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed);

@@ -88,11 +88,12 @@ def _configure(base, keywords):
     return _core.configure(base, [(k, _text(k, v)) for k, v in keywords.items()])
 
 
-_DTYPES = "float32, float64 or uint8"
+_DTYPES = "float32, float64, uint8, int32 or int64"
 
 
 def _array(x, name):
-    """x as a C-contiguous 2-D uint8 or float32 numpy array (uint8: pixels, read as x / 255)."""
+    """x as a C-contiguous 2-D uint8 or float32 numpy array (uint8: pixels, read as x / 255,
+    or the counts 0..255 under a count likelihood; int32 and int64: counts, as float32)."""
     if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray):
         device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else 1
         if device_type != 1 and hasattr(x, "cpu"):  # a CUDA tensor: through the host
@@ -102,6 +103,10 @@ def _array(x, name):
         x = np.from_dlpack(x)
     a = np.asarray(x)
     if a.dtype == np.float64:
+        a = a.astype(np.float32)
+    elif a.dtype in (np.int32, np.int64):
+        if a.size and np.abs(a).max() > 2 ** 24:
+            raise ValueError("%s: an integer beyond 2^24, which float32 holds exactly" % name)
         a = a.astype(np.float32)
     elif a.dtype not in (np.float32, np.uint8):
         raise TypeError("%s: dtype %s is not accepted; give %s" % (name, a.dtype, _DTYPES))

@@ -19,12 +19,14 @@ def _activation(name, x):
 class TorchVAE(nn.Module):
     """The encoder (hidden layers, then a head giving mu and log sigma^2 of q(z|x)) and the
     decoder, with a vae model's weights. forward(x): (mu, logvar, the decoder's output at
-    z = mu); decode_mean(z): sigmoid of the logits (Bernoulli) or the mean (Gaussian), in the
+    z = mu); decode_mean(z): sigmoid of the logits (Bernoulli), exp of the log-rate (Poisson)
+    or the mean (Gaussian), in the
     data's units when the model is standardized (the decoder's output is in the scaled ones)."""
 
     def __init__(self, config, params):
         super().__init__()
         self.activation, self.likelihood, self.latent = config["activation"], config["likelihood"], config["latent"]
+        self.log1p_input = config.get("log1p_input", False)  # the encoder sees log(1 + x)
 
         def linear(prefix):
             w = torch.from_numpy(np.array(params[prefix + ".weight"]))
@@ -48,6 +50,8 @@ class TorchVAE(nn.Module):
 
     def encode(self, x):
         h = (x - self.x_mean) / self.x_std if self.standardized else x
+        if self.log1p_input:
+            h = torch.log1p(h)
         for layer in self.encoder:
             h = _activation(self.activation, layer(h))
         head = self.head(h)
@@ -63,6 +67,8 @@ class TorchVAE(nn.Module):
         out = self.decode(z)
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
+        if self.likelihood == "poisson":
+            return torch.exp(out)
         return out * self.x_std + self.x_mean if self.standardized else out
 
     def forward(self, x):

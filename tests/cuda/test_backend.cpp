@@ -37,18 +37,23 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
     int L;
     bool learned;
     bool hidden;
+    bool log1p = false;
   };
   const std::vector<Case> cases = {{Activation::relu, Likelihood::bernoulli, 1, false, true},
                                    {Activation::tanh, Likelihood::gaussian, 2, true, true},
                                    {Activation::softplus, Likelihood::gaussian, 3, false, true},
-                                   {Activation::leaky_relu, Likelihood::bernoulli, 2, false, false}};
+                                   {Activation::leaky_relu, Likelihood::bernoulli, 2, false, false},
+                                   {Activation::tanh, Likelihood::poisson, 2, false, true},  // uint8: counts 20..235
+                                   {Activation::relu, Likelihood::poisson, 1, false, true, true},
+                                   {Activation::softplus, Likelihood::poisson, 2, false, false, true}};
   const auto data = test::synthetic(100, 61, 31);
   for (const auto& c : cases) {
     ModelConfig m = model61(c.act, c.lik, c.L, c.learned);
     if (!c.hidden) m.encoder_hidden = m.decoder_hidden = {};
+    m.log1p_input = c.log1p;
     const TrainConfig t = train_cfg(37);
     const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
-                             " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers");
+                             " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers") + (c.log1p ? " log1p" : "");
     auto cpu = make(Device::cpu, m, t);
     auto gpu = make(Device::cuda, m, t);
     const auto init = init_parameters(cpu->layout(), m, t.seed);

@@ -178,8 +178,8 @@ def test_inputs_numpy_and_torch_and_views(data):
 def test_bad_input_raises_and_writes_nothing(data, tmp_path):
     _, x, xt = data
     m = vae.VAE(input_dim=20, **SMALL)
-    with pytest.raises(TypeError, match="X: dtype int64 is not accepted; give float32, float64 or uint8"):
-        m.fit(x.astype(np.int64))
+    with pytest.raises(TypeError, match="X: dtype int16 is not accepted; give float32, float64, uint8, int32 or int64"):
+        m.fit(x.astype(np.int16))
     with pytest.raises(ValueError, match="expected a 2-D array"):
         m.fit(x[0])
     with pytest.raises(ValueError, match="has 5 features per item but the model expects 20"):
@@ -281,3 +281,30 @@ def test_real_valued_data_and_standardize(tmp_path):
         tmu, _, _ = t(torch.from_numpy(xt))
         np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-5)
         np.testing.assert_allclose(t.decode_mean(tmu).numpy(), scaled.decode(mu), rtol=1e-5, atol=1e-4)
+
+
+def test_counts_under_the_poisson_likelihood():
+    rng = np.random.default_rng(5)
+    rates = np.where(np.arange(40)[:, None] % 2 == 0, 8.0, 0.5) * np.ones((40, 6))
+    counts = rng.poisson(rates).astype(np.int64)
+    options = dict(SMALL, likelihood="poisson", log1p_input=True)
+    a, b, c = vae.VAE(**options), vae.VAE(**options), vae.VAE(**options)
+    a.fit(counts, epochs=2)  # int64: counts as they are
+    b.fit(counts.astype(np.float32), epochs=2)  # floats holding integers
+    c.fit(counts.astype(np.uint8), epochs=2)  # uint8: the counts 0..255, not x / 255
+    assert np.array_equal(a.parameters()["decoder.out.weight"], b.parameters()["decoder.out.weight"])
+    assert np.array_equal(a.parameters()["decoder.out.weight"], c.parameters()["decoder.out.weight"])
+    assert (a.sample(5, seed=1) > 0).all()  # rates
+    with pytest.raises(ValueError, match="is not a count \\(a non-negative integer\\)"):
+        vae.VAE(**options).fit(counts + 0.5, epochs=1)
+    with pytest.raises(ValueError, match="beyond 2\\^24"):
+        vae.VAE(**options).fit(counts * 2 ** 25, epochs=1)
+    torch = pytest.importorskip("torch")
+    x = counts[:7].astype(np.float32)
+    mu, logvar = a.encode(x)
+    with torch.no_grad():
+        t = a.to_torch()
+        tmu, tlogvar, _ = t(torch.from_numpy(x))
+        rates = t.decode_mean(tmu)
+    np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(rates.numpy(), a.decode(mu), rtol=1e-5, atol=1e-5)

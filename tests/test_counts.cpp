@@ -1,0 +1,126 @@
+// Count data under the Poisson likelihood: uint8 data are the counts 0..255, float data
+// must hold non-negative integers, a model learns counts, and its pictures are refused in
+// one line. (Its gradient: test_gradcheck.cpp; against torch.distributions.Poisson:
+// torch_crosscheck.py; its kernel: tests/cuda.)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+#include "vae/vae.h"
+
+namespace vae {
+namespace {
+
+ModelConfig poisson_model(int dim) {
+  ModelConfig m;
+  m.input_dim = dim;
+  m.encoder_hidden = {12};
+  m.decoder_hidden = {12};
+  m.latent = 2;
+  m.likelihood = Likelihood::poisson;
+  return m;
+}
+
+TrainConfig small_train() {
+  TrainConfig t;
+  t.batch = 16;
+  t.eval_batch = 10;
+  t.device = Device::cpu;
+  return t;
+}
+
+// Counts from a known rate per item: two clusters of items, each feature its own rates.
+double true_rate(std::int64_t i, int j) { return (i % 2 ? 0.5 : 6.0) * (1.0 + j % 3); }
+
+std::shared_ptr<Dataset> poisson_counts(std::int64_t n, int dim, std::uint64_t seed, bool as_u8) {
+  std::mt19937_64 g(seed);
+  auto d = test::dataset_of("counts", n, dim);
+  std::vector<float> v(static_cast<std::size_t>(n) * dim);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < dim; ++j) {
+      const double rate = true_rate(i, j);
+      v[static_cast<std::size_t>(i) * dim + j] =
+          static_cast<float>(std::min(255, std::poisson_distribution<int>(rate)(g)));
+    }
+  if (as_u8) d->u8.assign(v.begin(), v.end());
+  else d->f32 = std::move(v);
+  return d;
+}
+
+TEST(Counts, Uint8DataAreTheCountsThemselves) {
+  const ModelConfig m = poisson_model(9);
+  const auto bytes = poisson_counts(23, 9, 1, true), floats = poisson_counts(23, 9, 1, false);
+  ASSERT_EQ(std::vector<float>(bytes->u8.begin(), bytes->u8.end()), floats->f32);
+  auto b = make_backend(Device::cpu, m, small_train());
+  b->set_parameters(init_parameters(b->layout(), m, 2));
+  const LossSums a = b->evaluate(*bytes), c = b->evaluate(*floats);
+  EXPECT_EQ(a.loss, c.loss);
+  EXPECT_EQ(b->encode(*bytes, 2, 5), b->encode(*floats, 2, 5));
+  const LikelihoodSums la = b->estimate_log_likelihood(*bytes, 3), lc = b->estimate_log_likelihood(*floats, 3);
+  EXPECT_EQ(la.iwae, lc.iwae);
+  EXPECT_TRUE(std::isfinite(a.loss));
+}
+
+TEST(Counts, DataThatAreNotCountsAreRefused) {
+  const ModelConfig m = poisson_model(3);
+  auto b = make_backend(Device::cpu, m, small_train());
+  auto d = test::dataset_of("mine", 2, 3);
+  d->f32 = {0, 1, 2, 3, 4.5f, 5};
+  test::expect_error([&] { b->set_train_data(d); },
+                     "data 'mine': value 4.5 at item 1, feature 1 is not a count (a non-negative integer), which "
+                     "--likelihood poisson needs");
+  d->f32[4] = -1;
+  test::expect_error([&] { b->evaluate(*d); }, "value -1 at item 1, feature 1 is not a count");
+}
+
+TEST(Counts, APoissonModelLearnsCountsAndItsPicturesAreRefused) {
+  test::TempDir dir;
+  const ModelConfig m = poisson_model(9);
+  TrainConfig t = small_train();
+  t.optimizer.lr = 0.01;
+  constexpr int kEpochs = 40;
+  const auto train = poisson_counts(400, 9, 3, true), test_set = poisson_counts(100, 9, 4, true);
+  Session s(m, t);
+  s.set_train_data(train);
+  double first = NAN, last = NAN;
+  for (int e = 0; e < kEpochs; ++e) {
+    const auto out = s.train_epoch(test_set.get(), nullptr);
+    ASSERT_TRUE(out && !out->halted);
+    (e == 0 ? first : last) = out->metrics.test_loss;
+  }
+  // The generating model's own -log p(x) per item, a mixture of the two clusters' Poissons
+  // (computed here, in double): the learned bound comes within 2 nats of it.
+  double truth = 0;
+  std::vector<float> x(9);
+  for (std::int64_t i = 0; i < test_set->count; ++i) {
+    test_set->row(i, x.data());
+    for (float& v : x) v = std::round(v * 255.0f);  // uint8 rows read as x / 255
+    double lp[2] = {0, 0};
+    for (int c = 0; c < 2; ++c)
+      for (int j = 0; j < 9; ++j) {
+        const double r = true_rate(c, j);
+        lp[c] += x[j] * std::log(r) - r - std::lgamma(x[j] + 1.0);
+      }
+    const double top = std::max(lp[0], lp[1]);
+    truth -= top + std::log(0.5 * std::exp(lp[0] - top) + 0.5 * std::exp(lp[1] - top));
+  }
+  truth /= double(test_set->count);
+  EXPECT_LT(last, first - 5.0);
+  EXPECT_LT(last, truth + 2.0) << "the generating model's -log p(x): " << truth;
+  EXPECT_GT(last, truth - 1.0) << "a bound below the truth by more than noise";
+  // The decoder means are rates: those of the first (high-rate) items are larger
+  const std::vector<float> mu = s.backend().encode_means(*test_set, 0, 2);
+  const std::vector<float> rates = s.backend().decode_means(mu);
+  double hi = 0, lo = 0;
+  for (int j = 0; j < 9; ++j) hi += rates[j], lo += rates[9 + j];
+  EXPECT_GT(hi, 3 * lo);
+  EXPECT_EQ(why_no_pictures(m), "the poisson decoder's means are counts, not pixel intensities in [0, 1]: no picture drawn");
+  test::expect_error([&] { write_samples_png(dir.file("s.png"), s.backend(), m, 4, 3, 3, 1); }, why_no_pictures(m));
+}
+
+}  // namespace
+}  // namespace vae
