@@ -310,6 +310,7 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
   const bool poisson = cfg.likelihood == Likelihood::poisson;
+  const bool negative_binomial = cfg.likelihood == Likelihood::negative_binomial;  // logvar: log theta
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
@@ -317,6 +318,17 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
     T acc = 0;
     if (bernoulli) {
       acc = bernoulli_row<Backward>(xr, o, bias, D, scale);
+    } else if (negative_binomial) {
+      T* dt = Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
+      for (int d = 0; d < D; ++d) {
+        T lp, g, gt;
+        ew::negative_binomial(xr[d], o[d] + bias[d], logvar[d], lp, g, gt);
+        acc += lp;
+        if (Backward) {
+          o[d] = g * scale;
+          dt[d] = gt * scale;
+        }
+      }
     } else if (poisson) {
       for (int d = 0; d < D; ++d) {
         T lp, g;

@@ -1,6 +1,6 @@
 // The elementwise math both backends compute, written once: activations and their
 // derivatives, the latent reparameterization and KL, the score-function terms, the
-// Bernoulli and Gaussian log-likelihoods with their gradients, every optimizer's update
+// Bernoulli, Gaussian, Poisson and negative binomial log-likelihoods with their gradients, every optimizer's update
 // and the importance-weight terms. Every function is host+device, so the CPU path (the
 // oracle) and the CUDA kernels evaluate the same formula. Internal to libvae, its tests and
 // benchmarks (not installed). The formulas: docs/ARCHITECTURE.md, "The math".
@@ -89,11 +89,44 @@ VAE_HD void poisson(T x, T o, T& logp, T& dneg_do) {
   dneg_do = rate - x;
 }
 
+// digamma(x) = d lgamma(x) / dx for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to
+// x >= 6, then the asymptotic series (error below 1e-10 there). The CUDA math library has
+// no digamma; this one serves both sides.
+template <class T>
+VAE_HD T digamma(T x) {
+  T acc = 0;
+  while (x < T(6)) {
+    acc -= T(1) / x;
+    x += T(1);
+  }
+  const T f = T(1) / (x * x);
+  return acc + log_(x) - T(0.5) / x -
+         f * (T(1.0 / 12) - f * (T(1.0 / 120) - f * (T(1.0 / 252) - f * (T(1.0 / 240) - f * T(1.0 / 132)))));
+}
+
+// ---- negative binomial decoder: log-mean o, log inverse dispersion t (per feature) -------
+// mu = exp(o), theta = exp(t), lse = log(theta + mu) (stably), p = mu / (theta + mu):
+// log p = lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta (t - lse) + x (o - lse)
+// d(-log p)/do = (x + theta) p - x
+// d(-log p)/dt = -theta [psi(x + theta) - psi(theta) + t - lse + p] + x (1 - p)
+template <class T>
+VAE_HD void negative_binomial(T x, T o, T t, T& logp, T& dneg_do, T& dneg_dt) {
+  const T theta = exp_(t);
+  const T hi = o > t ? o : t, lo = o > t ? t : o;
+  const T lse = hi + log1p_(exp_(lo - hi));
+  const T p = exp_(o - lse);
+  logp = lgamma_(x + theta) - lgamma_(theta) - lgamma_(x + T(1)) + theta * (t - lse) + x * (o - lse);
+  dneg_do = (x + theta) * p - x;
+  dneg_dt = -theta * (digamma(x + theta) - digamma(theta) + t - lse + p) + x * (T(1) - p);
+}
+
 // The decoder's mean at output o (bias added): sigmoid(o) for Bernoulli logits, o itself
-// for a Gaussian mean, exp(o) for a Poisson log-rate. The stable sigmoid, as above.
+// for a Gaussian mean, exp(o) for a Poisson log-rate or a negative binomial's log-mean. The
+// stable sigmoid, as above.
 template <class T>
 VAE_HD T decoder_mean(Likelihood lik, T o) {
-  if (lik == Likelihood::poisson) return exp_(o);
+  // counts_likelihood(lik), written out: that one is host code
+  if (lik == Likelihood::poisson || lik == Likelihood::negative_binomial) return exp_(o);
   if (lik != Likelihood::bernoulli) return o;
   const T e = exp_(-abs_(o));
   const T inv = T(1) / (T(1) + e);

@@ -49,9 +49,10 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) {
     width = cfg.decoder_hidden[i];
   }
   output_ = add_linear("decoder.out", width, cfg.input_dim);
-  if (cfg.likelihood == Likelihood::gaussian && cfg.learn_sigma) {
+  if (has_feature_parameter(cfg)) {
     has_logvar_ = true;
-    logvar_ = add("decoder.logvar", {cfg.input_dim});
+    logvar_ = add(cfg.likelihood == Likelihood::negative_binomial ? "decoder.log_theta" : "decoder.logvar",
+                  {cfg.input_dim});
   }
 }
 
@@ -84,8 +85,8 @@ std::vector<float> init_parameters(const ParamLayout& layout, const ModelConfig&
   fill(layout.head());
   for (const auto& l : layout.decoder()) fill(l);
   fill(layout.output());
-  if (layout.has_logvar()) {
-    const float lv = static_cast<float>(2.0 * std::log(cfg.sigma));
+  if (layout.has_logvar()) {  // log sigma^2; the negative binomial's log theta starts at 0 (theta 1)
+    const float lv = cfg.likelihood == Likelihood::negative_binomial ? 0.0f : static_cast<float>(2.0 * std::log(cfg.sigma));
     for (int i = 0; i < cfg.input_dim; ++i) p[layout.logvar() + i] = lv;
   }
   return p;

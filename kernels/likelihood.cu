@@ -12,7 +12,10 @@
 namespace vae::gpu {
 namespace {
 
-enum class Kind { bernoulli, poisson, gaussian_fixed, gaussian_learned };
+enum class Kind { bernoulli, poisson, negative_binomial, gaussian_fixed, gaussian_learned };
+// The kinds with a learned per-feature parameter, read from `logvar` (log theta for the
+// negative binomial) and summed into `dlogvar`.
+__host__ __device__ constexpr bool per_feature(Kind k) { return k == Kind::gaussian_learned || k == Kind::negative_binomial; }
 
 // Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes). Thread (c, r):
 // one element per row of its lane. A warp is one row of a tile: its log p partial is a
@@ -27,7 +30,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
                       unsigned* __restrict__ counters) {
   constexpr bool kGrad = M != LikelihoodMode::forward;
   constexpr bool kRowSums = M != LikelihoodMode::weighted;
-  constexpr int NV = K == Kind::gaussian_learned ? 2 : 1;
+  constexpr int NV = per_feature(K) ? 2 : 1;
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int col = blockIdx.x * kTileCols + tx;
   const int ntiles = static_cast<int>(gridDim.x);
@@ -35,7 +38,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
   float* row_partial = partial + (kGrad ? static_cast<std::size_t>(NV) * nchunks * D : 0);  // (R, ntiles)
 
   float lv = fixed_lv, iv = fixed_iv;
-  if (K == Kind::gaussian_learned && col < D) {
+  if (per_feature(K) && col < D) {
     lv = logvar[col];
     iv = ew::exp_(-lv);
   }
@@ -66,12 +69,13 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
           }
         } else {
           float gm, glv;
-          ew::gaussian(xv, o, lv, iv, lp, gm, glv);
+          if constexpr (K == Kind::negative_binomial) ew::negative_binomial(xv, o, lv, lp, gm, glv);
+          else ew::gaussian(xv, o, lv, iv, lp, gm, glv);
           if (kGrad) {
             gm *= sc;
             out[i] = gm;
             acc[0] += gm;
-            if constexpr (K == Kind::gaussian_learned) acc[NV - 1] += sc * glv;
+            if constexpr (per_feature(K)) acc[NV - 1] += sc * glv;
           }
         }
       }
@@ -153,10 +157,11 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   if (a.n <= 0 || a.L <= 0 || D <= 0)
     throw_error("likelihood_forward_backward: n, L and D must be positive, got ", a.n, ", ", a.L, ", ", D);
   if (!a.out || !a.bias || !a.x) throw_error("likelihood_forward_backward: null device pointer");
-  const bool learned = cfg.likelihood == Likelihood::gaussian && cfg.learn_sigma;
+  const bool learned = has_feature_parameter(cfg);
   const bool grad = mode != LikelihoodMode::forward;
   const bool row_sums = mode != LikelihoodMode::weighted;
-  if (learned && !a.logvar) throw_error("likelihood_forward_backward: learned sigma needs the logvar parameters");
+  if (learned && !a.logvar)
+    throw_error("likelihood_forward_backward: the learned per-feature parameter (logvar or log theta) is missing");
   if (grad && (!a.dbias || (learned && !a.dlogvar)))
     throw_error("likelihood_forward_backward: the gradient needs dbias", learned ? " and dlogvar" : "");
   if (row_sums && !a.row_logp) throw_error("likelihood_forward_backward: row_logp is null");
@@ -172,6 +177,8 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
     launch_mode<Kind::bernoulli>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (cfg.likelihood == Likelihood::poisson)
     launch_mode<Kind::poisson>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else if (cfg.likelihood == Likelihood::negative_binomial)
+    launch_mode<Kind::negative_binomial>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (!learned)
     launch_mode<Kind::gaussian_fixed>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else

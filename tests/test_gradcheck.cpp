@@ -32,7 +32,10 @@ std::string case_name(const GradCase& c) {
   for (int h : c.enc) s += std::to_string(h);
   s += "_dec";
   for (int h : c.dec) s += std::to_string(h);
-  return s + (c.log1p ? "_log1p" : "");
+  s += c.log1p ? "_log1p" : "";
+  for (char& ch : s)
+    if (ch == '-') ch = '_';  // negative-binomial: a test name takes no '-'
+  return s;
 }
 
 void PrintTo(const GradCase& c, std::ostream* os) { *os << case_name(c); }
@@ -59,7 +62,7 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   const ParamLayout& layout = model.layout();
   const auto init = init_parameters(layout, cfg, 11);
   std::copy(init.begin(), init.end(), model.params().begin());
-  if (layout.has_logvar()) {  // vary the learned log-variance so every dimension differs
+  if (layout.has_logvar()) {  // vary the learned log-variance (log theta) so every dimension differs
     const auto lv = test::uniform_values<double>(cfg.input_dim, -0.5, 0.5, 5);
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv[d];
   }
@@ -100,13 +103,15 @@ std::vector<GradCase> all_cases() {
   std::vector<GradCase> cases;
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
-                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false}})
+                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false},
+                                std::pair{Likelihood::negative_binomial, false}})
       for (int L : {1, 3})
         for (double beta : {1.0, 0.5}) cases.push_back({a, lik, learned, L, beta, {6, 5}, {4}});
   // The IWAE loss with K = 1 and K = 4 samples, every activation and likelihood.
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
-                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false}})
+                                std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false},
+                                std::pair{Likelihood::negative_binomial, false}})
       for (int K : {1, 4}) cases.push_back({a, lik, learned, K, 1.0, {6, 5}, {4}, true});
   cases.push_back({Activation::tanh, Likelihood::gaussian, true, 3, 1.0, {}, {}, true});
   // No hidden layers at all (linear encoder and decoder), and only a decoder hidden layer.
@@ -115,6 +120,7 @@ std::vector<GradCase> all_cases() {
   // Counts with the encoder on log(1 + x): with hidden layers, and with the head first.
   cases.push_back({Activation::tanh, Likelihood::poisson, false, 2, 1.0, {6}, {4}, false, true});
   cases.push_back({Activation::relu, Likelihood::poisson, false, 3, 1.0, {}, {4}, true, true});
+  cases.push_back({Activation::softplus, Likelihood::negative_binomial, false, 2, 0.5, {5}, {4}, false, true});
   return cases;
 }
 

@@ -21,7 +21,7 @@ try:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from torch.distributions import Normal, Poisson, kl_divergence
+    from torch.distributions import NegativeBinomial, Normal, Poisson, kl_divergence
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import safetensors_np
@@ -80,6 +80,9 @@ def torch_loss(t, cfg, pass_name):
         logp = -F.binary_cross_entropy_with_logits(out, xr, reduction="none").sum(1)
     elif m["likelihood"] == "poisson":  # the decoder's output is the log-rate
         logp = Poisson(torch.exp(out)).log_prob(xr).sum(1)
+    elif m["likelihood"] == "negative-binomial":  # log-mean o, log inverse dispersion t: logits o - t
+        t = p["decoder.log_theta"]
+        logp = NegativeBinomial(total_count=torch.exp(t).expand_as(out), logits=out - t).log_prob(xr).sum(1)
     else:
         if m["learn_sigma"]:
             scale = torch.exp(0.5 * p["decoder.logvar"]).expand_as(out)

@@ -117,14 +117,17 @@ int main(int argc, char** argv) {
   try {
     for (vae::Activation a : {vae::Activation::relu, vae::Activation::tanh, vae::Activation::leaky_relu,
                               vae::Activation::softplus})
-      for (int lik = 0; lik < 4; ++lik) {
+      for (int lik = 0; lik < 5; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9, 7};
         c.decoder_hidden = {8};
         c.latent = 4;
         c.activation = a;
-        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : lik == 3 ? vae::Likelihood::poisson : vae::Likelihood::gaussian;
+        c.likelihood = lik == 0   ? vae::Likelihood::bernoulli
+                       : lik == 3 ? vae::Likelihood::poisson
+                       : lik == 4 ? vae::Likelihood::negative_binomial
+                                  : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.6;
         c.samples = 1 + (k % 3);
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
       }
     // The score-function ELBO and the IWAE bound on a few of those shapes (L = K samples).
     for (vae::Pass pass : {vae::Pass::elbo_score, vae::Pass::iwae})
-      for (int lik = 0; lik < 4; ++lik) {
+      for (int lik = 0; lik < 5; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9};
@@ -143,8 +146,12 @@ int main(int argc, char** argv) {
         c.activation = lik == 0 ? vae::Activation::relu
                        : lik == 1 ? vae::Activation::tanh
                        : lik == 2 ? vae::Activation::softplus
-                                  : vae::Activation::leaky_relu;
-        c.likelihood = lik == 0 ? vae::Likelihood::bernoulli : lik == 3 ? vae::Likelihood::poisson : vae::Likelihood::gaussian;
+                       : lik == 3 ? vae::Activation::leaky_relu
+                                  : vae::Activation::tanh;
+        c.likelihood = lik == 0   ? vae::Likelihood::bernoulli
+                       : lik == 3 ? vae::Likelihood::poisson
+                       : lik == 4 ? vae::Likelihood::negative_binomial
+                                  : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.7;
         c.samples = 2 + lik % 3;

@@ -42,7 +42,7 @@ class LikelihoodCase final : public OpCase {
         row_logp_(static_cast<std::size_t>(n) * L, "row log p"),
         scratch_(reduce_scratch(n * L, D,
                                 mode == Mode::forward ? 0
-                                : learned             ? 2
+                                : learned || lik == Likelihood::negative_binomial ? 2
                                                       : 1,
                                 mode != Mode::weighted)) {
     arrays({&out_, &bias_, &logvar_, &x_, &scale_, &dbias_, &dlogvar_, &row_logp_},
@@ -52,7 +52,7 @@ class LikelihoodCase final : public OpCase {
     gpu::LikelihoodArgs a;
     a.out = out_.get();
     a.bias = bias_.get();
-    a.logvar = cfg_.learn_sigma ? logvar_.get() : nullptr;
+    a.logvar = has_feature_parameter(cfg_) ? logvar_.get() : nullptr;
     a.x = x_.get();
     a.n = n_;
     a.L = L_;
@@ -77,7 +77,7 @@ class LikelihoodCase final : public OpCase {
     }
     c.close(out_.download(), w.grad, mode_ == Mode::weighted ? 1e-8 : 1e-6, 1e-5, "d loss / d logits");
     c.sums(dbias_.download(), column_sums(w.grad, R, D), "output bias gradient");
-    if (cfg_.learn_sigma)
+    if (has_feature_parameter(cfg_))
       c.sums(dlogvar_.download(), column_sums(w.dlv, R, D), "log-variance gradient");
     else
       c.untouched(dlogvar_.download(), "log-variance gradient of a fixed variance");
@@ -122,7 +122,7 @@ class LikelihoodCase final : public OpCase {
     for (auto& o : v) o *= 2.0f;
     return v;
   }
-  const float* logvar() const { return cfg_.learn_sigma ? logvar_.init().data() : nullptr; }
+  const float* logvar() const { return has_feature_parameter(cfg_) ? logvar_.init().data() : nullptr; }
   Want twin() const {
     const int R = n_ * L_, D = cfg_.input_dim;
     Want w{out_.init(), std::vector<float>(out_.size(), 0.0f), {}};
@@ -147,7 +147,7 @@ class LikelihoodCase final : public OpCase {
     for (int d = 0; d < D; ++d) {
       for (int r = 0; r < R; ++r) o[r] = out_.init()[static_cast<std::size_t>(r) * D + d];
       for (int b = 0; b < n_; ++b) x[b] = x_.init()[static_cast<std::size_t>(b) * D + d];
-      const float* lv = cfg_.learn_sigma ? logvar_.init().data() + d : nullptr;
+      const float* lv = has_feature_parameter(cfg_) ? logvar_.init().data() + d : nullptr;
       cpu::likelihood_pass<float, false>(one, o.data(), bias_.init().data() + d, lv, x.data(), n_, L_, 0.0f, nullptr,
                                          lp.data());
       for (int r = 0; r < R; ++r) terms[static_cast<std::size_t>(r) * D + d] = lp[r];

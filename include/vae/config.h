@@ -8,10 +8,12 @@
 namespace vae {
 
 enum class Activation : int { relu = 0, tanh = 1, leaky_relu = 2, softplus = 3 };
-enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2 };
+enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2, negative_binomial = 3 };
 // Whether the likelihood models counts: its data are non-negative integers, and uint8 data
 // are read as the counts 0..255, not as pixels x / 255.
-inline bool counts_likelihood(Likelihood lik) { return lik == Likelihood::poisson; }
+inline bool counts_likelihood(Likelihood lik) {
+  return lik == Likelihood::poisson || lik == Likelihood::negative_binomial;
+}
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
 enum class Precision : int { fp32 = 0, fp64 = 1 };
@@ -70,6 +72,14 @@ struct ModelConfig {
 
   void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };
+
+// Whether the likelihood learns one parameter per feature besides the decoder's output (the
+// layout's "logvar" slot, ParamLayout::logvar()): the Gaussian's log-variance with
+// learn_sigma ("decoder.logvar"), the negative binomial's log inverse dispersion
+// ("decoder.log_theta").
+inline bool has_feature_parameter(const ModelConfig& m) {
+  return (m.likelihood == Likelihood::gaussian && m.learn_sigma) || m.likelihood == Likelihood::negative_binomial;
+}
 
 // The optimizer, in PyTorch's forms (torch.optim.Adam, AdamW, SGD, RMSprop), and its
 // learning-rate schedule.

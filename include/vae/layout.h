@@ -42,7 +42,9 @@ class ParamLayout {
   const std::vector<LinearView>& decoder() const { return decoder_; }  // hidden layers
   const LinearView& output() const { return output_; }                 // -> D logits / means
   bool has_logvar() const { return has_logvar_; }
-  std::size_t logvar() const { return logvar_; }  // learned Gaussian log-variance (D)
+  // The likelihood's learned per-feature parameter (D), has_feature_parameter(): the
+  // Gaussian's log-variance, or the negative binomial's log inverse dispersion.
+  std::size_t logvar() const { return logvar_; }
   int max_width() const { return max_width_; }    // widest activation of any layer
   // The encoder's tensors (phi) fill [0, encoder_end()), the decoder's (theta) the rest.
   std::size_t encoder_end() const { return decoder_.empty() ? output_.weight : decoder_.front().weight; }
