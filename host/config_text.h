@@ -25,7 +25,8 @@ struct EnumNames;
 VAE_ENUM_NAMES(Activation, "activation", {"relu", Activation::relu}, {"tanh", Activation::tanh},
                {"leaky_relu", Activation::leaky_relu}, {"softplus", Activation::softplus})
 VAE_ENUM_NAMES(Likelihood, "likelihood", {"bernoulli", Likelihood::bernoulli}, {"gaussian", Likelihood::gaussian},
-               {"poisson", Likelihood::poisson}, {"negative-binomial", Likelihood::negative_binomial})
+               {"poisson", Likelihood::poisson}, {"negative-binomial", Likelihood::negative_binomial},
+               {"zinb", Likelihood::zinb})
 VAE_ENUM_NAMES(Binarize, "binarization", {"none", Binarize::none}, {"static", Binarize::static_threshold},
                {"dynamic", Binarize::dynamic})
 VAE_ENUM_NAMES(Device, "device", {"auto", Device::automatic}, {"cpu", Device::cpu}, {"cuda", Device::cuda})

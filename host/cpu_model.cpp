@@ -35,6 +35,7 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
   lpq_.assign(R, T(0));
   weights_.assign(R, T(0));
   if (layout_.has_logvar()) dlv_rows_.assign(R * cfg.input_dim, T(0));
+  if (layout_.has_zi()) dzi_rows_.assign(R * cfg.input_dim, T(0));
   if (cfg.log1p_input) xin_.assign(B * cfg.input_dim, T(0));
   recon_.assign(B, T(0));
   kl_.assign(B, T(0));
@@ -95,23 +96,26 @@ LossSums CpuModel<T>::run(const T* x, const T* eps, int n, int L, double beta, P
   const auto& out = layout_.output();
   blas::linear_forward(R, out.in, out.out, a, p + out.weight, logits_.data());
   const T* logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
+  const T* zi = layout_.has_zi() ? p + layout_.zi() : nullptr;
   if (pass == Pass::forward) {
-    likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(0), nullptr, row_logp_.data());
+    likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(0), nullptr, row_logp_.data(), zi);
   } else if (pass == Pass::iwae) {
     // Gradients per row first (scale 1), then each row weighted by its normalized weight / n.
     likelihood_pass<T, true>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(1), dlv_rows_.data(),
-                             row_logp_.data());
+                             row_logp_.data(), zi, dzi_rows_.data());
     importance_weights(row_logp_.data(), lpq_.data(), n, L, weights_.data(), bound_.data());
     for (int r = 0; r < R; ++r) weights_[r] /= T(n);
     scale_rows(logits_.data(), weights_.data(), R, out.out);
     if (logvar) scale_rows(dlv_rows_.data(), weights_.data(), R, out.out);
+    if (zi) scale_rows(dzi_rows_.data(), weights_.data(), R, out.out);
   } else {
     likelihood_pass<T, true>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(1) / T(R), dlv_rows_.data(),
-                             row_logp_.data());
+                             row_logp_.data(), zi, dzi_rows_.data());
   }
   if (pass != Pass::forward) {
     column_sums(logits_.data(), R, out.out, g + out.bias);
     if (logvar) column_sums(dlv_rows_.data(), R, out.out, g + layout_.logvar());
+    if (zi) column_sums(dzi_rows_.data(), R, out.out, g + layout_.zi());
   }
 
   LossSums sums;
@@ -185,7 +189,8 @@ void CpuModel<T>::decode_log_likelihood(const T* x, const T* z, int n, int L) {
   const T* p = params_.data();
   blas::linear_forward(n * L, out.in, out.out, a, p + out.weight, logits_.data());
   const T* logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
-  likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(0), nullptr, row_logp_.data());
+  likelihood_pass<T, false>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(0), nullptr, row_logp_.data(),
+                            layout_.has_zi() ? p + layout_.zi() : nullptr);
 }
 
 template <class T>

@@ -302,15 +302,17 @@ float bernoulli_row(const float* x, float* o, const float* bias, int D, float sc
 // Likelihood pass over R = n*L rows (L samples of each data point): o = raw + bias; row log p into row_logp; with
 // backward, raw <- scale * d(-log p)/do and, for a learned log-variance, dlv_rows <-
 // scale * d(-log p)/dlv. The bias and log-variance gradients are column sums of those.
+// The ZINB's zero-inflation logits zi (D) come with dzi_rows like logvar with dlv_rows.
 template <class T, bool Backward>
 void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, int L, T scale,
-                     T* dlv_rows, T* row_logp) {
+                     T* dlv_rows, T* row_logp, const T* zi = nullptr, T* dzi_rows = nullptr) {
   const int D = cfg.input_dim;
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
   const bool poisson = cfg.likelihood == Likelihood::poisson;
   const bool negative_binomial = cfg.likelihood == Likelihood::negative_binomial;  // logvar: log theta
+  const bool zinb = cfg.likelihood == Likelihood::zinb;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
@@ -318,6 +320,19 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
     T acc = 0;
     if (bernoulli) {
       acc = bernoulli_row<Backward>(xr, o, bias, D, scale);
+    } else if (zinb) {
+      T* dt = Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
+      T* dw = Backward ? dzi_rows + static_cast<std::size_t>(r) * D : nullptr;
+      for (int d = 0; d < D; ++d) {
+        T lp, g, gt, gw;
+        ew::zinb(xr[d], o[d] + bias[d], logvar[d], zi[d], lp, g, gt, gw);
+        acc += lp;
+        if (Backward) {
+          o[d] = g * scale;
+          dt[d] = gt * scale;
+          dw[d] = gw * scale;
+        }
+      }
     } else if (negative_binomial) {
       T* dt = Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
       for (int d = 0; d < D; ++d) {

@@ -1,6 +1,6 @@
 // The elementwise math both backends compute, written once: activations and their
 // derivatives, the latent reparameterization and KL, the score-function terms, the
-// Bernoulli, Gaussian, Poisson and negative binomial log-likelihoods with their gradients, every optimizer's update
+// Bernoulli, Gaussian, Poisson, negative binomial and ZINB log-likelihoods with their gradients, every optimizer's update
 // and the importance-weight terms. Every function is host+device, so the CPU path (the
 // oracle) and the CUDA kernels evaluate the same formula. Internal to libvae, its tests and
 // benchmarks (not installed). The formulas: docs/ARCHITECTURE.md, "The math".
@@ -120,13 +120,42 @@ VAE_HD void negative_binomial(T x, T o, T t, T& logp, T& dneg_do, T& dneg_dt) {
   dneg_dt = -theta * (digamma(x + theta) - digamma(theta) + t - lse + p) + x * (T(1) - p);
 }
 
+// ---- zero-inflated negative binomial: the NB above and a zero-inflation logit w ---------
+// pi = sigmoid(w) structural zeros: log p = log(pi + (1 - pi) NB(0)) for x = 0, and
+// log(1 - pi) + log NB(x) for x > 0. With a = log NB(0) = theta (t - lse) and
+// r = NB(0)(1 - pi) / p(0), the NB's share of a zero: at x = 0 the NB's gradients are
+// scaled by r and d(-log p)/dw = sigmoid(w) - (1 - r); at x > 0, d(-log p)/dw = sigmoid(w).
+template <class T>
+VAE_HD void zinb(T x, T o, T t, T w, T& logp, T& dneg_do, T& dneg_dt, T& dneg_dw) {
+  T lnb, go, gt;
+  negative_binomial(x, o, t, lnb, go, gt);
+  const T e = exp_(-abs_(w));
+  const T softplus_w = (w > T(0) ? w : T(0)) + log1p_(e);  // -log(1 - pi)
+  const T sigmoid_w = w >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  if (x > T(0)) {
+    logp = lnb - softplus_w;
+    dneg_do = go;
+    dneg_dt = gt;
+    dneg_dw = sigmoid_w;
+    return;
+  }
+  const T hi = w > lnb ? w : lnb, lo = w > lnb ? lnb : w;
+  const T l2 = hi + log1p_(exp_(lo - hi));  // log(e^w + NB(0))
+  const T r = exp_(lnb - l2);
+  logp = l2 - softplus_w;
+  dneg_do = r * go;
+  dneg_dt = r * gt;
+  dneg_dw = sigmoid_w - (T(1) - r);
+}
+
 // The decoder's mean at output o (bias added): sigmoid(o) for Bernoulli logits, o itself
-// for a Gaussian mean, exp(o) for a Poisson log-rate or a negative binomial's log-mean. The
-// stable sigmoid, as above.
+// for a Gaussian mean, exp(o) for a Poisson log-rate or a negative binomial's log-mean (the
+// ZINB's too: the count expected when it is not a structural zero, scVI's rate). The stable
+// sigmoid, as above.
 template <class T>
 VAE_HD T decoder_mean(Likelihood lik, T o) {
   // counts_likelihood(lik), written out: that one is host code
-  if (lik == Likelihood::poisson || lik == Likelihood::negative_binomial) return exp_(o);
+  if (lik == Likelihood::poisson || lik == Likelihood::negative_binomial || lik == Likelihood::zinb) return exp_(o);
   if (lik != Likelihood::bernoulli) return o;
   const T e = exp_(-abs_(o));
   const T inv = T(1) / (T(1) + e);

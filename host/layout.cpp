@@ -51,8 +51,11 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) {
   output_ = add_linear("decoder.out", width, cfg.input_dim);
   if (has_feature_parameter(cfg)) {
     has_logvar_ = true;
-    logvar_ = add(cfg.likelihood == Likelihood::negative_binomial ? "decoder.log_theta" : "decoder.logvar",
-                  {cfg.input_dim});
+    logvar_ = add(cfg.likelihood == Likelihood::gaussian ? "decoder.logvar" : "decoder.log_theta", {cfg.input_dim});
+  }
+  if (cfg.likelihood == Likelihood::zinb) {
+    has_zi_ = true;
+    zi_ = add("decoder.zi_logit", {cfg.input_dim});
   }
 }
 
@@ -85,10 +88,12 @@ std::vector<float> init_parameters(const ParamLayout& layout, const ModelConfig&
   fill(layout.head());
   for (const auto& l : layout.decoder()) fill(l);
   fill(layout.output());
-  if (layout.has_logvar()) {  // log sigma^2; the negative binomial's log theta starts at 0 (theta 1)
-    const float lv = cfg.likelihood == Likelihood::negative_binomial ? 0.0f : static_cast<float>(2.0 * std::log(cfg.sigma));
+  if (layout.has_logvar()) {  // log sigma^2; a log theta starts at 0 (theta 1)
+    const float lv = cfg.likelihood != Likelihood::gaussian ? 0.0f : static_cast<float>(2.0 * std::log(cfg.sigma));
     for (int i = 0; i < cfg.input_dim; ++i) p[layout.logvar() + i] = lv;
   }
+  if (layout.has_zi())  // zero-inflation logits start at -2: 12% structural zeros
+    for (int i = 0; i < cfg.input_dim; ++i) p[layout.zi() + i] = -2.0f;
   return p;
 }
 

@@ -58,7 +58,8 @@ std::vector<Option> model_options() {
       entry("likelihood", "--likelihood", MODEL(likelihood), G::model,
             "Decoder likelihood: bernoulli (logits, targets in [0,1]), gaussian (mean output, any real values) or "
             "poisson (log-rate output, counts: non-negative integers; uint8 data are counts 0..255) or "
-            "negative-binomial (log-mean output and a learned inverse dispersion per feature, as scVI; counts)"),
+            "negative-binomial (log-mean output and a learned inverse dispersion per feature, as scVI; counts) or zinb "
+            "(the same with a learned zero-inflation logit per feature)"),
       entry("sigma", "--sigma", MODEL(sigma), G::model,
             "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma")
           .above(0).when("likelihood", {"gaussian"}, "the Gaussian decoder's standard deviation"),
@@ -72,7 +73,7 @@ std::vector<Option> model_options() {
       entry("log1p_input", "--log1p-input", MODEL(log1p_input), G::model,
             "Count likelihoods: feed the encoder log(1 + x) while the likelihood sees the counts x (for counts as "
             "large as 0..255)")
-          .when("likelihood", {"poisson", "negative-binomial"}, "for the count likelihoods"),
+          .when("likelihood", {"poisson", "negative-binomial", "zinb"}, "for the count likelihoods"),
       entry("samples", "--samples", MODEL(samples), G::model,
             "Monte Carlo samples L of z per data point in the ELBO (with --objective iwae: of the test ELBO; "
             "training draws --k)")

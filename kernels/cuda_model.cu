@@ -71,7 +71,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   const int cols = std::max(W, static_cast<int>(D));
   const std::size_t partial =
       std::max({reduce_partial_floats(rows, cols, 1, false), reduce_partial_floats(max_batch, cfg.latent, 2, false),
-                reduce_partial_floats(rows, cfg.input_dim, 2, true)});
+                reduce_partial_floats(rows, cfg.input_dim, 3, true)});
   scratch_ = ReduceScratchBuffers(partial, rows, cols, stream_);
 
   VAE_CUDA_CHECK(cudaMemsetAsync(flat_.get(), 0, flat_.bytes(), stream_));
@@ -133,6 +133,7 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   if (pass != Pass::forward) {
     la.dbias = g + out.bias;
     la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
+    la.dzi = layout_.has_zi() ? g + layout_.zi() : nullptr;
   }
   switch (pass) {
     case Pass::forward: likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_.view(), stream_); return;
@@ -231,6 +232,7 @@ LikelihoodArgs CudaModel::decode_output(const float* z, int n, int L) {
   la.out = logits_.get();
   la.bias = p + out.bias;
   la.logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
+  la.zi = layout_.has_zi() ? p + layout_.zi() : nullptr;
   la.x = x_.get();
   la.n = n;
   la.L = L;

@@ -12,10 +12,12 @@
 namespace vae::gpu {
 namespace {
 
-enum class Kind { bernoulli, poisson, negative_binomial, gaussian_fixed, gaussian_learned };
+enum class Kind { bernoulli, poisson, negative_binomial, zinb, gaussian_fixed, gaussian_learned };
 // The kinds with a learned per-feature parameter, read from `logvar` (log theta for the
 // negative binomial) and summed into `dlogvar`.
-__host__ __device__ constexpr bool per_feature(Kind k) { return k == Kind::gaussian_learned || k == Kind::negative_binomial; }
+__host__ __device__ constexpr bool per_feature(Kind k) {
+  return k == Kind::gaussian_learned || k == Kind::negative_binomial || k == Kind::zinb;
+}
 
 // Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes). Thread (c, r):
 // one element per row of its lane. A warp is one row of a tile: its log p partial is a
@@ -27,10 +29,10 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
                       const float* __restrict__ x, int L, int R, int D, float scale,
                       const float* __restrict__ row_scale, float fixed_lv, float fixed_iv, float* __restrict__ dbias,
                       float* __restrict__ dlogvar, float* __restrict__ row_logp, float* __restrict__ partial,
-                      unsigned* __restrict__ counters) {
+                      unsigned* __restrict__ counters, const float* __restrict__ zi, float* __restrict__ dzi) {
   constexpr bool kGrad = M != LikelihoodMode::forward;
   constexpr bool kRowSums = M != LikelihoodMode::weighted;
-  constexpr int NV = per_feature(K) ? 2 : 1;
+  constexpr int NV = K == Kind::zinb ? 3 : per_feature(K) ? 2 : 1;  // d bias, d logvar / log theta, d zi
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int col = blockIdx.x * kTileCols + tx;
   const int ntiles = static_cast<int>(gridDim.x);
@@ -43,6 +45,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
     iv = ew::exp_(-lv);
   }
   const float b = col < D ? bias[col] : 0.0f;
+  const float w = K == Kind::zinb && col < D ? zi[col] : 0.0f;
   float acc[NV];
 #pragma unroll
   for (int v = 0; v < NV; ++v) acc[v] = 0.0f;
@@ -68,14 +71,16 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
             acc[0] += g;
           }
         } else {
-          float gm, glv;
-          if constexpr (K == Kind::negative_binomial) ew::negative_binomial(xv, o, lv, lp, gm, glv);
+          float gm, glv, gw = 0.0f;
+          if constexpr (K == Kind::zinb) ew::zinb(xv, o, lv, w, lp, gm, glv, gw);
+          else if constexpr (K == Kind::negative_binomial) ew::negative_binomial(xv, o, lv, lp, gm, glv);
           else ew::gaussian(xv, o, lv, iv, lp, gm, glv);
           if (kGrad) {
             gm *= sc;
             out[i] = gm;
             acc[0] += gm;
-            if constexpr (per_feature(K)) acc[NV - 1] += sc * glv;
+            if constexpr (per_feature(K)) acc[1] += sc * glv;
+            if constexpr (K == Kind::zinb) acc[2] += sc * gw;
           }
         }
       }
@@ -89,7 +94,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
   if constexpr (kGrad) {
     write_column_partials<NV>(acc, D, partial);
     if (last_block_ticket(counters + blockIdx.x, nchunks)) {
-      float* const outs[2] = {dbias, dlogvar};
+      float* const outs[3] = {dbias, dlogvar, dzi};
       finish_column_sums<NV>(D, partial, outs);
     }
   }
@@ -116,7 +121,7 @@ void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, flo
   const dim3 block(kTileCols, kLanes);
   likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, a.L, R, D, scale, a.row_scale,
                                                       fixed_lv, fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
-                                                      s.counters);
+                                                      s.counters, a.zi, a.dzi);
   VAE_LAUNCH_CHECK("likelihood_kernel");
 }
 
@@ -160,6 +165,9 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   const bool learned = has_feature_parameter(cfg);
   const bool grad = mode != LikelihoodMode::forward;
   const bool row_sums = mode != LikelihoodMode::weighted;
+  const bool zero_inflated = cfg.likelihood == Likelihood::zinb;
+  if (zero_inflated && (!a.zi || (grad && !a.dzi)))
+    throw_error("likelihood_forward_backward: the ZINB needs its zero-inflation logits", grad ? " and their gradient" : "");
   if (learned && !a.logvar)
     throw_error("likelihood_forward_backward: the learned per-feature parameter (logvar or log theta) is missing");
   if (grad && (!a.dbias || (learned && !a.dlogvar)))
@@ -168,7 +176,7 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   if (mode == LikelihoodMode::weighted && !a.row_scale)
     throw_error("likelihood_forward_backward: the weighted mode needs row_scale");
   const int R = a.n * a.L;
-  const int nv = grad ? (learned ? 2 : 1) : 0;
+  const int nv = grad ? (zero_inflated ? 3 : learned ? 2 : 1) : 0;
   check_reduce_scratch(scratch, R, D, nv, row_sums, "likelihood_forward_backward");
   // The fixed log-variance and its inverse, as the CPU computes them.
   const float fixed_lv = static_cast<float>(2.0 * std::log(cfg.sigma));
@@ -179,6 +187,8 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
     launch_mode<Kind::poisson>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (cfg.likelihood == Likelihood::negative_binomial)
     launch_mode<Kind::negative_binomial>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else if (zero_inflated)
+    launch_mode<Kind::zinb>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (!learned)
     launch_mode<Kind::gaussian_fixed>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else

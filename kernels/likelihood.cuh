@@ -31,6 +31,8 @@ struct LikelihoodArgs {
   float* dbias = nullptr;      // (D) gradient modes
   float* dlogvar = nullptr;    // (D) gradient modes with a learned log-variance
   float* row_logp = nullptr;   // (R) log p(x | z_r): forward and backward modes
+  const float* zi = nullptr;   // (D) the ZINB's zero-inflation logits, or null
+  float* dzi = nullptr;        // (D) their gradient (gradient modes, ZINB)
 };
 
 // cfg gives D, the likelihood and sigma.

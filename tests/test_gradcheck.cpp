@@ -66,6 +66,10 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
     const auto lv = test::uniform_values<double>(cfg.input_dim, -0.5, 0.5, 5);
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv[d];
   }
+  if (layout.has_zi()) {  // and the zero-inflation logits
+    const auto w = test::uniform_values<double>(cfg.input_dim, -2.0, 1.0, 6);
+    for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.zi() + d] = w[d];
+  }
   auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * cfg.input_dim, 0.05, 0.95, 1);
   if (counts_likelihood(c.lik))  // counts 0..5
     for (double& v : x) v = std::floor(v * 6.0);
@@ -104,14 +108,14 @@ std::vector<GradCase> all_cases() {
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
                                 std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false},
-                                std::pair{Likelihood::negative_binomial, false}})
+                                std::pair{Likelihood::negative_binomial, false}, std::pair{Likelihood::zinb, false}})
       for (int L : {1, 3})
         for (double beta : {1.0, 0.5}) cases.push_back({a, lik, learned, L, beta, {6, 5}, {4}});
   // The IWAE loss with K = 1 and K = 4 samples, every activation and likelihood.
   for (Activation a : {Activation::relu, Activation::tanh, Activation::leaky_relu, Activation::softplus})
     for (auto [lik, learned] : {std::pair{Likelihood::bernoulli, false}, std::pair{Likelihood::gaussian, false},
                                 std::pair{Likelihood::gaussian, true}, std::pair{Likelihood::poisson, false},
-                                std::pair{Likelihood::negative_binomial, false}})
+                                std::pair{Likelihood::negative_binomial, false}, std::pair{Likelihood::zinb, false}})
       for (int K : {1, 4}) cases.push_back({a, lik, learned, K, 1.0, {6, 5}, {4}, true});
   cases.push_back({Activation::tanh, Likelihood::gaussian, true, 3, 1.0, {}, {}, true});
   // No hidden layers at all (linear encoder and decoder), and only a decoder hidden layer.
@@ -121,6 +125,7 @@ std::vector<GradCase> all_cases() {
   cases.push_back({Activation::tanh, Likelihood::poisson, false, 2, 1.0, {6}, {4}, false, true});
   cases.push_back({Activation::relu, Likelihood::poisson, false, 3, 1.0, {}, {4}, true, true});
   cases.push_back({Activation::softplus, Likelihood::negative_binomial, false, 2, 0.5, {5}, {4}, false, true});
+  cases.push_back({Activation::tanh, Likelihood::zinb, false, 2, 1.0, {}, {4}, true, true});
   return cases;
 }
 

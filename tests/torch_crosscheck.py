@@ -80,9 +80,14 @@ def torch_loss(t, cfg, pass_name):
         logp = -F.binary_cross_entropy_with_logits(out, xr, reduction="none").sum(1)
     elif m["likelihood"] == "poisson":  # the decoder's output is the log-rate
         logp = Poisson(torch.exp(out)).log_prob(xr).sum(1)
-    elif m["likelihood"] == "negative-binomial":  # log-mean o, log inverse dispersion t: logits o - t
+    elif m["likelihood"] in ("negative-binomial", "zinb"):  # log-mean o, log inverse dispersion t: logits o - t
         t = p["decoder.log_theta"]
-        logp = NegativeBinomial(total_count=torch.exp(t).expand_as(out), logits=out - t).log_prob(xr).sum(1)
+        log_nb = NegativeBinomial(total_count=torch.exp(t).expand_as(out), logits=out - t).log_prob(xr)
+        if m["likelihood"] == "zinb":  # written out: pi = sigmoid(w) structural zeros
+            w = p["decoder.zi_logit"].expand_as(out)
+            zero = torch.logaddexp(F.logsigmoid(w), F.logsigmoid(-w) + log_nb)
+            log_nb = torch.where(xr == 0, zero, F.logsigmoid(-w) + log_nb)
+        logp = log_nb.sum(1)
     else:
         if m["learn_sigma"]:
             scale = torch.exp(0.5 * p["decoder.logvar"]).expand_as(out)

@@ -56,6 +56,8 @@ void dump_case(const std::string& path, const vae::ModelConfig& cfg, int n, std:
   std::normal_distribution<double> nd(0, 1);
   if (layout.has_logvar())
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv(g);
+  if (layout.has_zi())
+    for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.zi() + d] = 4 * lv(g) - 0.5;
   std::vector<double> x(static_cast<std::size_t>(n) * cfg.input_dim), eps(static_cast<std::size_t>(n) * cfg.samples * cfg.latent);
   for (auto& v : x) v = vae::counts_likelihood(cfg.likelihood) ? std::floor(u(g) * 7.0) : u(g);  // counts 0..6
   for (auto& v : eps) v = nd(g);
@@ -117,7 +119,7 @@ int main(int argc, char** argv) {
   try {
     for (vae::Activation a : {vae::Activation::relu, vae::Activation::tanh, vae::Activation::leaky_relu,
                               vae::Activation::softplus})
-      for (int lik = 0; lik < 5; ++lik) {
+      for (int lik = 0; lik < 6; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9, 7};
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
         c.likelihood = lik == 0   ? vae::Likelihood::bernoulli
                        : lik == 3 ? vae::Likelihood::poisson
                        : lik == 4 ? vae::Likelihood::negative_binomial
+                       : lik == 5 ? vae::Likelihood::zinb
                                   : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.6;
@@ -137,7 +140,7 @@ int main(int argc, char** argv) {
       }
     // The score-function ELBO and the IWAE bound on a few of those shapes (L = K samples).
     for (vae::Pass pass : {vae::Pass::elbo_score, vae::Pass::iwae})
-      for (int lik = 0; lik < 5; ++lik) {
+      for (int lik = 0; lik < 6; ++lik) {
         vae::ModelConfig c;
         c.input_dim = 11;
         c.encoder_hidden = {9};
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
         c.likelihood = lik == 0   ? vae::Likelihood::bernoulli
                        : lik == 3 ? vae::Likelihood::poisson
                        : lik == 4 ? vae::Likelihood::negative_binomial
+                       : lik == 5 ? vae::Likelihood::zinb
                                   : vae::Likelihood::gaussian;
         c.learn_sigma = lik == 2;
         c.sigma = 0.7;

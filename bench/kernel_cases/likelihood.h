@@ -35,18 +35,21 @@ class LikelihoodCase final : public OpCase {
         out_(logits(static_cast<std::size_t>(n) * L * D, seed()), "logits"),
         bias_(uniform(static_cast<std::size_t>(D), -0.5, 0.5, seed() + 1), "output bias"),
         logvar_(uniform(static_cast<std::size_t>(D), -1, 1, seed() + 2), "log-variance"),
+        zi_(uniform(static_cast<std::size_t>(D), -3, 1, seed() + 5), "zero-inflation logits"),
         x_(targets(lik, static_cast<std::size_t>(n) * D, seed() + 3), "x"),
         scale_(uniform(static_cast<std::size_t>(n) * L, 0, 1.0 / n, seed() + 4), "row weights"),
         dbias_(static_cast<std::size_t>(D), "output bias gradient"),
         dlogvar_(static_cast<std::size_t>(D), "log-variance gradient"),
+        dzi_(static_cast<std::size_t>(D), "zero-inflation logit gradient"),
         row_logp_(static_cast<std::size_t>(n) * L, "row log p"),
         scratch_(reduce_scratch(n * L, D,
                                 mode == Mode::forward ? 0
+                                : lik == Likelihood::zinb                         ? 3
                                 : learned || lik == Likelihood::negative_binomial ? 2
                                                       : 1,
                                 mode != Mode::weighted)) {
-    arrays({&out_, &bias_, &logvar_, &x_, &scale_, &dbias_, &dlogvar_, &row_logp_},
-           {&out_, &dbias_, &dlogvar_, &row_logp_});
+    arrays({&out_, &bias_, &logvar_, &zi_, &x_, &scale_, &dbias_, &dlogvar_, &dzi_, &row_logp_},
+           {&out_, &dbias_, &dlogvar_, &dzi_, &row_logp_});
   }
   void launch(Context& ctx) override {
     gpu::LikelihoodArgs a;
@@ -60,6 +63,8 @@ class LikelihoodCase final : public OpCase {
     a.dbias = dbias_.get();
     a.dlogvar = dlogvar_.get();
     a.row_logp = row_logp_.get();
+    a.zi = zinb() ? zi_.get() : nullptr;
+    a.dzi = zinb() ? dzi_.get() : nullptr;
     gpu::likelihood_forward_backward(cfg_, a, mode_, scratch_.view(), ctx.stream());
   }
   void verify(Check& c) override {
@@ -73,6 +78,7 @@ class LikelihoodCase final : public OpCase {
       c.bits(out_.download(), out_.init(), "logits in forward mode");
       c.untouched(dbias_.download(), "output bias gradient in forward mode");
       c.untouched(dlogvar_.download(), "log-variance gradient in forward mode");
+      c.untouched(dzi_.download(), "zero-inflation logit gradient in forward mode");
       return;
     }
     c.close(out_.download(), w.grad, mode_ == Mode::weighted ? 1e-8 : 1e-6, 1e-5, "d loss / d logits");
@@ -81,6 +87,10 @@ class LikelihoodCase final : public OpCase {
       c.sums(dlogvar_.download(), column_sums(w.dlv, R, D), "log-variance gradient");
     else
       c.untouched(dlogvar_.download(), "log-variance gradient of a fixed variance");
+    if (zinb())
+      c.sums(dzi_.download(), column_sums(w.dzi, R, D), "zero-inflation logit gradient");
+    else
+      c.untouched(dzi_.download(), "zero-inflation logit gradient without zero inflation");
   }
   Traffic traffic() const override {
     const bool grad = mode_ != Mode::forward;
@@ -97,7 +107,7 @@ class LikelihoodCase final : public OpCase {
 
  private:
   struct Want {
-    std::vector<float> grad, dlv;  // (R, D): d loss / d logits and d loss / d logvar per row
+    std::vector<float> grad, dlv, dzi;  // (R, D): d loss / d logits, d logvar, d zero-inflation logit per row
     SumRef row_logp;
   };
   static ModelConfig config(Likelihood lik, bool learned, int L, int D) {
@@ -123,16 +133,19 @@ class LikelihoodCase final : public OpCase {
     return v;
   }
   const float* logvar() const { return has_feature_parameter(cfg_) ? logvar_.init().data() : nullptr; }
+  bool zinb() const { return cfg_.likelihood == Likelihood::zinb; }
+  const float* zi() const { return zinb() ? zi_.init().data() : nullptr; }
   Want twin() const {
     const int R = n_ * L_, D = cfg_.input_dim;
-    Want w{out_.init(), std::vector<float>(out_.size(), 0.0f), {}};
+    Want w{out_.init(), std::vector<float>(out_.size(), 0.0f), std::vector<float>(out_.size(), 0.0f), {}};
     std::vector<float> row_logp(static_cast<std::size_t>(R));
     const float scale = mode_ == Mode::weighted ? 1.0f : 1.0f / static_cast<float>(R);
     cpu::likelihood_pass<float, true>(cfg_, w.grad.data(), bias_.init().data(), logvar(), x_.init().data(), n_, L_,
-                                      scale, w.dlv.data(), row_logp.data());
+                                      scale, w.dlv.data(), row_logp.data(), zi(), w.dzi.data());
     if (mode_ == Mode::weighted) {
       cpu::scale_rows(w.grad.data(), scale_.init().data(), R, D);
       cpu::scale_rows(w.dlv.data(), scale_.init().data(), R, D);
+      cpu::scale_rows(w.dzi.data(), scale_.init().data(), R, D);
     }
     if (mode_ != Mode::weighted) w.row_logp = row_sums(row_terms(), R, D);
     return w;
@@ -149,7 +162,7 @@ class LikelihoodCase final : public OpCase {
       for (int b = 0; b < n_; ++b) x[b] = x_.init()[static_cast<std::size_t>(b) * D + d];
       const float* lv = has_feature_parameter(cfg_) ? logvar_.init().data() + d : nullptr;
       cpu::likelihood_pass<float, false>(one, o.data(), bias_.init().data() + d, lv, x.data(), n_, L_, 0.0f, nullptr,
-                                         lp.data());
+                                         lp.data(), zinb() ? zi_.init().data() + d : nullptr);
       for (int r = 0; r < R; ++r) terms[static_cast<std::size_t>(r) * D + d] = lp[r];
     }
     return terms;
@@ -157,7 +170,7 @@ class LikelihoodCase final : public OpCase {
   ModelConfig cfg_;
   int n_, L_;
   Mode mode_;
-  Array<float> out_, bias_, logvar_, x_, scale_, dbias_, dlogvar_, row_logp_;
+  Array<float> out_, bias_, logvar_, zi_, x_, scale_, dbias_, dlogvar_, dzi_, row_logp_;
   gpu::ReduceScratchBuffers scratch_;
   Once<Want> want_;
 };

@@ -8,11 +8,11 @@
 namespace vae {
 
 enum class Activation : int { relu = 0, tanh = 1, leaky_relu = 2, softplus = 3 };
-enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2, negative_binomial = 3 };
+enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2, negative_binomial = 3, zinb = 4 };
 // Whether the likelihood models counts: its data are non-negative integers, and uint8 data
 // are read as the counts 0..255, not as pixels x / 255.
 inline bool counts_likelihood(Likelihood lik) {
-  return lik == Likelihood::poisson || lik == Likelihood::negative_binomial;
+  return lik == Likelihood::poisson || lik == Likelihood::negative_binomial || lik == Likelihood::zinb;
 }
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
@@ -75,10 +75,12 @@ struct ModelConfig {
 
 // Whether the likelihood learns one parameter per feature besides the decoder's output (the
 // layout's "logvar" slot, ParamLayout::logvar()): the Gaussian's log-variance with
-// learn_sigma ("decoder.logvar"), the negative binomial's log inverse dispersion
-// ("decoder.log_theta").
+// learn_sigma ("decoder.logvar"), the negative binomial's and the ZINB's log inverse
+// dispersion ("decoder.log_theta"). The ZINB has a second one, its zero-inflation logit
+// ("decoder.zi_logit", ParamLayout::zi()).
 inline bool has_feature_parameter(const ModelConfig& m) {
-  return (m.likelihood == Likelihood::gaussian && m.learn_sigma) || m.likelihood == Likelihood::negative_binomial;
+  return (m.likelihood == Likelihood::gaussian && m.learn_sigma) || m.likelihood == Likelihood::negative_binomial ||
+         m.likelihood == Likelihood::zinb;
 }
 
 // The optimizer, in PyTorch's forms (torch.optim.Adam, AdamW, SGD, RMSprop), and its

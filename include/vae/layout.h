@@ -45,6 +45,8 @@ class ParamLayout {
   // The likelihood's learned per-feature parameter (D), has_feature_parameter(): the
   // Gaussian's log-variance, or the negative binomial's log inverse dispersion.
   std::size_t logvar() const { return logvar_; }
+  bool has_zi() const { return has_zi_; }
+  std::size_t zi() const { return zi_; }  // the ZINB's zero-inflation logit per feature (D)
   int max_width() const { return max_width_; }    // widest activation of any layer
   // The encoder's tensors (phi) fill [0, encoder_end()), the decoder's (theta) the rest.
   std::size_t encoder_end() const { return decoder_.empty() ? output_.weight : decoder_.front().weight; }
@@ -58,6 +60,8 @@ class ParamLayout {
   LinearView head_, output_;
   bool has_logvar_ = false;
   std::size_t logvar_ = 0;
+  bool has_zi_ = false;
+  std::size_t zi_ = 0;
   std::size_t total_ = 0;
   int max_width_ = 0;
 };

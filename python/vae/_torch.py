@@ -67,7 +67,7 @@ class TorchVAE(nn.Module):
         out = self.decode(z)
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
-        if self.likelihood in ("poisson", "negative-binomial"):  # log-rate, log-mean
+        if self.likelihood in ("poisson", "negative-binomial", "zinb"):  # log-rate, log-mean
             return torch.exp(out)
         return out * self.x_std + self.x_mean if self.standardized else out
 

@@ -46,7 +46,8 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
                                    {Activation::tanh, Likelihood::poisson, 2, false, true},  // uint8: counts 20..235
                                    {Activation::relu, Likelihood::poisson, 1, false, true, true},
                                    {Activation::softplus, Likelihood::poisson, 2, false, false, true},
-                                   {Activation::tanh, Likelihood::negative_binomial, 2, false, true, true}};
+                                   {Activation::tanh, Likelihood::negative_binomial, 2, false, true, true},
+                                   {Activation::relu, Likelihood::zinb, 3, false, true, true}};
   const auto data = test::synthetic(100, 61, 31);
   for (const auto& c : cases) {
     ModelConfig m = model61(c.act, c.lik, c.L, c.learned);

@@ -71,11 +71,13 @@ void likelihood_cases(CaseList& l) {
                          Shape{Likelihood::gaussian, true, 37, 2, 13}, Shape{Likelihood::bernoulli, false, 500, 2, 100},
                          Shape{Likelihood::gaussian, true, 500, 1, 100}, Shape{Likelihood::poisson, false, 37, 2, 61},
                          Shape{Likelihood::poisson, false, 500, 1, 100}, Shape{Likelihood::negative_binomial, false, 37, 2, 61},
-                         Shape{Likelihood::negative_binomial, false, 37, 3, 13}})
+                         Shape{Likelihood::negative_binomial, false, 37, 3, 13}, Shape{Likelihood::zinb, false, 37, 2, 61},
+                         Shape{Likelihood::zinb, false, 500, 1, 100}})
     for (Mode m : {Mode::backward, Mode::forward}) add<LikelihoodCase>(l, s.lik, s.learned, s.n, s.L, s.D, m);
   for (const Shape& s : {Shape{Likelihood::bernoulli, false, 37, 3, 61}, Shape{Likelihood::gaussian, false, 37, 3, 61},
                          Shape{Likelihood::gaussian, true, 37, 3, 13}, Shape{Likelihood::gaussian, true, 37, 1, 61},
-                         Shape{Likelihood::poisson, false, 37, 3, 13}, Shape{Likelihood::negative_binomial, false, 37, 2, 61}})
+                         Shape{Likelihood::poisson, false, 37, 3, 13}, Shape{Likelihood::negative_binomial, false, 37, 2, 61},
+                         Shape{Likelihood::zinb, false, 37, 3, 13}})
     add<LikelihoodCase>(l, s.lik, s.learned, s.n, s.L, s.D, Mode::weighted);
 }
 

@@ -310,13 +310,17 @@ def test_counts_under_the_poisson_likelihood():
     np.testing.assert_allclose(rates.numpy(), a.decode(mu), rtol=1e-5, atol=1e-5)
 
 
-def test_the_negative_binomial_learns_a_dispersion_per_feature(tmp_path):
+@pytest.mark.parametrize("likelihood", ["negative-binomial", "zinb"])
+def test_the_negative_binomial_learns_a_dispersion_per_feature(tmp_path, likelihood):
     rng = np.random.default_rng(8)
     counts = rng.negative_binomial(2, 2 / (2 + np.tile([1.0, 4.0, 9.0], 2)), size=(60, 6))
-    m = vae.VAE(**dict(SMALL, likelihood="negative-binomial", log1p_input=True))
+    m = vae.VAE(**dict(SMALL, likelihood=likelihood, log1p_input=True))
     m.fit(counts, epochs=3)
     log_theta = m.parameters()["decoder.log_theta"]
     assert log_theta.shape == (6,) and np.isfinite(log_theta).all() and np.any(log_theta != 0)
+    if likelihood == "zinb":  # and the zero-inflation logits, from their start at -2
+        zi = m.parameters()["decoder.zi_logit"]
+        assert zi.shape == (6,) and np.isfinite(zi).all() and np.any(zi != -2)
     m.save(tmp_path / "nb.safetensors")
     back = vae.VAE.load(tmp_path / "nb.safetensors")
     assert back.evaluate(counts) == m.evaluate(counts)
