@@ -233,7 +233,11 @@ void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t, Op
     const Option& on = option(o->applies.key);
     const std::string eq = naming == OptionNaming::flags ? " " : "=";
     const std::string setting = on.called(naming) + eq;
-    const std::string where = o->applies.values.size() == 1 ? " (" + setting + o->applies.values[0] + ")" : "";
+    // " (--likelihood gaussian)", or " (--likelihood poisson, negative-binomial or zinb)"
+    std::string where;
+    const auto& v = o->applies.values;
+    for (std::size_t i = 0; i < v.size(); ++i) where += (i == 0 ? "" : i + 1 == v.size() ? " or " : ", ") + v[i];
+    where = " (" + setting + where + ")";
     throw_error(o->called(naming), " is ", o->applies.what, where, "; it has no effect with ", setting, on.text(m, t));
   }
 }

@@ -210,7 +210,12 @@ TEST_F(Cli, FlagsTheConfigurationWouldIgnoreAreErrors) {
            {"--sigma 0.3", "--sigma is the Gaussian decoder's standard deviation (--likelihood gaussian); it has no "
                            "effect with --likelihood bernoulli"},
            {"--learn-sigma", "--learn-sigma is for the Gaussian decoder"},
-           {"--stream-data", "--stream-data is for the CUDA backend; it has no effect with --device cpu"}}) {
+           {"--standardize", "--standardize is for the Gaussian decoder (--likelihood gaussian); it has no effect with "
+                             "--likelihood bernoulli"},
+           {"--likelihood gaussian --log1p-input", "--log1p-input is for the count likelihoods (--likelihood poisson, "
+                                                   "negative-binomial or zinb); it has no effect with --likelihood gaussian"},
+           {"--stream-data",
+            "--stream-data is for the CUDA backend (--device auto or cuda); it has no effect with --device cpu"}}) {
     const std::string args = ok + " " + flags;
     expect_clean_failure(run(args), phrase, args);
     EXPECT_FALSE(std::filesystem::exists(dir_.file("out"))) << args << ": nothing is written for a refused run";

@@ -151,7 +151,7 @@ TEST(Options, GivenOptionsApplyWhereTheyHaveAnEffect) {
                      "--lr-min is the cosine schedule's last learning rate (--lr-schedule cosine); it has no effect "
                      "with --lr-schedule constant");
   test::expect_error([&] { apply_options(given({{"stream_data", "true"}, {"device", "cpu"}}), m, t); },
-                     "--stream-data is for the CUDA backend; it has no effect with --device cpu");
+                     "--stream-data is for the CUDA backend (--device auto or cuda); it has no effect with --device cpu");
   EXPECT_NO_THROW(apply_options(given({{"stream_data", "true"}, {"device", "cuda"}}), m, t));
 }
 
