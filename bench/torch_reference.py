@@ -544,6 +544,9 @@ def read_config(path):
             if part.get(key, value) != value:
                 raise InputError("--config '%s': %s.%s is %s; this script mirrors only %s = %s"
                                  % (path, section, key, json.dumps(part[key]), key, json.dumps(value)))
+    if config["model"]["likelihood"] not in ("bernoulli", "gaussian") or config["model"].get("log1p_input"):
+        raise InputError("--config '%s': model.likelihood is %s; this script mirrors the bernoulli and gaussian "
+                         "likelihoods only" % (path, json.dumps(config["model"]["likelihood"])))
     if config["train"]["binarize"] == "dynamic":
         raise InputError("--config '%s': train.binarize is \"dynamic\"; this script mirrors none and static" % path)
     for key in ("train", "test"):

@@ -53,9 +53,7 @@ void check_nonempty_data(const ModelConfig& model, const Dataset& data, const ch
 
 void Backend::set_standardization(Standardization scaling) {
   if (has_train_data_) throw_error("Backend::set_standardization: give the scaling before set_train_data");
-  const int D = layout().output().out;
-  if (!scaling.empty() && (scaling.dim() != D || scaling.std.size() != scaling.mean.size()))
-    throw_error("Backend::set_standardization: a scaling of ", scaling.dim(), " features for a model of ", D);
+  if (!scaling.empty()) check_scaling(model_config(), scaling, "Backend::set_standardization");
   scaling_ = std::move(scaling);
 }
 
@@ -76,6 +74,7 @@ std::optional<Dataset> Backend::model_view(const Dataset& data, const char* what
 
 void Backend::set_train_data(std::shared_ptr<const Dataset> data) {
   if (!data) throw_error("set_train_data: no dataset");
+  check_scaling(model_config(), scaling_, "set_train_data");  // a standardized model trains on scaled data only
   if (auto v = model_view(*data, "training data")) data = std::make_shared<const Dataset>(std::move(*v));
   do_set_train_data(std::move(data));
   has_train_data_ = true;

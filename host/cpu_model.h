@@ -69,8 +69,8 @@ class CpuModel {
   std::vector<T> row_logp_, lpq_;   // (B*L)
   std::vector<T> weights_;          // (B*L) IWAE: normalized importance weights / n
   std::vector<T> xin_;              // (B, D) log(1 + x) with cfg.log1p_input, or empty
-  std::vector<T> dlv_rows_;
-  std::vector<T> dzi_rows_;         // (B*L, D) the ZINB's zero-inflation logit grads per row, or empty         // (B*L, D) learned log-variance grads per row, or empty
+  std::vector<T> dlv_rows_;         // (B*L, D) learned log-variance (log theta) grads per row, or empty
+  std::vector<T> dzi_rows_;         // (B*L, D) the ZINB's zero-inflation logit grads per row, or empty
   std::vector<T> recon_, kl_, bound_;  // (B)
 };
 

@@ -34,8 +34,19 @@ VAE_HD float tanh_(float x) { return tanhf(x); }
 VAE_HD double tanh_(double x) { return tanh(x); }
 VAE_HD float abs_(float x) { return fabsf(x); }
 VAE_HD double abs_(double x) { return fabs(x); }
+#if defined(__CUDA_ARCH__)
 VAE_HD float lgamma_(float x) { return lgammaf(x); }
 VAE_HD double lgamma_(double x) { return lgamma(x); }
+#else  // glibc's lgamma writes the global signgam: its reentrant forms, for the OpenMP loops
+inline float lgamma_(float x) {
+  int sign;
+  return lgammaf_r(x, &sign);
+}
+inline double lgamma_(double x) {
+  int sign;
+  return lgamma_r(x, &sign);
+}
+#endif
 
 constexpr double kLeakySlope = 0.01;                  // PyTorch's LeakyReLU default
 constexpr double kLog2Pi = 1.8378770664093454835606;  // log(2*pi)
@@ -104,20 +115,30 @@ VAE_HD T digamma(T x) {
          f * (T(1.0 / 12) - f * (T(1.0 / 120) - f * (T(1.0 / 252) - f * (T(1.0 / 240) - f * T(1.0 / 132)))));
 }
 
+// softplus(v) = log(1 + exp(v)), stably.
+template <class T>
+VAE_HD T softplus_(T v) {
+  return (v > T(0) ? v : T(0)) + log1p_(exp_(-abs_(v)));
+}
+
 // ---- negative binomial decoder: log-mean o, log inverse dispersion t (per feature) -------
-// mu = exp(o), theta = exp(t), lse = log(theta + mu) (stably), p = mu / (theta + mu):
+// mu = exp(o), theta = exp(t), lse = log(theta + mu), p = mu / (theta + mu):
 // log p = lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta (t - lse) + x (o - lse)
 // d(-log p)/do = (x + theta) p - x
 // d(-log p)/dt = -theta [psi(x + theta) - psi(theta) + t - lse + p] + x (1 - p)
+// with t - lse = -softplus(o - t) and o - lse = -softplus(t - o). In double whatever T: once
+// theta >> mu (a feature with little overdispersion drives t up), lgamma(x + theta) -
+// lgamma(theta) and the softplus terms are small differences of large numbers, which float
+// loses (the gradient in t changes sign by t = 8).
 template <class T>
-VAE_HD void negative_binomial(T x, T o, T t, T& logp, T& dneg_do, T& dneg_dt) {
-  const T theta = exp_(t);
-  const T hi = o > t ? o : t, lo = o > t ? t : o;
-  const T lse = hi + log1p_(exp_(lo - hi));
-  const T p = exp_(o - lse);
-  logp = lgamma_(x + theta) - lgamma_(theta) - lgamma_(x + T(1)) + theta * (t - lse) + x * (o - lse);
-  dneg_do = (x + theta) * p - x;
-  dneg_dt = -theta * (digamma(x + theta) - digamma(theta) + t - lse + p) + x * (T(1) - p);
+VAE_HD void negative_binomial(T x_in, T o_in, T t_in, T& logp, T& dneg_do, T& dneg_dt) {
+  const double x = x_in, o = o_in, t = t_in;
+  const double theta = exp_(t);
+  const double lse_t = softplus_(o - t), lse_o = softplus_(t - o);  // lse - t, lse - o
+  const double p = exp_(-lse_o);
+  logp = T(lgamma_(x + theta) - lgamma_(theta) - lgamma_(x + 1.0) - theta * lse_t - x * lse_o);
+  dneg_do = T((x + theta) * p - x);
+  dneg_dt = T(-theta * (digamma(x + theta) - digamma(theta) - lse_t + p) + x * (1.0 - p));
 }
 
 // ---- zero-inflated negative binomial: the NB above and a zero-inflation logit w ---------
@@ -130,7 +151,7 @@ VAE_HD void zinb(T x, T o, T t, T w, T& logp, T& dneg_do, T& dneg_dt, T& dneg_dw
   T lnb, go, gt;
   negative_binomial(x, o, t, lnb, go, gt);
   const T e = exp_(-abs_(w));
-  const T softplus_w = (w > T(0) ? w : T(0)) + log1p_(e);  // -log(1 - pi)
+  const T softplus_w = softplus_(w);  // -log(1 - pi)
   const T sigmoid_w = w >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
   if (x > T(0)) {
     logp = lnb - softplus_w;

@@ -240,6 +240,18 @@ void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t, Op
     where = " (" + setting + where + ")";
     throw_error(o->called(naming), " is ", o->applies.what, where, "; it has no effect with ", setting, on.text(m, t));
   }
+  check_together(m, t);
+}
+
+void check_together(const ModelConfig& m, const TrainConfig& t) {
+  if (t.binarize == Binarize::none) return;
+  if (counts_likelihood(m.likelihood))
+    throw_error(flag_of("binarize"), " ", to_string(t.binarize), " turns pixels in [0, 1] into 0 or 1; counts for ",
+                flag_of("likelihood"), " ", to_string(m.likelihood), " are not pixels (use ", flag_of("binarize"),
+                " none)");
+  if (m.standardize)
+    throw_error(flag_of("binarize"), " ", to_string(t.binarize), " and ", flag_of("standardize"),
+                " do not go together: binary pixels need no scaling");
 }
 
 // ---- validation ----------------------------------------------------------------------------

@@ -56,9 +56,9 @@ std::vector<Option> model_options() {
       entry("activation", "--activation", MODEL(activation), G::model,
             "Hidden activation: relu, tanh, leaky_relu (slope 0.01) or softplus"),
       entry("likelihood", "--likelihood", MODEL(likelihood), G::model,
-            "Decoder likelihood: bernoulli (logits, targets in [0,1]), gaussian (mean output, any real values) or "
-            "poisson (log-rate output, counts: non-negative integers; uint8 data are counts 0..255) or "
-            "negative-binomial (log-mean output and a learned inverse dispersion per feature, as scVI; counts) or zinb "
+            "Decoder likelihood: bernoulli (logits, targets in [0,1]); gaussian (mean output, any real values); "
+            "for counts (non-negative integers; uint8 data are counts 0..255): poisson (log-rate output), "
+            "negative-binomial (log-mean output and a learned inverse dispersion per feature, as scVI) and zinb "
             "(the same with a learned zero-inflation logit per feature)"),
       entry("sigma", "--sigma", MODEL(sigma), G::model,
             "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma")

@@ -32,6 +32,7 @@ Session::Session(const Checkpoint& ck) : model_(ck.model), train_(ck.train), pos
 void Session::start(std::vector<float> params, const OptimizerState* optimizer) {
   model_.validate();
   train_.validate();
+  check_together(model_, train_);
   backend_ = make_backend(resolve_device(train_.device, &note_), model_, train_);
   backend_->set_parameters(params);
   if (optimizer) backend_->set_optimizer_state(*optimizer);

@@ -214,6 +214,10 @@ TEST_F(Cli, FlagsTheConfigurationWouldIgnoreAreErrors) {
                              "--likelihood bernoulli"},
            {"--likelihood gaussian --log1p-input", "--log1p-input is for the count likelihoods (--likelihood poisson, "
                                                    "negative-binomial or zinb); it has no effect with --likelihood gaussian"},
+           {"--likelihood poisson --binarize static",
+            "--binarize static turns pixels in [0, 1] into 0 or 1; counts for --likelihood poisson are not pixels"},
+           {"--likelihood gaussian --standardize --binarize dynamic",
+            "--binarize dynamic and --standardize do not go together"},
            {"--stream-data",
             "--stream-data is for the CUDA backend (--device auto or cuda); it has no effect with --device cpu"}}) {
     const std::string args = ok + " " + flags;

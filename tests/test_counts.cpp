@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "elementwise.h"
 #include "test_util.h"
 #include "vae/vae.h"
 
@@ -182,6 +183,27 @@ TEST(Counts, TheZinbLearnsStructuralZeros) {
   EXPECT_GT(zinb, truth - 1.0);
   const double nb = trained_test_loss(Likelihood::negative_binomial, train, *test_set);
   EXPECT_LT(zinb, nb) << "the ZINB's test -ELBO against the negative binomial's";
+}
+
+// The negative binomial's log p and its gradient in t stay right when theta is large (a
+// feature without overdispersion drives t up): against the formula in long double, and
+// its derivative by central differences there.
+TEST(Counts, TheNegativeBinomialStaysAccurateForLargeTheta) {
+  auto reference = [](long double x, long double o, long double t) {
+    const long double mu = std::exp(o), theta = std::exp(t);
+    return std::lgamma(x + theta) - std::lgamma(theta) - std::lgamma(x + 1) + theta * std::log(theta / (theta + mu)) +
+           x * std::log(mu / (theta + mu));
+  };
+  for (float t : {0.5f, 8.0f, 12.0f, 16.0f})
+    for (float x : {0.0f, 1.0f, 5.0f, 40.0f}) {
+      const float o = 1.5f;
+      float lp, go, gt;
+      ew::negative_binomial(x, o, t, lp, go, gt);
+      const long double want = reference(x, o, t), h = 1e-4L;
+      const long double want_dt = -(reference(x, o, t + h) - reference(x, o, t - h)) / (2 * h);
+      EXPECT_NEAR(lp, double(want), 1e-5 * std::fabs(double(want)) + 1e-6) << "log p at x " << x << ", t " << t;
+      EXPECT_NEAR(gt, double(want_dt), 1e-4 * std::fabs(double(want_dt)) + 1e-6) << "d/dt at x " << x << ", t " << t;
+    }
 }
 
 }  // namespace

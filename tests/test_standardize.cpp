@@ -61,18 +61,29 @@ TEST(Standardize, FitsEachFeaturesMeanAndPopulationStd) {
 
 TEST(Standardize, TheCpuBackendScalesAtItsEdges) {
   const ModelConfig m = gaussian_model(11);
+  ModelConfig unscaled = m;  // the same layout; a standardized model refuses unscaled training data
+  unscaled.standardize = false;
   auto scaled = make_backend(Device::cpu, m, small_train());
-  auto plain = make_backend(Device::cpu, m, small_train());
+  auto plain = make_backend(Device::cpu, unscaled, small_train());
   const auto params = init_parameters(scaled->layout(), m, 3);
   scaled->set_parameters(params);
   plain->set_parameters(params);
   test::expect_scaling_at_the_edges(*scaled, *plain, test::real_valued(29, 11, 7));
 }
 
-TEST(Standardize, AScalingOfAnotherWidthIsRefused) {
+TEST(Standardize, AScalingThatDoesNotFitTheModelIsRefused) {
   auto b = make_backend(Device::cpu, gaussian_model(11), small_train());
   test::expect_error([&] { b->set_standardization(Standardization::fit(*test::real_valued(5, 4, 1))); },
-                     "a scaling of 4 features for a model of 11");
+                     "Backend::set_standardization: the model is standardized (--standardize) and needs the "
+                     "training set's scaling of 11 features; got 4");
+  // A standardized model trains on scaled data only; a model that is not takes no scaling.
+  test::expect_error([&] { b->set_train_data(test::real_valued(9, 11, 2)); },
+                     "set_train_data: the model is standardized (--standardize) and needs the training set's scaling");
+  ModelConfig plain = gaussian_model(11);
+  plain.standardize = false;
+  auto p = make_backend(Device::cpu, plain, small_train());
+  test::expect_error([&] { p->set_standardization(Standardization::fit(*test::real_valued(5, 11, 1))); },
+                     "a scaling was given for a model that is not standardized");
 }
 
 TEST(Standardize, ARunResumedFromItsCheckpointContinuesBitForBit) {

@@ -191,7 +191,7 @@ inline std::shared_ptr<Dataset> real_valued(std::int64_t n, int dim, std::uint64
 }
 
 // `scaled` (given Standardization::fit(raw)) and `plain` (none) are two new backends of one
-// Gaussian model with the same parameters and batch size >= 5. Whatever `scaled` answers on
+// Gaussian model, standardized and not, with the same parameters and batch size >= 5. Whatever `scaled` answers on
 // raw data is what `plain` answers on the scaled data, at the edges undone: encode equal,
 // decoder means times std plus mean, -ELBO and recon plus the Jacobian sum_d log std_d per
 // item (the estimate's log p(x) minus it), and one training step the same parameters. Bit

@@ -116,7 +116,7 @@ class Backend {
   // The encoder's output for items [begin, begin + n) of `data`: (n, 2Z), each row the
   // posterior's mean mu in columns [0, Z) and its log-variance in [Z, 2Z); and the decoder's
   // means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the logits
-  // (Bernoulli) or the Gaussian mean. At the current parameters; any n and rows (in chunks);
+  // (Bernoulli), the Gaussian mean, or exp of the log-rate / log-mean (count likelihoods). At the current parameters; any n and rows (in chunks);
   // nothing the training sees changes.
   std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n);
   std::vector<float> decode_means(const std::vector<float>& z);
@@ -128,8 +128,9 @@ class Backend {
   // --standardize (vae/standardize.h): the data every call above takes, and the decoder
   // means it returns, are in the original units; the model inside sees (x - mean) / std, and
   // the log-likelihoods evaluate and estimate_log_likelihood report count the Jacobian.
-  // Empty (the default): no scaling. Give it before set_train_data; a scaling of another
-  // width than the model's input is refused (vae::Error).
+  // Empty (the default): no scaling. Give it before set_train_data; a scaling that does not
+  // fit the model (check_scaling) is refused (vae::Error), and so is set_train_data on a
+  // standardized model without one.
   void set_standardization(Standardization scaling);
   const Standardization& standardization() const { return scaling_; }
 

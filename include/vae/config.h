@@ -129,6 +129,11 @@ struct TrainConfig {
   void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };
 
+// The checks that need both: throws vae::Error when the training configuration does not
+// fit the model (binarized pixels for a count likelihood or a standardized model). The
+// option parsing and Session call it.
+void check_together(const ModelConfig&, const TrainConfig&);
+
 // What a training step uses besides the parameters: its learning rate, its KL weight, and
 // which parameter groups it updates. Both backends take these from here, so they agree.
 struct StepScalars {

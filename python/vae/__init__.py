@@ -105,7 +105,7 @@ def _array(x, name):
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     elif a.dtype in (np.int32, np.int64):
-        if a.size and np.abs(a).max() > 2 ** 24:
+        if a.size and (a.min() < -2 ** 24 or a.max() > 2 ** 24):
             raise ValueError("%s: an integer beyond 2^24, which float32 holds exactly" % name)
         a = a.astype(np.float32)
     elif a.dtype not in (np.float32, np.uint8):
@@ -269,7 +269,8 @@ class VAE:
 
     def to_torch(self):
         """A torch.nn.Module with these weights: forward(x) gives (mu, logvar, decoder output at
-        z = mu) (the output: logits for Bernoulli, the mean for Gaussian); encode, decode too.
+        z = mu) (the output: logits for Bernoulli, the mean for Gaussian, the log-rate or log-mean
+        for the count likelihoods); encode, decode too.
         A standardized model's module scales x on the way in and the means on the way out."""
         from ._torch import module
 

@@ -395,10 +395,11 @@ TEST_F(CudaBackend, EvaluateMatchesTheCpu) {
 
 TEST_F(CudaBackend, StandardizedDataIsScaledAtTheEdgesAsOnTheCpu) {
   ModelConfig m = model61(Activation::tanh, Likelihood::gaussian, 2, true);
+  const ModelConfig unscaled = m;  // the same layout; a standardized model refuses unscaled training data
   m.standardize = true;
   const TrainConfig t = train_cfg(16);
   auto scaled = make(Device::cuda, m, t);
-  auto plain = make(Device::cuda, m, t);
+  auto plain = make(Device::cuda, unscaled, t);
   const auto init = init_parameters(scaled->layout(), m, t.seed);
   scaled->set_parameters(init);
   plain->set_parameters(init);
