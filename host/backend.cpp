@@ -57,17 +57,15 @@ void Backend::set_standardization(Standardization scaling) {
   scaling_ = std::move(scaling);
 }
 
+bool Backend::needs_view(const Dataset& data) const {
+  return !scaling_.empty() || (counts_likelihood(model_config().likelihood) && data.is_u8());
+}
+
 std::optional<Dataset> Backend::model_view(const Dataset& data, const char* what) const {
-  const bool counts = counts_likelihood(model_config().likelihood) && data.is_u8();
-  if (scaling_.empty() && !counts) return std::nullopt;
+  if (!needs_view(data)) return std::nullopt;
   check_data(model_config(), data, what);
   if (!scaling_.empty()) return scaling_.apply(data);
-  Dataset c;  // the bytes as counts
-  c.source = data.source;
-  c.count = data.count;
-  c.dim = data.dim;
-  c.height = data.height;
-  c.width = data.width;
+  Dataset c = data.empty_copy();  // the bytes as counts
   c.f32.assign(data.u8.begin(), data.u8.end());
   return c;
 }
@@ -100,18 +98,9 @@ LikelihoodSums Backend::estimate_log_likelihood(const Dataset& data, int k) {
 }
 
 std::vector<float> Backend::encode(const Dataset& data, std::int64_t begin, std::int64_t n) {
-  const bool counts = counts_likelihood(model_config().likelihood) && data.is_u8();
-  if (scaling_.empty() && !counts) return do_encode(data, begin, n);
-  if (begin < 0 || n < 0 || begin > data.count || n > data.count - begin) return do_encode(data, begin, n);  // its error
-  data.validate();
-  Dataset rows;  // the n items alone, then as the model sees them
-  rows.source = data.source;
-  rows.count = n;
-  rows.dim = data.dim;
-  const auto D = static_cast<std::ptrdiff_t>(data.dim);
-  if (data.is_u8()) rows.u8.assign(data.u8.begin() + begin * D, data.u8.begin() + (begin + n) * D);
-  else rows.f32.assign(data.f32.begin() + begin * D, data.f32.begin() + (begin + n) * D);
-  return do_encode(*model_view(rows, "data"), 0, n);
+  if (!needs_view(data)) return do_encode(data, begin, n);
+  check_encode_args(model_config(), data, begin, n);  // the backends' own check, before the copy
+  return do_encode(*model_view(data.slice(begin, n), "data"), 0, n);  // the n items alone, as the model sees them
 }
 
 std::vector<float> Backend::decode_means(const std::vector<float>& z) {

@@ -226,6 +226,27 @@ void Dataset::validate() const {
 
 void Dataset::row(std::int64_t i, float* out) const { row_as<float>(i, out); }
 
+Dataset Dataset::empty_copy() const {
+  Dataset d;
+  d.source = source;
+  d.count = count;
+  d.dim = dim;
+  d.height = height;
+  d.width = width;
+  return d;
+}
+
+Dataset Dataset::slice(std::int64_t begin, std::int64_t n) const {
+  if (begin < 0 || n < 0 || begin > count || n > count - begin)
+    throw_error("items [", begin, ", ", begin + n, ") are outside the ", count, " items of '", source, "'");
+  Dataset d = empty_copy();
+  d.count = n;
+  const auto D = static_cast<std::ptrdiff_t>(dim);
+  if (is_u8()) d.u8.assign(u8.begin() + begin * D, u8.begin() + (begin + n) * D);
+  else if (!f32.empty()) d.f32.assign(f32.begin() + begin * D, f32.begin() + (begin + n) * D);
+  return d;
+}
+
 template <class T>
 void Dataset::row_as(std::int64_t i, T* out) const {
   const std::size_t base = static_cast<std::size_t>(i) * static_cast<std::size_t>(dim);

@@ -41,12 +41,7 @@ Dataset Standardization::apply(const Dataset& data) const {
   data.validate();
   if (data.dim != dim())
     throw_error("standardize: data '", data.source, "' has ", data.dim, " features per item, the scaling ", dim());
-  Dataset out;
-  out.source = data.source;
-  out.count = data.count;
-  out.dim = data.dim;
-  out.height = data.height;
-  out.width = data.width;
+  Dataset out = data.empty_copy();
   out.f32.resize(static_cast<std::size_t>(data.count) * data.dim);
   for (std::int64_t i = 0; i < data.count; ++i) {
     float* r = out.f32.data() + static_cast<std::size_t>(i) * data.dim;

@@ -71,7 +71,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   const int cols = std::max(W, static_cast<int>(D));
   const std::size_t partial =
       std::max({reduce_partial_floats(rows, cols, 1, false), reduce_partial_floats(max_batch, cfg.latent, 2, false),
-                reduce_partial_floats(rows, cfg.input_dim, 3, true)});
+                reduce_partial_floats(rows, cfg.input_dim, likelihood_column_sums(cfg), true)});
   scratch_ = ReduceScratchBuffers(partial, rows, cols, stream_);
 
   VAE_CUDA_CHECK(cudaMemsetAsync(flat_.get(), 0, flat_.bytes(), stream_));

@@ -156,6 +156,10 @@ void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, 
   VAE_LAUNCH_CHECK("decoder_mean_kernel");
 }
 
+int likelihood_column_sums(const ModelConfig& cfg) {
+  return cfg.likelihood == Likelihood::zinb ? 3 : has_feature_parameter(cfg) ? 2 : 1;
+}
+
 void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream) {
   const int D = cfg.input_dim;
@@ -176,7 +180,7 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   if (mode == LikelihoodMode::weighted && !a.row_scale)
     throw_error("likelihood_forward_backward: the weighted mode needs row_scale");
   const int R = a.n * a.L;
-  const int nv = grad ? (zero_inflated ? 3 : learned ? 2 : 1) : 0;
+  const int nv = grad ? likelihood_column_sums(cfg) : 0;
   check_reduce_scratch(scratch, R, D, nv, row_sums, "likelihood_forward_backward");
   // The fixed log-variance and its inverse, as the CPU computes them.
   const float fixed_lv = static_cast<float>(2.0 * std::log(cfg.sigma));

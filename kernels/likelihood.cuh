@@ -35,6 +35,10 @@ struct LikelihoodArgs {
   float* dzi = nullptr;        // (D) their gradient (gradient modes, ZINB)
 };
 
+// The column sums a gradient mode writes for cfg's likelihood: d bias, then d logvar (or
+// d log theta), then the ZINB's d zero-inflation logit. The reduce scratch must hold them.
+int likelihood_column_sums(const ModelConfig& cfg);
+
 // cfg gives D, the likelihood and sigma.
 void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream);

@@ -42,11 +42,7 @@ class LikelihoodCase final : public OpCase {
         dlogvar_(static_cast<std::size_t>(D), "log-variance gradient"),
         dzi_(static_cast<std::size_t>(D), "zero-inflation logit gradient"),
         row_logp_(static_cast<std::size_t>(n) * L, "row log p"),
-        scratch_(reduce_scratch(n * L, D,
-                                mode == Mode::forward ? 0
-                                : lik == Likelihood::zinb                         ? 3
-                                : learned || lik == Likelihood::negative_binomial ? 2
-                                                      : 1,
+        scratch_(reduce_scratch(n * L, D, mode == Mode::forward ? 0 : gpu::likelihood_column_sums(cfg_),
                                 mode != Mode::weighted)) {
     arrays({&out_, &bias_, &logvar_, &zi_, &x_, &scale_, &dbias_, &dlogvar_, &dzi_, &row_logp_},
            {&out_, &dbias_, &dlogvar_, &dzi_, &row_logp_});

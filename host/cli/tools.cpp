@@ -48,14 +48,7 @@ Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_se
   return d;
 }
 
-Dataset first_items(const Dataset& d, std::int64_t n) {
-  if (n <= 0 || n >= d.count) return d;
-  Dataset out = d;
-  out.count = n;
-  if (out.is_u8()) out.u8.resize(static_cast<std::size_t>(n) * d.dim);
-  else out.f32.resize(static_cast<std::size_t>(n) * d.dim);
-  return out;
-}
+Dataset first_items(const Dataset& d, std::int64_t n) { return n <= 0 || n >= d.count ? d : d.slice(0, n); }
 
 std::unique_ptr<Backend> backend_for(const SavedModel& m, const std::string& device, int batch, std::ostream& log) {
   TrainConfig t = m.train;

@@ -145,6 +145,7 @@ class Backend {
   // The data as the model sees it: standardized, or uint8 read as counts; nullopt when it is
   // the data as given (checked then by the backend itself).
   std::optional<Dataset> model_view(const Dataset& data, const char* what) const;
+  bool needs_view(const Dataset& data) const;  // whether model_view would copy
 
   Standardization scaling_;
   bool has_train_data_ = false;

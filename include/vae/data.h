@@ -24,6 +24,12 @@ struct Dataset {
   std::vector<float> f32;        // (N, D) otherwise
 
   bool is_u8() const { return !u8.empty(); }
+  // The same description (source, count, dim, picture shape) with no values: the start of a
+  // transformed copy, whose caller fills u8 or f32.
+  Dataset empty_copy() const;
+  // Items [begin, begin + n) alone, in the same storage. Throws vae::Error naming `source`
+  // unless 0 <= begin <= begin + n <= count.
+  Dataset slice(std::int64_t begin, std::int64_t n) const;
   // Throws vae::Error naming `source` unless count >= 0, dim > 0, exactly one of u8 and f32
   // holds count * dim values (both may be empty when count is 0) and every f32 value is
   // finite. (The Bernoulli likelihood further needs values in [0,1]: the backends check that.)
