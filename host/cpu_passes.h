@@ -310,9 +310,7 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
-  const bool poisson = cfg.likelihood == Likelihood::poisson;
-  const bool negative_binomial = cfg.likelihood == Likelihood::negative_binomial;  // logvar: log theta
-  const bool zinb = cfg.likelihood == Likelihood::zinb;
+  const bool counts = counts_likelihood(cfg.likelihood);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
@@ -320,36 +318,21 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
     T acc = 0;
     if (bernoulli) {
       acc = bernoulli_row<Backward>(xr, o, bias, D, scale);
-    } else if (zinb) {
-      T* dt = Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
-      T* dw = Backward ? dzi_rows + static_cast<std::size_t>(r) * D : nullptr;
+    } else if (counts) {  // logvar: log theta (NB, ZINB); zi: the ZINB's zero-inflation logits
+      T* dt = Backward && logvar ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
+      T* dw = Backward && zi ? dzi_rows + static_cast<std::size_t>(r) * D : nullptr;
       for (int d = 0; d < D; ++d) {
-        T lp, g, gt, gw;
-        ew::zinb(xr[d], o[d] + bias[d], logvar[d], zi[d], lp, g, gt, gw);
+        T lp, g, gt = 0, gw = 0;
+        const T on = o[d] + bias[d];
+        if (cfg.likelihood == Likelihood::zinb) ew::zinb(xr[d], on, logvar[d], zi[d], lp, g, gt, gw);
+        else if (cfg.likelihood == Likelihood::negative_binomial) ew::negative_binomial(xr[d], on, logvar[d], lp, g, gt);
+        else ew::poisson(xr[d], on, lp, g);
         acc += lp;
         if (Backward) {
           o[d] = g * scale;
-          dt[d] = gt * scale;
-          dw[d] = gw * scale;
+          if (dt) dt[d] = gt * scale;
+          if (dw) dw[d] = gw * scale;
         }
-      }
-    } else if (negative_binomial) {
-      T* dt = Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
-      for (int d = 0; d < D; ++d) {
-        T lp, g, gt;
-        ew::negative_binomial(xr[d], o[d] + bias[d], logvar[d], lp, g, gt);
-        acc += lp;
-        if (Backward) {
-          o[d] = g * scale;
-          dt[d] = gt * scale;
-        }
-      }
-    } else if (poisson) {
-      for (int d = 0; d < D; ++d) {
-        T lp, g;
-        ew::poisson(xr[d], o[d] + bias[d], lp, g);
-        acc += lp;
-        if (Backward) o[d] = g * scale;
       }
     } else {
       T* dlv = logvar && Backward ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
