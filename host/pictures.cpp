@@ -83,6 +83,11 @@ void check_backend_model(const Backend& backend, const ModelConfig& model, const
                 " parameters); pass the ModelConfig the backend was made with");
 }
 
+void check_picturable(const ModelConfig& model) {
+  const std::string why = why_no_pictures(model);
+  if (!why.empty()) throw_error(why);
+}
+
 }  // namespace
 
 std::string why_no_pictures(const ModelConfig& model) {
@@ -91,13 +96,6 @@ std::string why_no_pictures(const ModelConfig& model) {
            " decoder's means are counts, not pixel intensities in [0, 1]: no picture drawn";
   return "";
 }
-
-namespace {
-void check_picturable(const ModelConfig& model) {
-  const std::string why = why_no_pictures(model);
-  if (!why.empty()) throw_error(why);
-}
-}  // namespace
 
 std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed) {
   if (n < 1) throw_error("prior_samples: n must be >= 1, got ", n);
