@@ -16,33 +16,57 @@ namespace vae {
 
 namespace {
 void check_data_values(const ModelConfig& model, const Dataset& data) {
-  if (counts_likelihood(model.likelihood)) {  // uint8 data are counts 0..255 as they are
-    for (std::size_t k = 0; k < data.f32.size(); ++k) {
-      const float v = data.f32[k];
-      if (!(v >= 0.0f) || v != std::floor(v))
-        throw_error("data '", data.source, "': value ", v, " at item ", k / static_cast<std::size_t>(data.dim),
-                    ", feature ", k % static_cast<std::size_t>(data.dim), " is not a count (a non-negative integer), which ",
-                    flag_of("likelihood"), " ", to_string(model.likelihood), " needs");
+  if (data.f32.empty()) return;  // uint8: pixels in [0, 1], or the counts 0..255
+  const bool counts = counts_likelihood(model.likelihood);
+  if (!counts && model.likelihood != Likelihood::bernoulli) return;
+  const std::size_t W = static_cast<std::size_t>(data.dim), D = static_cast<std::size_t>(data.features());
+  for (std::size_t i = 0; i < static_cast<std::size_t>(data.count); ++i)
+    for (std::size_t j = 0; j < D; ++j) {  // the features, not an appended condition
+      const float v = data.f32[i * W + j];
+      if (counts && (!(v >= 0.0f) || v != std::floor(v)))
+        throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
+                    " is not a count (a non-negative integer), which ", flag_of("likelihood"), " ",
+                    to_string(model.likelihood), " needs");
+      if (!counts && (v < 0.0f || v > 1.0f))
+        throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
+                    " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255; for "
+                    "other real values use ", flag_of("likelihood"), " gaussian)");
     }
+}
+
+// What the model is conditioned on, in words.
+std::string model_condition(const ModelConfig& model) { return describe_condition(model.condition, model.condition_dim); }
+
+void check_condition(const ModelConfig& model, const Dataset& data, const char* what) {
+  if (data.appended > 0) {  // a backend's view: the condition is in the rows
+    if (data.appended != model.condition_dim)
+      throw_error(what, " '", data.source, "' carries ", data.appended, " condition values per item but the model is ",
+                  "conditioned on ", model_condition(model));
     return;
   }
-  if (model.likelihood != Likelihood::bernoulli) return;
-  for (std::size_t k = 0; k < data.f32.size(); ++k) {
-    const float v = data.f32[k];
-    if (v < 0.0f || v > 1.0f)
-      throw_error("data '", data.source, "': value ", v, " at item ", k / static_cast<std::size_t>(data.dim), ", feature ",
-                  k % static_cast<std::size_t>(data.dim),
-                  " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255; for other "
-                  "real values use ", flag_of("likelihood"), " gaussian)");
+  const Condition& c = data.condition;
+  if (model.condition == ConditionKind::none) {
+    if (!c.empty())
+      throw_error(what, " '", data.source, "' comes with conditions ('", c.source,
+                  "') but the model is not a conditional one");
+    return;
   }
+  if (c.empty())
+    throw_error(what, " '", data.source, "' has no conditions but the model is conditioned on ", model_condition(model),
+                ": give the items' conditions too (", flag_of("test_condition"), ", or condition= in Python)");
+  if (c.kind != model.condition || c.dim != model.condition_dim)
+    throw_error("conditions '", c.source, "' are ", c.describe(), " per item but the model is conditioned on ",
+                model_condition(model));
 }
 
 }  // namespace
 
 void check_data(const ModelConfig& model, const Dataset& data, const char* what) {
   data.validate();
-  if (data.dim != model.input_dim)
-    throw_error(what, " '", data.source, "' has ", data.dim, " features per item but the model expects ", model.input_dim);
+  if (data.features() != model.input_dim)
+    throw_error(what, " '", data.source, "' has ", data.features(), " features per item but the model expects ",
+                model.input_dim);
+  check_condition(model, data, what);
   check_data_values(model, data);
 }
 
@@ -58,16 +82,22 @@ void Backend::set_standardization(Standardization scaling) {
 }
 
 bool Backend::needs_view(const Dataset& data) const {
-  return !scaling_.empty() || (counts_likelihood(model_config().likelihood) && data.is_u8());
+  return !scaling_.empty() || (counts_likelihood(model_config().likelihood) && data.is_u8()) ||
+         !data.condition.empty();
 }
 
 std::optional<Dataset> Backend::model_view(const Dataset& data, const char* what) const {
   if (!needs_view(data)) return std::nullopt;
   check_data(model_config(), data, what);
-  if (!scaling_.empty()) return scaling_.apply(data);
-  Dataset c = data.empty_copy();  // the bytes as counts
-  c.f32.assign(data.u8.begin(), data.u8.end());
-  return c;
+  std::optional<Dataset> v;
+  if (!scaling_.empty()) {
+    v = scaling_.apply(data);
+  } else if (counts_likelihood(model_config().likelihood) && data.is_u8()) {
+    v = data.empty_copy();  // the bytes as counts
+    v->f32.assign(data.u8.begin(), data.u8.end());
+  }
+  if (!data.condition.empty()) return with_condition_appended(v ? *v : data);
+  return v;
 }
 
 void Backend::set_train_data(std::shared_ptr<const Dataset> data) {
@@ -103,8 +133,30 @@ std::vector<float> Backend::encode(const Dataset& data, std::int64_t begin, std:
   return do_encode(*model_view(data.slice(begin, n), "data"), 0, n);  // the n items alone, as the model sees them
 }
 
-std::vector<float> Backend::decode_means(const std::vector<float>& z) {
-  std::vector<float> means = do_decode_means(z);
+std::vector<float> Backend::decode_means(const std::vector<float>& z, const Condition& condition) {
+  const ModelConfig& m = model_config();
+  const std::int64_t rows = decode_rows(m, z);
+  std::vector<float> means;
+  if (m.condition == ConditionKind::none) {
+    if (!condition.empty())
+      throw_error("decode_means: conditions '", condition.source, "' given to a model that is not a conditional one");
+    means = do_decode_means(z);
+  } else {
+    if (condition.kind != m.condition || condition.dim != m.condition_dim)
+      throw_error("decode_means: the model is conditioned on ", model_condition(m), ", got ",
+                  condition.empty() ? std::string("no condition") : condition.describe() + " ('" + condition.source + "')");
+    if (condition.count() != rows)
+      throw_error("decode_means: ", rows, " codes but ", condition.count(), " conditions ('", condition.source,
+                  "'); one per code");
+    const std::size_t Z = static_cast<std::size_t>(m.latent), C = static_cast<std::size_t>(m.condition_dim);
+    std::vector<float> codes(static_cast<std::size_t>(rows) * (Z + C));  // [z, c] per row: the decoder's input
+    for (std::size_t r = 0; r < static_cast<std::size_t>(rows); ++r) {
+      std::copy_n(z.begin() + static_cast<std::ptrdiff_t>(r * Z), Z, codes.begin() + static_cast<std::ptrdiff_t>(r * (Z + C)));
+      std::copy_n(condition.values.begin() + static_cast<std::ptrdiff_t>(r * C), C,
+                  codes.begin() + static_cast<std::ptrdiff_t>(r * (Z + C) + Z));
+    }
+    means = do_decode_means(codes);
+  }
   scaling_.undo(means);
   return means;
 }
@@ -128,6 +180,13 @@ std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z) 
   if (z.size() % static_cast<std::size_t>(model.latent) != 0)
     throw_error("decode_means: ", z.size(), " values are not whole codes of the latent size ", model.latent);
   return static_cast<std::int64_t>(z.size() / static_cast<std::size_t>(model.latent));
+}
+
+std::int64_t decoder_input_rows(const ModelConfig& model, const std::vector<float>& codes) {
+  const std::size_t w = static_cast<std::size_t>(decoder_input_dim(model));
+  if (codes.size() % w != 0)
+    throw_error("decode_means: ", codes.size(), " values are not whole decoder inputs of ", w, " values");
+  return static_cast<std::int64_t>(codes.size() / w);
 }
 
 bool cuda_usable(std::string* why) {

@@ -24,10 +24,12 @@ template <class T>
 void linear_weight_grad(int rows, int in, int out, const T* dy, const T* x, T* dw) {
   gemm(CblasTrans, CblasNoTrans, out, in, rows, dy, out, x, in, T(0), dw, in);
 }
-// dX (rows, in) = dY (rows, out) W (out, in)
+// dX (rows, used) = dY (rows, out) W[:, :used] (out, in): the gradient of the first `used`
+// inputs (all of them by default; a conditional decoder's first layer: z, not the condition).
 template <class T>
-void linear_input_grad(int rows, int in, int out, const T* dy, const T* w, T* dx) {
-  gemm(CblasNoTrans, CblasNoTrans, rows, in, out, dy, out, w, in, T(0), dx, in);
+void linear_input_grad(int rows, int in, int out, const T* dy, const T* w, T* dx, int used = 0) {
+  const int u = used > 0 ? used : in;
+  gemm(CblasNoTrans, CblasNoTrans, rows, u, out, dy, out, w, in, T(0), dx, u);
 }
 
 }  // namespace vae::blas

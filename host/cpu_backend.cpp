@@ -52,8 +52,7 @@ class CpuBackend final : public Backend {
                     kNoiseBlockValues) {
     threads_ = set_cpu_threads(train.threads);
     const std::size_t B = static_cast<std::size_t>(model_.max_batch());
-    const std::size_t D = static_cast<std::size_t>(model.input_dim);
-    x_.assign(B * D, T(0));
+    x_.assign(B * static_cast<std::size_t>(data_width(model)), T(0));
     eps_.assign(B * model_.max_samples() * model.latent, T(0));
     if (train.binarize == Binarize::dynamic)
       bin_noise_ = std::make_unique<StepNoise>(plan_.bin_seed, StepNoise::Kind::uniform, plan_.bin_stride, kNoiseBlockValues);
@@ -214,8 +213,8 @@ class CpuBackend final : public Backend {
   }
 
   std::vector<float> do_decode_means(const std::vector<float>& z) override {
-    const std::int64_t rows = decode_rows(model_cfg_, z);
-    const int Z = model_cfg_.latent, D = model_cfg_.input_dim;
+    const std::int64_t rows = decoder_input_rows(model_cfg_, z);
+    const int Z = decoder_input_dim(model_cfg_), D = model_cfg_.input_dim;
     const int chunk = model_.max_batch() * model_.max_samples();
     std::vector<float> out(static_cast<std::size_t>(rows) * D);
     std::vector<T> zc(static_cast<std::size_t>(chunk) * Z), mean(static_cast<std::size_t>(chunk) * D);
@@ -242,7 +241,7 @@ class CpuBackend final : public Backend {
   // Gather, noise and one forward+backward pass of `pass` on the batch (checked by the caller).
   LossSums gradient_of(const Batch& batch, std::int64_t noise_step, Pass pass, double beta) {
     const int n = batch.size;
-    const int D = model_cfg_.input_dim;
+    const int D = data_width(model_cfg_);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
     if (train_.binarize == Binarize::dynamic) {

@@ -36,7 +36,8 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
   weights_.assign(R, T(0));
   if (layout_.has_logvar()) dlv_rows_.assign(R * cfg.input_dim, T(0));
   if (layout_.has_zi()) dzi_rows_.assign(R * cfg.input_dim, T(0));
-  if (cfg.log1p_input) xin_.assign(B * cfg.input_dim, T(0));
+  if (cfg.log1p_input) xin_.assign(B * data_width(cfg), T(0));
+  if (cfg.condition_dim > 0) zc_.assign(R * decoder_input_dim(cfg), T(0));
   recon_.assign(B, T(0));
   kl_.assign(B, T(0));
   bound_.assign(B, T(0));
@@ -45,9 +46,9 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
 template <class T>
 const T* CpuModel<T>::encode(const T* x, int n) {
   const T* in = x;
-  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x
-    const std::size_t m = static_cast<std::size_t>(n) * cfg_.input_dim;
-    for (std::size_t k = 0; k < m; ++k) xin_[k] = ew::log1p_(x[k]);
+  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x (and the condition stays)
+    const std::size_t W = static_cast<std::size_t>(data_width(cfg_)), m = static_cast<std::size_t>(n) * W;
+    for (std::size_t k = 0; k < m; ++k) xin_[k] = k % W < static_cast<std::size_t>(cfg_.input_dim) ? ew::log1p_(x[k]) : x[k];
     in = xin_.data();
   }
   for (std::size_t i = 0; i < layout_.encoder().size(); ++i) {
@@ -58,6 +59,18 @@ const T* CpuModel<T>::encode(const T* x, int n) {
     in = out;
   }
   return in;
+}
+
+template <class T>
+const T* CpuModel<T>::decoder_codes(const T* z, const T* x, int n, int L) {
+  const int C = cfg_.condition_dim;
+  if (C == 0) return z;
+  const std::size_t Z = static_cast<std::size_t>(cfg_.latent), W = static_cast<std::size_t>(data_width(cfg_));
+  for (std::size_t r = 0; r < static_cast<std::size_t>(n) * L; ++r) {  // [z_r, c of data point r / L]
+    std::copy_n(z + r * Z, Z, zc_.data() + r * (Z + C));
+    std::copy_n(x + (r / L) * W + cfg_.input_dim, C, zc_.data() + r * (Z + C) + Z);
+  }
+  return zc_.data();
 }
 
 template <class T>
@@ -92,7 +105,7 @@ LossSums CpuModel<T>::run(const T* x, const T* eps, int n, int L, double beta, P
   blas::linear_forward(n, hd.in, hd.out, h, p + hd.weight, head_.data());
   latent_forward(head_.data(), p + hd.bias, eps, n, L, Z, z_.data(), kl_.data(), lpq_.data());
 
-  const T* a = decode(z_.data(), R);
+  const T* a = decode(decoder_codes(z_.data(), x, n, L), R);
   const auto& out = layout_.output();
   blas::linear_forward(R, out.in, out.out, a, p + out.weight, logits_.data());
   const T* logvar = layout_.has_logvar() ? p + layout_.logvar() : nullptr;
@@ -145,15 +158,17 @@ struct CpuModel<T>::BackwardOps {
   double beta;
 
   const T* logits() const { return m.logits_.data(); }
-  const T* decoder_in(std::size_t k) const { return k == 0 ? m.z_.data() : m.dec_act_[k - 1].data(); }
+  const T* decoder_in(std::size_t k) const {
+    return k > 0 ? m.dec_act_[k - 1].data() : m.cfg_.condition_dim > 0 ? m.zc_.data() : m.z_.data();
+  }
   const T* encoder_in(std::size_t k) const {
     return k > 0 ? m.enc_act_[k - 1].data() : m.cfg_.log1p_input ? m.xin_.data() : x;
   }
   void weight_grad(int rows, const LinearView& l, const T* dy, const T* in) {
     blas::linear_weight_grad(rows, l.in, l.out, dy, in, m.grads_.data() + l.weight);
   }
-  void input_grad(int rows, const LinearView& l, const T* dy, T* dx) {
-    blas::linear_input_grad(rows, l.in, l.out, dy, m.params_.data() + l.weight, dx);
+  void input_grad(int rows, const LinearView& l, const T* dy, T* dx, int used) {
+    blas::linear_input_grad(rows, l.in, l.out, dy, m.params_.data() + l.weight, dx, used);
   }
   void act_bias_grad(int rows, const LinearView& l, T* dy, const T* y) {
     act_backward_bias_grad(m.cfg_.activation, dy, y, rows, l.out, m.grads_.data() + l.bias);
@@ -184,7 +199,7 @@ void CpuModel<T>::decode_log_likelihood(const T* x, const T* z, int n, int L) {
   if (n <= 0 || n > max_batch_ || L <= 0 || L > max_samples_)
     throw_error("CpuModel::decode_log_likelihood: ", n, " x ", L, " codes, expected at most ", max_batch_, " x ",
                 max_samples_);
-  const T* a = decode(z, n * L);
+  const T* a = decode(decoder_codes(z, x, n, L), n * L);
   const auto& out = layout_.output();
   const T* p = params_.data();
   blas::linear_forward(n * L, out.in, out.out, a, p + out.weight, logits_.data());

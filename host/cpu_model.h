@@ -27,7 +27,8 @@ class CpuModel {
   const std::vector<T>& params() const { return params_; }
   const std::vector<T>& grads() const { return grads_; }
 
-  // x: (n, D) targets in [0,1] (or any reals for the Gaussian decoder); eps: (n*L, Z),
+  // x: (n, D) targets in [0,1] (or any reals for the Gaussian decoder), each row followed
+  // by its condition for a conditional model: (n, data_width(cfg)); eps: (n*L, Z),
   // sample l of data point b in row b*L + l. Returns loss sums over the n data points:
   // recon and kl are the ELBO's parts; loss is recon + beta*kl, or for Pass::iwae the IWAE
   // loss. With a gradient pass, grads() holds the gradient of the batch mean of that loss.
@@ -45,15 +46,18 @@ class CpuModel {
   // (n, 2Z) of the last pass: mu in columns [0,Z), log-variance in [Z,2Z).
   const T* head() const { return head_.data(); }
 
-  // Decoder means for latent codes z (n, Z): sigmoid(logits) (Bernoulli) or the mean.
+  // Decoder means for decoder inputs z (n, decoder_input_dim: z, then the condition):
+  // sigmoid(logits) (Bernoulli) or the mean.
   void decode_mean(const T* z, int n, T* out);
-  // log p(x_b|z_r) for codes z (n*L, Z) decoding data point b = r / L of x (n, D), into
+  // log p(x_b|z_r) for codes z (n*L, Z) decoding data point b = r / L of x (as run takes it), into
   // row_logp(); no encoder. The naive estimate of log p(x) draws z from the prior.
   void decode_log_likelihood(const T* x, const T* z, int n, int L);
 
  private:
   const T* encode(const T* x, int n);     // runs the encoder; returns (n, H_last) or x
   const T* decode(const T* z, int rows);  // runs the hidden decoder layers; returns the last input
+  // The decoder's input for codes z (n*L, Z) of data points x: z itself, or [z, c] in zc_.
+  const T* decoder_codes(const T* z, const T* x, int n, int L);
   struct BackwardOps;  // backward's operations for backward_walk (host/backward_walk.h)
   void backward(const T* x, const T* eps, int n, int L, double beta, Pass pass);
 
@@ -68,7 +72,8 @@ class CpuModel {
   std::vector<T> grad_a_, grad_b_;  // (B*L, max width) ping-pong
   std::vector<T> row_logp_, lpq_;   // (B*L)
   std::vector<T> weights_;          // (B*L) IWAE: normalized importance weights / n
-  std::vector<T> xin_;              // (B, D) log(1 + x) with cfg.log1p_input, or empty
+  std::vector<T> xin_;              // (B, D + C) log(1 + x) (and c) with cfg.log1p_input, or empty
+  std::vector<T> zc_;               // (B*L, Z + C) the decoder's input [z, c] of a conditional model, or empty
   std::vector<T> dlv_rows_;         // (B*L, D) learned log-variance (log theta) grads per row, or empty
   std::vector<T> dzi_rows_;         // (B*L, D) the ZINB's zero-inflation logit grads per row, or empty
   std::vector<T> recon_, kl_, bound_;  // (B)

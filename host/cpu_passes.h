@@ -303,10 +303,12 @@ float bernoulli_row(const float* x, float* o, const float* bias, int D, float sc
 // backward, raw <- scale * d(-log p)/do and, for a learned log-variance, dlv_rows <-
 // scale * d(-log p)/dlv. The bias and log-variance gradients are column sums of those.
 // The ZINB's zero-inflation logits zi (D) come with dzi_rows like logvar with dlv_rows.
+// x: (n, data_width(cfg)) rows, the D features first (a condition may follow).
 template <class T, bool Backward>
 void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, int L, T scale,
                      T* dlv_rows, T* row_logp, const T* zi = nullptr, T* dzi_rows = nullptr) {
   const int D = cfg.input_dim;
+  const std::size_t ldx = static_cast<std::size_t>(data_width(cfg));
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
@@ -314,7 +316,7 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
     T* o = raw + static_cast<std::size_t>(r) * D;
-    const T* xr = x + static_cast<std::size_t>(r / L) * D;
+    const T* xr = x + static_cast<std::size_t>(r / L) * ldx;
     T acc = 0;
     if (bernoulli) {
       acc = bernoulli_row<Backward>(xr, o, bias, D, scale);

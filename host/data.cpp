@@ -222,6 +222,46 @@ void Dataset::validate() const {
     if (!std::isfinite(f32[k]))
       throw_error("dataset ", name, ": value ", f32[k], " at item ", k / static_cast<std::size_t>(dim), ", feature ",
                   k % static_cast<std::size_t>(dim), " is not finite");
+  if (appended < 0 || appended >= dim)
+    throw_error("dataset ", name, ": appended is ", appended, ", expected a count of condition values in [0, dim)");
+  const Condition& c = condition;
+  if (c.empty()) {
+    if (c.dim != 0 || !c.values.empty())
+      throw_error("dataset ", name, ": its condition has kind none but holds ", c.values.size(), " values");
+    return;
+  }
+  if (c.dim <= 0 || c.values.size() % static_cast<std::size_t>(c.dim) != 0 || c.count() != count)
+    throw_error("dataset ", name, ": its conditions '", c.source, "' hold ", c.values.size(), " values, expected ", count,
+                " items x ", c.dim, " = one row per item");
+  for (std::size_t k = 0; k < c.values.size(); ++k)
+    if (!std::isfinite(c.values[k]))
+      throw_error("conditions '", c.source, "': value ", c.values[k], " at item ", k / static_cast<std::size_t>(c.dim),
+                  ", column ", k % static_cast<std::size_t>(c.dim), " is not finite");
+}
+
+Condition Condition::rows(std::int64_t begin, std::int64_t n) const {
+  if (begin < 0 || n < 0 || begin > count() || n > count() - begin)
+    throw_error("rows [", begin, ", ", begin + n, ") are outside the ", count(), " conditions of '", source, "'");
+  Condition c = *this;
+  const auto C = static_cast<std::ptrdiff_t>(dim);
+  c.values.assign(values.begin() + begin * C, values.begin() + (begin + n) * C);
+  return c;
+}
+
+Condition class_condition(int k, int classes, std::int64_t n) {
+  if (classes < 1 || k < 0 || k >= classes)
+    throw_error("class ", k, " is not one of the model's ", classes, " classes 0..", classes - 1);
+  return condition_from_labels(std::vector<std::int64_t>(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)), k),
+                               classes, "class " + std::to_string(k));
+}
+
+std::string describe_condition(ConditionKind kind, int dim) {
+  switch (kind) {
+    case ConditionKind::none: return "no condition";
+    case ConditionKind::classes: return std::to_string(dim) + (dim == 1 ? " class" : " classes");
+    case ConditionKind::covariates: return std::to_string(dim) + (dim == 1 ? " covariate" : " covariates");
+  }
+  return "?";
 }
 
 void Dataset::row(std::int64_t i, float* out) const { row_as<float>(i, out); }
@@ -233,6 +273,8 @@ Dataset Dataset::empty_copy() const {
   d.dim = dim;
   d.height = height;
   d.width = width;
+  d.condition = condition;
+  d.appended = appended;
   return d;
 }
 
@@ -244,6 +286,10 @@ Dataset Dataset::slice(std::int64_t begin, std::int64_t n) const {
   const auto D = static_cast<std::ptrdiff_t>(dim);
   if (is_u8()) d.u8.assign(u8.begin() + begin * D, u8.begin() + (begin + n) * D);
   else if (!f32.empty()) d.f32.assign(f32.begin() + begin * D, f32.begin() + (begin + n) * D);
+  if (!condition.empty()) {
+    const auto C = static_cast<std::ptrdiff_t>(condition.dim);
+    d.condition.values.assign(condition.values.begin() + begin * C, condition.values.begin() + (begin + n) * C);
+  }
   return d;
 }
 
@@ -298,7 +344,10 @@ std::vector<std::uint8_t> read_idx_labels(const std::string& path) {
   return in.read_payload(checked_mul(h.dims[0], 1, path));
 }
 
-Dataset read_npy(const std::string& path) {
+namespace {
+// An NPY file's values as a Dataset; `descr` gets its dtype. one_d: a 1-D array (N,) is
+// read as N items of one value (conditions); otherwise it must be 2-D.
+Dataset read_npy_values(const std::string& path, bool one_d, std::string* descr_out) {
   Reader in(path);
   unsigned char magic[8];
   in.read_exact(magic, 8, "NPY magic and version");
@@ -322,11 +371,13 @@ Dataset read_npy(const std::string& path) {
 
   const std::string descr = npy_field(header, "descr", path);
   const std::string fortran = npy_field(header, "fortran_order", path);
-  const auto dims = npy_shape(npy_field(header, "shape", path), path);
+  auto dims = npy_shape(npy_field(header, "shape", path), path);
   if (fortran != "False")
     throw_error("'", path, "' is stored in Fortran order; save it in C order (numpy.ascontiguousarray) and try again");
+  if (one_d && dims.size() == 1) dims.push_back(1);
   if (dims.size() != 2)
     throw_error("'", path, "' has ", dims.size(), " dimensions; expected a 2-D array (items, features)");
+  if (descr_out) *descr_out = descr;
   if (dims[0] == 0) throw_error("'", path, "' holds no items (shape[0] is 0)");
   if (dims[1] == 0) throw_error("'", path, "' has 0 features per item (shape[1] is 0)");
   if (dims[1] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
@@ -386,7 +437,7 @@ Dataset read_npy(const std::string& path) {
   return d;
 }
 
-Dataset read_dataset(const std::string& path) {
+bool is_npy(const std::string& path) {
   unsigned char head[6] = {0};
   std::size_t got;
   {
@@ -394,8 +445,113 @@ Dataset read_dataset(const std::string& path) {
     got = in.read(head, sizeof head);
   }
   if (got == 0) throw_error("'", path, "' is empty");
-  if (got == 6 && std::memcmp(head, "\x93NUMPY", 6) == 0) return read_npy(path);
-  return read_idx_images(path);
+  return got == 6 && std::memcmp(head, "\x93NUMPY", 6) == 0;
+}
+}  // namespace
+
+Dataset read_npy(const std::string& path) { return read_npy_values(path, false, nullptr); }
+
+Dataset read_dataset(const std::string& path) { return is_npy(path) ? read_npy(path) : read_idx_images(path); }
+
+Condition condition_from_labels(const std::vector<std::int64_t>& labels, int classes, const std::string& source) {
+  if (classes < 0) throw_error("conditions '", source, "': classes must be >= 0 (0: the largest label + 1), got ", classes);
+  if (labels.empty()) throw_error("conditions '", source, "' hold no labels");
+  std::int64_t top = -1;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0) throw_error("conditions '", source, "': label ", labels[i], " at item ", i, " is negative");
+    if (classes > 0 && labels[i] >= classes)
+      throw_error("conditions '", source, "': label ", labels[i], " at item ", i, " is not one of the ", classes,
+                  " classes 0..", classes - 1, " (", flag_of("condition_classes"), ")");
+    top = std::max(top, labels[i]);
+  }
+  if (classes == 0 && top + 1 > kMaxLayerWidth)
+    throw_error("conditions '", source, "': label ", top, " would make ", top + 1, " classes; at most ", kMaxLayerWidth);
+  Condition c;
+  c.source = source;
+  c.kind = ConditionKind::classes;
+  c.dim = classes > 0 ? classes : static_cast<int>(top + 1);
+  c.values.assign(labels.size() * static_cast<std::size_t>(c.dim), 0.0f);
+  for (std::size_t i = 0; i < labels.size(); ++i) c.values[i * c.dim + static_cast<std::size_t>(labels[i])] = 1.0f;
+  return c;
+}
+
+Condition condition_from_covariates(std::vector<float> values, std::int64_t count, int dim, const std::string& source) {
+  if (count <= 0 || dim <= 0 || values.size() != static_cast<std::size_t>(count) * static_cast<std::size_t>(dim))
+    throw_error("conditions '", source, "': ", values.size(), " values are not ", count, " items of ", dim,
+                " covariates (each at least one)");
+  for (std::size_t k = 0; k < values.size(); ++k)
+    if (!std::isfinite(values[k]))
+      throw_error("conditions '", source, "': value ", values[k], " at item ", k / static_cast<std::size_t>(dim),
+                  ", column ", k % static_cast<std::size_t>(dim), " is not finite");
+  Condition c;
+  c.source = source;
+  c.kind = ConditionKind::covariates;
+  c.dim = dim;
+  c.values = std::move(values);
+  return c;
+}
+
+Condition read_condition(const std::string& path, int classes) {
+  if (!is_npy(path)) {
+    const std::vector<std::uint8_t> l = read_idx_labels(path);
+    return condition_from_labels(std::vector<std::int64_t>(l.begin(), l.end()), classes, path);
+  }
+  std::string descr;
+  Dataset a = read_npy_values(path, true, &descr);
+  const bool integers = a.is_u8() || descr == "<i4" || descr == "<i8";
+  if (!integers) return condition_from_covariates(std::move(a.f32), a.count, a.dim, path);
+  if (a.dim != 1)
+    throw_error("'", path, "' holds integers in ", a.dim, " columns; class labels are one column, shape (N,) or (N, 1) ",
+                "(covariates are float32 or float64)");
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(a.count));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    labels[i] = a.is_u8() ? std::int64_t(a.u8[i]) : static_cast<std::int64_t>(a.f32[i]);
+  return condition_from_labels(labels, classes, path);
+}
+
+void attach_condition(Dataset& data, Condition condition) {
+  if (condition.empty()) {
+    data.condition = Condition{};
+    return;
+  }
+  if (condition.count() != data.count)
+    throw_error("conditions '", condition.source, "' hold ", condition.count(), " rows but the data '", data.source,
+                "' has ", data.count, " items: one condition per item, in the same order");
+  data.condition = std::move(condition);
+  data.validate();
+}
+
+Dataset with_condition_appended(const Dataset& data) {
+  data.validate();
+  const Condition& c = data.condition;
+  Dataset v = data.empty_copy();
+  v.condition = Condition{};
+  if (c.empty()) {
+    v.u8 = data.u8;
+    v.f32 = data.f32;
+    return v;
+  }
+  const std::size_t D = static_cast<std::size_t>(data.dim), C = static_cast<std::size_t>(c.dim), W = D + C;
+  const std::size_t N = static_cast<std::size_t>(data.count);
+  v.dim = static_cast<int>(W);
+  v.appended = c.dim;
+  v.height = 1;  // a view is no picture
+  v.width = v.dim;
+  const bool binary = std::all_of(c.values.begin(), c.values.end(), [](float x) { return x == 0.0f || x == 1.0f; });
+  if (data.is_u8() && binary) {
+    v.u8.resize(N * W);
+    for (std::size_t i = 0; i < N; ++i) {
+      std::copy_n(data.u8.begin() + static_cast<std::ptrdiff_t>(i * D), D, v.u8.begin() + static_cast<std::ptrdiff_t>(i * W));
+      for (std::size_t j = 0; j < C; ++j) v.u8[i * W + D + j] = c.values[i * C + j] != 0.0f ? 255 : 0;  // 255 / 255 = 1
+    }
+    return v;
+  }
+  v.f32.resize(N * W);
+  for (std::size_t i = 0; i < N; ++i) {
+    data.row(static_cast<std::int64_t>(i), v.f32.data() + i * W);
+    std::copy_n(c.values.begin() + static_cast<std::ptrdiff_t>(i * C), C, v.f32.begin() + static_cast<std::ptrdiff_t>(i * W + D));
+  }
+  return v;
 }
 
 namespace {
@@ -429,6 +585,25 @@ void resolve_data_paths(std::string& train_path, std::string& test_path) {
 
 std::string default_fashion_mnist_labels(bool train) {
   return std::string(kFashionDir) + (train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
+}
+
+void resolve_condition_paths(const std::string& condition_path, std::string& test_condition_path,
+                             const std::string& test_path) {
+  if (condition_path.empty()) {
+    if (!test_condition_path.empty())
+      throw_error(flag_of("test_condition"), " '", test_condition_path, "' is given without ", flag_of("condition"),
+                  ": a conditional model needs the training items' conditions too");
+    return;
+  }
+  if (!test_condition_path.empty()) return;
+  std::error_code ec;
+  if (std::filesystem::equivalent(condition_path, default_fashion_mnist_labels(true), ec) &&
+      std::filesystem::equivalent(test_path, fashion_images(false), ec)) {
+    test_condition_path = default_fashion_mnist_labels(false);
+    return;
+  }
+  throw_error(flag_of("condition"), " '", condition_path, "' is given without ", flag_of("test_condition"),
+              ": name the test items' conditions too");
 }
 
 void binarize_static(Dataset& d) {

@@ -18,10 +18,12 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&
 // check_data (backend.h). check_nonempty_data: check_data, and at least one item (`call`: set_train_data, evaluate,
 // estimate_log_likelihood, which have nothing to train on or average over an empty set).
 // check_encode_args: for Backend::encode also the item range; decode_rows:
-// decode_means' codes' length (it returns the number of codes).
+// decode_means' codes' length (it returns the number of codes); decoder_input_rows: the
+// same for the backends' rows [z, c] of decoder_input_dim values.
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what = "data");
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
+std::int64_t decoder_input_rows(const ModelConfig& model, const std::vector<float>& codes);
 
 #if defined(VAE_HAVE_CUDA)
 // kernels/: cuda_backend.cu, cuda_device.cu, sgemm_rate.cu

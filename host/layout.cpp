@@ -37,13 +37,13 @@ LinearView ParamLayout::add_linear(const std::string& prefix, int in, int out) {
 
 ParamLayout::ParamLayout(const ModelConfig& cfg) {
   cfg.validate();
-  int width = cfg.input_dim;
+  int width = data_width(cfg);  // [x, c]: a condition joins the encoder's input ...
   for (std::size_t i = 0; i < cfg.encoder_hidden.size(); ++i) {
     encoder_.push_back(add_linear("encoder." + std::to_string(i), width, cfg.encoder_hidden[i]));
     width = cfg.encoder_hidden[i];
   }
   head_ = add_linear("encoder.head", width, 2 * cfg.latent);  // rows [0,Z): mu, [Z,2Z): logvar
-  width = cfg.latent;
+  width = decoder_input_dim(cfg);  // ... and the decoder's, [z, c]
   for (std::size_t i = 0; i < cfg.decoder_hidden.size(); ++i) {
     decoder_.push_back(add_linear("decoder." + std::to_string(i), width, cfg.decoder_hidden[i]));
     width = cfg.decoder_hidden[i];

@@ -54,14 +54,14 @@ double gaussian_log_likelihood(std::vector<double> C, const std::vector<double>&
 }  // namespace
 
 bool has_exact_log_likelihood(const ModelConfig& m) {
-  return m.likelihood == Likelihood::gaussian && m.decoder_hidden.empty();
+  return m.likelihood == Likelihood::gaussian && m.decoder_hidden.empty() && m.condition == ConditionKind::none;
 }
 
 double exact_log_likelihood(const ModelConfig& m, const std::vector<float>& params, const Dataset& data,
                             const Standardization& scaling) {
   if (!has_exact_log_likelihood(m))
-    throw_error("exact log-likelihood: only for a linear decoder (", flag_of("decoder_hidden"), " none) with ",
-                flag_of("likelihood"), " gaussian");
+    throw_error("exact log-likelihood: only for an unconditional model with a linear decoder (",
+                flag_of("decoder_hidden"), " none) and ", flag_of("likelihood"), " gaussian");
   data.validate();
   if (data.dim != m.input_dim)
     throw_error("exact log-likelihood: data '", data.source, "' has ", data.dim, " features, the model ", m.input_dim);

@@ -245,6 +245,9 @@ void apply_options(const GivenOptions& given, ModelConfig& m, TrainConfig& t, Op
 
 void check_together(const ModelConfig& m, const TrainConfig& t) {
   if (t.binarize == Binarize::none) return;
+  if (t.binarize == Binarize::dynamic && m.condition == ConditionKind::covariates)
+    throw_error(flag_of("binarize"), " dynamic draws 0 or 1 for every input of the encoder, covariates of ",
+                flag_of("condition"), " too; binarize the data beforehand, or use ", flag_of("binarize"), " static");
   if (counts_likelihood(m.likelihood))
     throw_error(flag_of("binarize"), " ", to_string(t.binarize), " turns pixels in [0, 1] into 0 or 1; counts for ",
                 flag_of("likelihood"), " ", to_string(m.likelihood), " are not pixels (use ", flag_of("binarize"),
@@ -260,6 +263,9 @@ void ModelConfig::validate() const {
   const TrainConfig unused;
   for (const Option& o : options())
     if (o.section == OptionSection::model) o.check(*this, unused);
+  if ((condition == ConditionKind::none) != (condition_dim == 0))
+    throw_error(option("condition_kind").name(), " is ", to_string(condition), " but ", option("condition_dim").name(),
+                " is ", condition_dim, ": a condition has at least one value per item, and none has none");
 }
 
 void TrainConfig::validate() const {

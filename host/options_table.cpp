@@ -74,6 +74,12 @@ std::vector<Option> model_options() {
             "Count likelihoods: feed the encoder log(1 + x) while the likelihood sees the counts x (for counts as "
             "large as 0..255)")
           .when("likelihood", {"poisson", "negative-binomial", "zinb"}, "for the count likelihoods"),
+      entry("condition_kind", nullptr, MODEL(condition), G::model,
+            "Conditional VAE: none, classes (one-hot labels) or covariates; taken from --condition")
+          .label("the condition's kind"),
+      entry("condition_dim", nullptr, MODEL(condition_dim), G::model,
+            "Conditional VAE: the condition's values per item (C); taken from --condition")
+          .label("the condition's values per item").in(0, kMaxLayerWidth),
       entry("samples", "--samples", MODEL(samples), G::model,
             "Monte Carlo samples L of z per data point in the ELBO (with --objective iwae: of the test ELBO; "
             "training draws --k)")
@@ -93,6 +99,16 @@ std::vector<Option> training_options() {
       entry("test_labels", "--test-labels", TRAIN(test_labels_path), G::data,
             "Labels of the test set (IDX), for the latent scatter of a 2-D latent space; default: Fashion-MNIST's")
           .when("latent", {"2"}, "for the latent scatter of a 2-D latent space"),
+      entry("condition", "--condition", TRAIN(condition_path), G::data,
+            "Conditional VAE: each training item's condition, appended to the encoder's and the decoder's input: "
+            "class labels (IDX labels, or an integer NPY of shape (N,) or (N, 1)), one-hot encoded, or covariates "
+            "(a float NPY of shape (N, C))"),
+      entry("test_condition", "--test-condition", TRAIN(test_condition_path), G::data,
+            "The test items' conditions, same formats; default with Fashion-MNIST's training labels as --condition: "
+            "its test labels"),
+      entry("condition_classes", "--condition-classes", TRAIN(condition_classes), G::data,
+            "Classes C of label conditions (one-hot width); default 0: the largest training label + 1")
+          .in(0, kMaxLayerWidth),
       entry("epochs", "--epochs", TRAIN(epochs), G::training, "Passes over the training set")
           .in(0, 1 << 30).resumable(),
       entry("batch", "--batch", TRAIN(batch), G::training, "Minibatch size; the last partial batch of an epoch is kept")

@@ -97,18 +97,28 @@ std::string why_no_pictures(const ModelConfig& model) {
   return "";
 }
 
-std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed) {
+std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed,
+                                 const Condition& condition) {
   if (n < 1) throw_error("prior_samples: n must be >= 1, got ", n);
   check_backend_model(backend, model, "prior_samples");
   const std::size_t count = static_cast<std::size_t>(n) * model.latent;
   std::vector<float> z(round_up_even(count));
   HostPhilox(derive_seed(seed, RngStream::pictures)).normal(z.data(), count, 0);
   z.resize(count);
-  return backend.decode_means(z);
+  return backend.decode_means(z, condition);
+}
+
+Condition class_grid_condition(const ModelConfig& model, int per_class) {
+  if (model.condition != ConditionKind::classes)
+    throw_error("class_grid_condition: the model is not conditioned on classes");
+  if (per_class < 1) throw_error("class_grid_condition: per_class must be >= 1, got ", per_class);
+  std::vector<std::int64_t> labels;
+  for (int k = 0; k < model.condition_dim; ++k) labels.insert(labels.end(), static_cast<std::size_t>(per_class), k);
+  return condition_from_labels(labels, model.condition_dim, "every class");
 }
 
 void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
-                       int width, std::uint64_t seed) {
+                       int width, std::uint64_t seed, const Condition& condition, int cols) {
   if (n < 1 || n > 4096) throw_error("--n must be in [1, 4096], got ", n);
   check_backend_model(backend, model, "write_samples_png");
   check_picturable(model);
@@ -116,8 +126,8 @@ void write_samples_png(const std::string& path, Backend& backend, const ModelCon
     height = 1;
     width = model.input_dim;
   }
-  const std::vector<float> mean = prior_samples(backend, model, n, seed);
-  write_png_grid(path, mean, n, height, width, std::max(1, static_cast<int>(std::lround(std::sqrt(n)))));
+  const std::vector<float> mean = prior_samples(backend, model, n, seed, condition);
+  write_png_grid(path, mean, n, height, width, cols > 0 ? cols : std::max(1, static_cast<int>(std::lround(std::sqrt(n)))));
 }
 
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
@@ -128,7 +138,8 @@ void write_reconstructions_png(const std::string& path, Backend& backend, const 
   n = static_cast<int>(std::min<std::int64_t>(n, data.count));
   if (n < 1) throw_error("reconstructions: no items");
   const int D = data.dim, cols = std::min(8, n);
-  std::vector<float> rec = backend.decode_means(backend.encode_means(data, 0, n));
+  const Condition cond = data.condition.empty() ? Condition{} : data.condition.rows(0, n);
+  std::vector<float> rec = backend.decode_means(backend.encode_means(data, 0, n), cond);
   std::vector<float> x(static_cast<std::size_t>(n) * D);
   for (int i = 0; i < n; ++i) data.row(i, x.data() + static_cast<std::size_t>(i) * D);
   std::vector<float> grid;
@@ -160,7 +171,17 @@ void write_interpolation_png(const std::string& path, Backend& backend, const Mo
     const float t = static_cast<float>(s) / static_cast<float>(steps - 1);
     for (int j = 0; j < Z; ++j) z[static_cast<std::size_t>(s) * Z + j] = (1 - t) * a[j] + t * b[j];
   }
-  const std::vector<float> path_means = backend.decode_means(z);
+  Condition cond = data.condition;  // from the one item's condition to the other's
+  if (!cond.empty()) {
+    const std::size_t C = static_cast<std::size_t>(cond.dim);
+    const Condition ca = cond.rows(from, 1), cb = cond.rows(to, 1);
+    cond.values.resize(static_cast<std::size_t>(steps) * C);
+    for (int s = 0; s < steps; ++s) {
+      const float t = static_cast<float>(s) / static_cast<float>(steps - 1);
+      for (std::size_t j = 0; j < C; ++j) cond.values[s * C + j] = (1 - t) * ca.values[j] + t * cb.values[j];
+    }
+  }
+  const std::vector<float> path_means = backend.decode_means(z, cond);
   std::vector<float> grid(static_cast<std::size_t>(steps + 2) * D);
   data.row(from, grid.data());
   std::copy(path_means.begin(), path_means.end(), grid.begin() + D);

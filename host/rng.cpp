@@ -31,7 +31,7 @@ RngPlan RngPlan::make(std::uint64_t seed, const ModelConfig& m, int max_batch, i
   p.bin_seed = derive_seed(seed, RngStream::bin);
   p.eval_seed = derive_seed(seed, RngStream::eval);
   p.eps_stride = round_up_4(static_cast<std::size_t>(max_batch) * samples * m.latent);
-  p.bin_stride = round_up_4(static_cast<std::size_t>(max_batch) * m.input_dim);
+  p.bin_stride = round_up_4(static_cast<std::size_t>(max_batch) * data_width(m));  // a one-hot condition stays as it is
   return p;
 }
 

@@ -51,7 +51,19 @@ std::vector<std::string> write_pictures(const std::string& out, const ModelConfi
   if (const std::string why = why_no_pictures(model); !why.empty()) {
     log << "samples.png, reconstructions.png: " << why << "\n";
   } else {
-    write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
+    if (model.condition == ConditionKind::classes) {  // a row of each class
+      const int per_class = std::max(1, std::min(8, 4096 / model.condition_dim));
+      const Condition grid = class_grid_condition(model, per_class);
+      const int n = static_cast<int>(std::min<std::int64_t>(grid.count(), 4096));
+      write_samples_png(out + "/samples.png", backend, model, n, test.height, test.width, cfg.seed, grid.rows(0, n),
+                        per_class);
+    } else if (model.condition == ConditionKind::covariates) {  // the first test items' covariates
+      const int n = static_cast<int>(std::min<std::int64_t>(64, test.count));
+      write_samples_png(out + "/samples.png", backend, model, n, test.height, test.width, cfg.seed,
+                        test.condition.rows(0, n));
+    } else {
+      write_samples_png(out + "/samples.png", backend, model, 64, test.height, test.width, cfg.seed);
+    }
     write_reconstructions_png(out + "/reconstructions.png", backend, model, test, 32);
     files = {"samples.png", "reconstructions.png"};
   }
@@ -105,6 +117,21 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
         throw_error(flag_of("test_labels"), " '", labels, "' holds ", d.test_labels.size(), " labels but ",
                     flag_of("test"), " '", cfg.test_path, "' holds ", d.test.count, " items");
     }
+  }
+  if (!cfg.condition_path.empty()) {  // resolve_run_paths named both files
+    // A resumed or loaded model keeps its classes; a new one takes --condition-classes (0: from the labels).
+    const int classes = model.condition == ConditionKind::classes ? model.condition_dim : cfg.condition_classes;
+    Condition train_c = read_condition(cfg.condition_path, classes);
+    if (train_c.kind == ConditionKind::covariates && cfg.condition_classes > 0)
+      throw_error(flag_of("condition_classes"), " is for class labels; ", flag_of("condition"), " '", cfg.condition_path,
+                  "' holds covariates");
+    Condition test_c = read_condition(cfg.test_condition_path,
+                                      train_c.kind == ConditionKind::classes ? train_c.dim : 0);
+    if (test_c.kind != train_c.kind || test_c.dim != train_c.dim)
+      throw_error(flag_of("test_condition"), " '", cfg.test_condition_path, "' holds ", test_c.describe(),
+                  " per item but ", flag_of("condition"), " '", cfg.condition_path, "' holds ", train_c.describe());
+    attach_condition(*d.train, std::move(train_c));
+    attach_condition(d.test, std::move(test_c));
   }
   prepare_data(cfg, *d.train, &d.test);
   return d;
@@ -277,9 +304,10 @@ void request_stop() { g_stop = true; }
 
 void resolve_run_paths(TrainConfig& cfg) {
   resolve_data_paths(cfg.train_path, cfg.test_path);
-  cfg.train_path = absolute_path(cfg.train_path);
-  cfg.test_path = absolute_path(cfg.test_path);
-  cfg.test_labels_path = absolute_path(cfg.test_labels_path);
+  resolve_condition_paths(cfg.condition_path, cfg.test_condition_path, cfg.test_path);
+  for (std::string* p : {&cfg.train_path, &cfg.test_path, &cfg.test_labels_path, &cfg.condition_path,
+                         &cfg.test_condition_path})
+    *p = absolute_path(*p);
 }
 
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
@@ -288,7 +316,10 @@ TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   s.out = choose_out_dir(cfg);  // fail early, before loading data
   RunData data = load_data(cfg, model);
   model.input_dim = data.train->dim;
+  model.condition = data.train->condition.kind;
+  model.condition_dim = data.train->condition.dim;
   model.validate();
+  check_together(model, cfg);  // now that the condition's kind is known
   cfg.out = s.out;
   s.ck.model = model;
   s.ck.train = cfg;

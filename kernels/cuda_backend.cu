@@ -66,7 +66,7 @@ class CudaBackend final : public Backend {
         sums_(3, compute_.get()),
         state_(1, "the step state (update counts, dropped steps)"),
         host_state_(1, "step-state read-back"),
-        eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(model.input_dim) * 4,
+        eval_stage_(static_cast<std::size_t>(train.eval_batch) * static_cast<std::size_t>(data_width(model)) * 4,
                     "evaluation rows"),
         train_data_(train.batch, opt.stream_slots, opt.resident_headroom, compute_.get()),
         estimate_(model, train.seed, max_batch_, compute_.get(), blas_, lt_.get()) {
@@ -202,8 +202,8 @@ class CudaBackend final : public Backend {
   }
 
   std::vector<float> do_decode_means(const std::vector<float>& z) override {
-    const std::int64_t rows = decode_rows(model_cfg_, z);
-    const int Z = model_cfg_.latent, D = model_cfg_.input_dim, chunk = model_.max_rows();
+    const std::int64_t rows = decoder_input_rows(model_cfg_, z);
+    const int Z = decoder_input_dim(model_cfg_), D = model_cfg_.input_dim, chunk = model_.max_rows();
     std::vector<float> out(static_cast<std::size_t>(rows) * D);
     if (rows == 0) return out;
     DeviceBuffer<float> codes(static_cast<std::size_t>(std::min<std::int64_t>(chunk, rows)) * Z, "decode_means codes");
@@ -311,7 +311,7 @@ class CudaBackend final : public Backend {
   // stream. beta and the noise offsets are read from the device record.
   void enqueue_pass(int n, Pass pass, DeviceLossSums* sums) {
     StepHeader* hdr = ring_.header();
-    gather_rows(hdr, ring_.indices(), n, model_cfg_.input_dim, bin_noise_ ? bin_noise_->data() : nullptr, model_.x(),
+    gather_rows(hdr, ring_.indices(), n, data_width(model_cfg_), bin_noise_ ? bin_noise_->data() : nullptr, model_.x(),
                 compute_.get());
     model_.run(eps_noise_.data(), &hdr->eps_offset, n, train_samples_, pass, &hdr->beta);
     loss_accumulate(model_.row_logp(), model_.kl(), pass == Pass::iwae ? model_.bound() : nullptr, n, train_samples_,

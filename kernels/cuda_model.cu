@@ -19,11 +19,27 @@
 namespace vae::gpu {
 
 namespace {
-// y = log(1 + x), grid-stride: the encoder's input under --log1p-input.
-__global__ void log1p_kernel(const float* __restrict__ x, std::size_t n, float* __restrict__ y) {
+int grid_for(std::size_t n) { return static_cast<int>(std::min<std::size_t>((n + 255) / 256, 4096)); }
+
+// y = log(1 + x) on the D features of each row of width W (a condition after them is
+// copied), grid-stride: the encoder's input under --log1p-input.
+__global__ void log1p_kernel(const float* __restrict__ x, std::size_t n, int D, int W, float* __restrict__ y) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
-    y[i] = ew::log1p_(x[i]);
+    y[i] = static_cast<int>(i % static_cast<std::size_t>(W)) < D ? ew::log1p_(x[i]) : x[i];
+}
+
+// zc (R, Z + C) = [z_r, the condition of data point r / L]: a conditional decoder's input,
+// from z (R, Z) and x (n, W) whose last C columns are the condition. Grid-stride.
+__global__ void append_condition_kernel(const float* __restrict__ z, const float* __restrict__ x, int L, int Z, int C,
+                                        int W, std::size_t total, float* __restrict__ zc) {
+  const std::size_t w = static_cast<std::size_t>(Z + C);
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / w;
+    const int j = static_cast<int>(i - r * w);
+    zc[i] = j < Z ? z[r * Z + j] : x[(r / L) * W + (W - C) + (j - Z)];
+  }
 }
 }  // namespace
 
@@ -46,12 +62,15 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   const std::size_t B = static_cast<std::size_t>(max_batch);
   const std::size_t R = static_cast<std::size_t>(max_rows);
   const std::size_t D = static_cast<std::size_t>(cfg.input_dim);
+  const std::size_t X = static_cast<std::size_t>(data_width(cfg));  // D, then a condition
   const std::size_t Z = static_cast<std::size_t>(cfg.latent);
   const int W = layout_.max_width();
 
   flat_ = DeviceBuffer<float>(4 * total_, "the flat parameter buffer (params, grads, optimizer state)");
-  x_ = DeviceBuffer<float>(B * D, "the input batch");
-  if (cfg.log1p_input) xin_ = DeviceBuffer<float>(B * D, "the encoder's log(1 + x) input");
+  x_ = DeviceBuffer<float>(B * X, "the input batch");
+  if (cfg.log1p_input) xin_ = DeviceBuffer<float>(B * X, "the encoder's log(1 + x) input");
+  if (cfg.condition_dim > 0)
+    zc_ = DeviceBuffer<float>(R * static_cast<std::size_t>(decoder_input_dim(cfg)), "the decoder's input [z, c]");
   for (const auto& l : layout_.encoder()) enc_act_.emplace_back(B * l.out, "encoder activations");
   for (const auto& l : layout_.decoder()) dec_act_.emplace_back(R * l.out, "decoder activations");
   head_ = DeviceBuffer<float>(B * 2 * Z, "the latent head (mu, logvar)");
@@ -87,6 +106,16 @@ void CudaModel::linear_act(int rows, const LinearView& l, const float* in, float
   bias_act_forward(cfg_.activation, out, p + l.bias, rows, l.out, stream_);
 }
 
+const float* CudaModel::decoder_codes(const float* z, int n, int L) {
+  const int C = cfg_.condition_dim;
+  if (C == 0) return z;
+  const std::size_t total = static_cast<std::size_t>(n) * L * decoder_input_dim(cfg_);
+  append_condition_kernel<<<grid_for(total), 256, 0, stream_>>>(z, x_.get(), L, cfg_.latent, C, data_width(cfg_), total,
+                                                                zc_.get());
+  VAE_LAUNCH_CHECK("append_condition_kernel");
+  return zc_.get();
+}
+
 const float* CudaModel::decode(const float* z, int rows) {
   const float* a = z;
   for (std::size_t i = 0; i < layout_.decoder().size(); ++i) {
@@ -110,10 +139,10 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   float* g = grads();
 
   const float* h = x_.get();
-  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x
-    const std::size_t m = static_cast<std::size_t>(n) * cfg_.input_dim;
-    log1p_kernel<<<static_cast<int>(std::min<std::size_t>((m + 255) / 256, 4096)), 256, 0, stream_>>>(x_.get(), m,
-                                                                                                   xin_.get());
+  if (cfg_.log1p_input) {  // the encoder's input; the likelihood keeps x (and the condition stays)
+    const int W = data_width(cfg_);
+    const std::size_t m = static_cast<std::size_t>(n) * W;
+    log1p_kernel<<<grid_for(m), 256, 0, stream_>>>(x_.get(), m, cfg_.input_dim, W, xin_.get());
     VAE_LAUNCH_CHECK("log1p_kernel");
     h = xin_.get();
   }
@@ -129,7 +158,7 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
                  want_lpq ? lpq_.get() : nullptr, stream_);
 
   const auto& out = layout_.output();
-  LikelihoodArgs la = decode_output(z_.get(), n, L);
+  LikelihoodArgs la = decode_output(decoder_codes(z_.get(), n, L), n, L);
   if (pass != Pass::forward) {
     la.dbias = g + out.bias;
     la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
@@ -160,15 +189,17 @@ struct CudaModel::BackwardOps {
   const double* beta;  // device
 
   const float* logits() const { return m.logits_.get(); }
-  const float* decoder_in(std::size_t k) const { return k == 0 ? m.z_.get() : m.dec_act_[k - 1].get(); }
+  const float* decoder_in(std::size_t k) const {
+    return k > 0 ? m.dec_act_[k - 1].get() : m.cfg_.condition_dim > 0 ? m.zc_.get() : m.z_.get();
+  }
   const float* encoder_in(std::size_t k) const {
     return k > 0 ? m.enc_act_[k - 1].get() : m.cfg_.log1p_input ? m.xin_.get() : m.x_.get();
   }
   void weight_grad(int rows, const LinearView& l, const float* dy, const float* in) {
     linear_weight_grad(m.blas_, rows, l.in, l.out, dy, in, m.grads() + l.weight);
   }
-  void input_grad(int rows, const LinearView& l, const float* dy, float* dx) {
-    linear_input_grad(m.blas_, rows, l.in, l.out, dy, m.params() + l.weight, dx);
+  void input_grad(int rows, const LinearView& l, const float* dy, float* dx, int used) {
+    linear_input_grad(m.blas_, rows, l.in, l.out, dy, m.params() + l.weight, dx, used);
   }
   void act_bias_grad(int rows, const LinearView& l, float* dy, const float* y) {
     act_backward_bias_grad(m.cfg_.activation, dy, y, rows, l.out, m.grads() + l.bias, m.scratch_.view(), m.stream_);
@@ -208,7 +239,8 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
     throw_error("CudaModel::decode_log_likelihood: ", n, " x ", L, " codes, expected at most ", max_batch_,
                 " data points and ", max_rows_, " rows");
   if (!z) throw_error("CudaModel::decode_log_likelihood: no codes");
-  likelihood_forward_backward(cfg_, decode_output(z, n, L), LikelihoodMode::forward, scratch_.view(), stream_);
+  likelihood_forward_backward(cfg_, decode_output(decoder_codes(z, n, L), n, L), LikelihoodMode::forward,
+                              scratch_.view(), stream_);
 }
 
 void CudaModel::decode_mean(const float* z, int rows) {

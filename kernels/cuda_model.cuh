@@ -48,7 +48,7 @@ class CudaModel {
   float* state2() const { return flat_.get() + 3 * total_; }
   std::size_t total() const { return total_; }
 
-  float* x() const { return x_.get(); }  // (max_batch, D) inputs of the next pass
+  float* x() const { return x_.get(); }  // (max_batch, data_width) inputs of the next pass (features, condition)
 
   // A pass over rows [0, n) of x() with L samples per data point: eps (n*L, Z), row b*L+l,
   // at eps_block + *eps_offset (offset in device memory; null means 0). beta: device
@@ -61,7 +61,8 @@ class CudaModel {
   // log p(x_b | z_r) for codes z (n*L, Z) decoding data point b = r / L of x(), into
   // row_logp(); no encoder (the naive estimate draws z from the prior).
   void decode_log_likelihood(const float* z, int n, int L);
-  // Decoder means (rows, D) for codes z (rows, Z), rows <= max_rows(), into logits().
+  // Decoder means (rows, D) for decoder inputs z (rows, decoder_input_dim: z, then the
+  // condition), rows <= max_rows(), into logits().
   void decode_mean(const float* z, int rows);
 
   // Results of the last pass, on the device.
@@ -78,6 +79,8 @@ class CudaModel {
  private:
   void linear_act(int rows, const LinearView& l, const float* in, float* out);  // GEMM + bias + activation
   const float* decode(const float* z, int rows);  // the hidden decoder layers; returns the last input
+  // The decoder's input for codes z (n*L, Z) of the data points in x(): z itself, or [z, c] in zc_.
+  const float* decoder_codes(const float* z, int n, int L);
   void output_logits(const float* z, int rows);   // decode, then the output GEMM into logits_ (no bias)
   // The decoder on codes z (n*L, Z) up to the output GEMM (logits without the bias), and the
   // likelihood arguments for them (forward only; a gradient pass adds its outputs).
@@ -93,8 +96,9 @@ class CudaModel {
   cublasHandle_t blas_;
   LtBiasRelu* lt_;
   DeviceBuffer<float> flat_;
-  DeviceBuffer<float> x_;                           // (B, D)
-  DeviceBuffer<float> xin_;                         // (B, D) log(1 + x) with cfg.log1p_input, or none
+  DeviceBuffer<float> x_;                           // (B, D + C)
+  DeviceBuffer<float> xin_;                         // (B, D + C) log(1 + x) with cfg.log1p_input, or none
+  DeviceBuffer<float> zc_;                          // (R, Z + C) a conditional decoder's input, or none
   std::vector<DeviceBuffer<float>> enc_act_;        // (B, H_i)
   std::vector<DeviceBuffer<float>> dec_act_;        // (R, H'_i)
   DeviceBuffer<float> head_;                        // (B, 2Z)

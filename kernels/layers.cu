@@ -94,11 +94,14 @@ void linear_weight_grad(cublasHandle_t blas, int rows, int in, int out, const fl
   VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, rows, &kOne, x, in, dy, out, &kZero, dw, in));
 }
 
-void linear_input_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* w, float* dx) {
+void linear_input_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* w, float* dx,
+                       int used) {
   if (rows <= 0 || in <= 0 || out <= 0)
     throw_error("linear_input_grad: rows, in, out must be positive, got ", rows, ", ", in, ", ", out);
-  // column-major: dX^T (in, rows) = W^T (in, out) [stored as is] * dY^T (out, rows) [stored as is]
-  VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, in, rows, out, &kOne, w, in, dy, out, &kZero, dx, in));
+  if (used < 0 || used > in) throw_error("linear_input_grad: used must be in [0, in = ", in, "], got ", used);
+  const int u = used > 0 ? used : in;
+  // column-major: dX^T (u, rows) = W^T[:u] (u, out) [stored as is, ld in] * dY^T (out, rows) [stored as is]
+  VAE_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, u, rows, out, &kOne, w, in, dy, out, &kZero, dx, u));
 }
 
 void bias_act_forward(Activation act, float* y, const float* b, int rows, int cols, cudaStream_t stream) {

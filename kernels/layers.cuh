@@ -25,8 +25,10 @@ namespace vae::gpu {
 void linear_forward(cublasHandle_t blas, int rows, int in, int out, const float* x, const float* w, float* y);
 // dW (out, in) = dY^T (out, rows) X (rows, in)
 void linear_weight_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* x, float* dw);
-// dX (rows, in) = dY (rows, out) W (out, in)
-void linear_input_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* w, float* dx);
+// dX (rows, used) = dY (rows, out) W[:, :used] (out, in); used 0: all `in` inputs (a
+// conditional decoder's first layer uses the z part only).
+void linear_input_grad(cublasHandle_t blas, int rows, int in, int out, const float* dy, const float* w, float* dx,
+                       int used = 0);
 
 // ---- fused elementwise passes -------------------------------------------------------------
 // y (rows, cols) <- act(y + b), b (cols).

@@ -26,7 +26,7 @@ __host__ __device__ constexpr bool per_feature(Kind k) {
 template <Kind K, LikelihoodMode M>
 __global__ void __launch_bounds__(kTileCols* kLanes)
     likelihood_kernel(float* __restrict__ out, const float* __restrict__ bias, const float* __restrict__ logvar,
-                      const float* __restrict__ x, int L, int R, int D, float scale,
+                      const float* __restrict__ x, int ldx, int L, int R, int D, float scale,
                       const float* __restrict__ row_scale, float fixed_lv, float fixed_iv, float* __restrict__ dbias,
                       float* __restrict__ dlogvar, float* __restrict__ row_logp, float* __restrict__ partial,
                       unsigned* __restrict__ counters, const float* __restrict__ zi, float* __restrict__ dzi) {
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
       float lp = 0.0f;
       if (col < D) {
         const std::size_t i = static_cast<std::size_t>(r) * D + col;
-        const float xv = x[static_cast<std::size_t>(r / L) * D + col];
+        const float xv = x[static_cast<std::size_t>(r / L) * ldx + col];
         const float o = out[i] + b;
         const float sc = M == LikelihoodMode::weighted ? row_scale[r] : scale;
         if constexpr (K == Kind::bernoulli || K == Kind::poisson) {
@@ -119,7 +119,8 @@ void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, flo
   const float scale = 1.0f / static_cast<float>(R);  // as the CPU: T(1) / T(R)
   const dim3 grid(column_tiles(D), row_chunks(R));
   const dim3 block(kTileCols, kLanes);
-  likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, a.L, R, D, scale, a.row_scale,
+  likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, data_width(cfg), a.L, R, D, scale,
+                                                      a.row_scale,
                                                       fixed_lv, fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
                                                       s.counters, a.zi, a.dzi);
   VAE_LAUNCH_CHECK("likelihood_kernel");

@@ -24,7 +24,7 @@ struct LikelihoodArgs {
   float* out = nullptr;           // (R, D): o without bias in; with a gradient mode, d loss / d logits out
   const float* bias = nullptr;    // (D)
   const float* logvar = nullptr;  // (D) learned Gaussian log-variance, or null
-  const float* x = nullptr;       // (n, D) targets; row r uses x[r / L]
+  const float* x = nullptr;       // (n, data_width) targets, then a condition; row r uses x[r / L]
   int n = 0;
   int L = 0;                      // samples per data point: R = n*L rows
   const float* row_scale = nullptr;  // (R) weighted mode: each row's gradient scale

@@ -33,7 +33,7 @@ struct LikelihoodEstimate::Workspace {
                     static_cast<std::size_t>(n_max_) * stride_, stream, "log p(x) estimate noise (prior)"),
         eps(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(chunk_) * static_cast<std::size_t>(m.latent),
             "log p(x) estimate samples"),
-        stage(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(m.input_dim) * 4, "log p(x) estimate rows"),
+        stage(static_cast<std::size_t>(n_max_) * static_cast<std::size_t>(data_width(m)) * 4, "log p(x) estimate rows"),
         running(static_cast<std::size_t>(n_max_), "log p(x) estimate running sums"),
         totals(1, "log p(x) estimate sums"),
         host_totals(1, "log p(x) estimate read-back") {}

@@ -279,6 +279,9 @@ TEST_F(Cli, EveryOptionOfTheTableIsAFlag) {
     const std::string text = o.text(m0, t0).empty() ? good_ : o.text(m0, t0);  // a path where the default is none
     std::string one = args + " " + o.flag + (o.is_switch() ? "" : " '" + text + "'");
     if (o.applies.key) one += " " + vae::flag_of(o.applies.key) + " " + o.applies.values.back();
+    const std::string key = o.key;  // a condition comes with the test items' conditions, and they with it
+    if (key == "condition" || key == "test_condition")
+      one += " " + vae::flag_of(key == "condition" ? "test_condition" : "condition") + " " + good_;
     const CliRun r = run(one);
     ASSERT_EQ(r.status, 0) << one << "\n" << r.error;
     const auto j = nlohmann::json::parse(r.output);

@@ -1,6 +1,7 @@
 // Finite-difference gradient checks of the CPU backward pass, in double precision, for
 // every parameter tensor, every activation, every likelihood (Gaussian fixed and learned),
-// L = 1 and L > 1, beta = 1 and beta != 1, and models with and without hidden layers.
+// L = 1 and L > 1, beta = 1 and beta != 1, models with and without hidden layers, and
+// conditional models (classes and covariates joining the encoder's and decoder's inputs).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -22,6 +23,7 @@ struct GradCase {
   std::vector<int> enc, dec;
   bool iwae = false;  // the IWAE loss (samples = K) instead of the ELBO
   bool log1p = false;  // --log1p-input: the encoder sees log(1 + x)
+  ConditionKind condition = ConditionKind::none;  // a conditional model, with C = 3
 };
 
 std::string case_name(const GradCase& c) {
@@ -33,6 +35,7 @@ std::string case_name(const GradCase& c) {
   s += "_dec";
   for (int h : c.dec) s += std::to_string(h);
   s += c.log1p ? "_log1p" : "";
+  if (c.condition != ConditionKind::none) s += std::string("_cond_") + to_string(c.condition);
   for (char& ch : s)
     if (ch == '-') ch = '_';  // negative-binomial: a test name takes no '-'
   return s;
@@ -56,7 +59,10 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   cfg.samples = c.samples;
   cfg.beta = c.beta;
   cfg.log1p_input = c.log1p;
+  cfg.condition = c.condition;
+  cfg.condition_dim = c.condition == ConditionKind::none ? 0 : 3;
   const int n = 5;
+  const int W = data_width(cfg);
 
   CpuModel<double> model(cfg, n);
   const ParamLayout& layout = model.layout();
@@ -70,9 +76,16 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
     const auto w = test::uniform_values<double>(cfg.input_dim, -2.0, 1.0, 6);
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.zi() + d] = w[d];
   }
-  auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * cfg.input_dim, 0.05, 0.95, 1);
+  auto x = test::uniform_values<double>(static_cast<std::size_t>(n) * W, 0.05, 0.95, 1);
   if (counts_likelihood(c.lik))  // counts 0..5
     for (double& v : x) v = std::floor(v * 6.0);
+  if (cfg.condition_dim > 0) {  // each row's last C values: a one-hot class, or covariates in [-2, 2]
+    const auto cov = test::normal_values<double>(static_cast<std::size_t>(n) * cfg.condition_dim, 7);
+    for (int b = 0; b < n; ++b)
+      for (int j = 0; j < cfg.condition_dim; ++j)
+        x[static_cast<std::size_t>(b) * W + cfg.input_dim + j] =
+            c.condition == ConditionKind::classes ? double(j == (b * 2) % cfg.condition_dim) : cov[b * cfg.condition_dim + j];
+  }
   const auto eps = test::normal_values<double>(static_cast<std::size_t>(n) * cfg.samples * cfg.latent, 2);
 
   const Pass pass = c.iwae ? Pass::iwae : Pass::elbo_reparam;
@@ -126,6 +139,17 @@ std::vector<GradCase> all_cases() {
   cases.push_back({Activation::relu, Likelihood::poisson, false, 3, 1.0, {}, {4}, true, true});
   cases.push_back({Activation::softplus, Likelihood::negative_binomial, false, 2, 0.5, {5}, {4}, false, true});
   cases.push_back({Activation::tanh, Likelihood::zinb, false, 2, 1.0, {}, {4}, true, true});
+  // Conditional models: with hidden layers, linear, only a decoder layer; ELBO and IWAE.
+  cases.push_back({Activation::tanh, Likelihood::bernoulli, false, 2, 1.0, {6, 5}, {4}, false, false,
+                   ConditionKind::classes});
+  cases.push_back({Activation::softplus, Likelihood::gaussian, true, 2, 0.5, {}, {}, false, false,
+                   ConditionKind::covariates});
+  cases.push_back({Activation::tanh, Likelihood::gaussian, false, 3, 1.0, {5}, {}, true, false,
+                   ConditionKind::covariates});
+  cases.push_back({Activation::leaky_relu, Likelihood::poisson, false, 2, 1.0, {}, {4}, true, true,
+                   ConditionKind::classes});
+  cases.push_back({Activation::relu, Likelihood::negative_binomial, false, 1, 1.0, {6}, {5}, false, true,
+                   ConditionKind::covariates});
   return cases;
 }
 

@@ -239,6 +239,7 @@ TEST(SourceLiterals, EachFlagIsSpelledInOneSourceFile) {
   const std::map<std::string, std::set<std::string>> homonyms = {
       {"--out", {"host/cli/tools.cpp"}},                          // the PNG or JSON a model tool writes
       {"--seed", {"host/cli/tools.cpp"}},                         // vae sample's prior draws
+      {"--condition", {"host/cli/tools.cpp"}},  // the model tools' conditions of --data; vae sample's class
       // gradvar's one batch; bench's list of batch sizes (declared, then read)
       {"--batch", {"host/cli/tools.cpp", "host/cli/bench.cpp", "bench/harness/run.cpp"}},
       {"--epochs", {"host/cli/bench.cpp", "bench/harness/run.cpp"}},  // bench's epochs after the timing

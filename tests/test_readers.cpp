@@ -259,6 +259,96 @@ TEST(NpyReader, RejectsBadFiles) {
   expect_error(any, dir.file("empty"), "is empty");
 }
 
+// Conditions: labels (IDX, or integer NPY of shape (N,) or (N, 1)) one-hot; covariates
+// (float NPY); every bad value named with its file and place.
+TEST(ConditionReader, LabelsBecomeOneHotAndFloatsCovariates) {
+  test::TempDir dir;
+  write_gz(dir.file("labels.idx.gz"), idx_bytes(0x08, {4}, Bytes{2, 0, 1, 2}));
+  write_raw(dir.file("i64.npy"), npy_bytes("<i8", "(4,)", as_bytes(std::vector<std::int64_t>{2, 0, 1, 2})));
+  write_raw(dir.file("i32.npy"), npy_bytes("<i4", "(4, 1)", as_bytes(std::vector<std::int32_t>{2, 0, 1, 2})));
+  write_raw(dir.file("u8.npy"), npy_bytes("|u1", "(4,)", Bytes{2, 0, 1, 2}));
+  const std::vector<float> one_hot = {0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+  for (const char* name : {"labels.idx.gz", "i64.npy", "i32.npy", "u8.npy"}) {
+    const Condition c = read_condition(dir.file(name));
+    EXPECT_EQ(c.kind, ConditionKind::classes) << name;
+    EXPECT_EQ(c.dim, 3) << name << ": the largest label + 1";
+    EXPECT_EQ(c.count(), 4) << name;
+    EXPECT_EQ(c.values, one_hot) << name;
+    EXPECT_EQ(c.source, dir.file(name));
+    const Condition five = read_condition(dir.file(name), 5);
+    EXPECT_EQ(five.dim, 5) << name;
+    EXPECT_EQ(five.values[2], 1.0f) << name;
+    EXPECT_EQ(five.values[5], 1.0f) << name;
+  }
+  const std::vector<float> cov = {0.5f, -1.25f, 3, 2e-3f, -7, 11};
+  write_raw(dir.file("cov.npy"), npy_bytes("<f4", "(3, 2)", as_bytes(cov)));
+  const Condition c = read_condition(dir.file("cov.npy"));
+  EXPECT_EQ(c.kind, ConditionKind::covariates);
+  EXPECT_EQ(c.dim, 2);
+  EXPECT_EQ(c.values, cov);
+  EXPECT_EQ(c.rows(1, 2).values, std::vector<float>(cov.begin() + 2, cov.end()));
+  write_raw(dir.file("cov1.npy"), npy_bytes("<f8", "(3,)", as_bytes(std::vector<double>{1.5, -2, 0})));
+  const Condition one = read_condition(dir.file("cov1.npy"));
+  EXPECT_EQ(one.kind, ConditionKind::covariates);
+  EXPECT_EQ(one.dim, 1);
+  EXPECT_EQ(one.values, (std::vector<float>{1.5f, -2, 0}));
+  EXPECT_EQ(c.describe(), "2 covariates");
+  EXPECT_EQ(read_condition(dir.file("u8.npy"), 10).describe(), "10 classes");
+}
+
+TEST(ConditionReader, RejectsBadConditions) {
+  test::TempDir dir;
+  const auto read3 = [](const std::string& p) { read_condition(p, 3); };
+  const auto read = [](const std::string& p) { read_condition(p); };
+  write_raw(dir.file("big.npy"), npy_bytes("<i8", "(3,)", as_bytes(std::vector<std::int64_t>{0, 5, 1})));
+  expect_error(read3, dir.file("big.npy"), "label 5 at item 1 is not one of the 3 classes 0..2");
+  write_raw(dir.file("neg.npy"), npy_bytes("<i4", "(2,)", as_bytes(std::vector<std::int32_t>{1, -1})));
+  expect_error(read, dir.file("neg.npy"), "label -1 at item 1 is negative");
+  write_raw(dir.file("two.npy"), npy_bytes("<i4", "(2, 2)", as_bytes(std::vector<std::int32_t>{1, 0, 0, 1})));
+  expect_error(read, dir.file("two.npy"), "holds integers in 2 columns; class labels are one column");
+  write_raw(dir.file("nan.npy"), npy_bytes("<f4", "(2, 1)", as_bytes(std::vector<float>{1, NAN})));
+  expect_error(read, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
+  write_raw(dir.file("3d.npy"), npy_bytes("<f4", "(1, 1, 1)", as_bytes(std::vector<float>{1})));
+  expect_error(read, dir.file("3d.npy"), "has 3 dimensions");
+  write_raw(dir.file("images.idx"), idx_bytes(0x08, {2, 2, 2}, pixels(8)));
+  expect_error(read, dir.file("images.idx"), "a labels file has exactly 1");
+  expect_error(read, dir.file("none.npy"), "no such file");
+  test::expect_error([] { class_condition(10, 10, 2); }, "class 10 is not one of the model's 10 classes 0..9");
+  test::expect_error([] { condition_from_covariates({1, 2, 3}, 2, 2, "mine"); },
+                     "conditions 'mine': 3 values are not 2 items of 2 covariates");
+
+  // One condition per item, or an error naming both files; nothing is attached.
+  Dataset d = read_idx_images(dir.file("images.idx"));
+  Condition three = condition_from_labels({0, 1, 2}, 0, "three.idx");
+  test::expect_error([&] { attach_condition(d, three); },
+                     "conditions 'three.idx' hold 3 rows but the data '" + dir.file("images.idx") + "' has 2 items");
+  EXPECT_TRUE(d.condition.empty());
+  attach_condition(d, three.rows(0, 2));
+  EXPECT_EQ(d.condition.count(), 2);
+  EXPECT_EQ(d.slice(1, 1).condition.values, (std::vector<float>{0, 1, 0}));
+}
+
+// A backend's view: the condition after each item's values, uint8 kept for one-hot classes.
+TEST(ConditionReader, TheBackendsViewAppendsTheCondition) {
+  Dataset d;
+  d.source = "d";
+  d.count = 2;
+  d.dim = 3;
+  d.u8 = {0, 51, 255, 102, 0, 204};
+  attach_condition(d, condition_from_labels({1, 0}, 2, "labels"));
+  const Dataset v = with_condition_appended(d);
+  EXPECT_EQ(v.dim, 5);
+  EXPECT_EQ(v.appended, 2);
+  EXPECT_EQ(v.features(), 3);
+  EXPECT_TRUE(v.condition.empty());
+  EXPECT_EQ(v.u8, (Bytes{0, 51, 255, 0, 255, 102, 0, 204, 255, 0}));
+  attach_condition(d, condition_from_covariates({0.5f, -2, 3, 4}, 2, 2, "cov"));
+  const Dataset f = with_condition_appended(d);
+  ASSERT_FALSE(f.is_u8());
+  const auto px = [](int v) { return static_cast<float>(v) * static_cast<float>(1.0 / 255.0); };  // Dataset::row's x / 255
+  EXPECT_EQ(f.f32, (std::vector<float>{0, px(51), 1, 0.5f, -2, px(102), 0, px(204), 3, 4}));
+}
+
 TEST(Binarize, StaticThresholdAndFixedDraw) {
   Dataset d;
   d.count = 1;

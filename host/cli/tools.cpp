@@ -24,8 +24,39 @@ SavedModel load_model_arg(const std::string& arg) {
   return load_model(path);
 }
 
-// --data: a file, or the model's test set as it was trained (default).
-Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_set) {
+// A conditional model's conditions from `path`, checked against its kind and size.
+Condition read_model_condition(const std::string& path, const ModelConfig& model) {
+  Condition c = read_condition(path, model.condition == ConditionKind::classes ? model.condition_dim : 0);
+  if (c.kind != model.condition || c.dim != model.condition_dim)
+    throw_error("--condition '", path, "' holds ", c.describe(), " per item but the model is conditioned on ",
+                describe_condition(model.condition, model.condition_dim));
+  return c;
+}
+
+// --condition of a conditional model's --data: a file, or (default, with the model's own data)
+// the conditions it was trained with. Attached to `d`; nothing for an unconditional model.
+void attach_condition_arg(Dataset& d, const std::string& arg, const std::string& data_arg, const SavedModel& m,
+                          bool train_set) {
+  if (m.model.condition == ConditionKind::none) {
+    if (!arg.empty()) throw_error("--condition '", arg, "': the model is not a conditional one");
+    return;
+  }
+  std::string path = arg;
+  if (path.empty()) {
+    if (!data_arg.empty())
+      throw_error("the model is conditioned on ", describe_condition(m.model.condition, m.model.condition_dim),
+                  ": give --condition, the conditions of --data '", data_arg, "'");
+    path = train_set ? m.train.condition_path : m.train.test_condition_path;
+    if (path.empty())
+      throw_error("the model records no condition file for its ", train_set ? "training" : "test",
+                  " set (trained from Python?): give --data and --condition");
+  }
+  attach_condition(d, read_model_condition(path, m.model));
+}
+
+// --data: a file, or the model's test set as it was trained (default); --condition: its
+// conditions, for a conditional model.
+Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_set, const std::string& condition = "") {
   const std::string which = train_set ? "training" : "test";
   std::string path = arg, origin = "the " + which + " set the model was trained with";
   if (path.empty()) path = train_set ? m.train.train_path : m.train.test_path;
@@ -45,7 +76,15 @@ Dataset load_data_arg(const std::string& arg, const SavedModel& m, bool train_se
                 arg.empty() ? " (" + origin + "; --data names another)" : std::string());
   if (m.train.binarize == Binarize::static_threshold) binarize_static(d);
   else if (m.train.binarize == Binarize::dynamic) binarize_fixed_draw(d, m.train.seed);
+  attach_condition_arg(d, condition, arg, m, train_set);
   return d;
+}
+
+// The --condition option of the tools that read data.
+void add_condition_option(CLI::App* cmd, std::string& condition) {
+  cmd->add_option("--condition", condition,
+                  "A conditional model: the conditions of --data's items (labels or covariates, as vae train's "
+                  "--condition); default: those of the model's own data");
 }
 
 Dataset first_items(const Dataset& d, std::int64_t n) { return n <= 0 || n >= d.count ? d : d.slice(0, n); }
@@ -70,7 +109,7 @@ void add_device_option(CLI::App* cmd, std::string& device) {
 
 void add_eval(CLI::App& app) {
   struct Opt {
-    std::string model, data, device = "auto", json;
+    std::string model, data, condition, device = "auto", json;
     int k = 100;
     std::int64_t limit = 0;
   };
@@ -78,6 +117,7 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Estimate log p(x) of a trained model: ELBO, importance sampling, gaps");
   cmd->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   cmd->add_option("--data", o->data, "Data to evaluate (IDX or NPY); default: the model's test set");
+  add_condition_option(cmd, o->condition);
   cmd->add_option("--iw", o->k, "K importance samples per data point")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--limit", o->limit, "Use only the first N items (0: all items)")->capture_default_str();
   add_device_option(cmd, o->device);
@@ -93,7 +133,7 @@ void add_eval(CLI::App& app) {
   cmd->callback([o]() {
     if (o->limit < 0) throw_error("--limit must be >= 0 (0: all items), got ", o->limit);
     const SavedModel m = load_model_arg(o->model);
-    const Dataset data = first_items(load_data_arg(o->data, m, false), o->limit);
+    const Dataset data = first_items(load_data_arg(o->data, m, false, o->condition), o->limit);
     auto backend = backend_for(m, o->device, 0, std::cout);
     const LikelihoodSums s = backend->estimate_log_likelihood(data, o->k);
     const double n = double(s.count);
@@ -120,7 +160,7 @@ void add_eval(CLI::App& app) {
 
 void add_gradvar(CLI::App& app) {
   struct Opt {
-    std::string model, data, device = "auto", json;
+    std::string model, data, condition, device = "auto", json;
     int batch = 128, repeats = 100;
   };
   auto o = std::make_shared<Opt>();
@@ -128,6 +168,7 @@ void add_gradvar(CLI::App& app) {
       "gradvar", "Variance of the encoder's gradient under the reparameterization and score-function estimators");
   cmd->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   cmd->add_option("--data", o->data, "Data (IDX or NPY); default: the model's training set");
+  add_condition_option(cmd, o->condition);
   cmd->add_option("--batch", o->batch, "The one batch: the first N items")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--repeats", o->repeats, "Gradient estimates per estimator (fresh noise each)")
       ->capture_default_str()->check(CLI::Range(2, 1000000));
@@ -139,7 +180,7 @@ void add_gradvar(CLI::App& app) {
       "The decoder's gradient is the same estimator under both; the encoder's (phi) is where they differ.");
   cmd->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
-    auto data = std::make_shared<Dataset>(first_items(load_data_arg(o->data, m, true), o->batch));
+    auto data = std::make_shared<Dataset>(first_items(load_data_arg(o->data, m, true, o->condition), o->batch));
     auto backend = backend_for(m, o->device, static_cast<int>(data->count), std::cout);
     backend->set_train_data(data);
     std::vector<std::uint32_t> idx(static_cast<std::size_t>(data->count));
@@ -187,12 +228,49 @@ void add_gradvar(CLI::App& app) {
 
 // The picture tools' options; each command reads its own.
 struct PictureOptions {
-  std::string model, data, out, labels, metrics, device = "auto";
+  std::string model, data, condition, out, labels, metrics, device = "auto";
   int n = 64, steps = 10;
   std::int64_t from = 0, to = 1, points = 5000;
   std::uint64_t seed = 1;
 };
 using PictureOpt = std::shared_ptr<PictureOptions>;
+
+// vae sample's --condition: a class number or a covariates file, as the samples' conditions
+// (n rows); none for an unconditional model. Without one, a class-conditional model draws
+// n / C samples of each class, a row each (n and cols change to that).
+Condition sample_condition(const std::string& arg, const ModelConfig& model, int& n, int& cols) {
+  if (model.condition == ConditionKind::none) {
+    if (!arg.empty()) throw_error("--condition '", arg, "': the model is not a conditional one");
+    return {};
+  }
+  const int C = model.condition_dim;
+  if (arg.empty()) {
+    if (model.condition == ConditionKind::covariates)
+      throw_error("the model is conditioned on ", describe_condition(model.condition, C),
+                  ": give the samples' --condition FILE (NPY)");
+    const int per_class = std::max(1, n / C);
+    const Condition grid = class_grid_condition(model, per_class);
+    n = static_cast<int>(std::min<std::int64_t>(grid.count(), 4096));
+    cols = per_class;
+    return grid.rows(0, n);
+  }
+  if (model.condition == ConditionKind::classes && arg.find_first_not_of("0123456789") == std::string::npos &&
+      arg.size() < 10)
+    return class_condition(std::stoi(arg), C, n);
+  std::error_code ec;
+  if (model.condition == ConditionKind::classes && !fs::exists(arg, ec))
+    throw_error("--condition '", arg, "' is neither a class of the model's ", C, " (0..", C - 1, ") nor a file");
+  const Condition c = read_model_condition(arg, model);
+  if (c.count() == 1) {  // one condition for every sample
+    Condition all = c;
+    all.values.clear();
+    for (int i = 0; i < n; ++i) all.values.insert(all.values.end(), c.values.begin(), c.values.end());
+    return all;
+  }
+  if (c.count() < n)
+    throw_error("--condition '", arg, "' holds ", c.count(), " rows for ", n, " samples (--n): give one row, or one per sample");
+  return c.rows(0, n);
+}
 
 void add_sample(CLI::App& app, const PictureOpt& o) {
   CLI::App* s = app.add_subcommand("sample", "A grid of decoder means for z drawn from the prior (PNG)");
@@ -200,14 +278,21 @@ void add_sample(CLI::App& app, const PictureOpt& o) {
   s->add_option("--out", o->out, "The PNG to write")->required();
   s->add_option("--n", o->n, "Samples")->capture_default_str();
   s->add_option("--seed", o->seed, "Seed of the prior draws")->capture_default_str();
+  s->add_option("--condition", o->condition,
+                "A conditional model: the class k of every sample, or a covariates file (NPY, one row for all "
+                "samples or one per sample); default for classes: a row of samples per class");
   add_device_option(s, o->device);
-  s->footer("\nExample: vae sample --model runs/fashion-mnist --n 64 --out samples.png");
+  s->footer("\nExample: vae sample --model runs/fashion-mnist --n 64 --out samples.png\n"
+            "Example: vae sample --model runs/conditional --condition 3 --n 16 --out dresses.png");
   s->callback([o]() {
+    if (o->n < 1 || o->n > 4096) throw_error("--n must be in [1, 4096], got ", o->n);
     const SavedModel m = load_model_arg(o->model);
     int h = 0, w = 0;
     for (int r = 1; r * r <= m.model.input_dim; ++r)
       if (r * r == m.model.input_dim) h = w = r;
-    write_samples_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, o->n, h, w, o->seed);
+    int n = o->n, cols = 0;
+    const Condition cond = sample_condition(o->condition, m.model, n, cols);
+    write_samples_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, n, h, w, o->seed, cond, cols);
     std::cout << "wrote " << o->out << "\n";
   });
 }
@@ -216,6 +301,7 @@ void add_reconstruct(CLI::App& app, const PictureOpt& o) {
   CLI::App* r = app.add_subcommand("reconstruct", "Inputs and their reconstructions at z = mu (PNG)");
   r->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   r->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  add_condition_option(r, o->condition);
   r->add_option("--out", o->out, "The PNG to write")->required();
   r->add_option("--n", o->n, "Items (the first N; all when the data holds fewer)")->capture_default_str();
   add_device_option(r, o->device);
@@ -224,7 +310,7 @@ void add_reconstruct(CLI::App& app, const PictureOpt& o) {
     // The same range as sample's --n: both draw one cell per item.
     if (o->n < 1 || o->n > 4096) throw_error("--n must be in [1, 4096], got ", o->n);
     const SavedModel m = load_model_arg(o->model);
-    const Dataset data = load_data_arg(o->data, m, false);
+    const Dataset data = load_data_arg(o->data, m, false, o->condition);
     write_reconstructions_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->n);
     std::cout << "wrote " << o->out << "\n";
   });
@@ -234,6 +320,7 @@ void add_interpolate(CLI::App& app, const PictureOpt& o) {
   CLI::App* i = app.add_subcommand("interpolate", "The decoded latent path between two images (PNG)");
   i->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   i->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  add_condition_option(i, o->condition);
   i->add_option("--from", o->from, "Index of the first image")->capture_default_str();
   i->add_option("--to", o->to, "Index of the second image")->capture_default_str();
   i->add_option("--steps", o->steps, "Points on the path, ends included")->capture_default_str();
@@ -242,7 +329,7 @@ void add_interpolate(CLI::App& app, const PictureOpt& o) {
   i->footer("\nExample: vae interpolate --model runs/fashion-mnist --from 0 --to 1 --steps 10 --out path.png");
   i->callback([o]() {
     const SavedModel m = load_model_arg(o->model);
-    const Dataset data = load_data_arg(o->data, m, false);
+    const Dataset data = load_data_arg(o->data, m, false, o->condition);
     write_interpolation_png(o->out, *backend_for(m, o->device, 0, std::cout), m.model, data, o->from, o->to, o->steps);
     std::cout << "wrote " << o->out << "\n";
   });
@@ -252,6 +339,7 @@ void add_scatter(CLI::App& app, const PictureOpt& o) {
   CLI::App* sc = app.add_subcommand("scatter", "For a 2-D latent space: the posterior means coloured by label (PNG)");
   sc->add_option("--model", o->model, "A run's OUT directory or its model.safetensors")->required();
   sc->add_option("--data", o->data, "Images (IDX or NPY); default: the model's test set");
+  add_condition_option(sc, o->condition);
   sc->add_option("--labels", o->labels, "Their labels (IDX); default: Fashion-MNIST's test labels");
   sc->add_option("--points", o->points, "At most this many items")->capture_default_str();
   sc->add_option("--out", o->out, "The PNG to write")->required();
@@ -262,7 +350,7 @@ void add_scatter(CLI::App& app, const PictureOpt& o) {
     const SavedModel m = load_model_arg(o->model);
     const bool default_labels = o->labels.empty();
     const std::string labels_path = default_labels ? default_fashion_mnist_labels(false) : o->labels;
-    const Dataset data = load_data_arg(o->data, m, false);
+    const Dataset data = load_data_arg(o->data, m, false, o->condition);
     const std::vector<std::uint8_t> labels = read_idx_labels(labels_path);
     // Labels of other images would colour every point wrongly; the counts are all there is to check.
     if (static_cast<std::int64_t>(labels.size()) != data.count)

@@ -118,8 +118,10 @@ class Backend {
   // means (rows, D) for codes z (rows, Z), rows = z.size() / Z: sigmoid of the logits
   // (Bernoulli), the Gaussian mean, or exp of the log-rate / log-mean (count likelihoods). At the current parameters; any n and rows (in chunks);
   // nothing the training sees changes.
+  // A conditional model (ModelConfig::condition) takes the conditions with the data
+  // (Dataset::condition) and, for decode_means, one condition row per code.
   std::vector<float> encode(const Dataset& data, std::int64_t begin, std::int64_t n);
-  std::vector<float> decode_means(const std::vector<float>& z);
+  std::vector<float> decode_means(const std::vector<float>& z, const Condition& condition = {});
   // The posterior means mu (n, Z) alone: encode's first Z columns.
   std::vector<float> encode_means(const Dataset& data, std::int64_t begin, std::int64_t n);
 
@@ -140,7 +142,8 @@ class Backend {
   virtual LossSums do_evaluate(const Dataset& data) = 0;
   virtual LikelihoodSums do_estimate_log_likelihood(const Dataset& data, int k) = 0;
   virtual std::vector<float> do_encode(const Dataset& data, std::int64_t begin, std::int64_t n) = 0;
-  virtual std::vector<float> do_decode_means(const std::vector<float>& z) = 0;
+  // codes: (rows, decoder_input_dim) rows [z, c], the condition c already appended.
+  virtual std::vector<float> do_decode_means(const std::vector<float>& codes) = 0;
 
   // The data as the model sees it: standardized, or uint8 read as counts; nullopt when it is
   // the data as given (checked then by the backend itself).
@@ -152,7 +155,8 @@ class Backend {
 };
 
 // Throws vae::Error unless `data` fits the model: its own consistency (Dataset::validate),
-// model.input_dim values per item and, for the Bernoulli likelihood, every f32 value in [0, 1].
+// model.input_dim features per item, the model's kind and size of condition (given, or
+// appended in a backend's view) and, for the Bernoulli likelihood, every f32 value in [0, 1].
 // `what` names the set in messages. Every backend call that takes data checks it so.
 void check_data(const ModelConfig& model, const Dataset& data, const char* what = "data");
 

@@ -15,6 +15,9 @@ inline bool counts_likelihood(Likelihood lik) {
   return lik == Likelihood::poisson || lik == Likelihood::negative_binomial || lik == Likelihood::zinb;
 }
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
+// What a conditional VAE is conditioned on (ModelConfig::condition): nothing; class labels,
+// one-hot encoded; or real-valued covariates.
+enum class ConditionKind : int { none = 0, classes = 1, covariates = 2 };
 enum class Device : int { automatic = 0, cpu = 1, cuda = 2 };
 enum class Precision : int { fp32 = 0, fp64 = 1 };
 enum class NanPolicy : int { stop = 0, skip = 1 };  // on a non-finite loss or gradient
@@ -27,6 +30,7 @@ enum class Schedule : int { joint = 0, alternating = 1 };  // variational EM: E-
 const char* to_string(Activation);
 const char* to_string(Likelihood);
 const char* to_string(Binarize);
+const char* to_string(ConditionKind);
 const char* to_string(Device);
 const char* to_string(Precision);
 const char* to_string(NanPolicy);
@@ -39,6 +43,7 @@ const char* to_string(Schedule);
 Activation parse_activation(const std::string&);
 Likelihood parse_likelihood(const std::string&);
 Binarize parse_binarize(const std::string&);
+ConditionKind parse_condition_kind(const std::string&);
 Device parse_device(const std::string&);
 Precision parse_precision(const std::string&);
 NanPolicy parse_nan_policy(const std::string&);
@@ -67,11 +72,21 @@ struct ModelConfig {
   bool standardize = false;  // Gaussian decoder: train on each feature scaled by the training
                              // set's mean and std (vae/standardize.h)
   bool log1p_input = false;  // count likelihoods: the encoder sees log(1 + x), the likelihood x
+  // Conditional VAE: each item's condition c (condition_dim values: a one-hot class or
+  // covariates) is appended to the encoder's input [x, c] and to the decoder's [z, c].
+  // Both are taken from the condition file (vae/data.h, read_condition).
+  ConditionKind condition = ConditionKind::none;
+  int condition_dim = 0;     // C; 0 without a condition
   int samples = 1;           // L, Monte Carlo samples per data point
   double beta = 1.0;         // weight of the KL term
 
   void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };
+
+// Values per item the model's passes see: the features, then the condition (D + C).
+inline int data_width(const ModelConfig& m) { return m.input_dim + m.condition_dim; }
+// The decoder's input per sample: z, then the condition (Z + C).
+inline int decoder_input_dim(const ModelConfig& m) { return m.latent + m.condition_dim; }
 
 // Whether the likelihood learns one parameter per feature besides the decoder's output (the
 // layout's "logvar" slot, ParamLayout::logvar()): the Gaussian's log-variance with
@@ -104,6 +119,9 @@ struct TrainConfig {
   std::string train_path;  // empty: Fashion-MNIST train from dataset-fashion-mnist
   std::string test_path;   // empty: Fashion-MNIST test
   std::string test_labels_path;  // labels of the test set (IDX), for the 2-D latent scatter
+  std::string condition_path;       // conditional VAE: the training items' conditions (vae/data.h)
+  std::string test_condition_path;  // and the test items'
+  int condition_classes = 0;        // labels: one-hot width; 0 = the largest training label + 1
   int epochs = 10;
   int batch = 128;
   OptimizerConfig optimizer;

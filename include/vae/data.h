@@ -12,6 +12,24 @@
 
 namespace vae {
 
+// "10 classes", "3 covariates" or "no condition": a condition's kind and size in words.
+std::string describe_condition(ConditionKind kind, int dim);
+
+// A conditional VAE's conditions (ModelConfig::condition): one row of `dim` values per item,
+// a one-hot class or covariates; read_condition and the condition_from_* functions make them.
+struct Condition {
+  std::string source;  // file (or array) it came from, for messages
+  ConditionKind kind = ConditionKind::none;
+  int dim = 0;                // C: classes (one-hot width) or covariates per item
+  std::vector<float> values;  // (N, dim), row-major
+  std::int64_t count() const { return dim > 0 ? static_cast<std::int64_t>(values.size()) / dim : 0; }
+  bool empty() const { return kind == ConditionKind::none; }
+  // "10 classes" or "3 covariates": what a model or a file is conditioned on, for messages.
+  std::string describe() const { return describe_condition(kind, dim); }
+  // Rows [begin, begin + n); throws vae::Error naming `source` unless they exist.
+  Condition rows(std::int64_t begin, std::int64_t n) const;
+};
+
 // A dataset of N items of D values. The readers fill it; a program may also fill one itself
 // (source, count, dim, and exactly one of u8 or f32 with count * dim values; height and
 // width only matter for pictures). The backends and the binarizers call validate() on it.
@@ -22,17 +40,23 @@ struct Dataset {
   int height = 0, width = 0;   // for pictures: item shape when it is an image, else 1 x D
   std::vector<std::uint8_t> u8;  // (N, D) when the source was uint8
   std::vector<float> f32;        // (N, D) otherwise
+  Condition condition;           // the items' conditions (attach_condition), or none
+  // Only in a backend's view (with_condition_appended): the last `appended` of the dim
+  // values per item are its condition, not features.
+  int appended = 0;
+  int features() const { return dim - appended; }
 
   bool is_u8() const { return !u8.empty(); }
-  // The same description (source, count, dim, picture shape) with no values: the start of a
-  // transformed copy, whose caller fills u8 or f32.
+  // The same description (source, count, dim, picture shape) and conditions with no values:
+  // the start of a transformed copy, whose caller fills u8 or f32.
   Dataset empty_copy() const;
   // Items [begin, begin + n) alone, in the same storage. Throws vae::Error naming `source`
   // unless 0 <= begin <= begin + n <= count.
   Dataset slice(std::int64_t begin, std::int64_t n) const;
   // Throws vae::Error naming `source` unless count >= 0, dim > 0, exactly one of u8 and f32
-  // holds count * dim values (both may be empty when count is 0) and every f32 value is
-  // finite. (The Bernoulli likelihood further needs values in [0,1]: the backends check that.)
+  // holds count * dim values (both may be empty when count is 0), every f32 value is finite
+  // and a condition, if any, has one finite row per item. (The Bernoulli likelihood further
+  // needs values in [0,1]: the backends check that.)
   void validate() const;
   // Item i (0 <= i < count, unchecked) as floats: u8 / 255, or the f32 values as they are.
   void row(std::int64_t i, float* out) const;
@@ -49,10 +73,35 @@ Dataset read_npy(const std::string& path);
 // Picks the reader by content: NPY magic, else IDX. Throws vae::Error naming the file.
 Dataset read_dataset(const std::string& path);
 
+// Conditions from a file: class labels (an IDX labels file, or an NPY of integers, uint8,
+// int32 or int64, of shape (N,) or (N, 1)) one-hot encoded into `classes` columns (0: the
+// largest label + 1), or covariates (an NPY of float32 or float64, shape (N, C) or (N,)).
+// Throws vae::Error naming the file: a negative label, a label >= classes, a value that is
+// not finite.
+Condition read_condition(const std::string& path, int classes = 0);
+// The same from values in memory; `source` names them in messages.
+Condition condition_from_labels(const std::vector<std::int64_t>& labels, int classes, const std::string& source);
+Condition condition_from_covariates(std::vector<float> values, std::int64_t count, int dim, const std::string& source);
+// n rows of class k, one-hot among `classes` (the condition of `vae sample --condition k`);
+// throws vae::Error unless 0 <= k < classes.
+Condition class_condition(int k, int classes, std::int64_t n);
+// Gives each item of `data` its condition; throws vae::Error naming both files unless there
+// is one condition per item.
+void attach_condition(Dataset& data, Condition condition);
+// The data as a conditional model's passes see it: each item's values, then its condition
+// (dim + C values, `appended` = C); uint8 when the data are uint8 and the conditions 0 or 1
+// (a one-hot class), float otherwise. Without a condition, a copy.
+Dataset with_condition_appended(const Dataset& data);
+
 // Default data: Debian's dataset-fashion-mnist. Throws, saying how to install it, if missing.
 std::string default_fashion_mnist(bool train);
 // Its labels file (the path, whether or not it exists).
 std::string default_fashion_mnist_labels(bool train);
+// A run's condition files: none, or both. Fashion-MNIST's training labels as the condition,
+// with its test set, take its test labels as the test condition; any other condition file
+// given without the test items' throws (and so does a test condition alone).
+void resolve_condition_paths(const std::string& condition_path, std::string& test_condition_path,
+                             const std::string& test_path);
 // A run's training and test files: an empty path becomes Fashion-MNIST's. A training set of
 // one's own needs its own test set: a train path other than Fashion-MNIST's with no test path
 // throws (Fashion-MNIST's test set would measure the model on other data than it learns).

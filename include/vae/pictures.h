@@ -17,19 +17,26 @@ namespace vae {
 std::string why_no_pictures(const ModelConfig& model);
 
 // Decoder means (n, D) for n codes z drawn from the prior N(0, I) with `seed` (the draws of
-// samples.png, vae sample and the Python layer's sample()). n >= 1.
-std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed);
-// A grid of prior_samples; items of height x width pixels
+// samples.png, vae sample and the Python layer's sample()). n >= 1. A conditional model
+// takes the samples' conditions, n rows (Backend::decode_means).
+std::vector<float> prior_samples(Backend& backend, const ModelConfig& model, int n, std::uint64_t seed,
+                                 const Condition& condition = {});
+// For a model conditioned on classes: every class `per_class` times, class by class (the
+// rows of a samples grid with per_class columns).
+Condition class_grid_condition(const ModelConfig& model, int per_class);
+// A grid of prior_samples, `cols` to a row (0: about sqrt(n)); items of height x width pixels
 // (when height * width is not model.input_dim, as 1 x input_dim strips). n in [1, 4096].
 // In every function here `model` is the ModelConfig `backend` was made with (vae::Error if
-// its layout differs) and `data` has model.input_dim values per item.
+// its layout differs) and `data` has model.input_dim values per item (and, for a
+// conditional model, the items' conditions).
 void write_samples_png(const std::string& path, Backend& backend, const ModelConfig& model, int n, int height,
-                       int width, std::uint64_t seed);
+                       int width, std::uint64_t seed, const Condition& condition = {}, int cols = 0);
 // Rows of inputs above their reconstructions (decoder means at z = mu), for the first n items.
 void write_reconstructions_png(const std::string& path, Backend& backend, const ModelConfig& model,
                                const Dataset& data, int n);
 // Item `from`, the decoder means along the straight latent path from its mu to the mu of
-// item `to` in `steps` steps, then item `to`; one row.
+// item `to` in `steps` steps (and, for a conditional model, from its condition to the
+// other's), then item `to`; one row.
 void write_interpolation_png(const std::string& path, Backend& backend, const ModelConfig& model, const Dataset& data,
                              std::int64_t from, std::int64_t to, int steps);
 // The ELBO curve from a run's metrics.csv: train and test -ELBO, test reconstruction and
