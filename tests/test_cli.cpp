@@ -17,6 +17,7 @@
 
 #include "test_util.h"
 #include "vae/checkpoint.h"
+#include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/options.h"
 
@@ -151,6 +152,89 @@ TEST_F(Cli, BadDataFilesFailCleanly) {
   const std::string other = dir_.file("other.idx");
   write_bytes(other, idx(0x08, {40, 3, 3}, 40 * 9));
   expect_clean_failure(run(base(good_, other)), "9 features", "train/test dims differ");
+}
+
+// An NPY file of float32 values of the given shape text, such as "(40, 2)".
+std::string npy_f32(const std::string& shape, const std::vector<float>& values) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string b = std::string("\x93NUMPY\x01\x00", 8);
+  b += static_cast<char>(header.size() & 0xFF);
+  b += static_cast<char>(header.size() >> 8);
+  b += header;
+  b.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  return b;
+}
+
+// A conditional run from the command line, the tools on it, and every bad condition: one line
+// naming the file, and nothing written.
+TEST_F(Cli, ConditionalRunsAndTheirBadConditions) {
+  const std::string labels = dir_.file("labels.idx"), out = dir_.file("out");
+  write_bytes(labels, idx_labels(40));  // classes 0, 1, 2
+  const std::string args = base(good_, good_) + " --condition " + labels;
+  expect_clean_failure(run(args), "--condition '" + labels + "' is given without --test-condition", "no test condition");
+  expect_clean_failure(run(base(good_, good_) + " --test-condition " + labels), "is given without --condition",
+                       "a test condition alone");
+  write_bytes(dir_.file("seven.idx"), idx_labels(7));
+  expect_clean_failure(run(args + " --test-condition " + dir_.file("seven.idx")),
+                       "conditions '" + dir_.file("seven.idx") + "' hold 7 rows but the data '" + good_ + "' has 40 items",
+                       "7 conditions for 40 items");
+  std::string five = idx_labels(40);
+  five.back() = 5;
+  write_bytes(dir_.file("five.idx"), five);
+  expect_clean_failure(run(args + " --test-condition " + dir_.file("five.idx")),
+                       "label 5 at item 39 is not one of the 3 classes 0..2", "an unknown class");
+  std::vector<float> cov(80, 0.5f);
+  write_bytes(dir_.file("cov.npy"), npy_f32("(40, 2)", cov));
+  cov[13] = NAN;
+  write_bytes(dir_.file("nan.npy"), npy_f32("(40, 2)", cov));
+  const std::string covs = base(good_, good_) + " --condition " + dir_.file("cov.npy") + " --test-condition ";
+  expect_clean_failure(run(covs + dir_.file("nan.npy")), "nan.npy': value nan at item 6, feature 1 is not finite",
+                       "NaN covariates");
+  expect_clean_failure(run(covs + labels), "holds 3 classes per item but --condition", "labels against covariates");
+  expect_clean_failure(run(covs + dir_.file("cov.npy") + " --binarize dynamic"), "--binarize dynamic draws 0 or 1",
+                       "covariates binarized");
+  expect_clean_failure(run(covs + dir_.file("cov.npy") + " --condition-classes 4"),
+                       "--condition-classes is for class labels", "classes of covariates");
+  EXPECT_FALSE(std::filesystem::exists(out)) << "a refused run writes nothing";
+
+  // A run with labels; the checkpoint records the condition; the tools read the test conditions.
+  const CliRun r = run(args + " --test-condition " + labels + " --epochs 2");
+  ASSERT_EQ(r.status, 0) << r.error;
+  const auto config = nlohmann::json::parse(slurp(out + "/config.json"));
+  EXPECT_EQ(config["model"]["condition_kind"], "classes");
+  EXPECT_EQ(config["model"]["condition_dim"], 3);
+  EXPECT_TRUE(std::filesystem::exists(out + "/samples.png"));
+  const vae::SavedModel saved = vae::load_model(out + "/model.safetensors");
+  EXPECT_EQ(saved.model.condition, vae::ConditionKind::classes);
+  EXPECT_EQ(saved.model.condition_dim, 3);
+  const std::string tool = " --model " + out + " --device cpu";
+  EXPECT_EQ(run("sample" + tool + " --condition 2 --n 4 --out " + dir_.file("s.png")).status, 0);
+  EXPECT_EQ(run("sample" + tool + " --out " + dir_.file("all.png")).status, 0);
+  EXPECT_EQ(run("reconstruct" + tool + " --out " + dir_.file("r.png")).status, 0);
+  EXPECT_EQ(run("interpolate" + tool + " --from 0 --to 1 --out " + dir_.file("i.png")).status, 0);
+  const CliRun e = run("eval" + tool + " --iw 3 --data " + good_ + " --condition " + labels);
+  EXPECT_EQ(e.status, 0) << e.error;
+  expect_clean_failure(run("sample" + tool + " --condition 3 --out " + dir_.file("x.png")),
+                       "class 3 is not one of the model's 3 classes 0..2", "sample of an unknown class");
+  expect_clean_failure(run("sample" + tool + " --condition three --out " + dir_.file("x.png")),
+                       "--condition 'three' is neither a class of the model's 3 (0..2) nor a file", "a word");
+  expect_clean_failure(run("eval" + tool + " --data " + good_), "give --condition, the conditions of --data",
+                       "data without conditions");
+  expect_clean_failure(run("eval" + tool + " --data " + good_ + " --condition " + dir_.file("cov.npy")),
+                       "holds 2 covariates per item but the model is conditioned on 3 classes", "covariates for classes");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+  // Resuming reads the conditions again and goes on.
+  const CliRun more = run("train --resume " + out + " --epochs 3");
+  EXPECT_EQ(more.status, 0) << more.error;
+  EXPECT_NE(more.output.find("epoch 3/3"), std::string::npos) << more.output;
+
+  // An unconditional model refuses a condition.
+  const std::string plain = dir_.file("plain");
+  ASSERT_EQ(run(base(good_, good_).replace(base(good_, good_).find(out), out.size(), plain)).status, 0);
+  expect_clean_failure(run("sample --model " + plain + " --device cpu --condition 1 --out " + dir_.file("x.png")),
+                       "the model is not a conditional one", "a condition for an unconditional model");
 }
 
 TEST_F(Cli, BadOptionsFailCleanly) {

@@ -69,19 +69,24 @@ struct LayerInputs {
 // against the exact products; 1e-5 + 1e-5 relative.
 class LinearCase final : public OpCase {
  public:
-  LinearCase(int rows, int in, int out)
-      : OpCase("linear " + layer_shape(rows, in, out)),
+  // used (0 < used < in): also the gradient of the first `used` inputs alone (a conditional
+  // decoder's first layer: z, not the condition).
+  LinearCase(int rows, int in, int out, int used = 0)
+      : OpCase("linear " + layer_shape(rows, in, out) + (used ? " used " + std::to_string(used) : "")),
         l_(rows, in, out, 1),
+        used_(used),
         dy_(uniform(static_cast<std::size_t>(rows) * out, -1, 1, 3), "dY"),
         y_(dy_.size(), "Y"),
         dw_(l_.w.size(), "dW"),
-        dx_(l_.x.size(), "dX") {
-    arrays({&l_.x, &l_.w, &dy_, &y_, &dw_, &dx_}, {&y_, &dw_, &dx_});
+        dx_(l_.x.size(), "dX"),
+        dxu_(static_cast<std::size_t>(rows) * std::max(used, 1), "dX[:, :used]") {
+    arrays({&l_.x, &l_.w, &dy_, &y_, &dw_, &dx_, &dxu_}, {&y_, &dw_, &dx_, &dxu_});
   }
   void launch(Context& ctx) override {
     gpu::linear_forward(ctx.blas(), l_.rows, l_.in, l_.out, l_.x.get(), l_.w.get(), y_.get());
     gpu::linear_weight_grad(ctx.blas(), l_.rows, l_.in, l_.out, dy_.get(), l_.x.get(), dw_.get());
     gpu::linear_input_grad(ctx.blas(), l_.rows, l_.in, l_.out, dy_.get(), l_.w.get(), dx_.get());
+    if (used_ > 0) gpu::linear_input_grad(ctx.blas(), l_.rows, l_.in, l_.out, dy_.get(), l_.w.get(), dxu_.get(), used_);
   }
   void verify(Check& c) override {
     const ExactProducts& want =
@@ -89,11 +94,18 @@ class LinearCase final : public OpCase {
     c.close(y_.download(), want.y, 1e-5, 1e-5, "Y = X W^T");
     c.close(dw_.download(), want.dw, 1e-5, 1e-5, "dW = dY^T X");
     c.close(dx_.download(), want.dx, 1e-5, 1e-5, "dX = dY W");
+    if (used_ == 0) return;
+    std::vector<double> part;  // the first `used` columns of each row of dX
+    for (int r = 0; r < l_.rows; ++r)
+      part.insert(part.end(), want.dx.begin() + static_cast<std::ptrdiff_t>(r) * l_.in,
+                  want.dx.begin() + static_cast<std::ptrdiff_t>(r) * l_.in + used_);
+    c.close(dxu_.download(), part, 1e-5, 1e-5, "dX[:, :used] = dY W[:, :used]");
   }
 
  private:
   LayerInputs l_;
-  Array<float> dy_, y_, dw_, dx_;
+  int used_;
+  Array<float> dy_, y_, dw_, dx_, dxu_;
   Once<ExactProducts> want_;
 };
 

@@ -58,6 +58,43 @@ std::shared_ptr<vae::Dataset> to_dataset(nb::handle array, const std::string& na
   return d;
 }
 
+// f(), with the library's errors about the caller's values as ValueError.
+template <class F>
+auto value_errors(F&& f) {
+  try {
+    return f();
+  } catch (const vae::Error& e) {
+    throw nb::value_error(e.what());
+  }
+}
+
+using LabelArray = nb::ndarray<const std::int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+// A condition from Python (the vae package shapes it): None; class labels (int64, 1-D),
+// one-hot into `classes` columns (0: the largest label + 1); or covariates (float32, 2-D).
+vae::Condition to_condition(nb::handle c, const std::string& name, int classes) {
+  if (c.is_none()) return {};
+  LabelArray labels;
+  F32Array cov;
+  if (nb::try_cast(c, labels, false))
+    return value_errors([&] {
+      return vae::condition_from_labels(std::vector<std::int64_t>(labels.data(), labels.data() + labels.size()),
+                                        classes, name);
+    });
+  if (nb::try_cast(c, cov, false))
+    return value_errors([&] {
+      return vae::condition_from_covariates(std::vector<float>(cov.data(), cov.data() + cov.size()),
+                                            static_cast<std::int64_t>(cov.shape(0)), static_cast<int>(cov.shape(1)), name);
+    });
+  throw nb::type_error((name + ": expected class labels (integers) or covariates (floats)").c_str());
+}
+
+// The kind and width a condition gives a new model: ("classes", C) or ("covariates", C).
+std::pair<std::string, int> condition_shape(nb::handle c, int classes) {
+  const vae::Condition k = to_condition(c, "condition", classes);
+  return {vae::to_string(k.kind), k.dim};
+}
+
 nb::object read_array(const std::string& path) {
   vae::Dataset d = vae::read_dataset(path);
   const auto rows = static_cast<std::size_t>(d.count), cols = static_cast<std::size_t>(d.dim);
@@ -166,10 +203,11 @@ class Model {
     session_ = std::make_unique<vae::Session>(ck);
   }
 
-  nb::list fit(nb::handle x, nb::handle test, int epochs, nb::object callback, nb::object progress);
+  nb::list fit(nb::handle x, nb::handle test, int epochs, nb::object callback, nb::object progress, nb::handle cond,
+               nb::handle test_cond);
 
-  std::pair<nb::ndarray<nb::numpy, float>, nb::ndarray<nb::numpy, float>> encode(nb::handle x) {
-    const auto d = data(x, "X");
+  std::pair<nb::ndarray<nb::numpy, float>, nb::ndarray<nb::numpy, float>> encode(nb::handle x, nb::handle cond) {
+    const auto d = data(x, "X", cond);
     std::vector<float> head;
     {
       nb::gil_scoped_release released;
@@ -184,30 +222,33 @@ class Model {
     return {to_numpy(std::move(mu), {n, z}), to_numpy(std::move(logvar), {n, z})};
   }
 
-  nb::ndarray<nb::numpy, float> decode(nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> z) {
+  nb::ndarray<nb::numpy, float> decode(nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> z,
+                                       nb::handle cond) {
     const int Z = session_->model().latent;
     if (z.shape(1) != static_cast<std::size_t>(Z))
       throw nb::value_error(("z: expected " + std::to_string(Z) + " columns (the latent size), got " +
                              std::to_string(z.shape(1))).c_str());
+    const vae::Condition c = condition(cond, "condition");
     std::vector<float> codes(z.data(), z.data() + z.size()), means;
     {
       nb::gil_scoped_release released;
-      means = session_->backend().decode_means(codes);
+      means = value_errors([&] { return session_->backend().decode_means(codes, c); });
     }
     return to_numpy(std::move(means), {z.shape(0), static_cast<std::size_t>(session_->model().input_dim)});
   }
 
-  nb::ndarray<nb::numpy, float> sample(int n, std::uint64_t seed) {
+  nb::ndarray<nb::numpy, float> sample(int n, std::uint64_t seed, nb::handle cond) {
+    const vae::Condition c = condition(cond, "condition");
     std::vector<float> means;
     {
       nb::gil_scoped_release released;
-      means = vae::prior_samples(session_->backend(), session_->model(), n, seed);
+      means = value_errors([&] { return vae::prior_samples(session_->backend(), session_->model(), n, seed, c); });
     }
     return to_numpy(std::move(means), {static_cast<std::size_t>(n), static_cast<std::size_t>(session_->model().input_dim)});
   }
 
-  nb::dict evaluate(nb::handle x) {
-    const auto d = data(x, "X");
+  nb::dict evaluate(nb::handle x, nb::handle cond) {
+    const auto d = data(x, "X", cond);
     vae::LossSums s;
     {
       nb::gil_scoped_release released;
@@ -220,8 +261,8 @@ class Model {
     return out;
   }
 
-  nb::dict log_likelihood(nb::handle x, int k) {
-    const auto d = data(x, "X");
+  nb::dict log_likelihood(nb::handle x, int k, nb::handle cond) {
+    const auto d = data(x, "X", cond);
     vae::LikelihoodSums s;
     double exact = NAN;
     const bool linear = vae::has_exact_log_likelihood(session_->model());
@@ -265,17 +306,26 @@ class Model {
   }
 
  private:
-  // The array as a dataset the model can take; what the library refuses in it (its width,
-  // a value that is not finite, or outside [0, 1] for the Bernoulli likelihood) is a ValueError.
-  std::shared_ptr<vae::Dataset> data(nb::handle x, const std::string& name) {
+  // The array as a dataset the model can take, with its items' conditions; what the library
+  // refuses in it (its width, a value that is not finite, or outside [0, 1] for the Bernoulli
+  // likelihood, conditions that do not fit the model) is a ValueError.
+  std::shared_ptr<vae::Dataset> data(nb::handle x, const std::string& name, nb::handle cond) {
     auto d = to_dataset(x, name);
-    try {
+    vae::Condition c = condition(cond, name + "'s condition");
+    value_errors([&] {
+      vae::attach_condition(*d, std::move(c));
       vae::check_data(session_->model(), *d, "the array");
-    } catch (const vae::Error& e) {
-      throw nb::value_error(e.what());
-    }
+      return 0;
+    });
     return d;
   }
+
+  // A condition for this model: labels one-hot into its classes.
+  vae::Condition condition(nb::handle cond, const std::string& name) const {
+    const vae::ModelConfig& m = session_->model();
+    return to_condition(cond, name, m.condition == vae::ConditionKind::classes ? m.condition_dim : 0);
+  }
+
 
   std::unique_ptr<vae::Session> session_;
 };
@@ -283,9 +333,10 @@ class Model {
 // Trains `epochs` epochs from the model's position, the GIL released. After every step the
 // signals are checked (Ctrl-C: the model stops there, consistent, and KeyboardInterrupt is
 // raised) and, at most every 0.2 s, progress(epoch, done, total, samples, seconds) is called.
-nb::list Model::fit(nb::handle x, nb::handle test, int epochs, nb::object callback, nb::object progress) {
-  auto train = data(x, "X");
-  std::shared_ptr<vae::Dataset> held_out = test.is_none() ? nullptr : data(test, "test");
+nb::list Model::fit(nb::handle x, nb::handle test, int epochs, nb::object callback, nb::object progress,
+                    nb::handle cond, nb::handle test_cond) {
+  auto train = data(x, "X", cond);
+  std::shared_ptr<vae::Dataset> held_out = test.is_none() ? nullptr : data(test, "test", test_cond);
   vae::prepare_data(session_->config(), *train, held_out.get());
   session_->set_train_data(train);
   nb::list history;
@@ -339,6 +390,12 @@ NB_MODULE(_core, m) {
   m.def("options", &options, "Every training and model option of the option table");
   m.def("configure", &configure, "base"_a, "given"_a);
   m.def("read", &read_array, "path"_a, "An IDX or NPY file as a (N, D) uint8 or float32 array");
+  m.def("condition_shape", &condition_shape, "condition"_a.none(), "classes"_a);
+  m.def("read_labels", [](const std::string& path) {
+    std::vector<std::uint8_t> labels = vae::read_idx_labels(path);
+    const std::size_t n = labels.size();
+    return to_numpy(std::move(labels), {n});
+  }, "path"_a, "An IDX labels file as a 1-D uint8 array");
   m.def("cuda_usable", [] {
     std::string why;
     const bool ok = vae::cuda_usable(&why);
@@ -353,12 +410,13 @@ NB_MODULE(_core, m) {
       .def_prop_ro("device_note", &Model::device_note)
       .def_prop_ro("position", &Model::position)
       .def_prop_ro("started", &Model::started)
-      .def("fit", &Model::fit, "x"_a, "test"_a.none(), "epochs"_a, "callback"_a.none(), "progress"_a.none())
-      .def("encode", &Model::encode, "x"_a)
-      .def("decode", &Model::decode, "z"_a)
-      .def("sample", &Model::sample, "n"_a, "seed"_a)
-      .def("evaluate", &Model::evaluate, "x"_a)
-      .def("log_likelihood", &Model::log_likelihood, "x"_a, "k"_a)
+      .def("fit", &Model::fit, "x"_a, "test"_a.none(), "epochs"_a, "callback"_a.none(), "progress"_a.none(),
+           "condition"_a.none(), "test_condition"_a.none())
+      .def("encode", &Model::encode, "x"_a, "condition"_a.none())
+      .def("decode", &Model::decode, "z"_a, "condition"_a.none())
+      .def("sample", &Model::sample, "n"_a, "seed"_a, "condition"_a.none())
+      .def("evaluate", &Model::evaluate, "x"_a, "condition"_a.none())
+      .def("log_likelihood", &Model::log_likelihood, "x"_a, "k"_a, "condition"_a.none())
       .def("save", &Model::save, "path"_a)
       .def("parameters", &Model::parameters);
 }

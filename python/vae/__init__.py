@@ -8,6 +8,14 @@ checks them), from Python, with numpy arrays and PyTorch tensors in and out.
     mu, logvar = m.encode(Xt)
     m.save("model.safetensors")              # vae eval --model reads it
 
+A conditional VAE takes each item's condition with its data: class labels (integers, one-hot
+encoded) or covariates (floats, (N, C)), as condition= of fit, encode, decode, sample,
+evaluate and log_likelihood (fit's test set: test_condition=):
+
+    y, yt = vae.read_labels(".../train-labels-idx1-ubyte.gz"), vae.read_labels(".../t10k-labels-idx1-ubyte.gz")
+    m.fit(X, test=Xt, condition=y, test_condition=yt)
+    threes = m.sample(16, condition=3)
+
 Every training and model option of `vae train` is a keyword of VAE() and of fit(), named as
 its flag with _ for - (kl_warmup=, likelihood=, optimizer=, ...): vae.options() lists them
 with their help. The model is the library's own (a vae::Session), so it trains, step for
@@ -23,7 +31,7 @@ import numpy as np
 from . import _core
 from ._core import Error
 
-__all__ = ["VAE", "Error", "read", "options"]
+__all__ = ["VAE", "Error", "read", "read_labels", "options"]
 
 
 def _keywords():
@@ -43,6 +51,37 @@ def options():
 def read(path):
     """An IDX (.gz or raw) or NPY file as a (N, D) array: uint8 as stored, or float32."""
     return _core.read(os.fspath(path))
+
+
+def read_labels(path):
+    """An IDX labels file (.gz or raw) as a 1-D uint8 array (an NPY of labels: numpy.load)."""
+    return _core.read_labels(os.fspath(path))
+
+
+def _condition(c, name, n=None):
+    """A condition as the core takes it: None; class labels as a 1-D int64 array (from any
+    integer array of shape (N,) or (N, 1), or one class k for all n items); covariates as a
+    2-D float32 array (a 1-D float array: one covariate per item)."""
+    if c is None:
+        return None
+    if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and n is not None:
+        return np.full(n, int(c), dtype=np.int64)
+    if hasattr(c, "__dlpack__") and not isinstance(c, np.ndarray):
+        c = c.detach().cpu().numpy() if hasattr(c, "detach") else np.from_dlpack(c)
+    a = np.asarray(c)
+    if a.dtype.kind in "iu":
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 1:
+            raise ValueError("%s: class labels are one per item, shape (N,) or (N, 1); got shape %s" % (name, a.shape))
+        return np.ascontiguousarray(a, dtype=np.int64)
+    if a.dtype.kind == "f":
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise ValueError("%s: covariates are (N, C); got shape %s" % (name, a.shape))
+        return np.ascontiguousarray(a, dtype=np.float32)
+    raise TypeError("%s: expected class labels (integers) or covariates (floats), got dtype %s" % (name, a.dtype))
 
 
 def _text(key, value):
@@ -182,17 +221,22 @@ class VAE:
         """Epochs trained so far (a stopped epoch counts when it is finished)."""
         return self._built().position[0] if self._model else 0
 
-    def _built(self, dim=None):
+    def _built(self, dim=None, condition=None):
         if self._model is None:
             if not self._input_given:
                 if dim is None:
                     raise Error("the model has no input_dim yet: give VAE(input_dim=...) or fit() it first")
-                self._config = _configure(self._config, {"input_dim": dim})
+                given = {"input_dim": dim}
+                if condition is not None:  # a conditional model: the condition's kind and width
+                    classes = self.config["train"]["condition_classes"]
+                    given["condition_kind"], given["condition_dim"] = _core.condition_shape(condition, classes)
+                self._config = _configure(self._config, given)
             self._model = _core.Model(self._config)
         return self._model
 
     # ---- training -------------------------------------------------------------------------
-    def fit(self, X, epochs=None, test=None, callback=None, progress=None, **keywords):
+    def fit(self, X, epochs=None, test=None, callback=None, progress=None, condition=None, test_condition=None,
+            **keywords):
         """Trains `epochs` epochs (default: the epochs option) on X from where the model stands;
         two fit(X, epochs=1) give the parameters one fit(X, epochs=2) gives, bit for bit.
         test: evaluated after each epoch (else the test_* entries are NaN). callback(epoch_dict)
@@ -200,10 +244,17 @@ class VAE:
         interactive), or a function (epoch, done, total, samples, seconds) called as steps go. Keywords change options: before
         the first step any of them, after it those a resumed run may change (vae train --resume).
         Returns one dict per epoch: the columns of metrics.csv. Ctrl-C stops after the current
-        step, leaves the model usable, and raises KeyboardInterrupt."""
+        step, leaves the model usable, and raises KeyboardInterrupt. condition, test_condition:
+        a conditional VAE's conditions of X's and test's items (the first fit makes the model
+        conditional): class labels, one-hot encoded (condition_classes= classes; default the
+        largest label + 1), or covariates (N, C)."""
         X = _array(X, "X")
         test = None if test is None else _array(test, "test")
-        model = self._built(X.shape[1])
+        condition = _condition(condition, "condition")
+        test_condition = _condition(test_condition, "test_condition")
+        if test is not None and (condition is None) != (test_condition is None):
+            raise ValueError("condition and test_condition go together: give the conditions of X and of test")
+        model = self._built(X.shape[1], condition)
         if keywords:
             self._reconfigure(keywords)
         if epochs is None:
@@ -212,7 +263,7 @@ class VAE:
             raise TypeError("epochs: expected an integer >= 0, got %r" % (epochs,))
         bar = progress if callable(progress) else _Progress(progress)
         try:
-            return model.fit(X, test, int(epochs), callback, bar)
+            return model.fit(X, test, int(epochs), callback, bar, condition, test_condition)
         finally:
             if isinstance(bar, _Progress):
                 bar.close()
@@ -233,34 +284,38 @@ class VAE:
         self._config = new
 
     # ---- using the model ------------------------------------------------------------------
-    def encode(self, X):
-        """The posterior q(z|x) of each item: (mu, logvar), float32 arrays (N, Z) each."""
-        return self._built().encode(_array(X, "X"))
+    def encode(self, X, condition=None):
+        """The posterior q(z|x) of each item: (mu, logvar), float32 arrays (N, Z) each.
+        condition: a conditional model's conditions of the items (as fit takes them)."""
+        return self._built().encode(_array(X, "X"), _condition(condition, "condition"))
 
-    def decode(self, z):
-        """The decoder's means for codes z (N, Z): sigmoid of the logits (Bernoulli) or the mean."""
+    def decode(self, z, condition=None):
+        """The decoder's means for codes z (N, Z): sigmoid of the logits (Bernoulli) or the mean.
+        condition: a conditional model's condition of each code, or one class k for all."""
         z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
         if z.ndim != 2:
             raise ValueError("z: expected a 2-D array (codes, latent), got shape %s" % (z.shape,))
-        return self._built().decode(z)
+        return self._built().decode(z, _condition(condition, "condition", len(z)))
 
-    def sample(self, n, seed=0):
-        """Decoder means for n codes drawn from the prior (the draws of `vae sample --seed`)."""
+    def sample(self, n, seed=0, condition=None):
+        """Decoder means for n codes drawn from the prior (the draws of `vae sample --seed`);
+        condition: a conditional model's class k for all n (vae sample --condition k), or the
+        n samples' conditions."""
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError("n: expected an integer >= 1, got %r" % (n,))
-        return self._built().sample(int(n), int(seed))
+        return self._built().sample(int(n), int(seed), _condition(condition, "condition", int(n)))
 
-    def evaluate(self, X):
+    def evaluate(self, X, condition=None):
         """{"loss", "recon", "kl"} per data point: the -ELBO and its parts, as vae train's test columns."""
-        return self._built().evaluate(_array(X, "X"))
+        return self._built().evaluate(_array(X, "X"), _condition(condition, "condition"))
 
-    def log_likelihood(self, X, k=1000):
+    def log_likelihood(self, X, k=1000, condition=None):
         """Estimates of log p(x) per data point with k importance samples, as `vae eval --iw k`:
         {"elbo", "iwae", "prior", "gap", "exact"} ("exact": the closed form, for a linear
         Gaussian decoder; else None)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError("k: expected an integer >= 1, got %r" % (k,))
-        return self._built().log_likelihood(_array(X, "X"), int(k))
+        return self._built().log_likelihood(_array(X, "X"), int(k), _condition(condition, "condition"))
 
     def parameters(self):
         """The parameters by name (encoder.0.weight, ...), numpy arrays of their shapes; with

@@ -21,7 +21,8 @@ class TorchVAE(nn.Module):
     decoder, with a vae model's weights. forward(x): (mu, logvar, the decoder's output at
     z = mu); decode_mean(z): sigmoid of the logits (Bernoulli), exp of the log-rate (Poisson)
     or the mean (Gaussian), in the
-    data's units when the model is standardized (the decoder's output is in the scaled ones)."""
+    data's units when the model is standardized (the decoder's output is in the scaled ones).
+    A conditional model's calls take c, the condition rows (N, C): one-hot classes or covariates."""
 
     def __init__(self, config, params):
         super().__init__()
@@ -48,32 +49,34 @@ class TorchVAE(nn.Module):
             self.register_buffer("x_mean", torch.from_numpy(np.array(params["standardize.mean"])))
             self.register_buffer("x_std", torch.from_numpy(np.array(params["standardize.std"])))
 
-    def encode(self, x):
+    def encode(self, x, c=None):
         h = (x - self.x_mean) / self.x_std if self.standardized else x
         if self.log1p_input:
             h = torch.log1p(h)
+        if c is not None:  # a conditional model: [x, c]
+            h = torch.cat([h, c.to(h.dtype)], dim=1)
         for layer in self.encoder:
             h = _activation(self.activation, layer(h))
         head = self.head(h)
         return head[:, :self.latent], head[:, self.latent:]
 
-    def decode(self, z):
-        h = z
+    def decode(self, z, c=None):
+        h = z if c is None else torch.cat([z, c.to(z.dtype)], dim=1)  # a conditional model: [z, c]
         for layer in self.decoder:
             h = _activation(self.activation, layer(h))
         return self.out(h)
 
-    def decode_mean(self, z):
-        out = self.decode(z)
+    def decode_mean(self, z, c=None):
+        out = self.decode(z, c)
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
         if self.likelihood in ("poisson", "negative-binomial", "zinb"):  # log-rate, log-mean
             return torch.exp(out)
         return out * self.x_std + self.x_mean if self.standardized else out
 
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        return mu, logvar, self.decode(mu)
+    def forward(self, x, c=None):
+        mu, logvar = self.encode(x, c)
+        return mu, logvar, self.decode(mu, c)
 
 
 def module(config, params):

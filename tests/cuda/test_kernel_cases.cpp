@@ -150,6 +150,7 @@ const std::vector<Operation>& operations() {
        [](CaseList& l) {
          for (auto [rows, in, out] : {std::array{37, 61, 13}, std::array{37, 13, 61}, std::array{1, 7, 3}})
            add<LinearCase>(l, rows, in, out);
+         add<LinearCase>(l, 37, 23, 19, 13);  // a conditional decoder's first layer: the gradient of z only
        }},
       {"bias_act_forward",
        [](CaseList& l) {

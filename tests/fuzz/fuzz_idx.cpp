@@ -1,4 +1,4 @@
-// libFuzzer target: the IDX readers (images and labels, gzip or raw).
+// libFuzzer target: the IDX readers (images and labels, gzip or raw; labels as conditions too).
 #include "fuzz_input.h"
 #include "vae/data.h"
 #include "vae/error.h"
@@ -16,5 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (labels.empty()) std::abort();
   } catch (const vae::Error&) {
   }
+  check_condition(path, 0);  // conditions: labels or covariates
+  check_condition(path, 7);
   return 0;
 }

@@ -7,7 +7,11 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cmath>
 #include <string>
+
+#include "vae/data.h"
+#include "vae/error.h"
 
 class FuzzFile {
  public:
@@ -29,3 +33,24 @@ class FuzzFile {
   int fd_;
   std::string path_;
 };
+
+// read_condition's promises (both fuzz_idx and fuzz_npy feed it): a kind, one finite row per
+// item, and for class labels a one-hot row of `classes` values (when given).
+inline void check_condition(const std::string& path, int classes) {
+  try {
+    const vae::Condition c = vae::read_condition(path, classes);
+    if (c.empty() || c.dim <= 0 || c.count() <= 0 || c.values.size() != static_cast<std::size_t>(c.count()) * c.dim)
+      std::abort();
+    if (classes > 0 && c.kind == vae::ConditionKind::classes && c.dim != classes) std::abort();
+    for (std::int64_t i = 0; i < c.count(); ++i) {
+      float sum = 0;
+      for (int j = 0; j < c.dim; ++j) {
+        const float v = c.values[static_cast<std::size_t>(i) * c.dim + j];
+        if (!std::isfinite(v)) std::abort();
+        sum += v;
+      }
+      if (c.kind == vae::ConditionKind::classes && sum != 1.0f) std::abort();
+    }
+  } catch (const vae::Error&) {
+  }
+}

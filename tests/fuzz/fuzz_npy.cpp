@@ -1,4 +1,5 @@
-// libFuzzer target: the NPY reader (and the by-content dispatch of read_dataset).
+// libFuzzer target: the NPY reader (and the by-content dispatch of read_dataset), and the
+// condition reader on the same bytes.
 #include <cmath>
 
 #include "fuzz_input.h"
@@ -16,5 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!std::isfinite(v)) std::abort();  // NaN, Inf and what float32 cannot hold are rejected
   } catch (const vae::Error&) {
   }
+  check_condition(path, 0);  // conditions: labels or covariates
+  check_condition(path, 7);
   return 0;
 }

@@ -325,3 +325,57 @@ def test_the_negative_binomial_learns_a_dispersion_per_feature(tmp_path, likelih
     back = vae.VAE.load(tmp_path / "nb.safetensors")
     assert back.evaluate(counts) == m.evaluate(counts)
     assert (m.decode(m.encode(counts)[0]) > 0).all()  # means exp(log-mean)
+
+
+def test_a_conditional_model_takes_labels_and_covariates(data, tmp_path):
+    d, x, xt = data
+    y, yt = np.arange(len(x)) % 3, (np.arange(len(xt)) % 3).reshape(-1, 1)  # labels: 1-D, or a column
+    m = vae.VAE(**SMALL)
+    m.fit(x, epochs=2, test=xt, condition=y, test_condition=yt)
+    assert m.config["model"]["condition_kind"] == "classes" and m.config["model"]["condition_dim"] == 3
+    p = m.parameters()
+    assert p["encoder.0.weight"].shape == (16, 20 + 3) and p["decoder.0.weight"].shape == (16, 3 + 3)
+    # The condition is used: other classes, other numbers.
+    assert m.evaluate(xt, condition=yt)["loss"] != m.evaluate(xt, condition=(yt + 1) % 3)["loss"]
+    twos = m.sample(5, seed=1, condition=2)
+    assert twos.shape == (5, 20) and not np.array_equal(twos, m.sample(5, seed=1, condition=0))
+    mu, _ = m.encode(xt, condition=yt)
+    assert np.array_equal(m.decode(mu[:4], condition=[2, 2, 2, 2]), m.decode(mu[:4], condition=2))
+    assert np.isfinite(m.log_likelihood(xt, k=3, condition=yt)["iwae"])
+    # What the command line's tools read: the saved model is a conditional one.
+    m.save(tmp_path / "c.safetensors")
+    again = vae.VAE.load(tmp_path / "c.safetensors")
+    assert np.array_equal(again.sample(5, seed=1, condition=2), twos)
+
+    # Bad conditions: a clear error naming what is wrong.
+    with pytest.raises(ValueError, match="has no conditions but the model is conditioned on 3 classes"):
+        m.evaluate(xt)
+    with pytest.raises(ValueError, match="hold 96 rows but the data 'X' has 97 items"):
+        m.evaluate(xt, condition=yt[:-1])
+    with pytest.raises(ValueError, match="label 3 at item 0 is not one of the 3 classes"):
+        m.sample(2, condition=3)
+    with pytest.raises(ValueError, match="are 2 covariates per item but the model is conditioned on 3 classes"):
+        m.evaluate(xt, condition=np.ones((97, 2), np.float32))
+    with pytest.raises(TypeError, match="expected class labels"):
+        m.evaluate(xt, condition=np.array(["a"] * 97))
+    with pytest.raises(ValueError, match="condition and test_condition go together"):
+        vae.VAE(**SMALL).fit(x, epochs=1, test=xt, condition=y)
+
+    # Covariates (floats), and the PyTorch module takes them too.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    c, ct = rng.normal(size=(len(x), 2)), rng.normal(size=(len(xt), 2)).astype(np.float32)
+    bad = ct.copy()
+    bad[4, 1] = np.nan
+    k = vae.VAE(**SMALL)
+    k.fit(x, epochs=1, condition=c)
+    assert k.config["model"]["condition_kind"] == "covariates" and k.config["model"]["condition_dim"] == 2
+    with pytest.raises(ValueError, match="value nan at item 4, column 1 is not finite"):
+        k.evaluate(xt, condition=bad)
+    mu, logvar = k.encode(xt, condition=ct)
+    t = k.to_torch()
+    with torch.no_grad():
+        tmu, tlogvar, _ = t(torch.from_numpy(xt), torch.from_numpy(ct))
+        mean = t.decode_mean(tmu, torch.from_numpy(ct))
+    np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mean.numpy(), k.decode(mu, condition=ct), rtol=0, atol=1e-6)
