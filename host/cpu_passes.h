@@ -323,9 +323,15 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
     } else if (counts) {  // logvar: log theta (NB, ZINB); zi: the ZINB's zero-inflation logits
       T* dt = Backward && logvar ? dlv_rows + static_cast<std::size_t>(r) * D : nullptr;
       T* dw = Backward && zi ? dzi_rows + static_cast<std::size_t>(r) * D : nullptr;
+      T lib = 0;  // --library-size: log of the item's total count
+      if (cfg.library_size) {
+        T total = 0;
+        for (int d = 0; d < D; ++d) total += xr[d];
+        lib = ew::log_library(total);
+      }
       for (int d = 0; d < D; ++d) {
         T lp, g, gt = 0, gw = 0;
-        const T on = o[d] + bias[d];
+        const T on = o[d] + bias[d] + lib;
         if (cfg.likelihood == Likelihood::zinb) ew::zinb(xr[d], on, logvar[d], zi[d], lp, g, gt, gw);
         else if (cfg.likelihood == Likelihood::negative_binomial) ew::negative_binomial(xr[d], on, logvar[d], lp, g, gt);
         else ew::poisson(xr[d], on, lp, g);

@@ -100,6 +100,13 @@ VAE_HD void poisson(T x, T o, T& logp, T& dneg_do) {
   dneg_do = rate - x;
 }
 
+// --library-size: the offset of an item's log-rate or log-mean, from its total count (the sum
+// of its counts): log(max(1, total)), so an item of no counts adds nothing.
+template <class T>
+VAE_HD T log_library(T total) {
+  return log_(total > T(1) ? total : T(1));
+}
+
 // digamma(x) = d lgamma(x) / dx for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to
 // x >= 6, then the asymptotic series (error below 1e-10 there). The CUDA math library has
 // no digamma; this one serves both sides.

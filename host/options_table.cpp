@@ -74,6 +74,11 @@ std::vector<Option> model_options() {
             "Count likelihoods: feed the encoder log(1 + x) while the likelihood sees the counts x (for counts as "
             "large as 0..255)")
           .when("likelihood", {"poisson", "negative-binomial", "zinb"}, "for the count likelihoods"),
+      entry("library_size", "--library-size", MODEL(library_size), G::model,
+            "Count likelihoods: add the log of each item's total count (its library size, at least 1) to the "
+            "decoder's log-rate or log-mean, as scVI does; the decoder then models the counts per unit of library "
+            "(decode and sample give those)")
+          .when("likelihood", {"poisson", "negative-binomial", "zinb"}, "for the count likelihoods"),
       entry("condition_kind", nullptr, MODEL(condition), G::model,
             "Conditional VAE: none, classes (one-hot labels) or covariates; taken from --condition")
           .label("the condition's kind"),

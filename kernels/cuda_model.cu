@@ -69,6 +69,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   flat_ = DeviceBuffer<float>(4 * total_, "the flat parameter buffer (params, grads, optimizer state)");
   x_ = DeviceBuffer<float>(B * X, "the input batch");
   if (cfg.log1p_input) xin_ = DeviceBuffer<float>(B * X, "the encoder's log(1 + x) input");
+  if (cfg.library_size) lib_ = DeviceBuffer<float>(B, "per-item library offsets");
   if (cfg.condition_dim > 0)
     zc_ = DeviceBuffer<float>(R * static_cast<std::size_t>(decoder_input_dim(cfg)), "the decoder's input [z, c]");
   for (const auto& l : layout_.encoder()) enc_act_.emplace_back(B * l.out, "encoder activations");
@@ -269,6 +270,10 @@ LikelihoodArgs CudaModel::decode_output(const float* z, int n, int L) {
   la.n = n;
   la.L = L;
   la.row_logp = row_logp_.get();
+  if (cfg_.library_size) {
+    library_offsets(x_.get(), n, cfg_.input_dim, data_width(cfg_), lib_.get(), stream_);
+    la.row_offset = lib_.get();
+  }
   return la;
 }
 

@@ -99,6 +99,7 @@ class CudaModel {
   DeviceBuffer<float> x_;                           // (B, D + C)
   DeviceBuffer<float> xin_;                         // (B, D + C) log(1 + x) with cfg.log1p_input, or none
   DeviceBuffer<float> zc_;                          // (R, Z + C) a conditional decoder's input, or none
+  DeviceBuffer<float> lib_;                         // (B) --library-size: log library per item, or none
   std::vector<DeviceBuffer<float>> enc_act_;        // (B, H_i)
   std::vector<DeviceBuffer<float>> dec_act_;        // (R, H'_i)
   DeviceBuffer<float> head_;                        // (B, 2Z)

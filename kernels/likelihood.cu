@@ -29,7 +29,8 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
                       const float* __restrict__ x, int ldx, int L, int R, int D, float scale,
                       const float* __restrict__ row_scale, float fixed_lv, float fixed_iv, float* __restrict__ dbias,
                       float* __restrict__ dlogvar, float* __restrict__ row_logp, float* __restrict__ partial,
-                      unsigned* __restrict__ counters, const float* __restrict__ zi, float* __restrict__ dzi) {
+                      unsigned* __restrict__ counters, const float* __restrict__ zi, float* __restrict__ dzi,
+                      const float* __restrict__ row_offset) {
   constexpr bool kGrad = M != LikelihoodMode::forward;
   constexpr bool kRowSums = M != LikelihoodMode::weighted;
   constexpr int NV = K == Kind::zinb ? 3 : per_feature(K) ? 2 : 1;  // d bias, d logvar / log theta, d zi
@@ -59,7 +60,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
       if (col < D) {
         const std::size_t i = static_cast<std::size_t>(r) * D + col;
         const float xv = x[static_cast<std::size_t>(r / L) * ldx + col];
-        const float o = out[i] + b;
+        const float o = out[i] + b + (row_offset ? row_offset[r / L] : 0.0f);
         const float sc = M == LikelihoodMode::weighted ? row_scale[r] : scale;
         if constexpr (K == Kind::bernoulli || K == Kind::poisson) {
           float g;
@@ -122,7 +123,7 @@ void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, flo
   likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, data_width(cfg), a.L, R, D, scale,
                                                       a.row_scale,
                                                       fixed_lv, fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
-                                                      s.counters, a.zi, a.dzi);
+                                                      s.counters, a.zi, a.dzi, a.row_offset);
   VAE_LAUNCH_CHECK("likelihood_kernel");
 }
 
@@ -134,6 +135,23 @@ void launch_mode(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode
     case LikelihoodMode::backward: return launch<K, LikelihoodMode::backward>(cfg, a, fixed_lv, fixed_iv, s, stream);
     case LikelihoodMode::weighted: return launch<K, LikelihoodMode::weighted>(cfg, a, fixed_lv, fixed_iv, s, stream);
   }
+}
+
+// One block of kOffsetThreads per row: strided partial sums, then a fixed-order tree.
+constexpr int kOffsetThreads = 128;
+__global__ void __launch_bounds__(kOffsetThreads)
+    library_offsets_kernel(const float* __restrict__ x, int D, int ldx, float* __restrict__ offset) {
+  __shared__ float part[kOffsetThreads];
+  const float* row = x + static_cast<std::size_t>(blockIdx.x) * ldx;
+  float s = 0.0f;
+  for (int d = threadIdx.x; d < D; d += kOffsetThreads) s += row[d];
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kOffsetThreads / 2; w > 0; w /= 2) {
+    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) offset[blockIdx.x] = ew::log_library(part[0]);
 }
 
 // Grid-stride over the R*D elements.
@@ -155,6 +173,13 @@ void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, 
   const int blocks = static_cast<int>(std::min<std::size_t>((total + threads - 1) / threads, 4096));
   decoder_mean_kernel<<<blocks, threads, 0, stream>>>(out, bias, D, total, cfg.likelihood);
   VAE_LAUNCH_CHECK("decoder_mean_kernel");
+}
+
+void library_offsets(const float* x, int n, int D, int ldx, float* offset, cudaStream_t stream) {
+  if (n <= 0 || D <= 0 || ldx < D) throw_error("library_offsets: n, D must be positive and ldx >= D, got ", n, ", ", D, ", ", ldx);
+  if (!x || !offset) throw_error("library_offsets: null device pointer");
+  library_offsets_kernel<<<n, kOffsetThreads, 0, stream>>>(x, D, ldx, offset);
+  VAE_LAUNCH_CHECK("library_offsets_kernel");
 }
 
 int likelihood_column_sums(const ModelConfig& cfg) {

@@ -33,6 +33,7 @@ struct LikelihoodArgs {
   float* row_logp = nullptr;   // (R) log p(x | z_r): forward and backward modes
   const float* zi = nullptr;   // (D) the ZINB's zero-inflation logits, or null
   float* dzi = nullptr;        // (D) their gradient (gradient modes, ZINB)
+  const float* row_offset = nullptr;  // (n) --library-size: added to every output of data point r / L, or null
 };
 
 // The column sums a gradient mode writes for cfg's likelihood: d bias, then d logvar (or
@@ -42,6 +43,11 @@ int likelihood_column_sums(const ModelConfig& cfg);
 // cfg gives D, the likelihood and sigma.
 void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a, LikelihoodMode mode,
                                  const ReduceScratch& scratch, cudaStream_t stream);
+
+// --library-size: offset[b] = ew::log_library(the sum of the D counts of row b of x (n, ldx)),
+// one block per row; the counts are integers, so the sum is exact in float (below 2^24)
+// and equals the CPU's in any order.
+void library_offsets(const float* x, int n, int D, int ldx, float* offset, cudaStream_t stream);
 
 // The decoder's means (R, D) in place of the output-layer results o (R, D) (bias not yet
 // added): ew::decoder_mean(o + bias), i.e. sigmoid for Bernoulli, the mean for Gaussian.

@@ -24,6 +24,7 @@ struct GradCase {
   bool iwae = false;  // the IWAE loss (samples = K) instead of the ELBO
   bool log1p = false;  // --log1p-input: the encoder sees log(1 + x)
   ConditionKind condition = ConditionKind::none;  // a conditional model, with C = 3
+  bool library = false;  // --library-size: log of each item's total count offsets its outputs
 };
 
 std::string case_name(const GradCase& c) {
@@ -36,6 +37,7 @@ std::string case_name(const GradCase& c) {
   for (int h : c.dec) s += std::to_string(h);
   s += c.log1p ? "_log1p" : "";
   if (c.condition != ConditionKind::none) s += std::string("_cond_") + to_string(c.condition);
+  s += c.library ? "_library" : "";
   for (char& ch : s)
     if (ch == '-') ch = '_';  // negative-binomial: a test name takes no '-'
   return s;
@@ -60,6 +62,7 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   cfg.beta = c.beta;
   cfg.log1p_input = c.log1p;
   cfg.condition = c.condition;
+  cfg.library_size = c.library;
   cfg.condition_dim = c.condition == ConditionKind::none ? 0 : 3;
   const int n = 5;
   const int W = data_width(cfg);
@@ -150,6 +153,14 @@ std::vector<GradCase> all_cases() {
                    ConditionKind::classes});
   cases.push_back({Activation::relu, Likelihood::negative_binomial, false, 1, 1.0, {6}, {5}, false, true,
                    ConditionKind::covariates});
+  // --library-size: Poisson, NB with log(1 + x), the ZINB under IWAE, a conditional NB.
+  cases.push_back({Activation::tanh, Likelihood::poisson, false, 2, 1.0, {6}, {4}, false, false,
+                   ConditionKind::none, true});
+  cases.push_back({Activation::softplus, Likelihood::negative_binomial, false, 1, 0.5, {5}, {4}, false, true,
+                   ConditionKind::none, true});
+  cases.push_back({Activation::relu, Likelihood::zinb, false, 3, 1.0, {}, {4}, true, true, ConditionKind::none, true});
+  cases.push_back({Activation::tanh, Likelihood::negative_binomial, false, 2, 1.0, {5}, {}, false, true,
+                   ConditionKind::classes, true});
   return cases;
 }
 

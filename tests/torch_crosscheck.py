@@ -61,7 +61,11 @@ def torch_loss(t, cfg, pass_name):
     p = {k: v.clone().requires_grad_(True) for k, v in t.items()
          if not k.startswith("grad.") and k not in ("x", "eps", "recon", "kl", "bound")}
     x, eps = t["x"], t["eps"]
+    D = m["input_dim"]
+    x, c = x[:, :D], x[:, D:]  # a conditional model's rows: the features, then the condition
     h = torch.log1p(x) if m.get("log1p_input") else x  # the encoder's input; the likelihood sees x
+    if c.shape[1]:
+        h = torch.cat([h, c], dim=1)  # the encoder reads [x, c]
     for i in range(len(m["hidden"])):
         h = act(F.linear(h, p[f"encoder.{i}.weight"], p[f"encoder.{i}.bias"]))
     head = F.linear(h, p["encoder.head.weight"], p["encoder.head.bias"])
@@ -71,11 +75,13 @@ def torch_loss(t, cfg, pass_name):
     z = mu_rows + std_rows * eps
     if pass_name == "score":
         z = z.detach()
-    a = z
+    a = z if not c.shape[1] else torch.cat([z, c.repeat_interleave(L, dim=0)], dim=1)  # the decoder reads [z, c]
     for i in range(len(m["decoder_hidden"])):
         a = act(F.linear(a, p[f"decoder.{i}.weight"], p[f"decoder.{i}.bias"]))
     out = F.linear(a, p["decoder.out.weight"], p["decoder.out.bias"])
     xr = x.repeat_interleave(L, dim=0)
+    if m.get("library_size"):  # scVI's library size: log of each item's total count (at least 1)
+        out = out + torch.log(torch.clamp(xr.sum(1, keepdim=True), min=1.0))
     if m["likelihood"] == "bernoulli":
         logp = -F.binary_cross_entropy_with_logits(out, xr, reduction="none").sum(1)
     elif m["likelihood"] == "poisson":  # the decoder's output is the log-rate
@@ -195,7 +201,10 @@ def main():
             m = cfg["model"]
             failures += report(f"{f.name}: {pass_name:5s} {m['activation']:10s} {m['likelihood']:9s} "
                                f"learn_sigma={m['learn_sigma']!s:5s} L={m['samples']} beta={m['beta']} "
-                               f"hidden={m['hidden']}/{m['decoder_hidden']}", f.name, checks)
+                               f"hidden={m['hidden']}/{m['decoder_hidden']}"
+                               + (f" condition={m['condition_kind']}x{m['condition_dim']}" if m.get("condition_dim") else "")
+                               + (" log1p" if m.get("log1p_input") else "") + (" library" if m.get("library_size") else ""),
+                               f.name, checks)
         for f in opt_files:
             t, meta = read_safetensors(f)
             kind, checks = check_optimizer(t, json.loads(meta["config"]))

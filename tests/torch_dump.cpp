@@ -58,8 +58,14 @@ void dump_case(const std::string& path, const vae::ModelConfig& cfg, int n, std:
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.logvar() + d] = lv(g);
   if (layout.has_zi())
     for (int d = 0; d < cfg.input_dim; ++d) model.params()[layout.zi() + d] = 4 * lv(g) - 0.5;
-  std::vector<double> x(static_cast<std::size_t>(n) * cfg.input_dim), eps(static_cast<std::size_t>(n) * cfg.samples * cfg.latent);
-  for (auto& v : x) v = vae::counts_likelihood(cfg.likelihood) ? std::floor(u(g) * 7.0) : u(g);  // counts 0..6
+  const int W = vae::data_width(cfg);  // each row: the features, then a condition (one-hot class, or covariates)
+  std::vector<double> x(static_cast<std::size_t>(n) * W), eps(static_cast<std::size_t>(n) * cfg.samples * cfg.latent);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const int col = static_cast<int>(i % static_cast<std::size_t>(W));
+    if (col < cfg.input_dim) x[i] = vae::counts_likelihood(cfg.likelihood) ? std::floor(u(g) * 7.0) : u(g);  // counts 0..6
+    else if (cfg.condition == vae::ConditionKind::classes) x[i] = (col - cfg.input_dim) == static_cast<int>(i / W) % cfg.condition_dim;
+    else x[i] = nd(g);
+  }
   for (auto& v : eps) v = nd(g);
   model.run(x.data(), eps.data(), n, cfg.samples, cfg.beta, pass);
 
@@ -69,7 +75,7 @@ void dump_case(const std::string& path, const vae::ModelConfig& cfg, int n, std:
     out.push_back(tensor(t.name, shape, model.params().data() + t.offset));
     out.push_back(tensor("grad." + t.name, shape, model.grads().data() + t.offset));
   }
-  out.push_back(tensor("x", {n, cfg.input_dim}, x.data()));
+  out.push_back(tensor("x", {n, W}, x.data()));
   out.push_back(tensor("eps", {n * cfg.samples, cfg.latent}, eps.data()));
   out.push_back(tensor("recon", {n}, model.recon()));
   out.push_back(tensor("kl", {n}, model.kl()));
@@ -175,6 +181,36 @@ int main(int argc, char** argv) {
       dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 9, vae::Pass::elbo_reparam);
       c.encoder_hidden = {9};
       dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 10, vae::Pass::iwae);
+    }
+    {  // conditional models (classes, covariates; with and without hidden layers) and --library-size
+      vae::ModelConfig c;
+      c.input_dim = 11;
+      c.encoder_hidden = {9};
+      c.decoder_hidden = {8};
+      c.latent = 3;
+      c.activation = vae::Activation::tanh;
+      c.condition = vae::ConditionKind::classes;
+      c.condition_dim = 4;
+      c.samples = 2;
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 6, 11, vae::Pass::elbo_reparam);
+      c.likelihood = vae::Likelihood::negative_binomial;
+      c.library_size = true;
+      c.log1p_input = true;
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 6, 12, vae::Pass::iwae);
+      c.encoder_hidden = c.decoder_hidden = {};
+      c.likelihood = vae::Likelihood::gaussian;
+      c.library_size = c.log1p_input = false;
+      c.learn_sigma = true;
+      c.condition = vae::ConditionKind::covariates;
+      c.condition_dim = 2;
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 13, vae::Pass::elbo_reparam);
+      c.condition = vae::ConditionKind::none;
+      c.condition_dim = 0;
+      c.encoder_hidden = {7};
+      c.learn_sigma = false;
+      c.likelihood = vae::Likelihood::zinb;
+      c.library_size = true;
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 6, 14, vae::Pass::elbo_reparam);
     }
     vae::ModelConfig linear;  // no hidden layers: probabilistic PCA's shape
     linear.input_dim = 10;

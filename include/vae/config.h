@@ -72,6 +72,8 @@ struct ModelConfig {
   bool standardize = false;  // Gaussian decoder: train on each feature scaled by the training
                              // set's mean and std (vae/standardize.h)
   bool log1p_input = false;  // count likelihoods: the encoder sees log(1 + x), the likelihood x
+  bool library_size = false; // count likelihoods: the log-rate / log-mean of item b gets
+                             // log(l_b), l_b = max(1, its total count) (scVI's library size)
   // Conditional VAE: each item's condition c (condition_dim values: a one-hot class or
   // covariates) is appended to the encoder's input [x, c] and to the decoder's [z, c].
   // Both are taken from the condition file (vae/data.h, read_condition).

@@ -38,6 +38,7 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
     bool learned;
     bool hidden;
     bool log1p = false;
+    bool library = false;  // --library-size
   };
   const std::vector<Case> cases = {{Activation::relu, Likelihood::bernoulli, 1, false, true},
                                    {Activation::tanh, Likelihood::gaussian, 2, true, true},
@@ -47,15 +48,19 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
                                    {Activation::relu, Likelihood::poisson, 1, false, true, true},
                                    {Activation::softplus, Likelihood::poisson, 2, false, false, true},
                                    {Activation::tanh, Likelihood::negative_binomial, 2, false, true, true},
-                                   {Activation::relu, Likelihood::zinb, 3, false, true, true}};
+                                   {Activation::relu, Likelihood::zinb, 3, false, true, true},
+                                   {Activation::tanh, Likelihood::poisson, 2, false, true, true, true},
+                                   {Activation::softplus, Likelihood::zinb, 2, false, false, true, true}};
   const auto data = test::synthetic(100, 61, 31);
   for (const auto& c : cases) {
     ModelConfig m = model61(c.act, c.lik, c.L, c.learned);
     if (!c.hidden) m.encoder_hidden = m.decoder_hidden = {};
     m.log1p_input = c.log1p;
+    m.library_size = c.library;
     const TrainConfig t = train_cfg(37);
     const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
-                             " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers") + (c.log1p ? " log1p" : "");
+                             " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers") +
+                             (c.log1p ? " log1p" : "") + (c.library ? " library" : "");
     auto cpu = make(Device::cpu, m, t);
     auto gpu = make(Device::cuda, m, t);
     const auto init = init_parameters(cpu->layout(), m, t.seed);
@@ -108,6 +113,7 @@ TEST_F(CudaBackend, ConditionalModelMatchesTheCpu) {
                                    {ConditionKind::covariates, Likelihood::gaussian, true, false, true},
                                    {ConditionKind::covariates, Likelihood::poisson, false, true, false},
                                    {ConditionKind::classes, Likelihood::negative_binomial, true, true, false}};
+  // (the last case also with --library-size, below)
   for (const auto& c : cases) {
     auto data = test::synthetic(90, 61, 41, c.as_float);
     const std::int64_t N = data->count;
@@ -122,6 +128,7 @@ TEST_F(CudaBackend, ConditionalModelMatchesTheCpu) {
     ModelConfig m = model61(Activation::tanh, c.lik, 2);
     if (!c.hidden) m.encoder_hidden = m.decoder_hidden = {};
     m.log1p_input = c.log1p;
+    m.library_size = c.lik == Likelihood::negative_binomial;
     m.condition = c.kind;
     m.condition_dim = data->condition.dim;
     const TrainConfig t = train_cfg(29);
