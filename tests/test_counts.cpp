@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <vector>
@@ -204,6 +205,50 @@ TEST(Counts, TheNegativeBinomialStaysAccurateForLargeTheta) {
       EXPECT_NEAR(lp, double(want), 1e-5 * std::fabs(double(want)) + 1e-6) << "log p at x " << x << ", t " << t;
       EXPECT_NEAR(gt, double(want_dt), 1e-4 * std::fabs(double(want_dt)) + 1e-6) << "d/dt at x " << x << ", t " << t;
     }
+}
+
+// --library-size: items whose counts scale with a library size l_b (log-uniform over 10..1000)
+// and one frequency profile. The offset log(total) carries l_b, so a model with it does
+// better than one that must learn l_b in its latent code; its decoder means are then rates
+// per unit of library, summing to about 1 over the features.
+TEST(Counts, TheLibrarySizeOffsetsTheLogMean) {
+  const int D = 8;
+  auto make = [&](std::int64_t n, std::uint64_t seed) {
+    std::mt19937_64 g(seed);
+    std::uniform_real_distribution<double> u(std::log(10.0), std::log(1000.0));
+    auto d = test::dataset_of("library", n, D);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double lib = std::exp(u(g));
+      for (int j = 0; j < D; ++j)
+        d->f32.push_back(static_cast<float>(std::poisson_distribution<int>(lib * (1.0 + j) / 36.0)(g)));
+    }
+    return d;
+  };
+  const auto train = make(400, 5), test_set = make(100, 6);
+  auto loss_of = [&](bool library, std::unique_ptr<Session>* keep) {
+    ModelConfig m = poisson_model(D);
+    m.latent = 1;
+    m.log1p_input = true;
+    m.library_size = library;
+    TrainConfig t = small_train();
+    t.optimizer.lr = 0.01;
+    auto s = std::make_unique<Session>(m, t);
+    s->set_train_data(train);
+    double loss = NAN;
+    for (int e = 0; e < 30; ++e) loss = s->train_epoch(test_set.get(), nullptr)->metrics.test_loss;
+    *keep = std::move(s);
+    return loss;
+  };
+  std::unique_ptr<Session> with, without;
+  const double a = loss_of(true, &with), b = loss_of(false, &without);
+  EXPECT_LT(a, b - 1.0) << "test -ELBO with the library size " << a << ", without " << b;
+  std::cout << "[ info ] test -ELBO with the library size " << a << ", without " << b << "\n";
+  const std::vector<float> rates = with->backend().decode_means(with->backend().encode_means(*test_set, 0, 3));
+  for (int i = 0; i < 3; ++i) {
+    double sum = 0;
+    for (int j = 0; j < D; ++j) sum += rates[static_cast<std::size_t>(i) * D + j];
+    EXPECT_NEAR(sum, 1.0, 0.25) << "item " << i << ": the rates per unit of library sum to " << sum;
+  }
 }
 
 }  // namespace
