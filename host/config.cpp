@@ -15,6 +15,7 @@ const char* to_string(Activation a) { return enum_name(a); }
 const char* to_string(Likelihood l) { return enum_name(l); }
 const char* to_string(Binarize b) { return enum_name(b); }
 const char* to_string(ConditionKind c) { return enum_name(c); }
+const char* to_string(ZeroInflation z) { return enum_name(z); }
 const char* to_string(Device d) { return enum_name(d); }
 const char* to_string(Precision p) { return enum_name(p); }
 const char* to_string(NanPolicy p) { return enum_name(p); }
@@ -27,6 +28,7 @@ Activation parse_activation(const std::string& s) { return parse_enum<Activation
 Likelihood parse_likelihood(const std::string& s) { return parse_enum<Likelihood>(s); }
 Binarize parse_binarize(const std::string& s) { return parse_enum<Binarize>(s); }
 ConditionKind parse_condition_kind(const std::string& s) { return parse_enum<ConditionKind>(s); }
+ZeroInflation parse_zero_inflation(const std::string& s) { return parse_enum<ZeroInflation>(s); }
 Device parse_device(const std::string& s) { return parse_enum<Device>(s); }
 Precision parse_precision(const std::string& s) { return parse_enum<Precision>(s); }
 NanPolicy parse_nan_policy(const std::string& s) { return parse_enum<NanPolicy>(s); }

@@ -29,6 +29,7 @@ VAE_ENUM_NAMES(Likelihood, "likelihood", {"bernoulli", Likelihood::bernoulli}, {
                {"zinb", Likelihood::zinb})
 VAE_ENUM_NAMES(Binarize, "binarization", {"none", Binarize::none}, {"static", Binarize::static_threshold},
                {"dynamic", Binarize::dynamic})
+VAE_ENUM_NAMES(ZeroInflation, "zero inflation", {"feature", ZeroInflation::feature}, {"item", ZeroInflation::item})
 VAE_ENUM_NAMES(ConditionKind, "condition kind", {"none", ConditionKind::none}, {"classes", ConditionKind::classes},
                {"covariates", ConditionKind::covariates})
 VAE_ENUM_NAMES(Device, "device", {"auto", Device::automatic}, {"cpu", Device::cpu}, {"cuda", Device::cuda})

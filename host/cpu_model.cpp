@@ -28,7 +28,7 @@ CpuModel<T>::CpuModel(const ModelConfig& cfg, int max_batch, int max_samples)
   for (const auto& l : layout_.decoder()) dec_act_.emplace_back(R * l.out);
   head_.assign(B * 2 * cfg.latent, T(0));
   z_.assign(R * cfg.latent, T(0));
-  logits_.assign(R * cfg.input_dim, T(0));
+  logits_.assign(R * output_width(cfg), T(0));
   grad_a_.assign(R * std::max(layout_.max_width(), 2 * cfg.latent), T(0));
   grad_b_.assign(R * std::max(layout_.max_width(), 2 * cfg.latent), T(0));
   row_logp_.assign(R, T(0));
@@ -119,16 +119,16 @@ LossSums CpuModel<T>::run(const T* x, const T* eps, int n, int L, double beta, P
     importance_weights(row_logp_.data(), lpq_.data(), n, L, weights_.data(), bound_.data());
     for (int r = 0; r < R; ++r) weights_[r] /= T(n);
     scale_rows(logits_.data(), weights_.data(), R, out.out);
-    if (logvar) scale_rows(dlv_rows_.data(), weights_.data(), R, out.out);
-    if (zi) scale_rows(dzi_rows_.data(), weights_.data(), R, out.out);
+    if (logvar) scale_rows(dlv_rows_.data(), weights_.data(), R, cfg_.input_dim);
+    if (zi) scale_rows(dzi_rows_.data(), weights_.data(), R, cfg_.input_dim);
   } else {
     likelihood_pass<T, true>(cfg_, logits_.data(), p + out.bias, logvar, x, n, L, T(1) / T(R), dlv_rows_.data(),
                              row_logp_.data(), zi, dzi_rows_.data());
   }
   if (pass != Pass::forward) {
     column_sums(logits_.data(), R, out.out, g + out.bias);
-    if (logvar) column_sums(dlv_rows_.data(), R, out.out, g + layout_.logvar());
-    if (zi) column_sums(dzi_rows_.data(), R, out.out, g + layout_.zi());
+    if (logvar) column_sums(dlv_rows_.data(), R, cfg_.input_dim, g + layout_.logvar());
+    if (zi) column_sums(dzi_rows_.data(), R, cfg_.input_dim, g + layout_.zi());
   }
 
   LossSums sums;
@@ -216,11 +216,11 @@ void CpuModel<T>::decode_mean(const T* z, int n, T* result) {
   const auto& out = layout_.output();
   const T* p = params_.data();
   blas::linear_forward(n, out.in, out.out, a, p + out.weight, logits_.data());
+  const int D = cfg_.input_dim;  // the first D outputs (per-item zero-inflation logits follow)
   for (int r = 0; r < n; ++r)
-    for (int d = 0; d < out.out; ++d) {
-      const std::size_t i = static_cast<std::size_t>(r) * out.out + d;
-      result[i] = ew::decoder_mean(cfg_.likelihood, logits_[i] + p[out.bias + d]);
-    }
+    for (int d = 0; d < D; ++d)
+      result[static_cast<std::size_t>(r) * D + d] =
+          ew::decoder_mean(cfg_.likelihood, logits_[static_cast<std::size_t>(r) * out.out + d] + p[out.bias + d]);
 }
 
 template class CpuModel<float>;

@@ -303,19 +303,22 @@ float bernoulli_row(const float* x, float* o, const float* bias, int D, float sc
 // backward, raw <- scale * d(-log p)/do and, for a learned log-variance, dlv_rows <-
 // scale * d(-log p)/dlv. The bias and log-variance gradients are column sums of those.
 // The ZINB's zero-inflation logits zi (D) come with dzi_rows like logvar with dlv_rows.
-// x: (n, data_width(cfg)) rows, the D features first (a condition may follow).
+// x: (n, data_width(cfg)) rows, the D features first (a condition may follow). raw: rows of
+// output_width(cfg); with per-item zero inflation its columns [D, 2D) are the ZINB's logits
+// (bias included in `bias`, 2D long), whose gradients go there too (zi, dzi_rows unused).
 template <class T, bool Backward>
 void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* logvar, const T* x, int n, int L, T scale,
                      T* dlv_rows, T* row_logp, const T* zi = nullptr, T* dzi_rows = nullptr) {
   const int D = cfg.input_dim;
-  const std::size_t ldx = static_cast<std::size_t>(data_width(cfg));
+  const std::size_t ldx = static_cast<std::size_t>(data_width(cfg)), ldo = static_cast<std::size_t>(output_width(cfg));
+  const bool zi_item = zero_inflation_per_item(cfg);
   const T fixed_lv = T(2.0 * std::log(cfg.sigma));
   const T fixed_iv = T(1.0 / (cfg.sigma * cfg.sigma));
   const bool bernoulli = cfg.likelihood == Likelihood::bernoulli;
   const bool counts = counts_likelihood(cfg.likelihood);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n * L; ++r) {
-    T* o = raw + static_cast<std::size_t>(r) * D;
+    T* o = raw + static_cast<std::size_t>(r) * ldo;
     const T* xr = x + static_cast<std::size_t>(r / L) * ldx;
     T acc = 0;
     if (bernoulli) {
@@ -332,7 +335,8 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
       for (int d = 0; d < D; ++d) {
         T lp, g, gt = 0, gw = 0;
         const T on = o[d] + bias[d] + lib;
-        if (cfg.likelihood == Likelihood::zinb) ew::zinb(xr[d], on, logvar[d], zi[d], lp, g, gt, gw);
+        if (cfg.likelihood == Likelihood::zinb)
+          ew::zinb(xr[d], on, logvar[d], zi_item ? o[D + d] + bias[D + d] : zi[d], lp, g, gt, gw);
         else if (cfg.likelihood == Likelihood::negative_binomial) ew::negative_binomial(xr[d], on, logvar[d], lp, g, gt);
         else ew::poisson(xr[d], on, lp, g);
         acc += lp;
@@ -340,6 +344,7 @@ void likelihood_pass(const ModelConfig& cfg, T* raw, const T* bias, const T* log
           o[d] = g * scale;
           if (dt) dt[d] = gt * scale;
           if (dw) dw[d] = gw * scale;
+          if (zi_item) o[D + d] = gw * scale;
         }
       }
     } else {

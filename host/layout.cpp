@@ -48,12 +48,12 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) {
     decoder_.push_back(add_linear("decoder." + std::to_string(i), width, cfg.decoder_hidden[i]));
     width = cfg.decoder_hidden[i];
   }
-  output_ = add_linear("decoder.out", width, cfg.input_dim);
+  output_ = add_linear("decoder.out", width, output_width(cfg));  // D, or 2D with per-item zero inflation
   if (has_feature_parameter(cfg)) {
     has_logvar_ = true;
     logvar_ = add(cfg.likelihood == Likelihood::gaussian ? "decoder.logvar" : "decoder.log_theta", {cfg.input_dim});
   }
-  if (cfg.likelihood == Likelihood::zinb) {
+  if (cfg.likelihood == Likelihood::zinb && !zero_inflation_per_item(cfg)) {
     has_zi_ = true;
     zi_ = add("decoder.zi_logit", {cfg.input_dim});
   }
@@ -92,8 +92,10 @@ std::vector<float> init_parameters(const ParamLayout& layout, const ModelConfig&
     const float lv = cfg.likelihood != Likelihood::gaussian ? 0.0f : static_cast<float>(2.0 * std::log(cfg.sigma));
     for (int i = 0; i < cfg.input_dim; ++i) p[layout.logvar() + i] = lv;
   }
-  if (layout.has_zi())  // zero-inflation logits start at -2: 12% structural zeros
-    for (int i = 0; i < cfg.input_dim; ++i) p[layout.zi() + i] = -2.0f;
+  // zero-inflation logits start at -2: 12% structural zeros (per item: the output bias of columns [D, 2D))
+  const std::size_t zi_bias = layout.has_zi() ? layout.zi() : layout.output().bias + static_cast<std::size_t>(cfg.input_dim);
+  if (cfg.likelihood == Likelihood::zinb)
+    for (int i = 0; i < cfg.input_dim; ++i) p[zi_bias + i] = -2.0f;
   return p;
 }
 

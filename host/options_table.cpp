@@ -74,6 +74,10 @@ std::vector<Option> model_options() {
             "Count likelihoods: feed the encoder log(1 + x) while the likelihood sees the counts x (for counts as "
             "large as 0..255)")
           .when("likelihood", {"poisson", "negative-binomial", "zinb"}, "for the count likelihoods"),
+      entry("zero_inflation", "--zero-inflation", MODEL(zero_inflation), G::model,
+            "zinb: the zero-inflation logit per feature (learned, as scVI's gene dropout) or per item (the decoder "
+            "outputs one for every item and feature, as scVI's gene-cell dropout)")
+          .when("likelihood", {"zinb"}, "the ZINB's zero-inflation"),
       entry("library_size", "--library-size", MODEL(library_size), G::model,
             "Count likelihoods: add the log of each item's total count (its library size, at least 1) to the "
             "decoder's log-rate or log-mean, as scVI does; the decoder then models the counts per unit of library "

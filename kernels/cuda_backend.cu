@@ -212,8 +212,8 @@ class CudaBackend final : public Backend {
       // Pageable copies: staged before the call returns; the download waits for the decoder.
       VAE_CUDA_CHECK(cudaMemcpyAsync(codes.get(), z.data() + b * Z, static_cast<std::size_t>(k) * Z * sizeof(float),
                                      cudaMemcpyHostToDevice, compute_.get()));
-      model_.decode_mean(codes.get(), k);
-      VAE_CUDA_CHECK(cudaMemcpyAsync(out.data() + b * D, model_.logits(), static_cast<std::size_t>(k) * D * sizeof(float),
+      const float* means = model_.decode_mean(codes.get(), k);
+      VAE_CUDA_CHECK(cudaMemcpyAsync(out.data() + b * D, means, static_cast<std::size_t>(k) * D * sizeof(float),
                                      cudaMemcpyDeviceToHost, compute_.get()));
       VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
     }

@@ -76,7 +76,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, int max_batch, int max_rows, cudaSt
   for (const auto& l : layout_.decoder()) dec_act_.emplace_back(R * l.out, "decoder activations");
   head_ = DeviceBuffer<float>(B * 2 * Z, "the latent head (mu, logvar)");
   z_ = DeviceBuffer<float>(R * Z, "latent samples z");
-  logits_ = DeviceBuffer<float>(R * D, "decoder outputs");
+  logits_ = DeviceBuffer<float>(R * static_cast<std::size_t>(output_width(cfg)), "decoder outputs");
   grad_a_ = DeviceBuffer<float>(R * W, "backward activations (a)");
   grad_b_ = DeviceBuffer<float>(R * W, "backward activations (b)");
   row_logp_ = DeviceBuffer<float>(R, "per-sample log-likelihoods");
@@ -163,7 +163,9 @@ void CudaModel::run(const float* eps_block, const std::int64_t* eps_offset, int 
   if (pass != Pass::forward) {
     la.dbias = g + out.bias;
     la.dlogvar = layout_.has_logvar() ? g + layout_.logvar() : nullptr;
-    la.dzi = layout_.has_zi() ? g + layout_.zi() : nullptr;
+    la.dzi = layout_.has_zi()                 ? g + layout_.zi()
+             : zero_inflation_per_item(cfg_) ? g + out.bias + cfg_.input_dim  // the logits' bias, columns [D, 2D)
+                                             : nullptr;
   }
   switch (pass) {
     case Pass::forward: likelihood_forward_backward(cfg_, la, LikelihoodMode::forward, scratch_.view(), stream_); return;
@@ -244,12 +246,14 @@ void CudaModel::decode_log_likelihood(const float* z, int n, int L) {
                               scratch_.view(), stream_);
 }
 
-void CudaModel::decode_mean(const float* z, int rows) {
+const float* CudaModel::decode_mean(const float* z, int rows) {
   if (rows <= 0 || rows > max_rows_)
     throw_error("CudaModel::decode_mean: ", rows, " codes, expected 1..", max_rows_);
   if (!z) throw_error("CudaModel::decode_mean: no codes");
   output_logits(z, rows);
-  decoder_mean(cfg_, logits_.get(), params() + layout_.output().bias, rows, stream_);
+  // Into the backward's scratch (R x the widest layer, D at least): no pass is running.
+  decoder_mean(cfg_, logits_.get(), params() + layout_.output().bias, rows, grad_a_.get(), stream_);
+  return grad_a_.get();
 }
 
 void CudaModel::output_logits(const float* z, int rows) {

@@ -62,8 +62,8 @@ class CudaModel {
   // row_logp(); no encoder (the naive estimate draws z from the prior).
   void decode_log_likelihood(const float* z, int n, int L);
   // Decoder means (rows, D) for decoder inputs z (rows, decoder_input_dim: z, then the
-  // condition), rows <= max_rows(), into logits().
-  void decode_mean(const float* z, int rows);
+  // condition), rows <= max_rows(); returns where they are (on the device, until the next pass).
+  const float* decode_mean(const float* z, int rows);
 
   // Results of the last pass, on the device.
   const float* row_logp() const { return row_logp_.get(); }  // (n*L)
@@ -74,7 +74,7 @@ class CudaModel {
   const float* weights() const { return weights_.get(); }    // (n*L) IWAE: normalized weights / n
   const float* head() const { return head_.get(); }          // (n, 2Z) mu | logvar, bias added
   const float* z() const { return z_.get(); }                // (n*L, Z)
-  const float* logits() const { return logits_.get(); }      // (n*L, D); after backward d loss / d logits
+  const float* logits() const { return logits_.get(); }      // (n*L, output_width); after backward d loss / d logits
 
  private:
   void linear_act(int rows, const LinearView& l, const float* in, float* out);  // GEMM + bias + activation
@@ -104,7 +104,7 @@ class CudaModel {
   std::vector<DeviceBuffer<float>> dec_act_;        // (R, H'_i)
   DeviceBuffer<float> head_;                        // (B, 2Z)
   DeviceBuffer<float> z_;                           // (R, Z)
-  DeviceBuffer<float> logits_;                      // (R, D)
+  DeviceBuffer<float> logits_;                      // (R, output_width: D, or 2D with per-item zero inflation)
   DeviceBuffer<float> grad_a_, grad_b_;             // (R, max(width, 2Z)) ping-pong
   DeviceBuffer<float> row_logp_, lpq_, weights_;    // (R)
   DeviceBuffer<float> kl_, recon_, bound_;          // (B)

@@ -12,28 +12,32 @@
 namespace vae::gpu {
 namespace {
 
-enum class Kind { bernoulli, poisson, negative_binomial, zinb, gaussian_fixed, gaussian_learned };
+// zinb_item: the ZINB with its zero-inflation logits in the output rows' columns [D, 2D).
+enum class Kind { bernoulli, poisson, negative_binomial, zinb, zinb_item, gaussian_fixed, gaussian_learned };
+__host__ __device__ constexpr bool zero_inflated(Kind k) { return k == Kind::zinb || k == Kind::zinb_item; }
 // The kinds with a learned per-feature parameter, read from `logvar` (log theta for the
 // negative binomial) and summed into `dlogvar`.
 __host__ __device__ constexpr bool per_feature(Kind k) {
-  return k == Kind::gaussian_learned || k == Kind::negative_binomial || k == Kind::zinb;
+  return k == Kind::gaussian_learned || k == Kind::negative_binomial || zero_inflated(k);
 }
 
-// Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes). Thread (c, r):
+// Grid (column tiles of D, chunks of R rows), block (kTileCols, kLanes); out's rows are ldo
+// long (D; 2D for zinb_item, whose logit gradients' column sums are the bias's of [D, 2D),
+// written to dzi). Thread (c, r):
 // one element per row of its lane. A warp is one row of a tile: its log p partial is a
 // warp sum, written to row_partial[r][tile]; the last tile block of a row chunk adds the
 // tiles in order into row_logp. Column partials of d bias (and d logvar) as column_sum.cuh.
 template <Kind K, LikelihoodMode M>
 __global__ void __launch_bounds__(kTileCols* kLanes)
     likelihood_kernel(float* __restrict__ out, const float* __restrict__ bias, const float* __restrict__ logvar,
-                      const float* __restrict__ x, int ldx, int L, int R, int D, float scale,
+                      const float* __restrict__ x, int ldx, int ldo, int L, int R, int D, float scale,
                       const float* __restrict__ row_scale, float fixed_lv, float fixed_iv, float* __restrict__ dbias,
                       float* __restrict__ dlogvar, float* __restrict__ row_logp, float* __restrict__ partial,
                       unsigned* __restrict__ counters, const float* __restrict__ zi, float* __restrict__ dzi,
                       const float* __restrict__ row_offset) {
   constexpr bool kGrad = M != LikelihoodMode::forward;
   constexpr bool kRowSums = M != LikelihoodMode::weighted;
-  constexpr int NV = K == Kind::zinb ? 3 : per_feature(K) ? 2 : 1;  // d bias, d logvar / log theta, d zi
+  constexpr int NV = zero_inflated(K) ? 3 : per_feature(K) ? 2 : 1;  // d bias, d logvar / log theta, d zi
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int col = blockIdx.x * kTileCols + tx;
   const int ntiles = static_cast<int>(gridDim.x);
@@ -46,7 +50,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
     iv = ew::exp_(-lv);
   }
   const float b = col < D ? bias[col] : 0.0f;
-  const float w = K == Kind::zinb && col < D ? zi[col] : 0.0f;
+  const float w = K == Kind::zinb && col < D ? zi[col] : K == Kind::zinb_item && col < D ? bias[D + col] : 0.0f;
   float acc[NV];
 #pragma unroll
   for (int v = 0; v < NV; ++v) acc[v] = 0.0f;
@@ -58,7 +62,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
     if (r < R) {
       float lp = 0.0f;
       if (col < D) {
-        const std::size_t i = static_cast<std::size_t>(r) * D + col;
+        const std::size_t i = static_cast<std::size_t>(r) * ldo + col;
         const float xv = x[static_cast<std::size_t>(r / L) * ldx + col];
         const float o = out[i] + b + (row_offset ? row_offset[r / L] : 0.0f);
         const float sc = M == LikelihoodMode::weighted ? row_scale[r] : scale;
@@ -74,6 +78,7 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
         } else {
           float gm, glv, gw = 0.0f;
           if constexpr (K == Kind::zinb) ew::zinb(xv, o, lv, w, lp, gm, glv, gw);
+          else if constexpr (K == Kind::zinb_item) ew::zinb(xv, o, lv, out[i + D] + w, lp, gm, glv, gw);
           else if constexpr (K == Kind::negative_binomial) ew::negative_binomial(xv, o, lv, lp, gm, glv);
           else ew::gaussian(xv, o, lv, iv, lp, gm, glv);
           if (kGrad) {
@@ -81,7 +86,8 @@ __global__ void __launch_bounds__(kTileCols* kLanes)
             out[i] = gm;
             acc[0] += gm;
             if constexpr (per_feature(K)) acc[1] += sc * glv;
-            if constexpr (K == Kind::zinb) acc[2] += sc * gw;
+            if constexpr (zero_inflated(K)) acc[2] += sc * gw;
+            if constexpr (K == Kind::zinb_item) out[i + D] = sc * gw;
           }
         }
       }
@@ -120,7 +126,8 @@ void launch(const ModelConfig& cfg, const LikelihoodArgs& a, float fixed_lv, flo
   const float scale = 1.0f / static_cast<float>(R);  // as the CPU: T(1) / T(R)
   const dim3 grid(column_tiles(D), row_chunks(R));
   const dim3 block(kTileCols, kLanes);
-  likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, data_width(cfg), a.L, R, D, scale,
+  likelihood_kernel<K, M><<<grid, block, 0, stream>>>(a.out, a.bias, a.logvar, a.x, data_width(cfg), output_width(cfg),
+                                                      a.L, R, D, scale,
                                                       a.row_scale,
                                                       fixed_lv, fixed_iv, a.dbias, a.dlogvar, a.row_logp, s.partial,
                                                       s.counters, a.zi, a.dzi, a.row_offset);
@@ -154,24 +161,27 @@ __global__ void __launch_bounds__(kOffsetThreads)
   if (threadIdx.x == 0) offset[blockIdx.x] = ew::log_library(part[0]);
 }
 
-// Grid-stride over the R*D elements.
-__global__ void decoder_mean_kernel(float* __restrict__ out, const float* __restrict__ bias, int D, std::size_t total,
-                                    Likelihood lik) {
+// Grid-stride over the R*D means; out's rows are ldo long.
+__global__ void decoder_mean_kernel(const float* __restrict__ out, int ldo, const float* __restrict__ bias, int D,
+                                    std::size_t total, Likelihood lik, float* __restrict__ means) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
-    out[i] = ew::decoder_mean(lik, out[i] + bias[i % static_cast<std::size_t>(D)]);
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / static_cast<std::size_t>(D), d = i - r * static_cast<std::size_t>(D);
+    means[i] = ew::decoder_mean(lik, out[r * ldo + d] + bias[d]);
+  }
 }
 
 }  // namespace
 
-void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, cudaStream_t stream) {
+void decoder_mean(const ModelConfig& cfg, const float* out, const float* bias, int R, float* means, cudaStream_t stream) {
   const int D = cfg.input_dim;
   if (R <= 0 || D <= 0) throw_error("decoder_mean: R and D must be positive, got ", R, " and ", D);
-  if (!out || !bias) throw_error("decoder_mean: null device pointer");
+  if (!out || !bias || !means) throw_error("decoder_mean: null device pointer");
+  if (out == means && output_width(cfg) != D) throw_error("decoder_mean: rows of ", output_width(cfg), " values cannot become means in place");
   const std::size_t total = static_cast<std::size_t>(R) * static_cast<std::size_t>(D);
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<std::size_t>((total + threads - 1) / threads, 4096));
-  decoder_mean_kernel<<<blocks, threads, 0, stream>>>(out, bias, D, total, cfg.likelihood);
+  decoder_mean_kernel<<<blocks, threads, 0, stream>>>(out, output_width(cfg), bias, D, total, cfg.likelihood, means);
   VAE_LAUNCH_CHECK("decoder_mean_kernel");
 }
 
@@ -195,9 +205,10 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
   const bool learned = has_feature_parameter(cfg);
   const bool grad = mode != LikelihoodMode::forward;
   const bool row_sums = mode != LikelihoodMode::weighted;
-  const bool zero_inflated = cfg.likelihood == Likelihood::zinb;
-  if (zero_inflated && (!a.zi || (grad && !a.dzi)))
-    throw_error("likelihood_forward_backward: the ZINB needs its zero-inflation logits", grad ? " and their gradient" : "");
+  const bool zero_inflated = cfg.likelihood == Likelihood::zinb, zi_item = zero_inflation_per_item(cfg);
+  if (zero_inflated && ((!zi_item && !a.zi) || (grad && !a.dzi)))
+    throw_error("likelihood_forward_backward: the ZINB needs its zero-inflation logits",
+                grad ? (zi_item ? " gradient (the output bias of columns [D, 2D))" : " and their gradient") : "");
   if (learned && !a.logvar)
     throw_error("likelihood_forward_backward: the learned per-feature parameter (logvar or log theta) is missing");
   if (grad && (!a.dbias || (learned && !a.dlogvar)))
@@ -217,6 +228,8 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
     launch_mode<Kind::poisson>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (cfg.likelihood == Likelihood::negative_binomial)
     launch_mode<Kind::negative_binomial>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
+  else if (zi_item)
+    launch_mode<Kind::zinb_item>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (zero_inflated)
     launch_mode<Kind::zinb>(cfg, a, mode, fixed_lv, fixed_iv, scratch, stream);
   else if (!learned)

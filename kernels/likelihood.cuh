@@ -21,8 +21,8 @@ namespace vae::gpu {
 enum class LikelihoodMode { forward, backward, weighted };
 
 struct LikelihoodArgs {
-  float* out = nullptr;           // (R, D): o without bias in; with a gradient mode, d loss / d logits out
-  const float* bias = nullptr;    // (D)
+  float* out = nullptr;           // (R, output_width): o without bias in; with a gradient mode, d loss / d o out
+  const float* bias = nullptr;    // (output_width)
   const float* logvar = nullptr;  // (D) learned Gaussian log-variance, or null
   const float* x = nullptr;       // (n, data_width) targets, then a condition; row r uses x[r / L]
   int n = 0;
@@ -31,8 +31,8 @@ struct LikelihoodArgs {
   float* dbias = nullptr;      // (D) gradient modes
   float* dlogvar = nullptr;    // (D) gradient modes with a learned log-variance
   float* row_logp = nullptr;   // (R) log p(x | z_r): forward and backward modes
-  const float* zi = nullptr;   // (D) the ZINB's zero-inflation logits, or null
-  float* dzi = nullptr;        // (D) their gradient (gradient modes, ZINB)
+  const float* zi = nullptr;   // (D) the ZINB's zero-inflation logits per feature, or null (per item: out's columns [D, 2D))
+  float* dzi = nullptr;        // (D) their gradient (gradient modes, ZINB; per item: the output bias's of [D, 2D))
   const float* row_offset = nullptr;  // (n) --library-size: added to every output of data point r / L, or null
 };
 
@@ -49,8 +49,9 @@ void likelihood_forward_backward(const ModelConfig& cfg, const LikelihoodArgs& a
 // and equals the CPU's in any order.
 void library_offsets(const float* x, int n, int D, int ldx, float* offset, cudaStream_t stream);
 
-// The decoder's means (R, D) in place of the output-layer results o (R, D) (bias not yet
-// added): ew::decoder_mean(o + bias), i.e. sigmoid for Bernoulli, the mean for Gaussian.
-void decoder_mean(const ModelConfig& cfg, float* out, const float* bias, int R, cudaStream_t stream);
+// The decoder's means (R, D) from the output-layer results o (R, output_width; bias not yet
+// added): ew::decoder_mean(o + bias) of the first D columns, i.e. sigmoid for Bernoulli, the
+// mean for Gaussian, exp for the counts. means may be out itself when output_width is D.
+void decoder_mean(const ModelConfig& cfg, const float* out, const float* bias, int R, float* means, cudaStream_t stream);
 
 }  // namespace vae::gpu

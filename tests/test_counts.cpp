@@ -79,22 +79,30 @@ TEST(Counts, DataThatAreNotCountsAreRefused) {
   test::expect_error([&] { b->evaluate(*d); }, "value -1 at item 1, feature 1 is not a count");
 }
 
-// A model of `lik` trained on `train` for kEpochs at lr 0.01; its last test -ELBO.
-double trained_test_loss(Likelihood lik, const std::shared_ptr<Dataset>& train, const Dataset& test, Session** keep = nullptr) {
-  static std::unique_ptr<Session> last;
-  ModelConfig m = poisson_model(train->dim);
-  m.likelihood = lik;
+// Model `m` trained on `train` for `epochs` at lr 0.01; its last test -ELBO (keep: the session).
+double test_loss_after(const ModelConfig& m, const std::shared_ptr<Dataset>& train, const Dataset& test, int epochs,
+                       std::unique_ptr<Session>* keep = nullptr) {
   TrainConfig t = small_train();
   t.optimizer.lr = 0.01;
-  last = std::make_unique<Session>(m, t);
-  last->set_train_data(train);
+  auto s = std::make_unique<Session>(m, t);
+  s->set_train_data(train);
   double loss = NAN;
-  for (int e = 0; e < 40; ++e) {
-    const auto out = last->train_epoch(&test, nullptr);
+  for (int e = 0; e < epochs; ++e) {
+    const auto out = s->train_epoch(&test, nullptr);
     EXPECT_TRUE(out && !out->halted);
     if (!out || out->halted) return NAN;
     loss = out->metrics.test_loss;
   }
+  if (keep) *keep = std::move(s);
+  return loss;
+}
+
+// A model of `lik` trained on `train` for 40 epochs; its last test -ELBO.
+double trained_test_loss(Likelihood lik, const std::shared_ptr<Dataset>& train, const Dataset& test, Session** keep = nullptr) {
+  static std::unique_ptr<Session> last;
+  ModelConfig m = poisson_model(train->dim);
+  m.likelihood = lik;
+  const double loss = test_loss_after(m, train, test, 40, &last);
   if (keep) *keep = last.get();
   return loss;
 }
@@ -230,14 +238,7 @@ TEST(Counts, TheLibrarySizeOffsetsTheLogMean) {
     m.latent = 1;
     m.log1p_input = true;
     m.library_size = library;
-    TrainConfig t = small_train();
-    t.optimizer.lr = 0.01;
-    auto s = std::make_unique<Session>(m, t);
-    s->set_train_data(train);
-    double loss = NAN;
-    for (int e = 0; e < 30; ++e) loss = s->train_epoch(test_set.get(), nullptr)->metrics.test_loss;
-    *keep = std::move(s);
-    return loss;
+    return test_loss_after(m, train, *test_set, 30, keep);
   };
   std::unique_ptr<Session> with, without;
   const double a = loss_of(true, &with), b = loss_of(false, &without);
@@ -249,6 +250,37 @@ TEST(Counts, TheLibrarySizeOffsetsTheLogMean) {
     for (int j = 0; j < D; ++j) sum += rates[static_cast<std::size_t>(i) * D + j];
     EXPECT_NEAR(sum, 1.0, 0.25) << "item " << i << ": the rates per unit of library sum to " << sum;
   }
+}
+
+// --zero-inflation item: items of one cluster lose 80% of their counts to structural zeros,
+// the other's none. A logit per feature can only learn the average; the decoder's logit per
+// item learns each cluster's, and its test -ELBO is lower.
+TEST(Counts, PerItemZeroInflationLearnsWhichItemsDropOut) {
+  const int D = 9;
+  auto make = [&](std::int64_t n, std::uint64_t seed) {
+    std::mt19937_64 g(seed);
+    std::uniform_real_distribution<double> u(0, 1);
+    auto d = test::dataset_of("dropouts", n, D);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (int j = 0; j < D; ++j) {
+        const int k = std::poisson_distribution<int>(4.0 * (1 + j % 3))(g);
+        d->f32.push_back(i % 2 == 0 && u(g) < 0.8 ? 0.0f : static_cast<float>(k));
+      }
+    return d;
+  };
+  const auto train = make(400, 7), test_set = make(100, 8);
+  ModelConfig m = poisson_model(D);
+  m.likelihood = Likelihood::zinb;
+  m.log1p_input = true;
+  const double per_feature = test_loss_after(m, train, *test_set, 30);
+  m.zero_inflation = ZeroInflation::item;
+  std::unique_ptr<Session> s;
+  const double per_item = test_loss_after(m, train, *test_set, 30, &s);
+  std::cout << "[ info ] ZINB test -ELBO: zero inflation per feature " << per_feature << ", per item " << per_item << "\n";
+  EXPECT_LT(per_item, per_feature - 1.0);
+  const ParamLayout& layout = s->backend().layout();
+  EXPECT_EQ(layout.at("decoder.out.weight").shape, (std::vector<int>{2 * D, 12}));
+  EXPECT_THROW(layout.at("decoder.zi_logit"), Error);
 }
 
 }  // namespace

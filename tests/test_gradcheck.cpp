@@ -25,6 +25,7 @@ struct GradCase {
   bool log1p = false;  // --log1p-input: the encoder sees log(1 + x)
   ConditionKind condition = ConditionKind::none;  // a conditional model, with C = 3
   bool library = false;  // --library-size: log of each item's total count offsets its outputs
+  bool zi_item = false;  // --zero-inflation item: the decoder gives the ZINB's logits
 };
 
 std::string case_name(const GradCase& c) {
@@ -38,6 +39,7 @@ std::string case_name(const GradCase& c) {
   s += c.log1p ? "_log1p" : "";
   if (c.condition != ConditionKind::none) s += std::string("_cond_") + to_string(c.condition);
   s += c.library ? "_library" : "";
+  s += c.zi_item ? "_zi_item" : "";
   for (char& ch : s)
     if (ch == '-') ch = '_';  // negative-binomial: a test name takes no '-'
   return s;
@@ -63,6 +65,7 @@ TEST_P(GradCheck, EveryParameterTensorMatchesCentralDifferences) {
   cfg.log1p_input = c.log1p;
   cfg.condition = c.condition;
   cfg.library_size = c.library;
+  if (c.zi_item) cfg.zero_inflation = ZeroInflation::item;
   cfg.condition_dim = c.condition == ConditionKind::none ? 0 : 3;
   const int n = 5;
   const int W = data_width(cfg);
@@ -161,6 +164,11 @@ std::vector<GradCase> all_cases() {
   cases.push_back({Activation::relu, Likelihood::zinb, false, 3, 1.0, {}, {4}, true, true, ConditionKind::none, true});
   cases.push_back({Activation::tanh, Likelihood::negative_binomial, false, 2, 1.0, {5}, {}, false, true,
                    ConditionKind::classes, true});
+  // --zero-inflation item: the ZINB's logits from the decoder (ELBO with hidden layers, IWAE linear).
+  cases.push_back({Activation::tanh, Likelihood::zinb, false, 2, 1.0, {6}, {4}, false, true, ConditionKind::none,
+                   false, true});
+  cases.push_back({Activation::softplus, Likelihood::zinb, false, 3, 0.5, {}, {}, true, false, ConditionKind::covariates,
+                   true, true});
   return cases;
 }
 

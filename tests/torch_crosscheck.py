@@ -79,6 +79,7 @@ def torch_loss(t, cfg, pass_name):
     for i in range(len(m["decoder_hidden"])):
         a = act(F.linear(a, p[f"decoder.{i}.weight"], p[f"decoder.{i}.bias"]))
     out = F.linear(a, p["decoder.out.weight"], p["decoder.out.bias"])
+    out, zi_out = out[:, :D], out[:, D:]  # zero-inflation logits per item, if the decoder gives them
     xr = x.repeat_interleave(L, dim=0)
     if m.get("library_size"):  # scVI's library size: log of each item's total count (at least 1)
         out = out + torch.log(torch.clamp(xr.sum(1, keepdim=True), min=1.0))
@@ -90,7 +91,8 @@ def torch_loss(t, cfg, pass_name):
         t = p["decoder.log_theta"]
         log_nb = NegativeBinomial(total_count=torch.exp(t).expand_as(out), logits=out - t).log_prob(xr)
         if m["likelihood"] == "zinb":  # written out: pi = sigmoid(w) structural zeros
-            w = p["decoder.zi_logit"].expand_as(out)
+            # per feature, or per item: the decoder's outputs [D, 2D)
+            w = p["decoder.zi_logit"].expand_as(out) if "decoder.zi_logit" in p else zi_out
             zero = torch.logaddexp(F.logsigmoid(w), F.logsigmoid(-w) + log_nb)
             log_nb = torch.where(xr == 0, zero, F.logsigmoid(-w) + log_nb)
         logp = log_nb.sum(1)
@@ -203,7 +205,8 @@ def main():
                                f"learn_sigma={m['learn_sigma']!s:5s} L={m['samples']} beta={m['beta']} "
                                f"hidden={m['hidden']}/{m['decoder_hidden']}"
                                + (f" condition={m['condition_kind']}x{m['condition_dim']}" if m.get("condition_dim") else "")
-                               + (" log1p" if m.get("log1p_input") else "") + (" library" if m.get("library_size") else ""),
+                               + (" log1p" if m.get("log1p_input") else "") + (" library" if m.get("library_size") else "")
+                               + (" zi per item" if m.get("zero_inflation") == "item" else ""),
                                f.name, checks)
         for f in opt_files:
             t, meta = read_safetensors(f)

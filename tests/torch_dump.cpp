@@ -211,6 +211,11 @@ int main(int argc, char** argv) {
       c.likelihood = vae::Likelihood::zinb;
       c.library_size = true;
       dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 6, 14, vae::Pass::elbo_reparam);
+      c.zero_inflation = vae::ZeroInflation::item;  // the decoder gives the zero-inflation logits
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 6, 15, vae::Pass::elbo_reparam);
+      c.library_size = false;
+      c.encoder_hidden = {};
+      dump_case(dir + "/case" + std::to_string(k++) + ".safetensors", c, 5, 16, vae::Pass::iwae);
     }
     vae::ModelConfig linear;  // no hidden layers: probabilistic PCA's shape
     linear.input_dim = 10;

@@ -14,6 +14,10 @@ enum class Likelihood : int { bernoulli = 0, gaussian = 1, poisson = 2, negative
 inline bool counts_likelihood(Likelihood lik) {
   return lik == Likelihood::poisson || lik == Likelihood::negative_binomial || lik == Likelihood::zinb;
 }
+// The ZINB's zero-inflation logit: one learned per feature (decoder.zi_logit), or one per
+// item and feature from the decoder (its output layer gives 2D values: the log-means, then
+// the logits), as scVI's gene and gene-cell dropout.
+enum class ZeroInflation : int { feature = 0, item = 1 };
 enum class Binarize : int { none = 0, static_threshold = 1, dynamic = 2 };
 // What a conditional VAE is conditioned on (ModelConfig::condition): nothing; class labels,
 // one-hot encoded; or real-valued covariates.
@@ -30,6 +34,7 @@ enum class Schedule : int { joint = 0, alternating = 1 };  // variational EM: E-
 const char* to_string(Activation);
 const char* to_string(Likelihood);
 const char* to_string(Binarize);
+const char* to_string(ZeroInflation);
 const char* to_string(ConditionKind);
 const char* to_string(Device);
 const char* to_string(Precision);
@@ -43,6 +48,7 @@ const char* to_string(Schedule);
 Activation parse_activation(const std::string&);
 Likelihood parse_likelihood(const std::string&);
 Binarize parse_binarize(const std::string&);
+ZeroInflation parse_zero_inflation(const std::string&);
 ConditionKind parse_condition_kind(const std::string&);
 Device parse_device(const std::string&);
 Precision parse_precision(const std::string&);
@@ -72,6 +78,7 @@ struct ModelConfig {
   bool standardize = false;  // Gaussian decoder: train on each feature scaled by the training
                              // set's mean and std (vae/standardize.h)
   bool log1p_input = false;  // count likelihoods: the encoder sees log(1 + x), the likelihood x
+  ZeroInflation zero_inflation = ZeroInflation::feature;  // zinb: per feature, or per item and feature
   bool library_size = false; // count likelihoods: the log-rate / log-mean of item b gets
                              // log(l_b), l_b = max(1, its total count) (scVI's library size)
   // Conditional VAE: each item's condition c (condition_dim values: a one-hot class or
@@ -90,11 +97,19 @@ inline int data_width(const ModelConfig& m) { return m.input_dim + m.condition_d
 // The decoder's input per sample: z, then the condition (Z + C).
 inline int decoder_input_dim(const ModelConfig& m) { return m.latent + m.condition_dim; }
 
+// Whether the decoder gives the ZINB's zero-inflation logits per item (ZeroInflation::item).
+inline bool zero_inflation_per_item(const ModelConfig& m) {
+  return m.likelihood == Likelihood::zinb && m.zero_inflation == ZeroInflation::item;
+}
+// The output layer's values per sample: D, or 2D with per-item zero-inflation logits
+// (columns [D, 2D)).
+inline int output_width(const ModelConfig& m) { return zero_inflation_per_item(m) ? 2 * m.input_dim : m.input_dim; }
+
 // Whether the likelihood learns one parameter per feature besides the decoder's output (the
 // layout's "logvar" slot, ParamLayout::logvar()): the Gaussian's log-variance with
 // learn_sigma ("decoder.logvar"), the negative binomial's and the ZINB's log inverse
 // dispersion ("decoder.log_theta"). The ZINB has a second one, its zero-inflation logit
-// ("decoder.zi_logit", ParamLayout::zi()).
+// ("decoder.zi_logit", ParamLayout::zi()), unless the decoder gives it per item.
 inline bool has_feature_parameter(const ModelConfig& m) {
   return (m.likelihood == Likelihood::gaussian && m.learn_sigma) || m.likelihood == Likelihood::negative_binomial ||
          m.likelihood == Likelihood::zinb;

@@ -40,7 +40,7 @@ class ParamLayout {
   const std::vector<LinearView>& encoder() const { return encoder_; }  // hidden layers
   const LinearView& head() const { return head_; }                     // -> (mu, logvar): 2Z outputs
   const std::vector<LinearView>& decoder() const { return decoder_; }  // hidden layers
-  const LinearView& output() const { return output_; }                 // -> D logits / means
+  const LinearView& output() const { return output_; }  // -> D logits / means (2D: per-item zero inflation)
   bool has_logvar() const { return has_logvar_; }
   // The likelihood's learned per-feature parameter (D), has_feature_parameter(): the
   // Gaussian's log-variance, or the negative binomial's log inverse dispersion.

@@ -52,7 +52,7 @@ using OptionField = X& (*)(ModelConfig&, TrainConfig&);
 using OptionAccess =
     std::variant<OptionField<int>, OptionField<std::int64_t>, OptionField<std::uint64_t>, OptionField<double>,
                  OptionField<bool>, OptionField<std::string>, OptionField<std::vector<int>>, OptionField<Activation>,
-                 OptionField<Likelihood>, OptionField<Binarize>, OptionField<ConditionKind>, OptionField<Device>, OptionField<Precision>,
+                 OptionField<Likelihood>, OptionField<Binarize>, OptionField<ConditionKind>, OptionField<ZeroInflation>, OptionField<Device>, OptionField<Precision>,
                  OptionField<NanPolicy>, OptionField<Optimizer>, OptionField<LrSchedule>, OptionField<Objective>,
                  OptionField<Estimator>, OptionField<Schedule>>;
 

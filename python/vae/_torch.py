@@ -28,6 +28,7 @@ class TorchVAE(nn.Module):
         super().__init__()
         self.activation, self.likelihood, self.latent = config["activation"], config["likelihood"], config["latent"]
         self.log1p_input = config.get("log1p_input", False)  # the encoder sees log(1 + x)
+        self.input_dim = config["input_dim"]  # per-item zero inflation: the decoder's outputs [D, 2D) are its logits
 
         def linear(prefix):
             w = torch.from_numpy(np.array(params[prefix + ".weight"]))
@@ -67,7 +68,7 @@ class TorchVAE(nn.Module):
         return self.out(h)
 
     def decode_mean(self, z, c=None):
-        out = self.decode(z, c)
+        out = self.decode(z, c)[:, :self.input_dim]
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
         if self.likelihood in ("poisson", "negative-binomial", "zinb"):  # log-rate, log-mean

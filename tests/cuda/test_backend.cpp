@@ -39,6 +39,7 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
     bool hidden;
     bool log1p = false;
     bool library = false;  // --library-size
+    bool zi_item = false;  // --zero-inflation item
   };
   const std::vector<Case> cases = {{Activation::relu, Likelihood::bernoulli, 1, false, true},
                                    {Activation::tanh, Likelihood::gaussian, 2, true, true},
@@ -50,17 +51,19 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
                                    {Activation::tanh, Likelihood::negative_binomial, 2, false, true, true},
                                    {Activation::relu, Likelihood::zinb, 3, false, true, true},
                                    {Activation::tanh, Likelihood::poisson, 2, false, true, true, true},
-                                   {Activation::softplus, Likelihood::zinb, 2, false, false, true, true}};
+                                   {Activation::softplus, Likelihood::zinb, 2, false, false, true, true},
+                                   {Activation::tanh, Likelihood::zinb, 2, false, true, true, false, true}};
   const auto data = test::synthetic(100, 61, 31);
   for (const auto& c : cases) {
     ModelConfig m = model61(c.act, c.lik, c.L, c.learned);
     if (!c.hidden) m.encoder_hidden = m.decoder_hidden = {};
     m.log1p_input = c.log1p;
     m.library_size = c.library;
+    if (c.zi_item) m.zero_inflation = ZeroInflation::item;
     const TrainConfig t = train_cfg(37);
     const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
                              " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers") +
-                             (c.log1p ? " log1p" : "") + (c.library ? " library" : "");
+                             (c.log1p ? " log1p" : "") + (c.library ? " library" : "") + (c.zi_item ? " zi per item" : "");
     auto cpu = make(Device::cpu, m, t);
     auto gpu = make(Device::cuda, m, t);
     const auto init = init_parameters(cpu->layout(), m, t.seed);
@@ -96,6 +99,10 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
       EXPECT_LE(test::rel_norm_error(test::tensor_of(gs.v, tv), test::tensor_of(cs.v, tv)), 3e-5)
           << "Adam v " << tv.name << ", " << what;
     }
+    // The decoder's means at the same parameters (the first D outputs of each row).
+    gpu->set_parameters(cp);
+    const std::vector<float> z = test::normal_values<float>(5 * static_cast<std::size_t>(m.latent), 9);
+    EXPECT_LE(test::rel_norm_error(gpu->decode_means(z), cpu->decode_means(z)), 1e-5) << "decoder means, " << what;
   }
 }
 

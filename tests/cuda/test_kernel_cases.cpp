@@ -74,6 +74,8 @@ void likelihood_cases(CaseList& l) {
                          Shape{Likelihood::negative_binomial, false, 37, 3, 13}, Shape{Likelihood::zinb, false, 37, 2, 61},
                          Shape{Likelihood::zinb, false, 500, 1, 100}})
     for (Mode m : {Mode::backward, Mode::forward}) add<LikelihoodCase>(l, s.lik, s.learned, s.n, s.L, s.D, m);
+  for (Mode m : {Mode::backward, Mode::forward, Mode::weighted})  // the ZINB's logits from the decoder
+    add<LikelihoodCase>(l, Likelihood::zinb, false, 37, 2, 61, m, true);
   for (const Shape& s : {Shape{Likelihood::bernoulli, false, 37, 3, 61}, Shape{Likelihood::gaussian, false, 37, 3, 61},
                          Shape{Likelihood::gaussian, true, 37, 3, 13}, Shape{Likelihood::gaussian, true, 37, 1, 61},
                          Shape{Likelihood::poisson, false, 37, 3, 13}, Shape{Likelihood::negative_binomial, false, 37, 2, 61},
