@@ -156,15 +156,7 @@ TEST_F(Cli, BadDataFilesFailCleanly) {
 
 // An NPY file of float32 values of the given shape text, such as "(40, 2)".
 std::string npy_f32(const std::string& shape, const std::vector<float>& values) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string b = std::string("\x93NUMPY\x01\x00", 8);
-  b += static_cast<char>(header.size() & 0xFF);
-  b += static_cast<char>(header.size() >> 8);
-  b += header;
-  b.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-  return b;
+  return vae::test::npy_file("<f4", shape, values.data(), values.size() * sizeof(float));
 }
 
 // A conditional run from the command line, the tools on it, and every bad condition: one line

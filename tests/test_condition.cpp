@@ -30,13 +30,7 @@ ModelConfig conditional_model(int dim, ConditionKind kind, int c) {
   return m;
 }
 
-TrainConfig small_train() {
-  TrainConfig t;
-  t.batch = 16;
-  t.eval_batch = 10;
-  t.device = Device::cpu;
-  return t;
-}
+TrainConfig small_train() { return test::cpu_train(16, 10); }
 
 TEST(Conditional, TheLayersTakeTheCondition) {
   const ParamLayout layout(conditional_model(9, ConditionKind::classes, 4));

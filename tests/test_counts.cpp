@@ -27,13 +27,7 @@ ModelConfig poisson_model(int dim) {
   return m;
 }
 
-TrainConfig small_train() {
-  TrainConfig t;
-  t.batch = 16;
-  t.eval_batch = 10;
-  t.device = Device::cpu;
-  return t;
-}
+TrainConfig small_train() { return test::cpu_train(16, 10); }
 
 // Counts from a known rate per item: two clusters of items, each feature its own rates.
 double true_rate(std::int64_t i, int j) { return (i % 2 ? 0.5 : 6.0) * (1.0 + j % 3); }

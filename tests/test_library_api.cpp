@@ -24,13 +24,7 @@ ModelConfig small_model() {
   return m;
 }
 
-TrainConfig small_train() {
-  TrainConfig t;
-  t.batch = 10;
-  t.eval_batch = 20;
-  t.device = Device::cpu;
-  return t;
-}
+TrainConfig small_train() { return test::cpu_train(10, 20); }
 
 std::shared_ptr<Dataset> floats(std::int64_t n, int d, float value) {
   auto p = test::dataset_of("mine", n, d);

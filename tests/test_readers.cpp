@@ -40,17 +40,9 @@ Bytes idx_bytes(unsigned char type, const std::vector<std::uint32_t>& dims, cons
 }
 
 Bytes npy_bytes(const std::string& descr, const std::string& shape, const Bytes& payload, bool fortran = false) {
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
-                       ", 'shape': " + shape + ", }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string head = std::string("\x93NUMPY\x01\x00", 8);
-  head += static_cast<char>(header.size() & 0xFF);
-  head += static_cast<char>(header.size() >> 8);
-  head += header;
-  Bytes b(head.begin(), head.end());
-  b.insert(b.end(), payload.begin(), payload.end());
-  return b;
+  std::string f = test::npy_file(descr, shape, payload.data(), payload.size());
+  if (fortran) f.replace(f.find("False"), 5, "True ");
+  return Bytes(f.begin(), f.end());
 }
 
 template <class T>

@@ -26,10 +26,7 @@ ModelConfig gaussian_model(int dim) {
 }
 
 TrainConfig small_train() {
-  TrainConfig t;
-  t.batch = 8;
-  t.eval_batch = 6;
-  t.device = Device::cpu;
+  TrainConfig t = test::cpu_train(8, 6);
   t.epochs = 2;
   return t;
 }

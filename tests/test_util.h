@@ -90,6 +90,29 @@ std::vector<T> normal_values(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
+// A CPU training configuration of small batches (the library suites' models are small).
+inline TrainConfig cpu_train(int batch, int eval_batch) {
+  TrainConfig t;
+  t.batch = batch;
+  t.eval_batch = eval_batch;
+  t.device = Device::cpu;
+  return t;
+}
+
+// An NPY file's bytes: version 1.0, C order, `descr` ('<f4', '<i8', ...) and `shape` as
+// numpy writes them ("(3, 2)", "(4,)"), then `bytes` bytes of data.
+inline std::string npy_file(const std::string& descr, const std::string& shape, const void* data, std::size_t bytes) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string b = std::string("\x93NUMPY\x01\x00", 8);
+  b += static_cast<char>(header.size() & 0xFF);
+  b += static_cast<char>(header.size() >> 8);
+  b += header;
+  b.append(static_cast<const char*>(data), bytes);
+  return b;
+}
+
 // An empty dataset's description: n items of dim values, one row per picture; the caller
 // fills u8 or f32.
 inline std::shared_ptr<Dataset> dataset_of(const std::string& source, std::int64_t n, int dim) {
