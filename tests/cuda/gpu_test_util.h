@@ -69,6 +69,21 @@ inline std::unique_ptr<Backend> make(Device d, const ModelConfig& m, const Train
   return make_backend(d, m, t);
 }
 
+// Both backends from the same parameters on the same data; returns {cpu, gpu}.
+inline std::pair<std::unique_ptr<Backend>, std::unique_ptr<Backend>> pair_of(const ModelConfig& m, const TrainConfig& t,
+                                                                             const std::shared_ptr<Dataset>& data,
+                                                                             std::vector<float>* init = nullptr) {
+  auto cpu = make(Device::cpu, m, t);
+  auto gpu = make(Device::cuda, m, t);
+  const auto p = init_parameters(cpu->layout(), m, t.seed);
+  for (auto* b : {cpu.get(), gpu.get()}) {
+    b->set_parameters(p);
+    b->set_train_data(data);
+  }
+  if (init) *init = p;
+  return {std::move(cpu), std::move(gpu)};
+}
+
 // The backend tests' model: D 61, hidden 24, Z 13.
 inline ModelConfig model61(Activation act = Activation::relu, Likelihood lik = Likelihood::bernoulli, int L = 1,
                            bool learned = false) {

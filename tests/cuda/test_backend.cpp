@@ -141,13 +141,7 @@ TEST_F(CudaBackend, ConditionalModelMatchesTheCpu) {
     const TrainConfig t = train_cfg(29);
     const std::string what = std::string(to_string(c.kind)) + "/" + to_string(c.lik) + (c.hidden ? "" : " linear") +
                              (c.log1p ? " log1p" : "") + (c.as_float ? " float data" : " uint8 data");
-    auto cpu = make(Device::cpu, m, t);
-    auto gpu = make(Device::cuda, m, t);
-    const auto init = init_parameters(cpu->layout(), m, t.seed);
-    for (auto* b : {cpu.get(), gpu.get()}) {
-      b->set_parameters(init);
-      b->set_train_data(data);
-    }
+    auto [cpu, gpu] = test::pair_of(m, t, data);
     BatchStream stream(N, t.batch, t.seed);
     Batch batch;
     for (int k = 0; k < 30; ++k) {

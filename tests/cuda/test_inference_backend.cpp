@@ -26,6 +26,7 @@ using test::expect_finite;
 using test::GpuTest;
 using test::make;
 using test::model61;
+using test::pair_of;
 using test::run;
 using test::RunResult;
 using test::train_cfg;
@@ -61,21 +62,6 @@ void expect_sums_close(const LossSums& got, const LossSums& want, double tol, co
   EXPECT_NEAR(got.loss, want.loss, tol * std::fabs(want.loss)) << what;
   EXPECT_NEAR(got.recon, want.recon, tol * std::fabs(want.recon)) << what;
   EXPECT_NEAR(got.kl, want.kl, tol * std::fabs(want.kl) + 1e-6) << what;
-}
-
-// Both backends from the same parameters on the same data; returns {cpu, gpu}.
-std::pair<std::unique_ptr<Backend>, std::unique_ptr<Backend>> pair_of(const ModelConfig& m, const TrainConfig& t,
-                                                                      const std::shared_ptr<Dataset>& data,
-                                                                      std::vector<float>* init = nullptr) {
-  auto cpu = make(Device::cpu, m, t);
-  auto gpu = make(Device::cuda, m, t);
-  const auto p = init_parameters(cpu->layout(), m, t.seed);
-  for (auto* b : {cpu.get(), gpu.get()}) {
-    b->set_parameters(p);
-    b->set_train_data(data);
-  }
-  if (init) *init = p;
-  return {std::move(cpu), std::move(gpu)};
 }
 
 // The first `count` batches of the seeded stream, with owned indices.
