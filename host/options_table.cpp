@@ -59,7 +59,7 @@ std::vector<Option> model_options() {
             "Decoder likelihood: bernoulli (logits, targets in [0,1]); gaussian (mean output, any real values); "
             "for counts (non-negative integers; uint8 data are counts 0..255): poisson (log-rate output), "
             "negative-binomial (log-mean output and a learned inverse dispersion per feature, as scVI) and zinb "
-            "(the same with a learned zero-inflation logit per feature)"),
+            "(the same with a zero-inflation logit, per feature or per item: --zero-inflation)"),
       entry("sigma", "--sigma", MODEL(sigma), G::model,
             "Gaussian decoder: fixed standard deviation, or the initial one with --learn-sigma")
           .above(0).when("likelihood", {"gaussian"}, "the Gaussian decoder's standard deviation"),

@@ -701,6 +701,21 @@ TEST_F(CliBench, AFailingPyTorchSideIsARowNotACrash) {
   EXPECT_NE(p.output.find("torch          n/a: exit 127"), std::string::npos) << p.output;
 }
 
+// Steps whose loss is not finite do no work: their row is n/a, saying why, not a time.
+TEST_F(CliBench, AContenderWhoseStepsAreNotFiniteIsNotTimed) {
+  const std::string big = dir_.file("big.idx"), json = dir_.file("bench.json");
+  write_bytes(big, idx(0x08, {40, 4, 4}, 0) + std::string(640, '\xff'));  // counts of 255: the encoder overflows
+  const CliRun r = run("bench --impl cpu --batch 8 --hidden 8 --latent 2 --steps 6 --repeats 3 --warmup 1 --epochs 0 "
+                       "--likelihood poisson --train " + big + " --test " + big + " --json " + json);
+  EXPECT_EQ(r.status, 1) << r.output << r.error;
+  EXPECT_NE(r.output.find("n/a: 1 step(s) had a non-finite loss or gradient"), std::string::npos) << r.output;
+  const auto doc = nlohmann::json::parse(slurp(json));
+  const auto* cpu = row(doc, "vae-cpu");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(cpu->at("ok"), false);
+  EXPECT_FALSE(cpu->contains("ms_per_step_median"));
+}
+
 TEST_F(CliBench, BadOptionsFailCleanly) {
   const std::string script = stand_in("ok");
   expect_clean_failure(bench("cpu,tpu", script, dir_.file("a.json")), "unknown implementation 'tpu'", "--impl");

@@ -9,12 +9,24 @@
 
 #include "vae/backend.h"
 #include "vae/batch_stream.h"
+#include "vae/error.h"
 #include "vae/layout.h"
+#include "vae/options.h"
 
 namespace vae::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Throws when a step's loss or gradient was not finite: a halted or dropped step does no work,
+// and a time of such steps would be no benchmark.
+void require_finite_steps(Backend& b) {
+  const StepHealth h = b.health();
+  if (h.bad_steps > 0)
+    throw_error(h.bad_steps, " step(s) had a non-finite loss or gradient (first: step ", h.first_bad_step, ", ",
+                h.first_bad_tensor, "); their time would be of no work (for counts as large as 0..255 add ",
+                flag_of("log1p_input"), ")");
+}
 
 // The CUDA or CPU backend in this process.
 class BackendContender final : public Contender {
@@ -36,6 +48,7 @@ class BackendContender final : public Contender {
       backend_->set_train_data(train_);
       for (int i = 0; i < o.warmup; ++i) step();
       backend_->take_train_sums();
+      require_finite_steps(*backend_);
     } catch (const std::exception& e) {
       fail(e.what());
       backend_.reset();
@@ -57,7 +70,9 @@ class BackendContender final : public Contender {
     const auto t0 = Clock::now();
     for (int i = 0; i < k; ++i) step();
     backend_->take_train_sums();  // waits for the device
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    require_finite_steps(*backend_);
+    return ms;
   }
   void epochs() override {
     backend_.reset();  // the timing model's memory back before the epochs' model
@@ -74,6 +89,7 @@ class BackendContender final : public Contender {
       while (stream.next(b)) backend->train_step(b);
       backend->take_train_sums();
       seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      require_finite_steps(*backend);
     }
     r_.epoch_seconds = steady_epoch_seconds(seconds);
     r_.test_loss = backend->evaluate(test_).mean_loss();
