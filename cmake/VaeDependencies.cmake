@@ -62,3 +62,24 @@ add_library(vae_deps INTERFACE)
 target_link_libraries(vae_deps INTERFACE
   vae_openblas vae_sleef ZLIB::ZLIB PNG::PNG Freetype::Freetype nlohmann_json::nlohmann_json
   CUDA::curand Threads::Threads)
+
+# Open MPI (Debian's libopenmpi-dev, openmpi-bin): data-parallel training under mpirun
+# (include/vae/distributed.h). Optional: without it every single-process feature stays, and
+# `vae train` started by mpirun with several processes says the build lacks MPI.
+set(VAE_MPI "AUTO" CACHE STRING "Data-parallel training over MPI: AUTO (when MPI is found), ON or OFF")
+set_property(CACHE VAE_MPI PROPERTY STRINGS AUTO ON OFF)
+set(VAE_HAVE_MPI OFF)
+if(NOT VAE_MPI STREQUAL "OFF")
+  if(VAE_MPI STREQUAL "ON")
+    find_package(MPI REQUIRED COMPONENTS CXX)
+  else()
+    find_package(MPI QUIET COMPONENTS CXX)
+  endif()
+  if(MPI_CXX_FOUND)
+    set(VAE_HAVE_MPI ON)
+    target_link_libraries(vae_deps INTERFACE MPI::MPI_CXX)
+    target_compile_definitions(vae_deps INTERFACE VAE_HAVE_MPI=1)
+  else()
+    message(STATUS "MPI not found (apt-get install libopenmpi-dev openmpi-bin): no data-parallel training")
+  endif()
+endif()

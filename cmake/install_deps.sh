@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsleef-dev libcli11-dev
           nlohmann-json3-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core libgtest-dev libbenchmark-dev
-          dataset-fashion-mnist python3 python3-venv python3-dev)
+          dataset-fashion-mnist python3 python3-venv python3-dev libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3 python3-numpy python3-torch clang libclang-rt-14-dev binutils libboost-context-dev)
 elif [[ -n "${1:-}" ]]; then

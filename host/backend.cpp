@@ -75,6 +75,11 @@ void check_nonempty_data(const ModelConfig& model, const Dataset& data, const ch
   if (data.count == 0) throw_error(call, ": ", what, " '", data.source, "' holds no items");
 }
 
+void Backend::set_communicator(Communicator* comm) {
+  if (comm)
+    throw_error(name(), ": data-parallel training runs on the CPU backend only, for now (", flag_of("device"), " cpu)");
+}
+
 void Backend::set_standardization(Standardization scaling) {
   if (has_train_data_) throw_error("Backend::set_standardization: give the scaling before set_train_data");
   if (!scaling.empty()) check_scaling(model_config(), scaling, "Backend::set_standardization");

@@ -32,8 +32,12 @@ constexpr int kIwChunk = 128;
 inline void check_batch(const Batch& batch, std::int64_t step, int max_batch, const Dataset* data, const char* call) {
   if (!data) throw_error(call, ": call set_train_data first");
   const int n = batch.size;
-  if (n <= 0 || n > max_batch) throw_error(call, ": batch of ", n, " items, expected 1..", max_batch);
-  if (!batch.indices) throw_error(call, ": batch.indices is null");
+  const bool shard = batch.global_size > 0;  // a data-parallel shard may be empty
+  if (n < (shard ? 0 : 1) || n > max_batch) throw_error(call, ": batch of ", n, " items, expected 1..", max_batch);
+  if (shard && (batch.global_size > max_batch || batch.offset < 0 || batch.offset > batch.global_size - n))
+    throw_error(call, ": a shard of ", n, " items at ", batch.offset, " of a global batch of ", batch.global_size,
+                " (at most ", max_batch, ")");
+  if (!batch.indices && n > 0) throw_error(call, ": batch.indices is null");
   if (step < 0) throw_error(call, ": the step must be >= 0, got ", step);
   for (int i = 0; i < n; ++i)
     if (batch.indices[i] >= static_cast<std::uint64_t>(data->count))

@@ -15,6 +15,7 @@
 #include "elementwise.h"
 #include "internal.h"
 #include "rng.h"
+#include "vae/distributed.h"
 #include "vae/error.h"
 
 namespace vae {
@@ -22,10 +23,11 @@ namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
 
-// One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops.
+// One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops. By default the cores,
+// shared among the processes of an mpirun launch on this machine.
 int set_cpu_threads(int requested) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int n = requested > 0 ? requested : hw;
+  const int n = requested > 0 ? requested : std::max(1, hw / local_processes());
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
   return n;
@@ -66,6 +68,7 @@ class CpuBackend final : public Backend {
   }
   const ParamLayout& layout() const override { return model_.layout(); }
   const ModelConfig& model_config() const override { return model_cfg_; }
+  void set_communicator(Communicator* comm) override { comm_ = comm; }
 
   void set_parameters(const std::vector<float>& flat) override {
     check_size(flat.size(), "set_parameters");
@@ -94,7 +97,8 @@ class CpuBackend final : public Backend {
     check_batch(batch, batch.step, train_.batch, data_.get(), "train_step");
     if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
     const StepScalars ss = step_scalars(model_cfg_, train_, batch.step, steps_per_epoch_);
-    const LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
+    LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
+    if (comm_) sum_across_ranks(batch, s);  // every rank then holds the global batch's gradient and sums
     if (const char* bad = first_non_finite(s)) {  // no update, no loss: the step is dropped
       if (health_.bad_steps++ == 0) {
         health_.first_bad_step = batch.step;
@@ -129,11 +133,13 @@ class CpuBackend final : public Backend {
     LossSums total;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
+      if (comm_ && k % comm_->size() != comm_->rank()) continue;  // data parallel: batch k is rank k % N's
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
       copy_noise(eval_noise_.step(k), static_cast<std::size_t>(n) * L * model_cfg_.latent);
       total += model_.run(x_.data(), eps_.data(), n, L, model_cfg_.beta, Pass::forward);
     }
+    if (comm_) sum_sums(total);
     return total;
   }
 
@@ -239,18 +245,42 @@ class CpuBackend final : public Backend {
   void copy_noise(const float* eps, std::size_t count) { std::copy(eps, eps + count, eps_.begin()); }
 
   // Gather, noise and one forward+backward pass of `pass` on the batch (checked by the caller).
+  // A data-parallel shard takes the noise of its items' places in the global batch; an empty
+  // one (a global batch of fewer items than ranks) has no gradient and no sums.
   LossSums gradient_of(const Batch& batch, std::int64_t noise_step, Pass pass, double beta) {
     const int n = batch.size;
     const int D = data_width(model_cfg_);
+    if (n == 0) {
+      std::fill(model_.grads_mut().begin(), model_.grads_mut().end(), T(0));
+      return LossSums{};
+    }
+    const std::size_t at = static_cast<std::size_t>(batch.offset);  // 0 unless a shard
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; ++i) data_->row_as<T>(batch.indices[i], x_.data() + static_cast<std::size_t>(i) * D);
     if (train_.binarize == Binarize::dynamic) {
       const std::size_t nd = static_cast<std::size_t>(n) * D;
-      const float* u = bin_noise_->step(noise_step);
+      const float* u = bin_noise_->step(noise_step) + at * D;
       for (std::size_t i = 0; i < nd; ++i) x_[i] = T(u[i]) <= x_[i] ? T(1) : T(0);
     }
-    copy_noise(eps_noise_.step(noise_step), static_cast<std::size_t>(n) * train_samples_ * model_cfg_.latent);
+    const std::size_t per_item = static_cast<std::size_t>(train_samples_) * model_cfg_.latent;
+    copy_noise(eps_noise_.step(noise_step) + at * per_item, static_cast<std::size_t>(n) * per_item);
     return model_.run(x_.data(), eps_.data(), n, train_samples_, beta, pass);
+  }
+
+  // Data parallel: the shard's gradient (its mean) times its share of the global batch, summed
+  // across the ranks, is the global batch's mean gradient; the loss sums add up.
+  void sum_across_ranks(const Batch& batch, LossSums& s) {
+    auto& g = model_.grads_mut();
+    const int global = batch.global_size > 0 ? batch.global_size : batch.size;
+    const T share = T(batch.size) / T(global);
+    for (T& v : g) v *= share;
+    comm_->sum(g.data(), g.size());
+    sum_sums(s);
+  }
+  void sum_sums(LossSums& s) {
+    double v[4] = {s.loss, s.recon, s.kl, double(s.count)};
+    comm_->sum(v, 4);
+    s.loss = v[0], s.recon = v[1], s.kl = v[2], s.count = static_cast<std::int64_t>(v[3]);
   }
 
   // "loss", the name of the first parameter tensor with a non-finite gradient, or nullptr.
@@ -295,6 +325,7 @@ class CpuBackend final : public Backend {
   int threads_ = 1;
   std::int64_t steps_per_epoch_ = 1;
   std::shared_ptr<const Dataset> data_;
+  Communicator* comm_ = nullptr;  // data parallel: the ranks (vae/distributed.h), or null
   std::vector<T> x_, eps_, m_, v_;
   std::int64_t steps_[2] = {0, 0};  // optimizer updates of the encoder and decoder groups
   LossSums sums_;

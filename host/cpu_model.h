@@ -26,6 +26,7 @@ class CpuModel {
   std::vector<T>& params() { return params_; }
   const std::vector<T>& params() const { return params_; }
   const std::vector<T>& grads() const { return grads_; }
+  std::vector<T>& grads_mut() { return grads_; }  // data parallel: scaled and summed across ranks
 
   // x: (n, D) targets in [0,1] (or any reals for the Gaussian decoder), each row followed
   // by its condition for a conditional model: (n, data_width(cfg)); eps: (n*L, Z),

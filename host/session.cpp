@@ -13,7 +13,8 @@
 
 namespace vae {
 
-Session::Session(const ModelConfig& model, const TrainConfig& train) : model_(model), train_(train) {
+Session::Session(const ModelConfig& model, const TrainConfig& train, Communicator* comm)
+    : model_(model), train_(train), comm_(comm) {
   std::vector<float> params;
   try {
     params = init_parameters(ParamLayout(model_), model_, train_.seed);
@@ -23,7 +24,8 @@ Session::Session(const ModelConfig& model, const TrainConfig& train) : model_(mo
   start(std::move(params), nullptr);
 }
 
-Session::Session(const Checkpoint& ck) : model_(ck.model), train_(ck.train), position_(ck.position) {
+Session::Session(const Checkpoint& ck, Communicator* comm)
+    : model_(ck.model), train_(ck.train), comm_(comm), position_(ck.position) {
   check_scaling(ck.model, ck.scaling, "Session");
   start(ck.params, &ck.optimizer);
   backend_->set_standardization(ck.scaling);
@@ -33,7 +35,13 @@ void Session::start(std::vector<float> params, const OptimizerState* optimizer) 
   model_.validate();
   train_.validate();
   check_together(model_, train_);
-  backend_ = make_backend(resolve_device(train_.device, &note_), model_, train_);
+  Device device = resolve_device(train_.device, &note_);
+  if (comm_ && device == Device::cuda && train_.device == Device::automatic) {
+    device = Device::cpu;
+    note_ = "device: cpu (auto: data-parallel training runs on the CPU backend, for now)";
+  }
+  backend_ = make_backend(device, model_, train_);
+  backend_->set_communicator(comm_);
   backend_->set_parameters(params);
   if (optimizer) backend_->set_optimizer_state(*optimizer);
   backend_->restore_train_sums(position_.partial);
@@ -60,12 +68,17 @@ std::optional<EpochOutcome> Session::train_epoch(const Dataset* test, const Afte
   Batch batch;
   std::int64_t samples = 0;
   while (stream.next(batch)) {
-    backend_->train_step(batch);
+    backend_->train_step(comm_ ? shard_of(batch, comm_->rank(), comm_->size()) : batch);
     samples += batch.size;
     ++position_.batch;
     position_.step = batch.step + 1;
-    if (after_step && after_step(position_.batch, stream.batches_per_epoch(), samples) &&
-        position_.batch < stream.batches_per_epoch()) {
+    bool stop = after_step && after_step(position_.batch, stream.batches_per_epoch(), samples);
+    if (comm_) {  // every rank stops at the step any of them stops at
+      double any = stop ? 1 : 0;
+      comm_->sum(&any, 1);
+      stop = any > 0;
+    }
+    if (stop && position_.batch < stream.batches_per_epoch()) {
       position_.partial = backend_->take_train_sums();
       backend_->restore_train_sums(position_.partial);  // the sums go on where they were
       return std::nullopt;

@@ -145,7 +145,14 @@ struct RunStart {
   Checkpoint ck;  // ck.model and ck.train are the run's configuration
   std::string out;
   bool resumed = false;
+  Communicator* comm = nullptr;  // data parallel (mpirun): the ranks; rank 0 writes OUT and talks
 };
+
+// Where ranks other than 0 say what rank 0 says already: nowhere.
+std::ostream& quiet() {
+  static std::ostream nowhere(nullptr);
+  return nowhere;
+}
 
 // What the losses are: the negative ELBO only with beta = 1 (and, in training, no KL warm-up
 // and the ELBO objective); otherwise recon + beta KL, or the negative IWAE bound.
@@ -167,12 +174,14 @@ struct LossLabels {
 class Run {
  public:
   Run(RunStart s, RunData data, std::ostream& log)
-      : s_(std::move(s)), model_(s_.ck.model), cfg_(s_.ck.train), data_(std::move(data)), log_(log),
-        labels_(model_, cfg_), progress_(log, cfg_.progress) {
+      : s_(std::move(s)), model_(s_.ck.model), cfg_(s_.ck.train), data_(std::move(data)),
+        writer_(!s_.comm || s_.comm->rank() == 0), log_(writer_ ? log : quiet()), labels_(model_, cfg_),
+        progress_(log_, cfg_.progress && writer_) {
     if (data_.train->dim != model_.input_dim)
       throw_error("the data has ", data_.train->dim, " features per item but the model expects ", model_.input_dim);
-    session_ = s_.resumed ? std::make_unique<Session>(s_.ck) : std::make_unique<Session>(model_, cfg_);
+    session_ = s_.resumed ? std::make_unique<Session>(s_.ck, s_.comm) : std::make_unique<Session>(model_, cfg_, s_.comm);
     log_ << session_->device_note() << "\n";
+    if (s_.comm) log_ << "data parallel: " << s_.comm->name() << ", each a shard of every batch of " << cfg_.batch << "\n";
     result_.out_dir = s_.out;
     result_.device = session_->backend().name();
     session_->set_train_data(data_.train);
@@ -192,6 +201,7 @@ class Run {
   void open_out() {
     const std::string& out = s_.out;
     config_json_ = config_to_json(model_, cfg_, session_->backend().name());
+    if (!writer_) return;
     const std::string metrics_path = out + "/metrics.csv";
     if (s_.resumed) {
       trim_metrics(metrics_path, s_.ck.position.epoch);
@@ -209,7 +219,9 @@ class Run {
     log_ << "\n";
   }
 
-  void save() { save_checkpoint(s_.out + "/model.safetensors", session_->checkpoint(), config_json_); }
+  void save() {
+    if (writer_) save_checkpoint(s_.out + "/model.safetensors", session_->checkpoint(), config_json_);
+  }
 
   // One epoch; false when a stop was requested (a checkpoint then holds the position).
   bool train_epoch() {
@@ -264,7 +276,7 @@ class Run {
                   cfg_.epochs, labels_.train.c_str(), m.train_loss, labels_.test.c_str(), m.test_loss, m.test_recon,
                   m.test_kl, m.seconds, m.samples_per_sec);
     log_ << line << std::endl;
-    csv_ << csv_row(m) << std::flush;
+    if (writer_) csv_ << csv_row(m) << std::flush;
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.test_loss))
       throw_error("training diverged at epoch ", m.epoch, ": the loss is not finite (train ", m.train_loss, ", test ",
                   m.test_loss, "); ", kept_checkpoint(s_.out), "; ", remedy());
@@ -272,6 +284,7 @@ class Run {
   }
 
   void finish() {
+    if (!writer_) return;
     const std::string& out = s_.out;
     const auto pictures = write_pictures(out, model_, cfg_, session_->backend(), data_, log_);
     for (const char* stale : {"elbo.png", "latent.png"}) {  // an --overwrite'n earlier run's, this run did not redraw
@@ -287,6 +300,7 @@ class Run {
   const ModelConfig model_;
   const TrainConfig cfg_;
   RunData data_;
+  bool writer_;  // this process writes OUT and the log: it runs alone, or it is rank 0
   std::ostream& log_;
   LossLabels labels_;
   Progress progress_;
@@ -313,7 +327,10 @@ void resolve_run_paths(TrainConfig& cfg) {
 TrainResult train(ModelConfig model, TrainConfig cfg, std::ostream& log) {
   cfg.validate();
   RunStart s;
-  s.out = choose_out_dir(cfg);  // fail early, before loading data
+  s.comm = world();
+  cfg.processes = s.comm ? s.comm->size() : 1;
+  if (!s.comm || s.comm->rank() == 0) s.out = choose_out_dir(cfg);  // fail early, before loading data
+  if (s.comm) s.comm->broadcast(s.out);  // runs/<timestamp>: rank 0's
   RunData data = load_data(cfg, model);
   model.input_dim = data.train->dim;
   model.condition = data.train->condition.kind;
@@ -339,7 +356,14 @@ TrainResult resume(const std::string& run_path, const ResumeOptions& o, std::ost
   s.ck = load_checkpoint(path);
   s.out = out_dir;
   s.resumed = true;
+  s.comm = world();
   TrainConfig& cfg = s.ck.train;
+  const int processes = s.comm ? s.comm->size() : 1;
+  if (cfg.processes != processes && (!s.comm || s.comm->rank() == 0))
+    log << "resuming a run of " << cfg.processes << (cfg.processes == 1 ? " process" : " processes") << " on "
+        << processes << ": it goes on from its checkpoint, but the sums of other shards round otherwise, so the "
+        << "losses will not equal an uninterrupted run's bit for bit\n";
+  cfg.processes = processes;
   cfg.out = out_dir;
   if (o.epochs >= 0) cfg.epochs = o.epochs;
   if (o.device_given) cfg.device = o.device;

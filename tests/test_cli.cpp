@@ -17,6 +17,7 @@
 
 #include "test_util.h"
 #include "vae/checkpoint.h"
+#include "vae/distributed.h"
 #include "vae/io.h"
 #include "vae/layout.h"
 #include "vae/options.h"
@@ -425,6 +426,17 @@ TEST_F(Cli, RunsReadEveryInputFirstAndRecordAbsolutePaths) {
   write_bytes(dir_.file("array.json"), "[]");
   expect_clean_failure(run("train --config " + dir_.file("array.json") + " --out " + dir_.file("c1")),
                        "the configuration must be a JSON object", "array");
+}
+
+// A vae built without MPI (the sanitize preset builds one) started by mpirun with several
+// processes says so in one line instead of training N copies.
+TEST_F(Cli, UnderMpirunWithoutMpiSaysSo) {
+  if (vae::mpi_built()) GTEST_SKIP() << "this vae has MPI: tests/mpi runs it under mpirun";
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);  // what mpirun -np 2 gives each process
+  const CliRun r = run(base(good_, good_));
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  expect_clean_failure(r, "started by mpirun with 2 processes, but this vae was built without MPI", "mpirun, no MPI");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("out")));
 }
 
 TEST_F(Cli, ZeroEpochsWritesTheInitialModel) {

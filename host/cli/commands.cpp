@@ -16,6 +16,7 @@
 
 #include "cli/config_flags.h"
 #include "vae/config.h"
+#include "vae/distributed.h"
 #include "vae/options.h"
 #include "vae/error.h"
 #include "vae/trainer.h"
@@ -62,7 +63,7 @@ std::string read_text(const std::string& path) {
 std::vector<std::string> resumable_flags() {
   std::vector<std::string> flags;
   for (const Option& o : options())
-    if (o.resumable) flags.emplace_back(o.flag);
+    if (o.resumable && o.flag) flags.emplace_back(o.flag);  // processes: taken from the launch
   return flags;
 }
 
@@ -142,7 +143,8 @@ void add_train(CLI::App& app) {
       "  vae train --resume runs/wide --epochs 30");
 
   cmd->callback([f]() {
-    const bool progress = isatty(STDOUT_FILENO) == 1;
+    // Under mpirun a rank's stdout is a pseudo-terminal whatever mpirun's own is: plain lines there.
+    const bool progress = isatty(STDOUT_FILENO) == 1 && launched_processes() == 0;
     std::signal(SIGINT, on_interrupt);
     TrainResult r;
     if (!f->resume.empty()) {

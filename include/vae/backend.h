@@ -66,9 +66,17 @@ struct LikelihoodSums {
   int k = 0;
 };
 
+class Communicator;  // vae/distributed.h
+
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // Data-parallel training (vae/distributed.h): the ranks train_step sums its gradient and
+  // loss sums with (its batches then being shards, Batch::global_size), and evaluate shares
+  // its batches with. Null (the default): this process alone. The CUDA backend refuses one
+  // (vae::Error), for now.
+  virtual void set_communicator(Communicator* comm);
 
   virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"
   virtual const ParamLayout& layout() const = 0;

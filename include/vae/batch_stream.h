@@ -11,6 +11,11 @@ struct Batch {
   int size = 0;
   int epoch = 0;
   std::int64_t step = 0;  // global step: the cuRAND offsets of this step derive from it
+  // A shard of a data-parallel step (vae/distributed.h): its items are those at [offset,
+  // offset + size) of a global batch of global_size items, whose noise rows they take and
+  // whose mean gradient the ranks' sum is. global_size 0: the batch is the whole step.
+  int offset = 0;
+  int global_size = 0;
 };
 
 class BatchStream {

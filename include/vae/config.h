@@ -160,6 +160,7 @@ struct TrainConfig {
   int checkpoint_every = 1;               // write OUT/model.safetensors every N epochs (and at the end)
   bool progress = false;                  // a progress bar (for terminals) instead of plain lines
   NanPolicy on_nan = NanPolicy::stop;     // a step with a non-finite loss or gradient: stop, or skip it
+  int processes = 1;                      // data parallel: the ranks of the mpirun launch (vae/distributed.h)
 
   void validate() const;  // throws vae::Error naming the bad field and its CLI option
 };

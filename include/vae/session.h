@@ -10,6 +10,7 @@
 #include <string>
 
 #include "vae/backend.h"
+#include "vae/distributed.h"
 #include "vae/batch_stream.h"
 #include "vae/checkpoint.h"
 #include "vae/config.h"
@@ -30,10 +31,13 @@ struct EpochOutcome {
 class Session {
  public:
   // Fresh parameters (init_parameters at train.seed), on the device train.device resolves to.
-  Session(const ModelConfig& model, const TrainConfig& train);
+  // comm (vae/distributed.h; null: alone): the ranks this session trains one model with,
+  // every rank a Session of the same configuration and data, each training its shard of
+  // every batch.
+  Session(const ModelConfig& model, const TrainConfig& train, Communicator* comm = nullptr);
   // A checkpoint's parameters, optimizer state and position, with train's device, threads,
   // epochs and checkpoint interval (a resumed run may change those; see trainer.h).
-  explicit Session(const Checkpoint& ck);
+  explicit Session(const Checkpoint& ck, Communicator* comm = nullptr);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -51,7 +55,8 @@ class Session {
   // sums, the dropped-step report and the loss on `test` (NaN without one). after_step(done, total, samples)
   // runs after every step (done of total batches of the epoch, samples this call) and
   // returns true to stop there: then nothing is returned and the position (with the epoch's
-  // loss sums so far) points at the next step, as a checkpoint records it.
+  // loss sums so far) points at the next step, as a checkpoint records it. Data parallel,
+  // the ranks stop at the same step when any of them asks.
   using AfterStep = std::function<bool(int done, int total, std::int64_t samples)>;
   std::optional<EpochOutcome> train_epoch(const Dataset* test, const AfterStep& after_step);
 
@@ -63,6 +68,7 @@ class Session {
 
   ModelConfig model_;
   TrainConfig train_;
+  Communicator* comm_ = nullptr;
   std::string note_;
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<const Dataset> data_;

@@ -5,6 +5,7 @@
 #include "vae/checkpoint.h"
 #include "vae/config.h"
 #include "vae/data.h"
+#include "vae/distributed.h"
 #include "vae/error.h"
 #include "vae/io.h"
 #include "vae/layout.h"

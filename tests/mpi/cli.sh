@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `mpirun -np 2 vae train` as a user runs it: against one process, resumed bit for bit,
+# resumed on another number of processes, and with one rank killed (the job ends, non-zero,
+# within 30 s, and the last checkpoint stays good).
+# Usage: cli.sh VAE MPIRUN
+set -euo pipefail
+vae=$1
+mpirun=$2
+mpi=("$mpirun" --allow-run-as-root --oversubscribe -np 2)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Data: 600 items of 64 pixels, noisy copies of 4 prototypes (uint8 IDX), and 200 test items.
+make_idx() {  # make_idx FILE N SEED
+  awk -v n="$2" -v seed="$3" 'BEGIN {
+    srand(seed); printf "%c%c%c%c", 0, 0, 8, 3;
+    printf "%c%c%c%c", int(n / 16777216) % 256, int(n / 65536) % 256, int(n / 256) % 256, n % 256;
+    printf "%c%c%c%c%c%c%c%c", 0, 0, 0, 8, 0, 0, 0, 8;
+    for (i = 0; i < n; i++) for (j = 0; j < 64; j++) {
+      on = ((j * 7 + (i % 4) * 13) % 5) < 2; if (rand() < 0.05) on = !on;
+      printf "%c", on ? 230 : 20 } }' > "$1"
+}
+LC_ALL=C make_idx "$work/train.idx" 600 1
+LC_ALL=C make_idx "$work/test.idx" 200 2
+args=(--device cpu --hidden 32 --latent 4 --batch 50 --train "$work/train.idx" --test "$work/test.idx")
+
+losses() { cut -d, -f2,3 "$1/metrics.csv" | tail -n +2; }  # train and test loss per epoch
+
+# 1. Two processes against one: the same losses to 1e-3 (float sums in another order).
+"$vae" train "${args[@]}" --epochs 3 --out "$work/one" > /dev/null
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs 3 --out "$work/two" > "$work/two.log"
+grep -q "data parallel: MPI (Open MPI" "$work/two.log" || fail "the log does not say it runs data parallel: $(cat "$work/two.log")"
+[[ $(grep -c "^epoch 3/3" "$work/two.log") == 1 ]] || fail "rank 0 alone reports: $(cat "$work/two.log")"
+grep -q '"processes": 2' "$work/two/config.json" || fail "config.json does not record 2 processes"
+paste -d, <(losses "$work/one") <(losses "$work/two") | awk -F, '{
+  for (k = 1; k <= 2; k++) { a = $k; b = $(k + 2); d = a - b; if (d < 0) d = -d;
+    if (d > 1e-3 * (a < 0 ? -a : a)) { print "FAIL: epoch " NR ": one process " a ", two " b; bad = 1 } } }
+  END { exit bad }' || exit 1
+echo "ok: two processes give one process's losses to 1e-3"
+
+# 2. Resuming with the same two processes goes on bit for bit.
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs 1 --out "$work/resumed" > /dev/null
+"${mpi[@]}" "$vae" train --resume "$work/resumed" --epochs 3 > /dev/null
+diff <(losses "$work/two") <(losses "$work/resumed") > /dev/null ||
+  fail "a resumed 2-process run differs from an uninterrupted one: $(paste -d' ' <(losses "$work/two") <(losses "$work/resumed"))"
+echo "ok: a 2-process run resumed on 2 processes equals the uninterrupted run bit for bit"
+
+# 3. Resuming on another number of processes works and says the bits will differ.
+cp -r "$work/resumed" "$work/other"
+"$vae" train --resume "$work/other" --epochs 4 > "$work/other.log"
+grep -q "resuming a run of 2 processes on 1" "$work/other.log" || fail "no note on the change of processes: $(cat "$work/other.log")"
+grep -q "^epoch 4/4" "$work/other.log" || fail "the resumed run did not train: $(cat "$work/other.log")"
+echo "ok: a 2-process run resumes on 1 process and says the losses will differ"
+
+# 4. A killed rank ends the job: non-zero, within 30 s, the last checkpoint good.
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs 100000 --out "$work/killed" > "$work/killed.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do [[ -f "$work/killed/model.safetensors" ]] && break; sleep 0.05; done
+[[ -f "$work/killed/model.safetensors" ]] || fail "no checkpoint after 30 s: $(cat "$work/killed.log")"
+sleep 0.5
+rank=$(pgrep -P "$job" -f "$vae" | tail -1 || true)
+[[ -n "$rank" ]] || rank=$(pgrep -f "$vae train.*$work/killed" | tail -1)
+[[ -n "$rank" ]] || fail "no rank process found under mpirun ($job)"
+t0=$SECONDS
+kill -9 "$rank"
+status=0
+wait "$job" || status=$?
+(( SECONDS - t0 <= 30 )) || fail "the job took $((SECONDS - t0)) s to end after a rank was killed"
+(( status != 0 )) || fail "the job exited 0 after a rank was killed"
+grep -qiE "killed|signal 9|exited on signal" "$work/killed.log" || fail "no message about the killed rank: $(cat "$work/killed.log")"
+"$vae" eval --model "$work/killed" --device cpu --iw 2 --limit 10 > /dev/null || fail "the last checkpoint does not load"
+echo "ok: a killed rank ends the job (exit $status) in $((SECONDS - t0)) s; the checkpoint loads"
