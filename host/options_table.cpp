@@ -194,7 +194,7 @@ std::vector<Option> run_options() {
             "A step with a non-finite loss or gradient: stop (keep the last good checkpoint) or skip the step"),
       entry("processes", nullptr, TRAIN(processes), G::device,
             "Data parallel: the processes of the run (mpirun -np N); taken from the launch")
-          .label("the run's processes").in(1, 1 << 20).resumable(),
+          .label("the run's processes").in(1, 1 << 20),
       entry("out", "--out", TRAIN(out), G::output, "Output directory; default runs/<timestamp>. Must be new or empty"),
       entry("overwrite", "--overwrite", TRAIN(overwrite), G::output,
             "Allow --out to be a directory that already holds files")

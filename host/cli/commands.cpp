@@ -63,7 +63,7 @@ std::string read_text(const std::string& path) {
 std::vector<std::string> resumable_flags() {
   std::vector<std::string> flags;
   for (const Option& o : options())
-    if (o.resumable && o.flag) flags.emplace_back(o.flag);  // processes: taken from the launch
+    if (o.resumable) flags.emplace_back(o.flag);
   return flags;
 }
 
