@@ -16,13 +16,14 @@ namespace vae {
 
 namespace {
 void check_data_values(const ModelConfig& model, const Dataset& data) {
-  if (data.f32.empty()) return;  // uint8: pixels in [0, 1], or the counts 0..255
+  const float* f = data.f32_values();
+  if (!f) return;  // uint8: pixels in [0, 1], or the counts 0..255
   const bool counts = counts_likelihood(model.likelihood);
   if (!counts && model.likelihood != Likelihood::bernoulli) return;
   const std::size_t W = static_cast<std::size_t>(data.dim), D = static_cast<std::size_t>(data.features());
   for (std::size_t i = 0; i < static_cast<std::size_t>(data.count); ++i)
     for (std::size_t j = 0; j < D; ++j) {  // the features, not an appended condition
-      const float v = data.f32[i * W + j];
+      const float v = f[i * W + j];
       if (counts && (!(v >= 0.0f) || v != std::floor(v)))
         throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
                     " is not a count (a non-negative integer), which ", flag_of("likelihood"), " ",
@@ -99,7 +100,8 @@ std::optional<Dataset> Backend::model_view(const Dataset& data, const char* what
     v = scaling_.apply(data);
   } else if (counts_likelihood(model_config().likelihood) && data.is_u8()) {
     v = data.empty_copy();  // the bytes as counts
-    v->f32.assign(data.u8.begin(), data.u8.end());
+    const std::uint8_t* b = data.u8_values();
+    v->f32.assign(b, b + static_cast<std::size_t>(data.count) * static_cast<std::size_t>(data.dim));
   }
   if (!data.condition.empty()) return with_condition_appended(v ? *v : data);
   return v;

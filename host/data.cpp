@@ -2,11 +2,16 @@
 // Every failure names the file and what was wrong with it; no input crashes the reader.
 #include "vae/data.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -204,24 +209,107 @@ std::vector<std::uint64_t> npy_shape(const std::string& text, const std::string&
 
 }  // namespace
 
+// A read-only mapping of a file: its values start `offset` bytes in.
+struct Dataset::Mapping {
+  void* base = MAP_FAILED;
+  std::size_t length = 0;
+  std::size_t offset = 0;
+  bool u8 = false;
+  mutable bool checked = false;  // the finite check of float values, done once
+  Mapping() = default;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() {
+    if (base != MAP_FAILED) munmap(base, length);
+  }
+  const unsigned char* bytes() const { return static_cast<const unsigned char*>(base) + offset; }
+};
+
+namespace {
+// `path` mapped read-only, its values `offset` bytes in (a raw file: a .gz cannot be mapped).
+std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::size_t offset, bool u8) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_error("cannot open '", path, "': ", std::strerror(errno));
+  struct stat st {};
+  unsigned char magic[2] = {0, 0};
+  const bool ok = fstat(fd, &st) == 0 && pread(fd, magic, 2, 0) == 2;
+  if (!ok) {
+    close(fd);
+    throw_error("cannot read '", path, "': ", std::strerror(errno));
+  }
+  if (magic[0] == 0x1f && magic[1] == 0x8b) {
+    close(fd);
+    throw_error("'", path, "' is gzip-compressed and cannot be memory-mapped; gunzip it, or read it without ",
+                flag_of("mmap"));
+  }
+  if (!u8 && offset % alignof(float) != 0) {
+    close(fd);
+    throw_error("'", path, "': its float32 values start at byte ", offset, ", not on a 4-byte boundary: it cannot be mapped");
+  }
+  auto m = std::make_shared<Dataset::Mapping>();
+  m->length = static_cast<std::size_t>(st.st_size);
+  m->offset = offset;
+  m->u8 = u8;
+  if (m->length > offset) m->base = mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  close(fd);
+  if (m->length <= offset) throw_error("'", path, "' is truncated: it holds no values after its header");
+  if (m->base == MAP_FAILED) throw_error("cannot memory-map '", path, "': ", std::strerror(err));
+  return m;
+}
+
+bool is_gzip(const std::string& path) {
+  unsigned char magic[2] = {0, 0};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  const bool gz = std::fread(magic, 1, 2, f) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  std::fclose(f);
+  return gz;
+}
+
+// Whether a file this large should be mapped: more than half of the memory available.
+bool larger_than_half_the_memory(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return false;
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 && double(size) > 0.5 * double(pages) * double(page);
+}
+}  // namespace
+
+bool Dataset::is_u8() const { return !u8.empty() || (mapping && mapping->u8); }
+const std::uint8_t* Dataset::u8_values() const {
+  if (mapping) return mapping->u8 ? mapping->bytes() : nullptr;
+  return is_u8() ? u8.data() : nullptr;
+}
+const float* Dataset::f32_values() const {
+  if (mapping) return mapping->u8 ? nullptr : reinterpret_cast<const float*>(mapping->bytes());
+  return f32.empty() ? nullptr : f32.data();
+}
+
 void Dataset::validate() const {
   const std::string name = source.empty() ? std::string("(a dataset with no source)") : "'" + source + "'";
   if (count < 0) throw_error("dataset ", name, ": count is ", count, ", expected >= 0");
   if (dim <= 0) throw_error("dataset ", name, ": dim is ", dim, ", expected the number of values per item (> 0)");
-  if (!u8.empty() && !f32.empty())
-    throw_error("dataset ", name, ": both u8 (", u8.size(), " values) and f32 (", f32.size(),
-                " values) are filled; fill exactly one");
+  if (!u8.empty() + !f32.empty() + (mapping != nullptr) > 1)
+    throw_error("dataset ", name, ": more than one of u8 (", u8.size(), " values), f32 (", f32.size(),
+                " values) and a mapped file hold values; fill exactly one");
   std::uint64_t want = 0;
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(count), static_cast<std::uint64_t>(dim), &want))
     throw_error("dataset ", name, ": count ", count, " x dim ", dim, " overflows");
-  const std::size_t have = is_u8() ? u8.size() : f32.size();
+  const std::size_t have = mapping ? (mapping->length - mapping->offset) / (mapping->u8 ? 1 : 4)
+                           : is_u8() ? u8.size() : f32.size();
   if (have != want)
-    throw_error("dataset ", name, ": ", is_u8() ? "u8" : "f32", " holds ", have, " values, expected count x dim = ",
-                count, " x ", dim, " = ", want);
-  for (std::size_t k = 0; k < f32.size(); ++k)
-    if (!std::isfinite(f32[k]))
-      throw_error("dataset ", name, ": value ", f32[k], " at item ", k / static_cast<std::size_t>(dim), ", feature ",
-                  k % static_cast<std::size_t>(dim), " is not finite");
+    throw_error("dataset ", name, ": ", mapping ? "the mapped file" : is_u8() ? "u8" : "f32", " holds ", have,
+                " values, expected count x dim = ", count, " x ", dim, " = ", want);
+  const float* v = f32_values();
+  if (v && !(mapping && mapping->checked)) {
+    for (std::size_t k = 0; k < want; ++k)
+      if (!std::isfinite(v[k]))
+        throw_error("dataset ", name, ": value ", v[k], " at item ", k / static_cast<std::size_t>(dim), ", feature ",
+                    k % static_cast<std::size_t>(dim), " is not finite");
+    if (mapping) mapping->checked = true;  // a mapped file is checked once, not at every call
+  }
   if (appended < 0 || appended >= dim)
     throw_error("dataset ", name, ": appended is ", appended, ", expected a count of condition values in [0, dim)");
   const Condition& c = condition;
@@ -284,8 +372,8 @@ Dataset Dataset::slice(std::int64_t begin, std::int64_t n) const {
   Dataset d = empty_copy();
   d.count = n;
   const auto D = static_cast<std::ptrdiff_t>(dim);
-  if (is_u8()) d.u8.assign(u8.begin() + begin * D, u8.begin() + (begin + n) * D);
-  else if (!f32.empty()) d.f32.assign(f32.begin() + begin * D, f32.begin() + (begin + n) * D);
+  if (const std::uint8_t* b = u8_values()) d.u8.assign(b + begin * D, b + (begin + n) * D);
+  else if (const float* f = f32_values()) d.f32.assign(f + begin * D, f + (begin + n) * D);
   if (!condition.empty()) {
     const auto C = static_cast<std::ptrdiff_t>(condition.dim);
     d.condition.values.assign(condition.values.begin() + begin * C, condition.values.begin() + (begin + n) * C);
@@ -297,17 +385,24 @@ template <class T>
 void Dataset::row_as(std::int64_t i, T* out) const {
   const std::size_t base = static_cast<std::size_t>(i) * static_cast<std::size_t>(dim);
   if (is_u8()) {
-    const std::uint8_t* src = u8.data() + base;
+    const std::uint8_t* src = u8_values() + base;
     for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]) * static_cast<T>(1.0 / 255.0);
   } else {
-    const float* src = f32.data() + base;
+    const float* src = f32_values() + base;
     for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]);
   }
 }
 template void Dataset::row_as<float>(std::int64_t, float*) const;
 template void Dataset::row_as<double>(std::int64_t, double*) const;
 
-Dataset read_idx_images(const std::string& path) {
+namespace {
+Dataset read_idx_images_as(const std::string& path, bool map);
+}
+
+Dataset read_idx_images(const std::string& path) { return read_idx_images_as(path, false); }
+
+namespace {
+Dataset read_idx_images_as(const std::string& path, bool map) {
   Reader in(path);
   const IdxHeader h = read_idx_header(in);
   if (h.dims.size() < 2)
@@ -330,10 +425,17 @@ Dataset read_idx_images(const std::string& path) {
     d.height = static_cast<int>(h.dims[1]);
     d.width = static_cast<int>(h.dims[2]);
   }
+  if (map) {
+    d.mapping = map_file(path, 4 + 4 * h.dims.size(), true);
+    set_picture_shape(d);
+    d.validate();
+    return d;
+  }
   d.u8 = in.read_payload(bytes);
   set_picture_shape(d);
   return d;
 }
+}  // namespace
 
 std::vector<std::uint8_t> read_idx_labels(const std::string& path) {
   Reader in(path);
@@ -347,7 +449,9 @@ std::vector<std::uint8_t> read_idx_labels(const std::string& path) {
 namespace {
 // An NPY file's values as a Dataset; `descr` gets its dtype. one_d: a 1-D array (N,) is
 // read as N items of one value (conditions); otherwise it must be 2-D.
-Dataset read_npy_values(const std::string& path, bool one_d, std::string* descr_out) {
+// map: read (0), memory-map the values instead (1: float32 and uint8 only, others an error),
+// or map them when they can be (2).
+Dataset read_npy_values(const std::string& path, bool one_d, std::string* descr_out, int map = 0) {
   Reader in(path);
   unsigned char magic[8];
   in.read_exact(magic, 8, "NPY magic and version");
@@ -383,6 +487,23 @@ Dataset read_npy_values(const std::string& path, bool one_d, std::string* descr_
   if (dims[1] > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
     throw_error("'", path, "': ", dims[1], " features per item is too many");
 
+  const std::size_t data_offset = (major == 1 ? 10 : 12) + header_len;
+  const bool as_bytes = descr == "|u1" || descr == "<u1" || descr == "u1";
+  if (map == 2 && !as_bytes && descr != "<f4") map = 0;  // automatic: converted values are read
+  if (map) {  // the payload in place: float32 or uint8, as stored
+    const bool u8 = as_bytes;
+    if (!u8 && descr != "<f4")
+      throw_error("'", path, "' holds ", descr, " values, which cannot be memory-mapped (they are converted to float32 ",
+                  "as they are read); save it as float32 or uint8 to map it, or read it without ", flag_of("mmap"));
+    Dataset d;
+    d.source = path;
+    d.count = static_cast<std::int64_t>(dims[0]);
+    d.dim = static_cast<int>(dims[1]);
+    d.mapping = map_file(path, data_offset, u8);
+    set_picture_shape(d);
+    d.validate();  // the size, and the floats' finite check (once)
+    return d;
+  }
   std::size_t elem = 0;
   const bool integers = descr == "<i4" || descr == "<i8";  // counts: read as they are, as float32
   if (descr == "<f4" || descr == "<i4") elem = 4;
@@ -451,7 +572,13 @@ bool is_npy(const std::string& path) {
 
 Dataset read_npy(const std::string& path) { return read_npy_values(path, false, nullptr); }
 
-Dataset read_dataset(const std::string& path) { return is_npy(path) ? read_npy(path) : read_idx_images(path); }
+Dataset read_dataset(const std::string& path, DataAccess how) {
+  // automatic: a large raw file is mapped (a .gz is read whole: it cannot be mapped)
+  const bool automatic = how == DataAccess::automatic && larger_than_half_the_memory(path) && !is_gzip(path);
+  const bool map = how == DataAccess::map || automatic;
+  if (is_npy(path)) return read_npy_values(path, false, nullptr, !map ? 0 : automatic ? 2 : 1);
+  return read_idx_images_as(path, map);
+}
 
 Condition condition_from_labels(const std::vector<std::int64_t>& labels, int classes, const std::string& source) {
   if (classes < 0) throw_error("conditions '", source, "': classes must be >= 0 (0: the largest label + 1), got ", classes);
@@ -529,6 +656,7 @@ Dataset with_condition_appended(const Dataset& data) {
   if (c.empty()) {
     v.u8 = data.u8;
     v.f32 = data.f32;
+    v.mapping = data.mapping;
     return v;
   }
   const std::size_t D = static_cast<std::size_t>(data.dim), C = static_cast<std::size_t>(c.dim), W = D + C;
@@ -541,7 +669,7 @@ Dataset with_condition_appended(const Dataset& data) {
   if (data.is_u8() && binary) {
     v.u8.resize(N * W);
     for (std::size_t i = 0; i < N; ++i) {
-      std::copy_n(data.u8.begin() + static_cast<std::ptrdiff_t>(i * D), D, v.u8.begin() + static_cast<std::ptrdiff_t>(i * W));
+      std::copy_n(data.u8_values() + i * D, D, v.u8.begin() + static_cast<std::ptrdiff_t>(i * W));
       for (std::size_t j = 0; j < C; ++j) v.u8[i * W + D + j] = c.values[i * C + j] != 0.0f ? 255 : 0;  // 255 / 255 = 1
     }
     return v;
@@ -606,14 +734,25 @@ void resolve_condition_paths(const std::string& condition_path, std::string& tes
               ": name the test items' conditions too");
 }
 
+// A mapped dataset's values as its own (binarization changes them; the file stays as it is).
+void materialize(Dataset& d) {
+  if (!d.mapping) return;
+  const std::size_t n = static_cast<std::size_t>(d.count) * static_cast<std::size_t>(d.dim);
+  if (const std::uint8_t* b = d.u8_values()) d.u8.assign(b, b + n);
+  else d.f32.assign(d.f32_values(), d.f32_values() + n);
+  d.mapping.reset();
+}
+
 void binarize_static(Dataset& d) {
   d.validate();
+  materialize(d);
   for (auto& v : d.u8) v = v >= 128 ? 255 : 0;  // v/255 > 0.5
   for (auto& v : d.f32) v = v > 0.5f ? 1.0f : 0.0f;
 }
 
 void binarize_fixed_draw(Dataset& d, std::uint64_t seed) {
   d.validate();
+  materialize(d);
   HostPhilox rng(derive_seed(seed, RngStream::test_binarize));
   const std::size_t rows_per_chunk = 1024;
   std::vector<float> u(rows_per_chunk * static_cast<std::size_t>(d.dim));

@@ -108,6 +108,10 @@ std::vector<Option> training_options() {
       entry("test_labels", "--test-labels", TRAIN(test_labels_path), G::data,
             "Labels of the test set (IDX), for the latent scatter of a 2-D latent space; default: Fashion-MNIST's")
           .when("latent", {"2"}, "for the latent scatter of a 2-D latent space"),
+      entry("mmap", "--mmap", TRAIN(mmap), G::data,
+            "Memory-map --train and --test instead of reading them (raw IDX, or raw NPY of float32 or uint8); done "
+            "anyway for a file larger than half of the available memory. Compressed files are read whole")
+          .not_recorded(),
       entry("condition", "--condition", TRAIN(condition_path), G::data,
             "Conditional VAE: each training item's condition, appended to the encoder's and the decoder's input: "
             "class labels (IDX labels, or an integer NPY of shape (N,) or (N, 1)), one-hot encoded, or covariates "

@@ -97,8 +97,9 @@ std::string absolute_path(const std::string& path) {
 RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
   resolve_run_paths(cfg);
   RunData d;
-  d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path));
-  d.test = read_dataset(cfg.test_path);
+  const DataAccess access = cfg.mmap ? DataAccess::map : DataAccess::automatic;
+  d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path, access));
+  d.test = read_dataset(cfg.test_path, access);
   if (d.test.dim != d.train->dim)
     throw_error(flag_of("test"), " '", cfg.test_path, "' has ", d.test.dim, " features per item but ", flag_of("train"),
                 " '", cfg.train_path, "' has ", d.train->dim);

@@ -10,7 +10,7 @@
 namespace vae::gpu {
 namespace {
 const unsigned char* bytes_of(const Dataset& d) {
-  return d.is_u8() ? static_cast<const unsigned char*>(d.u8.data()) : reinterpret_cast<const unsigned char*>(d.f32.data());
+  return d.is_u8() ? static_cast<const unsigned char*>(d.u8_values()) : reinterpret_cast<const unsigned char*>(d.f32_values());
 }
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include "vae/data.h"
 #include "vae/error.h"
 #include "vae/io.h"
+#include "vae/session.h"
 #include "vae/layout.h"
 
 namespace vae {
@@ -339,6 +340,67 @@ TEST(ConditionReader, TheBackendsViewAppendsTheCondition) {
   ASSERT_FALSE(f.is_u8());
   const auto px = [](int v) { return static_cast<float>(v) * static_cast<float>(1.0 / 255.0); };  // Dataset::row's x / 255
   EXPECT_EQ(f.f32, (std::vector<float>{0, px(51), 1, 0.5f, -2, px(102), 0, px(204), 3, 4}));
+}
+
+// Memory-mapped data (--mmap): the file's bytes in place, the same values as a read, the same
+// training bit for bit; what cannot be mapped says why.
+TEST(MappedData, AMappedFileGivesTheSameValuesAndTheSameTraining) {
+  test::TempDir dir;
+  const Bytes payload = pixels(60 * 12);
+  write_raw(dir.file("img.idx"), idx_bytes(0x08, {60, 3, 4}, payload));
+  std::vector<float> floats(60 * 12);
+  for (std::size_t i = 0; i < floats.size(); ++i) floats[i] = payload[i] / 255.0f;
+  write_raw(dir.file("f4.npy"), npy_bytes("<f4", "(60, 12)", as_bytes(floats)));
+  write_raw(dir.file("u1.npy"), npy_bytes("|u1", "(60, 12)", payload));
+  for (const char* name : {"img.idx", "f4.npy", "u1.npy"}) {
+    const Dataset read = read_dataset(dir.file(name)), mapped = read_dataset(dir.file(name), DataAccess::map);
+    EXPECT_FALSE(read.is_mapped()) << name;
+    ASSERT_TRUE(mapped.is_mapped()) << name;
+    EXPECT_EQ(mapped.count, 60) << name;
+    EXPECT_EQ(mapped.dim, 12) << name;
+    EXPECT_EQ(mapped.is_u8(), read.is_u8()) << name;
+    std::vector<float> a(12), b(12);
+    for (std::int64_t i : {0, 31, 59}) {
+      read.row(i, a.data());
+      mapped.row(i, b.data());
+      EXPECT_EQ(a, b) << name << " item " << i;
+    }
+    EXPECT_EQ(mapped.slice(10, 5).is_mapped(), false) << "a slice is a copy";
+    // Training on the mapped file equals training on the read one, bit for bit.
+    ModelConfig m;
+    m.input_dim = 12;
+    m.encoder_hidden = m.decoder_hidden = {8};
+    m.latent = 2;
+    std::vector<float> params[2];
+    for (int k = 0; k < 2; ++k) {
+      Session s(m, test::cpu_train(16, 20));
+      s.set_train_data(std::make_shared<Dataset>(k == 0 ? read : mapped));
+      for (int e = 0; e < 2; ++e) ASSERT_TRUE(s.train_epoch(&mapped, nullptr).has_value());
+      params[k] = s.backend().parameters();
+    }
+    EXPECT_EQ(params[0], params[1]) << name;
+  }
+  // Automatic: a small file is read.
+  EXPECT_FALSE(read_dataset(dir.file("img.idx"), DataAccess::automatic).is_mapped());
+  // Binarization makes the values its own; the file stays.
+  Dataset b = read_dataset(dir.file("u1.npy"), DataAccess::map);
+  binarize_static(b);
+  EXPECT_FALSE(b.is_mapped());
+  EXPECT_EQ(read_dataset(dir.file("u1.npy"), DataAccess::map).u8_values()[0], payload[0]);
+}
+
+TEST(MappedData, WhatCannotBeMappedSaysWhy) {
+  test::TempDir dir;
+  const auto map = [](const std::string& p) { read_dataset(p, DataAccess::map); };
+  write_gz(dir.file("img.idx.gz"), idx_bytes(0x08, {4, 2, 2}, pixels(16)));
+  expect_error(map, dir.file("img.idx.gz"), "is gzip-compressed and cannot be memory-mapped");
+  EXPECT_FALSE(read_dataset(dir.file("img.idx.gz"), DataAccess::automatic).is_mapped());
+  write_raw(dir.file("f8.npy"), npy_bytes("<f8", "(2, 2)", as_bytes(std::vector<double>{1, 2, 3, 4})));
+  expect_error(map, dir.file("f8.npy"), "holds <f8 values, which cannot be memory-mapped");
+  write_raw(dir.file("nan.npy"), npy_bytes("<f4", "(2, 2)", as_bytes(std::vector<float>{1, 2, NAN, 4})));
+  expect_error(map, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
+  write_raw(dir.file("short.idx"), idx_bytes(0x08, {4, 2, 2}, pixels(15)));
+  expect_error(map, dir.file("short.idx"), "holds 15 values, expected count x dim = 4 x 4 = 16");
 }
 
 TEST(Binarize, StaticThresholdAndFixedDraw) {

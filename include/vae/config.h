@@ -138,6 +138,7 @@ struct TrainConfig {
   std::string test_labels_path;  // labels of the test set (IDX), for the 2-D latent scatter
   std::string condition_path;       // conditional VAE: the training items' conditions (vae/data.h)
   std::string test_condition_path;  // and the test items'
+  bool mmap = false;                // memory-map the data files (read_dataset); else automatic for large ones
   int condition_classes = 0;        // labels: one-hot width; 0 = the largest training label + 1
   int epochs = 10;
   int batch = 128;

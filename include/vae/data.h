@@ -5,6 +5,7 @@
 // Bernoulli likelihood needs them in [0,1], which the backends check).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,13 +41,22 @@ struct Dataset {
   int height = 0, width = 0;   // for pictures: item shape when it is an image, else 1 x D
   std::vector<std::uint8_t> u8;  // (N, D) when the source was uint8
   std::vector<float> f32;        // (N, D) otherwise
+  // Or the values in place in a memory-mapped file (read_dataset's `map`): uint8 or float32,
+  // read-only, shared by the copies of this Dataset. Read them through u8_values / f32_values.
+  struct Mapping;
+  std::shared_ptr<const Mapping> mapping;
   Condition condition;           // the items' conditions (attach_condition), or none
   // Only in a backend's view (with_condition_appended): the last `appended` of the dim
   // values per item are its condition, not features.
   int appended = 0;
   int features() const { return dim - appended; }
 
-  bool is_u8() const { return !u8.empty(); }
+  bool is_u8() const;
+  bool is_mapped() const { return mapping != nullptr; }
+  // The count * dim values: u8's or the mapping's bytes (null for float data), f32's or the
+  // mapping's floats (null for uint8 data).
+  const std::uint8_t* u8_values() const;
+  const float* f32_values() const;
   // The same description (source, count, dim, picture shape) and conditions with no values:
   // the start of a transformed copy, whose caller fills u8 or f32.
   Dataset empty_copy() const;
@@ -66,12 +76,17 @@ struct Dataset {
 
 // IDX image file (magic 0x00 0x00 0x08 ndim, ndim >= 2), .gz or raw.
 Dataset read_idx_images(const std::string& path);
+// How read_dataset reads: into memory, or memory-mapped (a raw IDX file, or a raw NPY of
+// float32 or uint8: their bytes in place; anything else is an error saying why), or
+// automatically: mapped when the file exceeds half of the memory available and can be
+// mapped.
+enum class DataAccess { read, map, automatic };
 // IDX label file (ndim == 1, uint8).
 std::vector<std::uint8_t> read_idx_labels(const std::string& path);
 // NPY, 2-D, '<f4' '<f8' '|u1' '<i4' or '<i8', C order (integers within 2^24 of 0).
 Dataset read_npy(const std::string& path);
 // Picks the reader by content: NPY magic, else IDX. Throws vae::Error naming the file.
-Dataset read_dataset(const std::string& path);
+Dataset read_dataset(const std::string& path, DataAccess how = DataAccess::read);
 
 // Conditions from a file: class labels (an IDX labels file, or an NPY of integers, uint8,
 // int32 or int64, of shape (N,) or (N, 1)) one-hot encoded into `classes` columns (0: the

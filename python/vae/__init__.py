@@ -35,11 +35,11 @@ __all__ = ["VAE", "Error", "read", "read_labels", "options"]
 
 
 def _keywords():
-    # Every option of the table but a run's files and OUT (here the data are arrays, and
-    # save() writes the model), and the processes of an mpirun launch (a model here trains in
-    # this one process).
+    # Every option of the table but a run's files, OUT and run controls (here the data are
+    # arrays, and save() writes the model), and the processes of an mpirun launch (a model
+    # here trains in this one process).
     return {o["key"]: o for o in _core.options()
-            if o["kind"] != "str" and o["group"] != "Output" and o["key"] != "processes"}
+            if o["kind"] != "str" and o["group"] != "Output" and o["recorded"] and o["key"] != "processes"}
 
 
 _OPTIONS = _keywords()

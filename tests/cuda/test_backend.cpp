@@ -9,6 +9,7 @@
 // resume) are bit for bit.
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "gpu_test_util.h"
@@ -273,6 +274,38 @@ TEST_F(CudaBackend, StreamedAndResidentDataAreBitIdentical) {
     EXPECT_TRUE(test::bit_equal(streamed.losses, resident.losses)) << (as_float ? "float" : "uint8") << " data: losses";
     EXPECT_TRUE(test::bit_equal(streamed.params, resident.params)) << (as_float ? "float" : "uint8") << " data: params";
     EXPECT_EQ(streamed.eval.loss, resident.eval.loss);
+  }
+}
+
+// A memory-mapped file (--mmap), resident and streamed (the stream gathers its rows from the
+// map): the same run, bit for bit, as the file read into memory.
+TEST_F(CudaBackend, MappedDataTrainAsReadData) {
+  test::TempDir dir;
+  for (bool as_float : {false, true}) {
+    const auto data = test::synthetic(150, 61, 38, as_float);
+    const std::string path = dir.file(as_float ? "x.npy" : "x.idx");
+    {
+      std::ofstream f(path, std::ios::binary);
+      if (as_float) {
+        f << test::npy_file("<f4", "(150, 61)", data->f32.data(), data->f32.size() * sizeof(float));
+      } else {
+        const unsigned char head[16] = {0, 0, 8, 2, 0, 0, 0, 150, 0, 0, 0, 61};
+        f.write(reinterpret_cast<const char*>(head), 12);
+        f.write(reinterpret_cast<const char*>(data->u8.data()), static_cast<std::streamsize>(data->u8.size()));
+      }
+    }
+    auto mapped = std::make_shared<Dataset>(read_dataset(path, DataAccess::map));
+    ASSERT_TRUE(mapped->is_mapped());
+    const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 1);
+    TrainConfig t = train_cfg(32);
+    const RunResult read = run(Device::cuda, m, t, data, 12);
+    for (bool stream : {false, true}) {
+      t.stream_data = stream;
+      const RunResult got = run(Device::cuda, m, t, mapped, 12);
+      EXPECT_EQ(got.stats.streamed, stream);
+      EXPECT_TRUE(test::bit_equal(got.losses, read.losses)) << (as_float ? "float" : "uint8") << (stream ? " streamed" : "");
+      EXPECT_TRUE(test::bit_equal(got.params, read.params)) << (as_float ? "float" : "uint8") << (stream ? " streamed" : "");
+    }
   }
 }
 
