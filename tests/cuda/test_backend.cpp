@@ -65,13 +65,8 @@ TEST_F(CudaBackend, OneStepMatchesTheCpu) {
     const std::string what = std::string(to_string(c.act)) + "/" + to_string(c.lik) + (c.learned ? " learned" : "") +
                              " L=" + std::to_string(c.L) + (c.hidden ? "" : " no hidden layers") +
                              (c.log1p ? " log1p" : "") + (c.library ? " library" : "") + (c.zi_item ? " zi per item" : "");
-    auto cpu = make(Device::cpu, m, t);
-    auto gpu = make(Device::cuda, m, t);
-    const auto init = init_parameters(cpu->layout(), m, t.seed);
-    for (auto* b : {cpu.get(), gpu.get()}) {
-      b->set_parameters(init);
-      b->set_train_data(data);
-    }
+    std::vector<float> init;
+    auto [cpu, gpu] = test::pair_of(m, t, data, &init);
     BatchStream stream(data->count, t.batch, t.seed);
     Batch batch;
     ASSERT_TRUE(stream.next(batch));
