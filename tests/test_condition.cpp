@@ -179,9 +179,9 @@ TEST(Conditional, FashionMnistLabelsLowerTheElboAndSamplesHaveTheirClass) {
   int right = 0;
   std::ostringstream per_class;
   for (int k = 0; k < K; ++k) {
-    const std::vector<float> x = prior_samples(*b, saved.model, n, 100 + k, class_condition(k, K, n));
+    const std::vector<float> drawn = prior_samples(*b, saved.model, n, 100 + k, class_condition(k, K, n));
     int r = 0;
-    for (int i = 0; i < n; ++i) r += classify(x.data() + static_cast<std::size_t>(i) * D) == k;
+    for (int i = 0; i < n; ++i) r += classify(drawn.data() + static_cast<std::size_t>(i) * D) == k;
     per_class << " " << k << ":" << r;
     right += r;
   }

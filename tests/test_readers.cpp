@@ -338,7 +338,7 @@ TEST(ConditionReader, TheBackendsViewAppendsTheCondition) {
   attach_condition(d, condition_from_covariates({0.5f, -2, 3, 4}, 2, 2, "cov"));
   const Dataset f = with_condition_appended(d);
   ASSERT_FALSE(f.is_u8());
-  const auto px = [](int v) { return static_cast<float>(v) * static_cast<float>(1.0 / 255.0); };  // Dataset::row's x / 255
+  const auto px = [](int b) { return static_cast<float>(b) * static_cast<float>(1.0 / 255.0); };  // Dataset::row's x / 255
   EXPECT_EQ(f.f32, (std::vector<float>{0, px(51), 1, 0.5f, -2, px(102), 0, px(204), 3, 4}));
 }
 
