@@ -1,17 +1,57 @@
 // Row-major GEMM wrappers over CBLAS (OpenBLAS), for float and double, named by the
 // three products a linear layer needs. Weights W are (out, in), activations (rows, features).
+//
+// Bits that do not depend on the thread count: OpenBLAS's threaded GEMM splits its work by the
+// threads it has and gives other bits at 1 and 2 threads. So OpenBLAS runs on one thread
+// (set_cpu_threads) and each product is cut here into a fixed number of blocks of C's longer
+// side, each one single-threaded GEMM, which the OpenMP pool shares out. The cut depends on the
+// shapes and on gemm_blocks() (the machine's cores), never on the threads in use: the CPU path
+// may change its thread count between steps (the load governor) and a seed still fixes a run.
 #pragma once
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstddef>
+#include <thread>
+
 namespace vae::blas {
 
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
-                 const float* b, int ldb, float beta, float* c, int ldc) {
+// The blocks a product is cut into: the machine's hardware threads (fixed for a machine).
+inline int gemm_blocks() {
+  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
+// The least rows or columns of C in one block: smaller cuts cost more than they share.
+constexpr int kMinBlock = 32;
+
+inline void gemm1(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float* a, int lda,
+                  const float* b, int ldb, float beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const double* a, int lda,
-                 const double* b, int ldb, double beta, double* c, int ldc) {
+inline void gemm1(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const double* a, int lda,
+                  const double* b, int ldb, double beta, double* c, int ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+// C (m, n) = op(A) (m, k) op(B) (k, n) + beta C, in gemm_blocks() blocks of C's rows (m > n) or
+// columns, each at least kMinBlock long.
+template <class T>
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const T* a, int lda, const T* b, int ldb,
+          T beta, T* c, int ldc) {
+  const bool by_rows = m > n;
+  const int len = by_rows ? m : n;
+  const int blocks = std::max(1, std::min(gemm_blocks(), len / kMinBlock));
+  if (blocks == 1) return gemm1(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int q = 0; q < blocks; ++q) {
+    const int b0 = static_cast<int>(static_cast<long long>(len) * q / blocks);
+    const int b1 = static_cast<int>(static_cast<long long>(len) * (q + 1) / blocks);
+    const std::size_t s0 = static_cast<std::size_t>(b0);
+    if (by_rows)  // rows b0..b1 of op(A) and C
+      gemm1(ta, tb, b1 - b0, n, k, ta == CblasNoTrans ? a + s0 * lda : a + s0, lda, b, ldb, beta, c + s0 * ldc, ldc);
+    else  // columns b0..b1 of op(B) and C
+      gemm1(ta, tb, m, b1 - b0, k, a, lda, tb == CblasNoTrans ? b + s0 : b + s0 * ldb, ldb, beta, c + s0, ldc);
+  }
 }
 
 // Y (rows, out) = X (rows, in) W^T

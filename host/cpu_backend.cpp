@@ -23,13 +23,14 @@ namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
 
-// One OpenMP pool serves OpenBLAS (its OpenMP build) and our own loops. By default the cores,
+// One OpenMP pool serves our loops and the blocks of each product (blas.h); OpenBLAS itself runs
+// on one thread, so that the bits do not depend on the thread count. By default the cores,
 // shared among the processes of an mpirun launch on this machine.
 int set_cpu_threads(int requested) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int n = requested > 0 ? requested : std::max(1, hw / local_processes());
+  openblas_set_num_threads(1);  // first: OpenBLAS's OpenMP build sets the pool's size too
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
   return n;
 }
 
