@@ -14,6 +14,7 @@
 #include "cpu_passes.h"
 #include "elementwise.h"
 #include "internal.h"
+#include "load_governor.h"
 #include "rng.h"
 #include "vae/distributed.h"
 #include "vae/error.h"
@@ -23,13 +24,12 @@ namespace {
 
 constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of noise per block
 
-// One OpenMP pool serves our loops and the blocks of each product (blas.h); OpenBLAS itself runs
-// on one thread, so that the bits do not depend on the thread count. By default the cores,
+// One OpenMP pool serves our loops and the blocks of each product; OpenBLAS itself runs on one
+// thread, so that the bits do not depend on the thread count (blas.h). By default the cores,
 // shared among the processes of an mpirun launch on this machine.
 int set_cpu_threads(int requested) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int n = requested > 0 ? requested : std::max(1, hw / local_processes());
-  openblas_set_num_threads(1);  // first: OpenBLAS's OpenMP build sets the pool's size too
   omp_set_num_threads(n);
   return n;
 }
@@ -54,6 +54,7 @@ class CpuBackend final : public Backend {
         eval_noise_(plan_.eval_seed, StepNoise::Kind::normal, RngPlan::eval_stride(model, train.eval_batch),
                     kNoiseBlockValues) {
     threads_ = set_cpu_threads(train.threads);
+    if (train.threads == 0) governor_ = std::make_unique<LoadGovernor>(threads_);  // explicit --threads: fixed
     const std::size_t B = static_cast<std::size_t>(model_.max_batch());
     x_.assign(B * static_cast<std::size_t>(data_width(model)), T(0));
     eps_.assign(B * model_.max_samples() * model.latent, T(0));
@@ -65,7 +66,8 @@ class CpuBackend final : public Backend {
 
   std::string name() const override {
     return std::string("cpu (") + (sizeof(T) == 8 ? "fp64" : "fp32") + ", OpenBLAS " + openblas_get_corename() +
-           " kernels, " + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+           " kernels, " + std::to_string(threads_) + (threads_ == 1 ? " thread" : " threads") +
+           (governor_ && threads_ > 1 ? ", fewer while other work holds cores)" : ")");
   }
   const ParamLayout& layout() const override { return model_.layout(); }
   const ModelConfig& model_config() const override { return model_cfg_; }
@@ -96,6 +98,7 @@ class CpuBackend final : public Backend {
 
   void train_step(const Batch& batch) override {
     check_batch(batch, batch.step, train_.batch, data_.get(), "train_step");
+    govern();
     if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
     const StepScalars ss = step_scalars(model_cfg_, train_, batch.step, steps_per_epoch_);
     LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
@@ -114,6 +117,7 @@ class CpuBackend final : public Backend {
 
   LossSums compute_gradient(const Batch& batch, std::int64_t noise_step, Estimator estimator) override {
     check_batch(batch, noise_step, train_.batch, data_.get(), "compute_gradient");
+    govern();
     const StepScalars ss = step_scalars(model_cfg_, train_, noise_step, steps_per_epoch_);
     return gradient_of(batch, noise_step, training_pass(train_, estimator), ss.beta);
   }
@@ -135,6 +139,7 @@ class CpuBackend final : public Backend {
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
       if (comm_ && k % comm_->size() != comm_->rank()) continue;  // data parallel: batch k is rank k % N's
+      govern();
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);
       copy_noise(eval_noise_.step(k), static_cast<std::size_t>(n) * L * model_cfg_.latent);
@@ -245,6 +250,13 @@ class CpuBackend final : public Backend {
   }
   void copy_noise(const float* eps, std::size_t count) { std::copy(eps, eps + count, eps_.begin()); }
 
+  // The pool's size for the next pass, by the load governor (the results do not depend on it).
+  void govern() {
+    if (!governor_) return;
+    const int t = governor_->threads();
+    if (t != omp_get_max_threads()) omp_set_num_threads(t);
+  }
+
   // Gather, noise and one forward+backward pass of `pass` on the batch (checked by the caller).
   // A data-parallel shard takes the noise of its items' places in the global batch; an empty
   // one (a global batch of fewer items than ranks) has no gradient and no sums.
@@ -323,7 +335,8 @@ class CpuBackend final : public Backend {
   StepNoise eps_noise_, eval_noise_;
   std::unique_ptr<StepNoise> bin_noise_;
   std::unique_ptr<CpuModel<T>> iw_model_;
-  int threads_ = 1;
+  int threads_ = 1;                          // the most threads
+  std::unique_ptr<LoadGovernor> governor_;  // with threads 0 (all cores): fewer on a busy machine
   std::int64_t steps_per_epoch_ = 1;
   std::shared_ptr<const Dataset> data_;
   Communicator* comm_ = nullptr;  // data parallel: the ranks (vae/distributed.h), or null

@@ -37,6 +37,7 @@ struct Options {
   int threads = 0;
   int torch_threads = 1;
   int block_warmup_ms = 25;
+  int settle_ms = 100;  // an idle pause before each block: the last contender's threads stop spinning
   std::string python;
   std::string torch_script = std::string(VAE_SOURCE_DIR) + "/bench/torch_reference.py";
   std::string train_path, test_path;

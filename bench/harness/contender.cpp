@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "vae/backend.h"
@@ -37,7 +38,9 @@ class BackendContender final : public Contender {
         device_(device), case_(c), opt_(o), train_(std::move(train)), test_(test) {
     tc_.batch = c.batch;
     tc_.seed = o.seed;
-    tc_.threads = o.threads;
+    // A fixed count: the load governor of threads 0 would count the other contenders' runs as
+    // load on the machine.
+    tc_.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     tc_.device = device;
     tc_.eval_batch = std::max(1000, c.batch);
     try {

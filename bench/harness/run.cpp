@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -103,7 +104,8 @@ void check_options(const Options& o) {
   for (const auto& [flag, v] : at_least_one)
     if (v < 1) throw_error(flag, " must be >= 1, got ", v);
   const std::pair<const char*, int> at_least_zero[] = {
-      {"--warmup", o.warmup}, {"--epochs", o.epochs}, {"--block-warmup-ms", o.block_warmup_ms}};
+      {"--warmup", o.warmup}, {"--epochs", o.epochs}, {"--block-warmup-ms", o.block_warmup_ms},
+      {"--settle-ms", o.settle_ms}};
   for (const auto& [flag, v] : at_least_zero)
     if (v < 0) throw_error(flag, " must be >= 0, got ", v);
   const Option& threads = option("threads");
@@ -211,7 +213,7 @@ Run prepare(const Options& options) {
   const Options& o = r.o;
   r.doc["options"] = {{"steps", o.steps}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"epochs", o.epochs},
                       {"threads", o.threads}, {"torch_threads", o.torch_threads}, {"seed", o.seed},
-                      {"block_warmup_ms", o.block_warmup_ms},
+                      {"block_warmup_ms", o.block_warmup_ms}, {"settle_ms", o.settle_ms},
                       {"timing", "interleaved rounds; ratios are medians of per-round ratios"}};
   r.doc["results"] = json::array();
   return r;
@@ -258,7 +260,11 @@ std::vector<Result> time_case(const Run& r, const Case& c) {
   for (int rep = 0; rep < r.o.repeats; ++rep)
     for (std::size_t i = 0; i < contenders.size(); ++i) {
       auto& ct = *contenders[rep % 2 ? contenders.size() - 1 - i : i];
-      if (ct.ok()) ct.time_block(steps_per_block(r.o), r.o.block_warmup_ms);
+      if (!ct.ok()) continue;
+      // OpenMP threads (ours, OpenBLAS's, PyTorch's) spin a while after their work: an idle
+      // pause lets the last contender's stop before this one is timed.
+      std::this_thread::sleep_for(std::chrono::milliseconds(r.o.settle_ms));
+      ct.time_block(steps_per_block(r.o), r.o.block_warmup_ms);
     }
   std::vector<Result> results;
   for (auto& ct : contenders) {

@@ -22,6 +22,10 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--block-warmup-ms", o->block_warmup_ms,
                   "Untimed steps before each timed block, for at least this long (at least one step)")
       ->capture_default_str();
+  cmd->add_option("--settle-ms", o->settle_ms,
+                  "An idle pause before each timed block, so that no contender is timed while the last one's "
+                  "threads still spin")
+      ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warm-up steps before timing (graph capture, caches)")->capture_default_str();
   cmd->add_option("--epochs", o->epochs, "Real epochs for s/epoch and the test -ELBO (0: timing only)")->capture_default_str();
   add_table_option(cmd, "threads", o->threads, "CPU backend threads; 0 = all cores")->capture_default_str();
@@ -36,8 +40,9 @@ void add_bench(CLI::App& app) {
       "\nEvery implementation trains the same model on the same in-memory data (no data loader on any side).\n"
       "Timing: all implementations of a case are set up and warmed up first (PyTorch in a subprocess, driven\n"
       "through bench/torch_reference.py --serve), then timed in interleaved rounds: each round runs\n"
-      "steps/repeats steps of each in turn (after --block-warmup-ms of untimed steps), every other round\n"
-      "in reverse order, so that noise on a shared machine falls on all of them alike.\n"
+      "steps/repeats steps of each in turn (after a --settle-ms idle pause and --block-warmup-ms of untimed\n"
+      "steps), every other round in reverse order, so that noise on a shared machine falls on all of them\n"
+      "alike. The CPU path runs at a fixed thread count here (--threads, 0 = all cores), not governed by load.\n"
       "ms/step: the median over the rounds.\n"
       "s/epoch: with --epochs >= 2, the mean of the epochs after the first (which holds graph capture or\n"
       "torch.compile's compilation); test -ELBO: after the last epoch.\n"
