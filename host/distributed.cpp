@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
+#include "vae/data.h"
 #include "vae/error.h"
 
 #if defined(VAE_HAVE_MPI)
@@ -35,6 +37,19 @@ bool mpi_built() {
 #else
   return false;
 #endif
+}
+
+void check_values_across_ranks(const Dataset& data, Communicator* comm) {
+  if (!comm || !data.is_mapped() || !data.f32_values()) return data.validate();  // all of it, here
+  const int r = comm->rank(), n = comm->size();
+  const std::int64_t begin = data.count * r / n, end = data.count * (r + 1) / n;
+  std::vector<double> first(static_cast<std::size_t>(n), 0.0);  // per rank: its first bad index + 1, or 0
+  const std::int64_t k = data.first_non_finite(begin, end);
+  first[static_cast<std::size_t>(r)] = k >= 0 ? static_cast<double>(k) + 1 : 0.0;  // exact below 2^53
+  comm->sum(first.data(), first.size());
+  for (const double f : first)  // the lowest rank's find is the file's first
+    if (f > 0) data.throw_non_finite(static_cast<std::int64_t>(f) - 1);
+  data.mark_checked();
 }
 
 Batch shard_of(const Batch& global, int rank, int size) {

@@ -97,9 +97,14 @@ std::string absolute_path(const std::string& path) {
 RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
   resolve_run_paths(cfg);
   RunData d;
-  const DataAccess access = cfg.mmap ? DataAccess::map : DataAccess::automatic;
-  d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path, access));
-  d.test = read_dataset(cfg.test_path, access);
+  // --mmap: raw files mapped, a .gz read whole (it cannot be mapped)
+  const auto access = [&](const std::string& path) {
+    return cfg.mmap && !is_gzip(path) ? DataAccess::map : DataAccess::automatic;
+  };
+  d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path, access(cfg.train_path)));
+  d.test = read_dataset(cfg.test_path, access(cfg.test_path));
+  check_values_across_ranks(*d.train, world());  // a mapped file: each rank reads its share
+  check_values_across_ranks(d.test, world());
   if (d.test.dim != d.train->dim)
     throw_error(flag_of("test"), " '", cfg.test_path, "' has ", d.test.dim, " features per item but ", flag_of("train"),
                 " '", cfg.train_path, "' has ", d.train->dim);
@@ -214,7 +219,7 @@ class Run {
     csv_.open(metrics_path, std::ios::app);
     if (!csv_) throw_error("cannot write '", metrics_path, "'");
     log_ << (s_.resumed ? "resuming" : "training") << " on " << session_->backend().name() << ": "
-         << data_.train->count << " items of " << model_.input_dim << " from " << cfg_.train_path << ", "
+         << data_.train->count << " items of " << model_.input_dim << " from " << cfg_.train_path << (data_.train->is_mapped() ? " (memory-mapped)" : "") << ", "
          << session_->backend().layout().total() << " parameters, writing to " << out;
     if (s_.resumed) log_ << ", from epoch " << s_.ck.position.epoch + 1 << " batch " << s_.ck.position.batch + 1;
     log_ << "\n";

@@ -398,7 +398,18 @@ TEST(MappedData, WhatCannotBeMappedSaysWhy) {
   write_raw(dir.file("f8.npy"), npy_bytes("<f8", "(2, 2)", as_bytes(std::vector<double>{1, 2, 3, 4})));
   expect_error(map, dir.file("f8.npy"), "holds <f8 values, which cannot be memory-mapped");
   write_raw(dir.file("nan.npy"), npy_bytes("<f4", "(2, 2)", as_bytes(std::vector<float>{1, 2, NAN, 4})));
-  expect_error(map, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
+  // A mapped file's floats are checked at first use, once, not as it is mapped.
+  EXPECT_NO_THROW(read_dataset(dir.file("nan.npy"), DataAccess::map));
+  const auto map_and_check = [](const std::string& p) { read_dataset(p, DataAccess::map).validate(); };
+  expect_error(map_and_check, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
+  const auto map_and_train = [](const std::string& p) {
+    ModelConfig m;
+    m.input_dim = 2;
+    m.likelihood = Likelihood::gaussian;
+    Session s(m, test::cpu_train(2, 2));
+    s.set_train_data(std::make_shared<Dataset>(read_dataset(p, DataAccess::map)));
+  };
+  expect_error(map_and_train, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
   write_raw(dir.file("short.idx"), idx_bytes(0x08, {4, 2, 2}, pixels(15)));
   expect_error(map, dir.file("short.idx"), "holds 15 values, expected count x dim = 4 x 4 = 16");
 }

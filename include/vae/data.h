@@ -4,6 +4,7 @@
 // counts 0..255) and as float32 otherwise (any finite values, integers as they are; the
 // Bernoulli likelihood needs them in [0,1], which the backends check).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,8 +67,21 @@ struct Dataset {
   // Throws vae::Error naming `source` unless count >= 0, dim > 0, exactly one of u8 and f32
   // holds count * dim values (both may be empty when count is 0), every f32 value is finite
   // and a condition, if any, has one finite row per item. (The Bernoulli likelihood further
-  // needs values in [0,1]: the backends check that.)
-  void validate() const;
+  // needs values in [0,1]: the backends check that.) `values` false: all but the finite check
+  // (read_dataset maps a file without it; the first validate() that checks runs it, once).
+  void validate(bool values = true) const;
+  // A mapped dataset's readers of its values in place (row_as, the CUDA stream) report the
+  // bytes they read, in how many separate places (rows at random): once about 256 MiB of the
+  // file has been mapped in, the mapping lets go of its resident pages, so that a file larger
+  // than memory streams through a bounded resident set. Nothing for data in memory.
+  void note_read(std::size_t bytes, std::size_t places) const;
+  // The finite check of float values, items [begin, end): the flat index of the first value
+  // that is not finite, or -1 (always -1 for uint8). In 64 MiB chunks, with a progress line on
+  // a terminal for over 1 GiB. validate() runs it once over a mapped file; a data-parallel run
+  // splits it among the ranks (check_values_across_ranks), then mark_checked().
+  std::int64_t first_non_finite(std::int64_t begin, std::int64_t end) const;
+  [[noreturn]] void throw_non_finite(std::int64_t flat_index) const;
+  void mark_checked() const;  // a mapped file's values are known finite: validate() skips the check
   // Item i (0 <= i < count, unchecked) as floats: u8 / 255, or the f32 values as they are.
   void row(std::int64_t i, float* out) const;
   template <class T>
@@ -79,12 +93,16 @@ Dataset read_idx_images(const std::string& path);
 // How read_dataset reads: into memory, or memory-mapped (a raw IDX file, or a raw NPY of
 // float32 or uint8: their bytes in place; anything else is an error saying why), or
 // automatically: mapped when the file exceeds half of the memory available and can be
-// mapped.
+// mapped. A mapped file's pages go from resident memory as it is read (note_read), and its
+// floats' finite check waits for the first validate(), which runs it once.
 enum class DataAccess { read, map, automatic };
 // IDX label file (ndim == 1, uint8).
 std::vector<std::uint8_t> read_idx_labels(const std::string& path);
 // NPY, 2-D, '<f4' '<f8' '|u1' '<i4' or '<i8', C order (integers within 2^24 of 0).
 Dataset read_npy(const std::string& path);
+// Whether the file starts with gzip's magic (false if it cannot be read): such a file cannot be
+// mapped and is read whole.
+bool is_gzip(const std::string& path);
 // Picks the reader by content: NPY magic, else IDX. Throws vae::Error naming the file.
 Dataset read_dataset(const std::string& path, DataAccess how = DataAccess::read);
 

@@ -41,6 +41,12 @@ bool mpi_built();
 // started by mpirun with several processes but built without MPI.
 Communicator* world();
 
+struct Dataset;
+// Dataset::validate, with a mapped file's finite check split among the ranks: each reads only
+// its share of the items; every rank throws the same vae::Error if any rank found a value that
+// is not finite. Without ranks (comm null), or for data in memory or uint8, validate() as it is.
+void check_values_across_ranks(const Dataset& data, Communicator* comm);
+
 // Rank `rank`'s shard of a global batch among `size` ranks: contiguous, the first
 // (batch % size) ranks one item more; empty when the batch has fewer items than ranks. Its
 // offset and global_size say where it lies in the global batch.

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <vector>
 
@@ -142,6 +143,31 @@ TEST_F(Mpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   const LossSums ea = alone->evaluate(*data), es = shard->evaluate(*data);
   EXPECT_EQ(es.count, ea.count);
   EXPECT_NEAR(es.loss, ea.loss, 1e-4 * std::fabs(ea.loss));
+}
+
+// A mapped file's finite check: each rank reads its share of the items, and every rank learns
+// of a bad value in another's share. (Each rank writes its own copy of the same file.)
+TEST_F(Mpi, AMappedFilesCheckIsSplitAmongTheRanksAndEveryRankHearsOfABadValue) {
+  const int n = comm()->size();
+  const std::int64_t count = 10 * n, dim = 3;
+  const std::int64_t bad_item = count - 2;  // in the last rank's share only
+  test::TempDir dir;
+  for (const bool with_nan : {false, true}) {
+    std::vector<float> v = test::uniform_values<float>(static_cast<std::size_t>(count * dim), -2, 2, 9);
+    if (with_nan) v[static_cast<std::size_t>(bad_item * dim + 1)] = NAN;
+    const std::string path = dir.file(with_nan ? "nan.npy" : "ok.npy");
+    std::ofstream(path, std::ios::binary) << test::npy_file("<f4", "(" + std::to_string(count) + ", 3)", v.data(),
+                                                            v.size() * sizeof(float));
+    const Dataset d = read_dataset(path, DataAccess::map);
+    ASSERT_TRUE(d.is_mapped());
+    if (!with_nan) {
+      EXPECT_NO_THROW(check_values_across_ranks(d, comm()));
+      continue;
+    }
+    EXPECT_EQ(d.first_non_finite(0, count - 10), -1) << "the bad value lies in the last rank's share";
+    test::expect_error([&] { check_values_across_ranks(d, comm()); },
+                       "value nan at item " + std::to_string(bad_item) + ", feature 1 is not finite");
+  }
 }
 
 TEST_F(Mpi, TheCudaBackendRefusesACommunicator) {
