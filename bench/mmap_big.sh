@@ -15,6 +15,8 @@ work=${3:-/tmp/vae-mmap}
 fraction=${FRACTION:-0.72}
 small_rows=${SMALL_ROWS:-600000}
 python=/usr/bin/python3
+command="$0 $*"
+commit=$(git -C "$(dirname "$vae")" describe --always --dirty 2>/dev/null || echo unknown)  # the binary's tree, now
 fashion=/usr/share/datasets/fashion-mnist
 mkdir -p "$work"
 big="$work/big.npy"
@@ -73,19 +75,17 @@ echo "one epoch, the big file mapped" >&2
 big_mapped=$(train big-mapped "$big" --mmap)
 echo "  $big_mapped" >&2
 
-"$python" - "$out" "$vae" "$mem_kib" "$big_rows" "$small_rows" "$small_read" "$small_mapped" "$big_mapped" <<'EOF'
-import json, os, subprocess, sys
-out, vae, mem_kib, big_rows, small_rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+"$python" - "$out" "$commit" "$mem_kib" "$big_rows" "$small_rows" "$small_read" "$small_mapped" "$big_mapped" "$command" <<'EOF'
+import json, os, sys
+out, commit, mem_kib, big_rows, small_rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 def run(text):
     rss, wall, rate = text.split()
     return {"peak_rss_mib": round(int(rss) / 1024, 1), "wall_s": float(wall), "samples_per_sec": float(rate)}
 r = {"small_read": run(sys.argv[6]), "small_mapped": run(sys.argv[7]), "big_mapped": run(sys.argv[8])}
-commit = subprocess.run(["git", "-C", os.path.dirname(vae), "describe", "--always", "--dirty"],
-                        capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
 doc = {"what": "one epoch of vae train --device cpu (reference model, batch 128) on uint8 NPY files of "
                "Fashion-MNIST's images tiled; peak RSS from GNU time",
-       "command": "bench/mmap_big.sh " + vae + " " + out, "vae": commit, "cpu": cpu, "cores": os.cpu_count(),
+       "command": sys.argv[9], "vae": commit, "cpu": cpu, "cores": os.cpu_count(),
        "mem_total_mib": mem_kib // 1024, "big_rows": big_rows, "big_file_mib": big_rows * 784 // 2**20,
        "big_over_memory": round(big_rows * 784 / (mem_kib * 1024), 3), "small_rows": small_rows, "runs": r,
        "big_rate_over_in_memory": round(r["big_mapped"]["samples_per_sec"] / r["small_read"]["samples_per_sec"], 3),

@@ -21,6 +21,12 @@ torch_threads=${TORCH_THREADS:-1 2}
 work=${WORK:-/tmp/vae-shared}
 here=$(cd "$(dirname "$0")" && pwd)
 cores=$(nproc)
+command="$0 $*"
+# the commits of the git trees that hold the binaries (their build folders' repositories), now
+commit_of() { git -C "$(dirname "$1")" describe --always --dirty 2>/dev/null || echo unknown; }
+vae_commit=$(commit_of "$vae")
+old_commit=
+if [[ -n ${OLD_VAE:-} ]]; then old_commit=$(commit_of "$OLD_VAE"); fi
 rm -rf "$work"
 mkdir -p "$work"
 runs="$work/runs.jsonl"
@@ -83,14 +89,10 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-"$python" - "$runs" "$out" "$vae" "$torch_version" "$rounds" "$epochs" "${OLD_VAE:-}" <<'EOF'
-import json, os, platform, statistics, subprocess, sys
-runs_path, out, vae, torch_version, rounds, epochs, old = sys.argv[1:8]
+"$python" - "$runs" "$out" "$vae_commit" "$torch_version" "$rounds" "$epochs" "$old_commit" "$command" <<'EOF'
+import json, os, platform, statistics, sys
+runs_path, out, vae_commit, torch_version, rounds, epochs, old_commit, command = sys.argv[1:9]
 runs = [json.loads(l) for l in open(runs_path)]
-def commit(binary):  # the commit of the git tree that holds the binary (its build folder's repository)
-    r = subprocess.run(["git", "-C", os.path.dirname(binary), "describe", "--always", "--dirty"],
-                       capture_output=True, text=True)
-    return r.stdout.strip() or None
 summary = {}
 for name in dict.fromkeys(r["contender"] for r in runs):
     q = statistics.median(r["mean_s"] for r in runs if r["contender"] == name and r["load"] == "quiet")
@@ -99,10 +101,10 @@ for name in dict.fromkeys(r["contender"] for r in runs):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 doc = {"what": "epoch seconds (mean of the epochs after the first; median of the rounds), Fashion-MNIST, "
                "reference model 784-400-20, batch 128; busy = one shell busy loop beside it",
-       "cpu": cpu, "cores": os.cpu_count(), "vae": commit(vae), "vae_old": commit(old) if old else None,
+       "cpu": cpu, "cores": os.cpu_count(), "vae": vae_commit, "vae_old": old_commit or None,
        "torch": torch_version, "rounds": int(rounds), "epochs": int(epochs),
-       "command": "bench/shared_machine.sh " + " ".join(sys.argv[1:2]), "summary": summary, "runs": runs}
-if old and "vae" in summary and "vae-old" in summary:
+       "command": command, "summary": summary, "runs": runs}
+if old_commit and "vae" in summary and "vae-old" in summary:
     doc["quiet_new_over_old"] = round(summary["vae"]["quiet_s"] / summary["vae-old"]["quiet_s"], 3)
 json.dump(doc, open(out, "w"), indent=1)
 print(f"{'contender':16} {'quiet s':>8} {'busy s':>8} {'busy/quiet':>10}")

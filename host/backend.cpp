@@ -80,7 +80,7 @@ void check_nonempty_data(const ModelConfig& model, const Dataset& data, const ch
 
 void Backend::set_communicator(Communicator* comm) {
   if (comm)
-    throw_error(name(), ": data-parallel training runs on the CPU backend only, for now (", flag_of("device"), " cpu)");
+    throw_error(name(), ": this backend does not train data-parallel (", flag_of("device"), " cpu or cuda do)");
 }
 
 void Backend::set_standardization(Standardization scaling) {

@@ -2,9 +2,11 @@
 // share besides the Backend interface: the passes their models run, the pass a training
 // step runs, the log-likelihood estimate's chunk and the check of a batch. Plain C++.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "vae/backend.h"
+#include "vae/distributed.h"
 #include "vae/error.h"
 
 namespace vae {
@@ -42,6 +44,23 @@ inline void check_batch(const Batch& batch, std::int64_t step, int max_batch, co
   for (int i = 0; i < n; ++i)
     if (batch.indices[i] >= static_cast<std::uint64_t>(data->count))
       throw_error(call, ": index ", batch.indices[i], " is out of range for ", data->count, " items");
+}
+
+// Data parallel: a shard's gradient (the mean over its items) times its share of the global
+// batch, summed across the ranks, is the global batch's mean gradient (both backends, the
+// same float arithmetic).
+template <class T>
+void sum_shard_gradients(Communicator& comm, const Batch& shard, T* grads, std::size_t n) {
+  const int global = shard.global_size > 0 ? shard.global_size : shard.size;
+  const T share = T(shard.size) / T(global);
+  for (std::size_t i = 0; i < n; ++i) grads[i] *= share;
+  comm.sum(grads, n);
+}
+// The ranks' loss sums added up.
+inline void sum_across_ranks(Communicator& comm, LossSums& s) {
+  double v[4] = {s.loss, s.recon, s.kl, double(s.count)};
+  comm.sum(v, 4);
+  s.loss = v[0], s.recon = v[1], s.kl = v[2], s.count = static_cast<std::int64_t>(v[3]);
 }
 
 }  // namespace vae

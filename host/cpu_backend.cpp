@@ -102,7 +102,10 @@ class CpuBackend final : public Backend {
     if (health_.halted) return;  // a non-finite step under NanPolicy::stop: wait for the trainer
     const StepScalars ss = step_scalars(model_cfg_, train_, batch.step, steps_per_epoch_);
     LossSums s = gradient_of(batch, batch.step, training_pass(train_, train_.estimator), ss.beta);
-    if (comm_) sum_across_ranks(batch, s);  // every rank then holds the global batch's gradient and sums
+    if (comm_) {  // every rank then holds the global batch's gradient and sums
+      sum_shard_gradients(*comm_, batch, model_.grads_mut().data(), model_.grads_mut().size());
+      sum_across_ranks(*comm_, s);
+    }
     if (const char* bad = first_non_finite(s)) {  // no update, no loss: the step is dropped
       if (health_.bad_steps++ == 0) {
         health_.first_bad_step = batch.step;
@@ -145,7 +148,7 @@ class CpuBackend final : public Backend {
       copy_noise(eval_noise_.step(k), static_cast<std::size_t>(n) * L * model_cfg_.latent);
       total += model_.run(x_.data(), eps_.data(), n, L, model_cfg_.beta, Pass::forward);
     }
-    if (comm_) sum_sums(total);
+    if (comm_) sum_across_ranks(*comm_, total);
     return total;
   }
 
@@ -278,22 +281,6 @@ class CpuBackend final : public Backend {
     const std::size_t per_item = static_cast<std::size_t>(train_samples_) * model_cfg_.latent;
     copy_noise(eps_noise_.step(noise_step) + at * per_item, static_cast<std::size_t>(n) * per_item);
     return model_.run(x_.data(), eps_.data(), n, train_samples_, beta, pass);
-  }
-
-  // Data parallel: the shard's gradient (its mean) times its share of the global batch, summed
-  // across the ranks, is the global batch's mean gradient; the loss sums add up.
-  void sum_across_ranks(const Batch& batch, LossSums& s) {
-    auto& g = model_.grads_mut();
-    const int global = batch.global_size > 0 ? batch.global_size : batch.size;
-    const T share = T(batch.size) / T(global);
-    for (T& v : g) v *= share;
-    comm_->sum(g.data(), g.size());
-    sum_sums(s);
-  }
-  void sum_sums(LossSums& s) {
-    double v[4] = {s.loss, s.recon, s.kl, double(s.count)};
-    comm_->sum(v, 4);
-    s.loss = v[0], s.recon = v[1], s.kl = v[2], s.count = static_cast<std::int64_t>(v[3]);
   }
 
   // "loss", the name of the first parameter tensor with a non-finite gradient, or nullptr.

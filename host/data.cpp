@@ -217,17 +217,16 @@ struct Dataset::Mapping {
   std::size_t offset = 0;
   bool u8 = false;
   mutable bool checked = false;  // the finite check of float values, done once
-  // Every kReleaseBytes mapped in, the pages go from this process's resident memory (they stay
-  // in the page cache; a later read maps them back): a file larger than memory streams through.
-  // A read in one place maps more than it reads (the kernel's fault-around, or the whole large
-  // folio of the page cache that holds it: about 1 MiB per row at random, measured on Linux
-  // 6.18, ext4), so a random row counts as kAroundBytes: a release every 1024 random rows,
-  // which kept the mapped pages under 700 MiB at a cost of ~1 us per row (pread: 0.6 us).
-  static constexpr std::size_t kReleaseBytes = std::size_t(1) << 30;
-  static constexpr std::size_t kAroundBytes = std::size_t(1) << 20;
+  int fd = -1;  // the file, open: rows at random are read with pread (read_row)
+  // Rows at random are not read through the map: a page fault maps the whole page-cache folio
+  // around the row (up to 2 MiB on Linux 6.18, ext4: 1.8 GiB resident after 1024 random rows
+  // of a 17 GiB file), so pread copies them instead (0.6 us per row, nothing mapped).
+  // Sequential reads (the finite check, a resident upload, evaluation chunks) go through the
+  // map, and every kReleaseBytes of them the pages go from this process's resident memory
+  // (they stay in the page cache): a file larger than memory streams through.
+  static constexpr std::size_t kReleaseBytes = std::size_t(256) << 20;
   mutable std::atomic<std::size_t> since_release{0};
-  void note_read(std::size_t bytes, std::size_t places) const {
-    bytes = std::max(bytes, places * kAroundBytes);
+  void note_read(std::size_t bytes) const {
     const std::size_t before = since_release.fetch_add(bytes, std::memory_order_relaxed);
     if (before < kReleaseBytes && before + bytes >= kReleaseBytes) {  // one reader crosses the mark
       madvise(base, length, MADV_DONTNEED);  // read-only, never written: nothing is lost
@@ -239,8 +238,19 @@ struct Dataset::Mapping {
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
     if (base != MAP_FAILED) munmap(base, length);
+    if (fd >= 0) close(fd);
   }
   const unsigned char* bytes() const { return static_cast<const unsigned char*>(base) + offset; }
+  // `size` bytes at `at` bytes into the values, into out: pread, or the map where it fails.
+  void read(std::size_t at, std::size_t size, unsigned char* out) const {
+    std::size_t done = 0;
+    while (done < size) {
+      const ssize_t r = pread(fd, out + done, size - done, static_cast<off_t>(offset + at + done));
+      if (r <= 0) break;
+      done += static_cast<std::size_t>(r);
+    }
+    if (done < size) std::memcpy(out + done, bytes() + at + done, size - done);
+  }
 };
 
 namespace {
@@ -270,8 +280,7 @@ std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::s
   m->u8 = u8;
   if (m->length > offset) m->base = mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
-  close(fd);
-  if (m->base != MAP_FAILED) madvise(m->base, m->length, MADV_RANDOM);  // rows at random: no read-ahead
+  m->fd = fd;  // kept for read_row; closed with the mapping
   if (m->length <= offset) throw_error("'", path, "' is truncated: it holds no values after its header");
   if (m->base == MAP_FAILED) throw_error("cannot memory-map '", path, "': ", std::strerror(err));
   return m;
@@ -306,8 +315,18 @@ const float* Dataset::f32_values() const {
   return f32.empty() ? nullptr : f32.data();
 }
 
-void Dataset::note_read(std::size_t bytes, std::size_t places) const {
-  if (mapping) mapping->note_read(bytes, places);
+void Dataset::note_read(std::size_t bytes) const {
+  if (mapping) mapping->note_read(bytes);
+}
+
+void Dataset::read_rows(const std::uint32_t* indices, int n, unsigned char* out) const {
+  const std::size_t rb = static_cast<std::size_t>(dim) * (is_u8() ? 1 : 4);
+  const unsigned char* all = is_u8() ? u8_values() : reinterpret_cast<const unsigned char*>(f32_values());
+  for (int i = 0; i < n; ++i) {
+    const std::size_t at = static_cast<std::size_t>(indices[i]) * rb;
+    if (mapping) mapping->read(at, rb, out + static_cast<std::size_t>(i) * rb);
+    else std::memcpy(out + static_cast<std::size_t>(i) * rb, all + at, rb);
+  }
 }
 
 std::int64_t Dataset::first_non_finite(std::int64_t begin, std::int64_t end) const {
@@ -325,7 +344,7 @@ std::int64_t Dataset::first_non_finite(std::int64_t begin, std::int64_t end) con
         bad = static_cast<std::int64_t>(k);
         break;
       }
-    note_read((r1 - r0) * D * 4, 1);
+    note_read((r1 - r0) * D * 4);
     if (show) std::fprintf(stderr, "\rchecking '%s': %3.0f%%", source.c_str(), 100.0 * double(r1 - b) / double(e - b));
   }
   if (show) std::fprintf(stderr, "\r\033[K");
@@ -434,7 +453,21 @@ Dataset Dataset::slice(std::int64_t begin, std::int64_t n) const {
 template <class T>
 void Dataset::row_as(std::int64_t i, T* out) const {
   const std::size_t base = static_cast<std::size_t>(i) * static_cast<std::size_t>(dim);
-  if (mapping) mapping->note_read(static_cast<std::size_t>(dim) * (mapping->u8 ? 1 : 4), 1);
+  if (mapping) {  // a copy of the row (pread, as read_rows), not the map's pages
+    thread_local std::vector<unsigned char> row;
+    row.resize(static_cast<std::size_t>(dim) * (mapping->u8 ? 1 : 4));
+    mapping->read(static_cast<std::size_t>(i) * row.size(), row.size(), row.data());
+    if (mapping->u8) {
+      for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(row[j]) * static_cast<T>(1.0 / 255.0);
+    } else {
+      for (int j = 0; j < dim; ++j) {
+        float v;
+        std::memcpy(&v, row.data() + 4 * static_cast<std::size_t>(j), 4);
+        out[j] = static_cast<T>(v);
+      }
+    }
+    return;
+  }
   if (is_u8()) {
     const std::uint8_t* src = u8_values() + base;
     for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]) * static_cast<T>(1.0 / 255.0);

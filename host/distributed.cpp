@@ -31,6 +31,14 @@ int local_processes() {
   return 1;
 }
 
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return std::max(0, std::atoi(v));
+  }
+  return 0;
+}
+
 bool mpi_built() {
 #if defined(VAE_HAVE_MPI)
   return true;

@@ -30,6 +30,8 @@ std::int64_t decoder_input_rows(const ModelConfig& model, const std::vector<floa
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig&, const TrainConfig&);
 bool cuda_device_usable(std::string* why);
 double cuda_sgemm_gflops(int m, int n, int k);
+// Data parallel: this process's GPU, local rank r's device r % count (nothing with one device).
+void use_cuda_device_of_local_rank(int local_rank);
 #endif
 
 }  // namespace vae

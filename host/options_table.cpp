@@ -186,7 +186,8 @@ std::vector<Option> run_options() {
           .resumable(),
       entry("precision", "--precision", TRAIN(precision), G::device, "CPU arithmetic: fp32 or fp64 (slow; for checks)"),
       entry("threads", "--threads", TRAIN(threads), G::device,
-            "CPU threads (BLAS and the fused passes share them); 0 = all cores")
+            "CPU threads (the products' blocks and the fused passes share them); 0 = all cores, fewer while other "
+            "programs keep cores busy. The results are the same bits at any count")
           .at_least(0, "(0 = all cores)").resumable(),
       entry("stream_data", "--stream-data", TRAIN(stream_data), G::device,
             "CUDA: stream the data in chunks even if it fits on the GPU")

@@ -10,6 +10,7 @@
 #include "vae/batch_stream.h"
 #include "vae/error.h"
 #include "vae/layout.h"
+#include "vae/options.h"
 
 namespace vae {
 
@@ -38,8 +39,12 @@ void Session::start(std::vector<float> params, const OptimizerState* optimizer) 
   Device device = resolve_device(train_.device, &note_);
   if (comm_ && device == Device::cuda && train_.device == Device::automatic) {
     device = Device::cpu;
-    note_ = "device: cpu (auto: data-parallel training runs on the CPU backend, for now)";
+    note_ = "device: cpu (auto: data-parallel training on GPUs, through MPI on host buffers, has run on the CPU "
+            "emulator only; " + flag_of("device") + " cuda uses it)";
   }
+#if defined(VAE_HAVE_CUDA)
+  if (comm_ && device == Device::cuda) use_cuda_device_of_local_rank(local_rank());  // one GPU per local rank
+#endif
   backend_ = make_backend(device, model_, train_);
   backend_->set_communicator(comm_);
   backend_->set_parameters(params);

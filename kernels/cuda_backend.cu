@@ -127,8 +127,15 @@ class CudaBackend final : public Backend {
     steps_per_epoch_ = steps_per_epoch;
   }
 
+  // Data parallel over MPI through host buffers (NCCL is not written yet): slow but correct.
+  void set_communicator(Communicator* comm) override {
+    comm_ = comm;
+    if (comm_ && !host_grads_.get()) host_grads_ = PinnedBuffer<float>(model_.total(), "the gradients' host copy (MPI)");
+  }
+
   void train_step(const Batch& batch) override {
     check_batch(batch, batch.step, train_.batch, train_data_.data(), "train_step");
+    if (comm_) return train_shard(batch);
     const int n = batch.size;
     const int slot = prepare_step(batch, batch.step);
     auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
@@ -142,6 +149,36 @@ class CudaBackend final : public Backend {
       train_data_.step_enqueued(slot);  // before the capture, so that a capture that throws leaves the slot's event recorded
       if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
     }
+  }
+
+  // A data-parallel step (direct launches, no graph: the sum runs on the host between the
+  // pass and the update): the shard's pass (none for an empty shard: a zero gradient), its
+  // gradient times its share summed across the ranks with its loss sums, then the step guard
+  // and the optimizer on the global batch's gradient, the same on every rank.
+  void train_shard(const Batch& batch) {
+    DeviceStepState* st = state_.get();
+    const int slot = prepare_step(batch, batch.step);
+    if (batch.size > 0) {
+      enqueue_pass(batch.size, train_pass_, &st->step);
+    } else {
+      VAE_CUDA_CHECK(cudaMemsetAsync(model_.grads(), 0, model_.total() * sizeof(float), compute_.get()));
+      VAE_CUDA_CHECK(cudaMemsetAsync(&st->step, 0, sizeof(DeviceLossSums), compute_.get()));
+    }
+    train_data_.step_enqueued(slot);
+    float* g = host_grads_.get();
+    const std::size_t bytes = model_.total() * sizeof(float);
+    VAE_CUDA_CHECK(cudaMemcpyAsync(g, model_.grads(), bytes, cudaMemcpyDeviceToHost, compute_.get()));
+    DeviceLossSums* hs = &host_state_.get()->step;
+    VAE_CUDA_CHECK(cudaMemcpyAsync(hs, &st->step, sizeof(DeviceLossSums), cudaMemcpyDeviceToHost, compute_.get()));
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    sum_shard_gradients(*comm_, batch, g, model_.total());
+    LossSums s{hs->loss, hs->recon, hs->kl, hs->count};
+    sum_across_ranks(*comm_, s);
+    *hs = DeviceLossSums{s.loss, s.recon, s.kl, s.count};
+    VAE_CUDA_CHECK(cudaMemcpyAsync(model_.grads(), g, bytes, cudaMemcpyHostToDevice, compute_.get()));
+    VAE_CUDA_CHECK(cudaMemcpyAsync(&st->step, hs, sizeof(DeviceLossSums), cudaMemcpyHostToDevice, compute_.get()));
+    enqueue_update();
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // the host buffers are free for the next step
   }
 
   // The same pass as a training step (direct launches, no graph), without the step guard,
@@ -164,6 +201,7 @@ class CudaBackend final : public Backend {
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
+      if (comm_ && k % comm_->size() != comm_->rank()) continue;  // data parallel: batch k is rank k % N's
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       StepHeader h;
       h.step = k;
@@ -174,7 +212,9 @@ class CudaBackend final : public Backend {
       loss_accumulate(model_.row_logp(), model_.kl(), nullptr, n, model_cfg_.samples, &ring_.header()->beta,
                       model_.recon(), sums_.slot(1), true, compute_.get());
     }
-    return sums_.take(1);
+    LossSums total = sums_.take(1);
+    if (comm_) sum_across_ranks(*comm_, total);
+    return total;
   }
 
   LikelihoodSums do_estimate_log_likelihood(const Dataset& data, int k) override {
@@ -265,15 +305,17 @@ class CudaBackend final : public Backend {
     const StepScalars ss = step_scalars(model_cfg_, train_, step, steps_per_epoch_);
     StepHeader h;
     h.step = step;
-    h.eps_offset = eps_noise_.prepare(step);
-    h.bin_offset = bin_noise_ ? bin_noise_->prepare(step) : 0;
+    // A data-parallel shard's items take the noise of their places in the global batch.
+    const std::int64_t at = batch.offset;
+    h.eps_offset = eps_noise_.prepare(step) + at * train_samples_ * model_cfg_.latent;
+    h.bin_offset = bin_noise_ ? bin_noise_->prepare(step) + at * data_width(model_cfg_) : 0;
     h.rows_u8 = train_data_.data()->is_u8() ? 1 : 0;
     h.n = batch.size;
     h.lr = ss.lr;
     h.beta = ss.beta;
     h.update_encoder = ss.update_encoder ? 1 : 0;
     h.update_decoder = ss.update_decoder ? 1 : 0;
-    const TrainData::StepRows rows = train_data_.stage(batch);
+    const TrainData::StepRows rows = batch.size > 0 ? train_data_.stage(batch) : TrainData::StepRows{nullptr, nullptr, -1};
     h.rows = reinterpret_cast<std::uint64_t>(rows.rows);
     ring_.send(h, rows.indices);
     return rows.slot;
@@ -320,8 +362,13 @@ class CudaBackend final : public Backend {
 
   // Everything one training step of n items runs on the compute stream: what a graph holds.
   void enqueue_step(int n) {
+    enqueue_pass(n, train_pass_, &state_.get()->step);
+    enqueue_update();
+  }
+
+  // The step guard (a non-finite loss or gradient drops the step) and the optimizer.
+  void enqueue_update() {
     DeviceStepState* st = state_.get();
-    enqueue_pass(n, train_pass_, &st->step);
     step_guard(model_.grads(), model_.total(), ring_.header(), st, sums_.slot(0), train_.on_nan == NanPolicy::stop,
                compute_.get());
     OptimizerArgs oa;
@@ -371,6 +418,8 @@ class CudaBackend final : public Backend {
   TrainData train_data_;                    // resident or streamed
   std::map<int, CudaGraph> graphs_;         // one per batch size
   std::int64_t steps_per_epoch_ = 1;        // for the lr schedules (step_scalars)
+  Communicator* comm_ = nullptr;            // data parallel: the ranks, or null
+  PinnedBuffer<float> host_grads_;          // data parallel: the gradients on their way through MPI
   LikelihoodEstimate estimate_;             // estimate_log_likelihood, allocated on first use
 };
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "internal.h"
+#include "vae/error.h"
 
 namespace vae {
 namespace {
@@ -37,6 +38,20 @@ bool cuda_device_usable(std::string* why) {
                 std::to_string(prop.major) + std::to_string(prop.minor));
   if (why) why->clear();
   return true;
+}
+
+void use_cuda_device_of_local_rank(int local_rank) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count <= 1) {
+    (void)cudaGetLastError();
+    return;  // one device (or none: the backend's own check says so)
+  }
+  const int device = local_rank % count;
+  const cudaError_t e = cudaSetDevice(device);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw_error("cudaSetDevice(", device, ") for local rank ", local_rank, ": ", cudaGetErrorString(e));
+  }
 }
 
 }  // namespace vae

@@ -39,7 +39,7 @@ void TrainData::set(std::shared_ptr<const Dataset> data, bool stream) {
     resident_ = DeviceBuffer<unsigned char>(bytes, "the training set '" + data->source + "'");
     if (bytes) VAE_CUDA_CHECK(cudaMemcpyAsync(resident_.get(), bytes_of(*data), bytes, cudaMemcpyHostToDevice, compute_));
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    data->note_read(bytes, 1);  // a mapped file, now on the GPU: its pages may go
+    data->note_read(bytes);  // a mapped file, now on the GPU: its pages may go
   } else {
     allocate_slots(data->dim);
   }
@@ -68,11 +68,8 @@ TrainData::StepRows TrainData::stage(const Batch& batch) {
   next_ = (next_ + 1) % d_slots_.size();
   if (slot_copied_[s]) VAE_CUDA_CHECK(cudaEventSynchronize(copy_done_[s].get()));  // pinned slot free
   const std::size_t rb = row_bytes(*data_);
-  const unsigned char* src = bytes_of(*data_);
   unsigned char* dst = h_slots_[s].get();
-  for (int i = 0; i < batch.size; ++i)
-    std::memcpy(dst + static_cast<std::size_t>(i) * rb, src + static_cast<std::size_t>(batch.indices[i]) * rb, rb);
-  data_->note_read(static_cast<std::size_t>(batch.size) * rb, static_cast<std::size_t>(batch.size));  // a mapped file's pages go now and then
+  data_->read_rows(batch.indices, batch.size, dst);  // a mapped file's with pread
   if (slot_computed_[s]) VAE_CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), compute_done_[s].get(), 0));  // device slot free
   VAE_CUDA_CHECK(cudaMemcpyAsync(d_slots_[s].get(), dst, static_cast<std::size_t>(batch.size) * rb,
                                  cudaMemcpyHostToDevice, copy_.get()));
@@ -97,7 +94,7 @@ void upload_rows(const Dataset& data, std::int64_t begin, int n, StepHeader h, u
   // Pageable source: the copy is staged before the call returns and runs in stream order.
   VAE_CUDA_CHECK(cudaMemcpyAsync(stage, bytes_of(data) + static_cast<std::size_t>(begin) * rb,
                                  static_cast<std::size_t>(n) * rb, cudaMemcpyHostToDevice, stream));
-  data.note_read(static_cast<std::size_t>(n) * rb, 1);
+  data.note_read(static_cast<std::size_t>(n) * rb);
   ring.send(h, nullptr);
   gather_rows(ring.header(), ring.indices(), n, data.dim, nullptr, x, stream);
 }

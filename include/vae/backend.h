@@ -74,8 +74,9 @@ class Backend {
 
   // Data-parallel training (vae/distributed.h): the ranks train_step sums its gradient and
   // loss sums with (its batches then being shards, Batch::global_size), and evaluate shares
-  // its batches with. Null (the default): this process alone. The CUDA backend refuses one
-  // (vae::Error), for now.
+  // its batches with. Null (the default): this process alone. The CPU backend sums with
+  // MPI_Allreduce; the CUDA backend through host buffers (each step's gradient copied out,
+  // summed, copied back, outside the step graph): slow but correct. NCCL is not written yet.
   virtual void set_communicator(Communicator* comm);
 
   virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"

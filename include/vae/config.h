@@ -153,7 +153,7 @@ struct TrainConfig {
   Binarize binarize = Binarize::none;
   Device device = Device::automatic;
   Precision precision = Precision::fp32;  // the CPU path can run in double
-  int threads = 0;                        // CPU threads; 0 = all cores
+  int threads = 0;                        // CPU threads; 0 = all cores, governed by the machine's load
   bool stream_data = false;               // CUDA: force the streamed (chunked) data path
   std::string out;                        // empty: runs/<timestamp>
   bool overwrite = false;                 // allow writing into a non-empty OUT

@@ -70,11 +70,15 @@ struct Dataset {
   // needs values in [0,1]: the backends check that.) `values` false: all but the finite check
   // (read_dataset maps a file without it; the first validate() that checks runs it, once).
   void validate(bool values = true) const;
-  // A mapped dataset's readers of its values in place (row_as, the CUDA stream) report the
-  // bytes they read, in how many separate places (rows at random): once about 256 MiB of the
-  // file has been mapped in, the mapping lets go of its resident pages, so that a file larger
-  // than memory streams through a bounded resident set. Nothing for data in memory.
-  void note_read(std::size_t bytes, std::size_t places) const;
+  // The raw values (uint8 or float32 bytes) of rows indices[0..n) into out, row after row. A
+  // mapped file's rows are copied with pread, which maps none of its pages (row_as and the
+  // CUDA stream read rows at random this way).
+  void read_rows(const std::uint32_t* indices, int n, unsigned char* out) const;
+  // A mapped dataset's sequential readers of its values in place (the finite check, a resident
+  // upload, evaluation chunks) report the bytes they read: every 256 MiB the mapping lets go of
+  // its resident pages, so that a file larger than memory streams through a bounded resident
+  // set. Nothing for data in memory.
+  void note_read(std::size_t bytes) const;
   // The finite check of float values, items [begin, end): the flat index of the first value
   // that is not finite, or -1 (always -1 for uint8). In 64 MiB chunks, with a progress line on
   // a terminal for over 1 GiB. validate() runs it once over a mapped file; a data-parallel run

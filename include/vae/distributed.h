@@ -34,6 +34,9 @@ int launched_processes();
 // Processes of the launch on this machine (1 when started alone): the CPU backend's default
 // thread count divides the cores among them.
 int local_processes();
+// This process's rank among those of the launch on this machine (0 when started alone): a
+// GPU rank uses device local_rank() % the machine's devices.
+int local_rank();
 // Whether this libvae was built with MPI.
 bool mpi_built();
 // The processes of an mpirun launch (MPI_COMM_WORLD, MPI initialized on first use and

@@ -170,11 +170,5 @@ TEST_F(Mpi, AMappedFilesCheckIsSplitAmongTheRanksAndEveryRankHearsOfABadValue) {
   }
 }
 
-TEST_F(Mpi, TheCudaBackendRefusesACommunicator) {
-  if (!cuda_usable(nullptr)) GTEST_SKIP() << "no usable GPU";
-  auto b = make_backend(Device::cuda, model(), train(8));
-  test::expect_error([&] { b->set_communicator(comm()); }, "data-parallel training runs on the CPU backend only");
-}
-
 }  // namespace
 }  // namespace vae
