@@ -11,13 +11,15 @@
 #include <vector>
 
 #include "gpu_test_util.h"
+#include "mpi/mpi_test_util.h"
 #include "test_util.h"
 #include "vae/vae.h"
 
 namespace vae {
 namespace {
 
-Communicator* comm() { return world(); }
+using test::comm;
+using test::ranked_steps;
 
 class CudaMpi : public test::GpuTest {
  protected:
@@ -31,26 +33,7 @@ class CudaMpi : public test::GpuTest {
 
 std::unique_ptr<Backend> cuda_backend(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
                                       bool distributed) {
-  auto b = make_backend(Device::cuda, m, t);
-  if (distributed) b->set_communicator(comm());
-  b->set_parameters(init_parameters(b->layout(), m, t.seed));
-  b->set_train_data(data);
-  return b;
-}
-
-// `n` steps from the seeded stream, each one's loss sums; the parameters after the first.
-std::vector<LossSums> steps(Backend& b, std::int64_t count, const TrainConfig& t, int n, bool distributed,
-                            std::vector<float>* after_first = nullptr) {
-  BatchStream stream(count, t.batch, t.seed);
-  std::vector<LossSums> out;
-  Batch batch;
-  for (int k = 0; k < n; ++k) {
-    stream.next_rolling(batch);
-    b.train_step(distributed ? shard_of(batch, comm()->rank(), comm()->size()) : batch);
-    out.push_back(b.take_train_sums());
-    if (k == 0 && after_first) *after_first = b.parameters();
-  }
-  return out;
+  return test::ranked_backend(Device::cuda, m, t, data, distributed);
 }
 
 TEST_F(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
@@ -61,8 +44,8 @@ TEST_F(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
     t.binarize = bin;
     auto alone = cuda_backend(m, t, data, false), shard = cuda_backend(m, t, data, true);
     std::vector<float> pa, ps;
-    const auto a = steps(*alone, data->count, t, 30, false, &pa);
-    const auto s = steps(*shard, data->count, t, 30, true, &ps);
+    const auto a = ranked_steps(*alone, data->count, t, 30, false, &pa);
+    const auto s = ranked_steps(*shard, data->count, t, 30, true, &ps);
     const std::string what = bin == Binarize::dynamic ? "dynamic binarization" : "no binarization";
     for (const auto& tv : alone->layout().tensors())
       EXPECT_LT(test::rel_norm_error(test::tensor_of(ps, tv), test::tensor_of(pa, tv)), 1e-5)
@@ -81,7 +64,7 @@ TEST_F(CudaMpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   const ModelConfig m = test::model61();
   const TrainConfig t = test::train_cfg(1);  // one item per step: the other ranks' shards are empty
   auto alone = cuda_backend(m, t, data, false), shard = cuda_backend(m, t, data, true);
-  const auto a = steps(*alone, data->count, t, 5, false), s = steps(*shard, data->count, t, 5, true);
+  const auto a = ranked_steps(*alone, data->count, t, 5, false), s = ranked_steps(*shard, data->count, t, 5, true);
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(s[k].loss, a[k].loss, 1e-5 * std::fabs(a[k].loss)) << k;
   // The evaluation shares its batches (37 items each) among the ranks and adds their sums.
   const LossSums ea = alone->evaluate(*data), es = shard->evaluate(*data);
@@ -98,7 +81,7 @@ TEST_F(CudaMpi, TheSameLaunchTwiceIsBitForBit) {
   std::vector<float> params[2];
   for (int r = 0; r < 2; ++r) {
     auto b = cuda_backend(m, t, data, true);
-    for (const LossSums& s : steps(*b, data->count, t, 12, true)) losses[r].push_back(s.loss);
+    for (const LossSums& s : ranked_steps(*b, data->count, t, 12, true)) losses[r].push_back(s.loss);
     params[r] = b->parameters();
   }
   EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));

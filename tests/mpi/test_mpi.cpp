@@ -11,13 +11,14 @@
 #include <memory>
 #include <vector>
 
+#include "mpi/mpi_test_util.h"
 #include "test_util.h"
 #include "vae/vae.h"
 
 namespace vae {
 namespace {
 
-Communicator* comm() { return world(); }
+using test::comm;
 
 class Mpi : public ::testing::Test {
  protected:
@@ -49,25 +50,9 @@ TrainConfig train(int batch) {
 
 std::unique_ptr<Backend> backend(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
                                  bool distributed) {
-  auto b = make_backend(Device::cpu, m, t);
-  if (distributed) b->set_communicator(comm());
-  b->set_parameters(init_parameters(b->layout(), m, t.seed));
-  b->set_train_data(data);
-  return b;
+  return test::ranked_backend(Device::cpu, m, t, data, distributed);
 }
-
-// `steps` steps from the seeded stream; every step's loss sums.
-std::vector<LossSums> steps(Backend& b, std::int64_t count, const TrainConfig& t, int n, bool distributed) {
-  BatchStream stream(count, t.batch, t.seed);
-  std::vector<LossSums> out;
-  Batch batch;
-  for (int k = 0; k < n; ++k) {
-    stream.next_rolling(batch);
-    b.train_step(distributed ? shard_of(batch, comm()->rank(), comm()->size()) : batch);
-    out.push_back(b.take_train_sums());
-  }
-  return out;
-}
+using test::ranked_steps;
 
 TEST_F(Mpi, ShardsCoverTheBatchInOrder) {
   std::vector<std::uint32_t> idx(7);
@@ -92,8 +77,8 @@ TEST_F(Mpi, OneStepEqualsOneProcess) {
     const ModelConfig m = model(lik);
     const TrainConfig t = train(37);  // odd: shards of 19 and 18
     auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
-    const LossSums a = steps(*alone, data->count, t, 2, false).back();  // step 1: a noise offset other than 0
-    const LossSums s = steps(*shard, data->count, t, 2, true).back();
+    const LossSums a = ranked_steps(*alone, data->count, t, 2, false).back();  // step 1: a noise offset other than 0
+    const LossSums s = ranked_steps(*shard, data->count, t, 2, true).back();
     EXPECT_EQ(s.count, a.count);
     EXPECT_NEAR(s.loss, a.loss, 1e-5 * std::fabs(a.loss)) << to_string(lik);
     const auto pa = alone->parameters(), ps = shard->parameters();
@@ -114,11 +99,11 @@ TEST_F(Mpi, TwoHundredStepsTrackOneProcessAndRepeatBitForBit) {
   const ModelConfig m = model();
   const TrainConfig t = train(32);  // four full batches and one of 22 per epoch
   auto alone = backend(m, t, data, false);
-  const auto a = steps(*alone, data->count, t, 200, false);
+  const auto a = ranked_steps(*alone, data->count, t, 200, false);
   std::vector<double> first;
   for (int run = 0; run < 2; ++run) {
     auto shard = backend(m, t, data, true);
-    const auto s = steps(*shard, data->count, t, 200, true);
+    const auto s = ranked_steps(*shard, data->count, t, 200, true);
     std::vector<double> losses;
     for (std::size_t k = 0; k < s.size(); ++k) {
       ASSERT_TRUE(std::isfinite(s[k].loss)) << "step " << k;
@@ -137,7 +122,7 @@ TEST_F(Mpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   const ModelConfig m = model();
   const TrainConfig t = train(1);  // one item per step: the other ranks' shards are empty
   auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
-  const auto a = steps(*alone, data->count, t, 5, false), s = steps(*shard, data->count, t, 5, true);
+  const auto a = ranked_steps(*alone, data->count, t, 5, false), s = ranked_steps(*shard, data->count, t, 5, true);
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(s[k].loss, a[k].loss, 1e-5 * std::fabs(a[k].loss)) << k;
   // The evaluation shares its batches (13 items each) among the ranks and adds their sums.
   const LossSums ea = alone->evaluate(*data), es = shard->evaluate(*data);

@@ -1,0 +1,39 @@
+// What the data-parallel suites share (tests/mpi on the CPU backend, tests/cuda's on the GPU
+// or the emulator), all run under mpirun: a backend with or without the ranks, and steps from
+// the seeded stream, each rank taking its shard of every batch.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "vae/vae.h"
+
+namespace vae::test {
+
+inline Communicator* comm() { return world(); }
+
+inline std::unique_ptr<Backend> ranked_backend(Device d, const ModelConfig& m, const TrainConfig& t,
+                                               const std::shared_ptr<Dataset>& data, bool distributed) {
+  auto b = make_backend(d, m, t);
+  if (distributed) b->set_communicator(comm());
+  b->set_parameters(init_parameters(b->layout(), m, t.seed));
+  b->set_train_data(data);
+  return b;
+}
+
+// `n` steps from the seeded stream (this rank's shard of each batch when distributed), every
+// step's loss sums; the parameters after the first step into *after_first if given.
+inline std::vector<LossSums> ranked_steps(Backend& b, std::int64_t count, const TrainConfig& t, int n,
+                                          bool distributed, std::vector<float>* after_first = nullptr) {
+  BatchStream stream(count, t.batch, t.seed);
+  std::vector<LossSums> out;
+  Batch batch;
+  for (int k = 0; k < n; ++k) {
+    stream.next_rolling(batch);
+    b.train_step(distributed ? shard_of(batch, comm()->rank(), comm()->size()) : batch);
+    out.push_back(b.take_train_sums());
+    if (k == 0 && after_first) *after_first = b.parameters();
+  }
+  return out;
+}
+
+}  // namespace vae::test
