@@ -747,6 +747,7 @@ TEST_F(CliBench, BadOptionsFailCleanly) {
            {"--warmup -1", "--warmup must be >= 0, got -1"},
            {"--epochs -3", "--epochs must be >= 0, got -3"},
            {"--block-warmup-ms -5", "--block-warmup-ms must be >= 0, got -5"},
+           {"--settle-ms -1", "--settle-ms must be >= 0, got -1"},
            {"--threads -1", "--threads must be >= 0 (0 = all cores), got -1"},  // as `vae train --threads`
            {"--torch-threads -1", "--torch-threads must be >= 0"},
            {"--models wide --hidden 32 --latent 4", "--models and --hidden cannot be combined"},
