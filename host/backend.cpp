@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "vae/backend.h"
+#include "vae/distributed.h"
 #include "vae/error.h"
 #include "vae/options.h"
 
@@ -236,6 +237,13 @@ double train_step_gemm_flops(const ModelConfig& model, int batch, int samples) {
   return flops;
 }
 
+int cpu_cores() {
+  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
+
+int default_cpu_threads() { return std::max(1, cpu_cores() / local_processes()); }
+
 double measure_sgemm_gflops(Device device, int m, int n, int k) {
   if (m <= 0 || n <= 0 || k <= 0) throw_error("measure_sgemm_gflops: sizes must be positive");
   if (device == Device::cuda) {
@@ -256,7 +264,7 @@ double measure_sgemm_gflops(Device device, int m, int n, int k) {
   // backend's products are single-threaded blocks, blas.h). OpenBLAS's OpenMP build sets the
   // OpenMP pool's size too, so that goes back afterwards.
   const int pool = omp_get_max_threads();
-  openblas_set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  openblas_set_num_threads(cpu_cores());
   once();
   std::vector<double> s;
   for (int r = 0; r < 10; ++r) {

@@ -13,15 +13,13 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <thread>
+
+#include "internal.h"
 
 namespace vae::blas {
 
 // The blocks a product is cut into: the machine's hardware threads (fixed for a machine).
-inline int gemm_blocks() {
-  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return n;
-}
+inline int gemm_blocks() { return cpu_cores(); }
 // The least rows or columns of C in one block: smaller cuts cost more than they share.
 constexpr int kMinBlock = 32;
 

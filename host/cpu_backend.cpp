@@ -7,7 +7,6 @@
 #include <cmath>
 #include <memory>
 #include <new>
-#include <thread>
 
 #include "backend_shared.h"
 #include "cpu_model.h"
@@ -28,8 +27,7 @@ constexpr std::size_t kNoiseBlockValues = std::size_t(1) << 22;  // 16 MiB of no
 // thread, so that the bits do not depend on the thread count (blas.h). By default the cores,
 // shared among the processes of an mpirun launch on this machine.
 int set_cpu_threads(int requested) {
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int n = requested > 0 ? requested : std::max(1, hw / local_processes());
+  const int n = requested > 0 ? requested : default_cpu_threads();
   omp_set_num_threads(n);
   return n;
 }

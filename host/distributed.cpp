@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -15,29 +16,25 @@
 
 namespace vae {
 
-int launched_processes() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+namespace {
+// What the launcher says in the first of `vars` it set (Open MPI's, MPICH's, PMI's names), at
+// least `least`; `unset` when it set none.
+int launcher_number(std::initializer_list<const char*> vars, int least, int unset) {
+  for (const char* var : vars) {
     const char* v = std::getenv(var);
-    if (v && *v) return std::max(1, std::atoi(v));
+    if (v && *v) return std::max(least, std::atoi(v));
   }
-  return 0;
+  return unset;
 }
+}  // namespace
+
+int launched_processes() { return launcher_number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}, 1, 0); }
 
 int local_processes() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"}) {
-    const char* v = std::getenv(var);
-    if (v && *v) return std::max(1, std::atoi(v));
-  }
-  return 1;
+  return launcher_number({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"}, 1, 1);
 }
 
-int local_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
-    const char* v = std::getenv(var);
-    if (v && *v) return std::max(0, std::atoi(v));
-  }
-  return 0;
-}
+int local_rank() { return launcher_number({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}, 0, 0); }
 
 bool mpi_built() {
 #if defined(VAE_HAVE_MPI)

@@ -10,6 +10,9 @@ namespace vae {
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig&, const TrainConfig&);
 
+// The machine's hardware threads (at least 1).
+int cpu_cores();
+
 // A std::bad_alloc while setting up `what` for this model, as a vae::Error with the sizes:
 // the parameter count and what the parameters, gradients and two optimizer slots take.
 [[noreturn]] void throw_out_of_host_memory(const ModelConfig& model, const TrainConfig& train, const char* what);

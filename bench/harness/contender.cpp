@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include "vae/backend.h"
@@ -40,7 +39,7 @@ class BackendContender final : public Contender {
     tc_.seed = o.seed;
     // A fixed count: the load governor of threads 0 would count the other contenders' runs as
     // load on the machine.
-    tc_.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    tc_.threads = o.threads > 0 ? o.threads : default_cpu_threads();
     tc_.device = device;
     tc_.eval_batch = std::max(1000, c.batch);
     try {

@@ -177,6 +177,10 @@ double train_step_gemm_flops(const ModelConfig& model, int batch, int samples);
 // timed products: what the BLAS reaches, which a stretch of noise on a shared machine lowers.
 double measure_sgemm_gflops(Device device, int m, int n, int k);
 
+// The CPU backend's threads for TrainConfig::threads 0 (then governed by the machine's load):
+// the machine's cores, divided among the processes of an mpirun launch on it (at least 1).
+int default_cpu_threads();
+
 // Whether a CUDA device is usable; if not, `why` says why (no driver, no device, not built).
 bool cuda_usable(std::string* why);
 // auto -> cuda when usable, else cpu. `note` says what was chosen and why.
