@@ -217,7 +217,7 @@ struct Dataset::Mapping {
   std::size_t offset = 0;
   bool u8 = false;
   mutable bool checked = false;  // the finite check of float values, done once
-  int fd = -1;  // the file, open: rows at random are read with pread (read_row)
+  int fd = -1;  // the file, open: rows at random are read with pread (read)
   // Rows at random are not read through the map: a page fault maps the whole page-cache folio
   // around the row (up to 2 MiB on Linux 6.18, ext4: 1.8 GiB resident after 1024 random rows
   // of a 17 GiB file), so pread copies them instead (0.6 us per row, nothing mapped).
@@ -256,23 +256,18 @@ struct Dataset::Mapping {
 namespace {
 // `path` mapped read-only, its values `offset` bytes in (a raw file: a .gz cannot be mapped).
 std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::size_t offset, bool u8) {
+  if (is_gzip(path))
+    throw_error("'", path, "' is gzip-compressed and cannot be memory-mapped; gunzip it, or read it without ",
+                flag_of("mmap"));
+  if (!u8 && offset % alignof(float) != 0)
+    throw_error("'", path, "': its float32 values start at byte ", offset, ", not on a 4-byte boundary: it cannot be mapped");
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_error("cannot open '", path, "': ", std::strerror(errno));
   struct stat st {};
-  unsigned char magic[2] = {0, 0};
-  const bool ok = fstat(fd, &st) == 0 && pread(fd, magic, 2, 0) == 2;
-  if (!ok) {
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
     close(fd);
-    throw_error("cannot read '", path, "': ", std::strerror(errno));
-  }
-  if (magic[0] == 0x1f && magic[1] == 0x8b) {
-    close(fd);
-    throw_error("'", path, "' is gzip-compressed and cannot be memory-mapped; gunzip it, or read it without ",
-                flag_of("mmap"));
-  }
-  if (!u8 && offset % alignof(float) != 0) {
-    close(fd);
-    throw_error("'", path, "': its float32 values start at byte ", offset, ", not on a 4-byte boundary: it cannot be mapped");
+    throw_error("cannot read '", path, "': ", std::strerror(err));
   }
   auto m = std::make_shared<Dataset::Mapping>();
   m->length = static_cast<std::size_t>(st.st_size);
@@ -280,7 +275,7 @@ std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::s
   m->u8 = u8;
   if (m->length > offset) m->base = mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
-  m->fd = fd;  // kept for read_row; closed with the mapping
+  m->fd = fd;  // kept for read(); closed with the mapping
   if (m->length <= offset) throw_error("'", path, "' is truncated: it holds no values after its header");
   if (m->base == MAP_FAILED) throw_error("cannot memory-map '", path, "': ", std::strerror(err));
   return m;
@@ -351,9 +346,15 @@ std::int64_t Dataset::first_non_finite(std::int64_t begin, std::int64_t end) con
   return bad;
 }
 
+namespace {
+// A dataset as its messages name it.
+std::string quoted_source(const Dataset& d) {
+  return d.source.empty() ? std::string("(a dataset with no source)") : "'" + d.source + "'";
+}
+}  // namespace
+
 void Dataset::throw_non_finite(std::int64_t k) const {
-  const std::string name = source.empty() ? std::string("(a dataset with no source)") : "'" + source + "'";
-  throw_error("dataset ", name, ": value ", f32_values()[k], " at item ", k / dim, ", feature ", k % dim, " is not finite");
+  throw_error("dataset ", quoted_source(*this), ": value ", f32_values()[k], " at item ", k / dim, ", feature ", k % dim, " is not finite");
 }
 
 void Dataset::mark_checked() const {
@@ -361,7 +362,7 @@ void Dataset::mark_checked() const {
 }
 
 void Dataset::validate(bool values) const {
-  const std::string name = source.empty() ? std::string("(a dataset with no source)") : "'" + source + "'";
+  const std::string name = quoted_source(*this);
   if (count < 0) throw_error("dataset ", name, ": count is ", count, ", expected >= 0");
   if (dim <= 0) throw_error("dataset ", name, ": dim is ", dim, ", expected the number of values per item (> 0)");
   if (!u8.empty() + !f32.empty() + (mapping != nullptr) > 1)
@@ -453,27 +454,20 @@ Dataset Dataset::slice(std::int64_t begin, std::int64_t n) const {
 template <class T>
 void Dataset::row_as(std::int64_t i, T* out) const {
   const std::size_t base = static_cast<std::size_t>(i) * static_cast<std::size_t>(dim);
+  const std::uint8_t* bytes = is_u8() ? u8_values() + base : nullptr;
+  const float* floats = is_u8() ? nullptr : f32_values() + base;
   if (mapping) {  // a copy of the row (pread, as read_rows), not the map's pages
-    thread_local std::vector<unsigned char> row;
-    row.resize(static_cast<std::size_t>(dim) * (mapping->u8 ? 1 : 4));
-    mapping->read(static_cast<std::size_t>(i) * row.size(), row.size(), row.data());
-    if (mapping->u8) {
-      for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(row[j]) * static_cast<T>(1.0 / 255.0);
-    } else {
-      for (int j = 0; j < dim; ++j) {
-        float v;
-        std::memcpy(&v, row.data() + 4 * static_cast<std::size_t>(j), 4);
-        out[j] = static_cast<T>(v);
-      }
-    }
-    return;
+    thread_local std::vector<float> row;  // dim floats hold a uint8 row too
+    row.resize(static_cast<std::size_t>(dim));
+    const std::size_t rb = static_cast<std::size_t>(dim) * (mapping->u8 ? 1 : 4);
+    mapping->read(base * (mapping->u8 ? 1 : 4), rb, reinterpret_cast<unsigned char*>(row.data()));
+    if (bytes) bytes = reinterpret_cast<const std::uint8_t*>(row.data());
+    else floats = row.data();
   }
-  if (is_u8()) {
-    const std::uint8_t* src = u8_values() + base;
-    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]) * static_cast<T>(1.0 / 255.0);
+  if (bytes) {
+    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(bytes[j]) * static_cast<T>(1.0 / 255.0);
   } else {
-    const float* src = f32_values() + base;
-    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(src[j]);
+    for (int j = 0; j < dim; ++j) out[j] = static_cast<T>(floats[j]);
   }
 }
 template void Dataset::row_as<float>(std::int64_t, float*) const;
