@@ -37,7 +37,6 @@ class LoadGovernor {
   // one (a window longer than kStaleS, the process having waited between calls, only starts a
   // new one). Gives the threads. threads() feeds it; tests feed it made-up readings.
   int observe(const MachineTicks& m, double own_s, double wall_s);
-  int max() const { return max_; }
 
   struct Machine {
     double cores = 1, ticks_per_s = 100;
