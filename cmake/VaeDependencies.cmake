@@ -83,3 +83,32 @@ if(NOT VAE_MPI STREQUAL "OFF")
     message(STATUS "MPI not found (apt-get install libopenmpi-dev openmpi-bin): no data-parallel training")
   endif()
 endif()
+
+# NCCL: the CUDA backend's data-parallel gradient sum on the GPU, inside the step graph
+# (kernels/allreduce.cu). Only nccl.h is needed to build (the CUDA toolkit's here; the
+# PyTorch environment's nvidia-nccl package elsewhere): libnccl.so.2 is opened at run time,
+# so a vae built with it still runs where NCCL is absent, summing through MPI on host buffers.
+set(VAE_NCCL "AUTO" CACHE STRING "GPU data-parallel sums through NCCL: AUTO (when nccl.h is found), ON or OFF")
+set_property(CACHE VAE_NCCL PROPERTY STRINGS AUTO ON OFF)
+add_library(vae_nccl INTERFACE)
+set(VAE_HAVE_NCCL OFF)
+if(NOT VAE_NCCL STREQUAL "OFF")
+  find_path(VAE_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+  find_library(VAE_NCCL_LIBRARY NAMES libnccl.so.2 nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+  if(VAE_NCCL_INCLUDE_DIR)
+    set(VAE_HAVE_NCCL ON)
+    target_include_directories(vae_nccl INTERFACE ${VAE_NCCL_INCLUDE_DIR})
+    # The library CMake found: the last place the run-time lookup tries.
+    set(_vae_nccl_lib "")
+    if(VAE_NCCL_LIBRARY)
+      get_filename_component(_vae_nccl_lib ${VAE_NCCL_LIBRARY} REALPATH)
+    endif()
+    target_compile_definitions(vae_nccl INTERFACE VAE_HAVE_NCCL=1 VAE_NCCL_BUILD_LIBRARY="${_vae_nccl_lib}")
+    target_link_libraries(vae_nccl INTERFACE ${CMAKE_DL_LIBS})
+    target_link_libraries(vae_deps INTERFACE vae_nccl)
+  elseif(VAE_NCCL STREQUAL "ON")
+    message(FATAL_ERROR "VAE_NCCL=ON but nccl.h was not found (set NCCL_HOME)")
+  else()
+    message(STATUS "nccl.h not found: GPU ranks sum their gradients through MPI on host buffers")
+  endif()
+endif()

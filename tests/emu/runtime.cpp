@@ -488,20 +488,39 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 
 // ---- device ---------------------------------------------------------------------------------
+// VAE_EMU_DEVICES (1..8, default 1) devices, all of them this one emulator (the same memory
+// and streams): for the choices that depend on the count, such as one GPU per local rank.
+namespace {
+int emulated_devices() {
+  static const int n = [] {
+    const char* v = std::getenv("VAE_EMU_DEVICES");
+    if (!v || !*v) return 1;
+    const int k = std::atoi(v);
+    if (k < 1 || k > 8) fatal(std::string("VAE_EMU_DEVICES must be 1..8, got '") + v + "'");
+    return k;
+  }();
+  return n;
+}
+int g_device = 0;
+}  // namespace
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return set_error(cudaErrorInvalidValue);
-  *count = 1;
+  *count = emulated_devices();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
   if (!device) return set_error(cudaErrorInvalidValue);
-  *device = 0;
+  *device = g_device;
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : set_error(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= emulated_devices()) return set_error(cudaErrorInvalidDevice);
+  g_device = device;
+  return cudaSuccess;
+}
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (!prop) return set_error(cudaErrorInvalidValue);
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= emulated_devices()) return set_error(cudaErrorInvalidDevice);
   std::memset(prop, 0, sizeof *prop);
   std::snprintf(prop->name, sizeof prop->name, "CPU emulator (vae_emu)");
   prop->major = 9;
