@@ -13,7 +13,8 @@
 #      libz.so link made to point into the carried tree, so CMake does not fall back to the
 #      non-PIC libz.a).
 #   2. tests: nvidia-smi, then the GPU test binary run directly (ctest's files hold the build
-#      machine's paths), sharded across processes with GoogleTest's sharding.
+#      machine's paths), sharded across processes with GoogleTest's sharding; NCCL (for the
+#      test of one data-parallel rank through it) from wherever find_lib finds libnccl.so.2.
 #   3. sanitizers: compute-sanitizer memcheck on a few backend tests; racecheck and synccheck on
 #      the kernel tests (KernelMatchesItsCpuTwin.*), cuBLAS's kernels excluded. Stages 2 and 3
 #      run side by side: neither is timed.
@@ -408,6 +409,21 @@ count_gtest() {  # count_gtest LOG...: "passed failed skipped", from each test's
     /^\[  SKIPPED \] .* \([0-9]+ ms\)$/ {s++}
     END {print p + 0, f + 0, s + 0}'
 }
+# NCCL for the GPU tests' data-parallel step of one rank (CudaBackend.OneRankThroughNccl...):
+# vae opens libnccl.so.2 at run time (kernels/allreduce.cuh); PyTorch's wheels carry one.
+find_nccl() {
+  local d
+  if [[ -n ${VAE_NCCL_LIBRARY:-} ]]; then
+    log "NCCL: VAE_NCCL_LIBRARY=$VAE_NCCL_LIBRARY (given)"
+  elif d=$(find_lib libnccl.so.2); then
+    export VAE_NCCL_LIBRARY=$d/libnccl.so.2
+    log "NCCL: $VAE_NCCL_LIBRARY"
+  else
+    log "NCCL: libnccl.so.2 not found: the GPU test of one rank through NCCL skips"
+    return 0
+  fi
+  ((DRY)) || note "- NCCL for the test of one data-parallel rank through NCCL: $VAE_NCCL_LIBRARY"
+}
 gpu_info() {
   if has nvidia-smi; then
     nvidia-smi >"$RES/nvidia-smi.txt" 2>&1
@@ -723,6 +739,7 @@ log "gpu_proof: $( ((DRY)) && echo "dry run" || echo "device run"), commit $COMM
 publish
 if stage_load; then
   publish
+  find_nccl
   if ((DRY)); then
     for s in tests sanitizers train bench kernels; do stage "$s" "skipped (dry run)" "" ""; done
   else

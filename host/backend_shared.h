@@ -46,13 +46,21 @@ inline void check_batch(const Batch& batch, std::int64_t step, int max_batch, co
       throw_error(call, ": index ", batch.indices[i], " is out of range for ", data->count, " items");
 }
 
-// Data parallel: a shard's gradient (the mean over its items) times its share of the global
-// batch, summed across the ranks, is the global batch's mean gradient (both backends, the
-// same float arithmetic).
+// The items of the global batch `batch` is a shard of (its own when it is a whole batch).
+inline int global_size(const Batch& batch) { return batch.global_size > 0 ? batch.global_size : batch.size; }
+// A shard of n items' share of a global batch of `global`: what its gradient (the mean over
+// its items) is multiplied by before the ranks' gradients are summed, on the host
+// (sum_shard_gradients) and on the GPU (the CUDA backend's NCCL step), in the same arithmetic.
+template <class T>
+T shard_share(int n, int global) {
+  return T(n) / T(global);
+}
+
+// Data parallel: a shard's gradient times its share, summed across the ranks, is the global
+// batch's mean gradient (both backends, the same float arithmetic).
 template <class T>
 void sum_shard_gradients(Communicator& comm, const Batch& shard, T* grads, std::size_t n) {
-  const int global = shard.global_size > 0 ? shard.global_size : shard.size;
-  const T share = T(shard.size) / T(global);
+  const T share = shard_share<T>(shard.size, global_size(shard));
   for (std::size_t i = 0; i < n; ++i) grads[i] *= share;
   comm.sum(grads, n);
 }

@@ -70,6 +70,7 @@ class CpuBackend final : public Backend {
   const ParamLayout& layout() const override { return model_.layout(); }
   const ModelConfig& model_config() const override { return model_cfg_; }
   void set_communicator(Communicator* comm) override { comm_ = comm; }
+  std::string gradient_sum() const override { return comm_ ? "MPI_Allreduce" : ""; }
 
   void set_parameters(const std::vector<float>& flat) override {
     check_size(flat.size(), "set_parameters");

@@ -39,8 +39,8 @@ void Session::start(std::vector<float> params, const OptimizerState* optimizer) 
   Device device = resolve_device(train_.device, &note_);
   if (comm_ && device == Device::cuda && train_.device == Device::automatic) {
     device = Device::cpu;
-    note_ = "device: cpu (auto: data-parallel training on GPUs, through MPI on host buffers, has run on the CPU "
-            "emulator only; " + flag_of("device") + " cuda uses it)";
+    note_ = "device: cpu (auto: data-parallel training on GPUs, through NCCL or MPI on host buffers, has run on "
+            "the CPU emulator only; " + flag_of("device") + " cuda uses it)";
   }
 #if defined(VAE_HAVE_CUDA)
   if (comm_ && device == Device::cuda) use_cuda_device_of_local_rank(local_rank());  // one GPU per local rank

@@ -187,7 +187,9 @@ class Run {
       throw_error("the data has ", data_.train->dim, " features per item but the model expects ", model_.input_dim);
     session_ = s_.resumed ? std::make_unique<Session>(s_.ck, s_.comm) : std::make_unique<Session>(model_, cfg_, s_.comm);
     log_ << session_->device_note() << "\n";
-    if (s_.comm) log_ << "data parallel: " << s_.comm->name() << ", each a shard of every batch of " << cfg_.batch << "\n";
+    if (s_.comm)
+      log_ << "data parallel: " << s_.comm->name() << ", each a shard of every batch of " << cfg_.batch
+           << ", gradients summed by " << session_->backend().gradient_sum() << "\n";
     result_.out_dir = s_.out;
     result_.device = session_->backend().name();
     session_->set_train_data(data_.train);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "allreduce.cuh"
 #include "backend_shared.h"
 #include "cuda_backend.cuh"
 #include "cuda_check.cuh"
@@ -42,6 +43,9 @@ namespace gpu {
 namespace {
 
 constexpr std::size_t kBlasWorkspaceBytes = std::size_t(32) << 20;  // cuBLAS's advice for Hopper
+
+// A training step's items and its global batch's (the same number without ranks).
+using StepShape = std::pair<int, int>;
 
 class CudaBackend final : public Backend {
  public:
@@ -82,7 +86,11 @@ class CudaBackend final : public Backend {
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
   }
 
-  ~CudaBackend() override { VAE_CUDA_WARN(cudaStreamSynchronize(compute_.get())); }
+  ~CudaBackend() override {
+    VAE_CUDA_WARN(cudaStreamSynchronize(compute_.get()));
+    graphs_.clear();  // the graphs that captured NCCL's collectives before its communicator
+    nccl_.reset();
+  }
 
   std::string name() const override { return name_; }
   const ParamLayout& layout() const override { return model_.layout(); }
@@ -127,43 +135,46 @@ class CudaBackend final : public Backend {
     steps_per_epoch_ = steps_per_epoch;
   }
 
-  // Data parallel over MPI through host buffers (NCCL is not written yet): slow but correct.
+  // Data parallel: the gradients summed by NCCL inside the step graph, or through MPI on host
+  // buffers where NCCL does not serve every rank (CudaBackendOptions::gradient_sum). A
+  // collective: every rank calls it at the same point.
   void set_communicator(Communicator* comm) override {
+    VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // no step of the old setting in flight
+    nccl_.reset();
+    graphs_.clear();
     comm_ = comm;
-    if (comm_ && !host_grads_.get()) host_grads_ = PinnedBuffer<float>(model_.total(), "the gradients' host copy (MPI)");
+    if (!comm_) return;
+    nccl_ = open_nccl_sum(*comm_, opt_.gradient_sum);
+    if (!nccl_ && !host_grads_.get()) host_grads_ = PinnedBuffer<float>(model_.total(), "the gradients' host copy (MPI)");
   }
 
   void train_step(const Batch& batch) override {
     check_batch(batch, batch.step, train_.batch, train_data_.data(), "train_step");
-    if (comm_) return train_shard(batch);
-    const int n = batch.size;
+    if (comm_ && !nccl_) return train_shard(batch);
+    // A step's graph depends on its size and, for a shard, on the global batch's (its share).
+    const StepShape shape{batch.size, comm_ ? global_size(batch) : batch.size};
     const int slot = prepare_step(batch, batch.step);
-    auto it = opt_.use_graphs ? graphs_.find(n) : graphs_.end();
+    auto it = opt_.use_graphs ? graphs_.find(shape) : graphs_.end();
     if (it != graphs_.end()) {
       it->second.launch(compute_.get());
       train_data_.step_enqueued(slot);
     } else {
-      // Direct launches: without graphs, and for the first step of each batch size, which
-      // also loads and initializes every kernel and cuBLAS path before the capture.
-      enqueue_step(n);
+      // Direct launches: without graphs, and for the first step of each shape, which also
+      // loads and initializes every kernel, cuBLAS path and NCCL connection before the capture.
+      enqueue_step(shape);
       train_data_.step_enqueued(slot);  // before the capture, so that a capture that throws leaves the slot's event recorded
-      if (opt_.use_graphs) capture_step(n);  // recorded, not run: later steps of size n replay it
+      if (opt_.use_graphs) capture_step(shape);  // recorded, not run: later steps of this shape replay it
     }
   }
 
-  // A data-parallel step (direct launches, no graph: the sum runs on the host between the
-  // pass and the update): the shard's pass (none for an empty shard: a zero gradient), its
-  // gradient times its share summed across the ranks with its loss sums, then the step guard
-  // and the optimizer on the global batch's gradient, the same on every rank.
+  // A data-parallel step through MPI on host buffers (direct launches, no graph: the sum runs
+  // on the host between the pass and the update): the shard's pass, its gradient times its
+  // share summed across the ranks with its loss sums, then the step guard and the optimizer
+  // on the global batch's gradient, the same on every rank.
   void train_shard(const Batch& batch) {
     DeviceStepState* st = state_.get();
     const int slot = prepare_step(batch, batch.step);
-    if (batch.size > 0) {
-      enqueue_pass(batch.size, train_pass_, &st->step);
-    } else {
-      VAE_CUDA_CHECK(cudaMemsetAsync(model_.grads(), 0, model_.total() * sizeof(float), compute_.get()));
-      VAE_CUDA_CHECK(cudaMemsetAsync(&st->step, 0, sizeof(DeviceLossSums), compute_.get()));
-    }
+    enqueue_shard_pass(batch.size);
     train_data_.step_enqueued(slot);
     float* g = host_grads_.get();
     const std::size_t bytes = model_.total() * sizeof(float);
@@ -190,6 +201,10 @@ class CudaBackend final : public Backend {
     enqueue_pass(n, training_pass(train_, estimator), sums_.slot(2));
     train_data_.step_enqueued(slot);
     return sums_.take(2);
+  }
+
+  std::string gradient_sum() const override {
+    return !comm_ ? "" : nccl_ ? nccl_->description() : "MPI_Allreduce through host memory";
   }
 
   LossSums take_train_sums() override { return sums_.take(0); }
@@ -360,9 +375,27 @@ class CudaBackend final : public Backend {
                     &hdr->beta, model_.recon(), sums, false, compute_.get());
   }
 
-  // Everything one training step of n items runs on the compute stream: what a graph holds.
-  void enqueue_step(int n) {
-    enqueue_pass(n, train_pass_, &state_.get()->step);
+  // A shard's pass, or for an empty shard a zero gradient and zero loss sums.
+  void enqueue_shard_pass(int n) {
+    DeviceStepState* st = state_.get();
+    if (n > 0) return enqueue_pass(n, train_pass_, &st->step);
+    VAE_CUDA_CHECK(cudaMemsetAsync(model_.grads(), 0, model_.total() * sizeof(float), compute_.get()));
+    VAE_CUDA_CHECK(cudaMemsetAsync(&st->step, 0, sizeof(DeviceLossSums), compute_.get()));
+  }
+
+  // Everything one training step runs on the compute stream: what a graph holds. A shard
+  // (NCCL) adds its gradient times its share and its loss sums to the other ranks' before the
+  // update, as train_shard does on the host.
+  void enqueue_step(StepShape shape) {
+    DeviceStepState* st = state_.get();
+    if (!comm_) {
+      enqueue_pass(shape.first, train_pass_, &st->step);
+    } else {
+      enqueue_shard_pass(shape.first);
+      const float share = shard_share<float>(shape.first, shape.second);
+      if (shape.first > 0 && share != 1.0f) scale_values(model_.grads(), model_.total(), share, compute_.get());
+      nccl_->sum_step(model_.grads(), model_.total(), &st->step, compute_.get());
+    }
     enqueue_update();
   }
 
@@ -384,13 +417,13 @@ class CudaBackend final : public Backend {
     optimizer_step(oa, train_.optimizer, compute_.get());
   }
 
-  // Captures enqueue_step(n) into the step graph for batch size n. Nothing per step is
+  // Captures enqueue_step(shape) into the step graph for that shape. Nothing per step is
   // baked in: the kernels read the record (noise offsets, rows, lr, beta, groups), the
   // noise blocks and the update counts through fixed device addresses.
-  void capture_step(int n) {
+  void capture_step(StepShape shape) {
     CudaGraph graph;
-    graph.capture(compute_.get(), [&] { enqueue_step(n); });
-    graphs_.emplace(n, std::move(graph));
+    graph.capture(compute_.get(), [&] { enqueue_step(shape); });
+    graphs_.emplace(shape, std::move(graph));
   }
 
   ModelConfig model_cfg_;
@@ -416,10 +449,11 @@ class CudaBackend final : public Backend {
   PinnedBuffer<DeviceStepState> host_state_;
   DeviceBuffer<unsigned char> eval_stage_;  // (eval_batch, D) rows, uint8 or float
   TrainData train_data_;                    // resident or streamed
-  std::map<int, CudaGraph> graphs_;         // one per batch size
+  std::map<StepShape, CudaGraph> graphs_;   // one per step shape
   std::int64_t steps_per_epoch_ = 1;        // for the lr schedules (step_scalars)
   Communicator* comm_ = nullptr;            // data parallel: the ranks, or null
-  PinnedBuffer<float> host_grads_;          // data parallel: the gradients on their way through MPI
+  std::unique_ptr<NcclSum> nccl_;           // data parallel: NCCL's sum, or null (through MPI, host_grads_)
+  PinnedBuffer<float> host_grads_;          // data parallel without NCCL: the gradients on their way through MPI
   LikelihoodEstimate estimate_;             // estimate_log_likelihood, allocated on first use
 };
 

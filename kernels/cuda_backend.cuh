@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "allreduce.cuh"
 #include "vae/backend.h"
 
 namespace vae::gpu {
@@ -19,6 +20,7 @@ struct CudaBackendOptions {
   // bench/gpu_kernels shows the epilogue is faster at the sizes that matter.
   bool lt_bias_relu = false;
   double resident_headroom = 0.10;  // keep this fraction of device memory (and >= 1 GiB) free
+  GradientSum gradient_sum = GradientSum::automatic;  // data parallel: NCCL or MPI on host buffers (allreduce.cuh)
 };
 
 struct CudaBackendStats {

@@ -75,9 +75,14 @@ class Backend {
   // Data-parallel training (vae/distributed.h): the ranks train_step sums its gradient and
   // loss sums with (its batches then being shards, Batch::global_size), and evaluate shares
   // its batches with. Null (the default): this process alone. The CPU backend sums with
-  // MPI_Allreduce; the CUDA backend through host buffers (each step's gradient copied out,
-  // summed, copied back, outside the step graph): slow but correct. NCCL is not written yet.
+  // MPI_Allreduce; the CUDA backend with NCCL inside its step graph when every rank can use
+  // NCCL (each a GPU of its own), else through host buffers (each step's gradient copied out,
+  // summed over MPI, copied back, outside the step graph): slow but correct. A collective:
+  // every rank calls it at the same point.
   virtual void set_communicator(Communicator* comm);
+  // How train_step sums the ranks' gradients, e.g. "MPI_Allreduce" or "NCCL 2.28.9
+  // (libnccl.so.2)"; empty without a communicator.
+  virtual std::string gradient_sum() const { return {}; }
 
   virtual std::string name() const = 0;  // e.g. "cpu (fp32, 2 threads)" or "cuda (NVIDIA H100 ...)"
   virtual const ParamLayout& layout() const = 0;

@@ -111,10 +111,13 @@ struct RunResult {
 };
 
 // `steps` training steps over the seeded batch stream (epochs roll over), the loss of each
-// step read back alone, then an evaluation over the training data.
+// step read back alone, then an evaluation over the training data. With `comm`, data
+// parallel: each step is this rank's shard of the batch.
 inline RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
-                     int steps, const gpu::CudaBackendOptions* opt = nullptr, int eval_after = -1) {
+                     int steps, const gpu::CudaBackendOptions* opt = nullptr, int eval_after = -1,
+                     Communicator* comm = nullptr) {
   auto backend = make(d, m, t, opt);
+  if (comm) backend->set_communicator(comm);
   backend->set_parameters(init_parameters(backend->layout(), m, t.seed));
   backend->set_train_data(data);
   BatchStream stream(data->count, t.batch, t.seed);
@@ -122,7 +125,7 @@ inline RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const
   Batch b;
   for (int k = 0; k < steps; ++k) {
     stream.next_rolling(b);
-    backend->train_step(b);
+    backend->train_step(comm ? shard_of(b, comm->rank(), comm->size()) : b);
     const LossSums s = backend->take_train_sums();
     EXPECT_EQ(s.count, b.size);
     r.losses.push_back(s.mean_loss());
@@ -134,6 +137,17 @@ inline RunResult run(Device d, const ModelConfig& m, const TrainConfig& t, const
   if (d == Device::cuda) r.stats = gpu::cuda_backend_stats(*backend);
   return r;
 }
+
+// A communicator of one rank, without MPI: data-parallel code paths in a single process.
+class OneRank final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void sum(double*, std::size_t) override {}
+  void sum(float*, std::size_t) override {}
+  void broadcast(std::string&) override {}
+  std::string name() const override { return "one rank (test)"; }
+};
 
 inline void expect_finite(const std::vector<double>& v, const std::string& what) {
   for (std::size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(std::isfinite(v[i])) << what << " step " << i;

@@ -319,6 +319,52 @@ TEST_F(CudaBackend, GraphReplaysEqualDirectLaunches) {
   EXPECT_TRUE(test::bit_equal(graphed.params, plain.params));
 }
 
+// Data parallel with one rank, through NCCL in the step graph and through the host fallback:
+// the same steps, graphs and evaluation as the plain run, bit for bit (a share of 1 and a sum
+// over one rank change nothing). Batches of 23 and a last one of 5: two step shapes.
+void expect_one_rank_equals_the_plain_run(gpu::GradientSum sum, const char* what, int graphs) {
+  const auto data = test::synthetic(97, 61, 38);
+  const ModelConfig m = model61(Activation::relu, Likelihood::bernoulli, 2);
+  TrainConfig t = train_cfg(23, 5);
+  t.binarize = Binarize::dynamic;
+  gpu::CudaBackendOptions o;
+  o.gradient_sum = sum;
+  test::OneRank one;
+  const RunResult plain = run(Device::cuda, m, t, data, 12);
+  const RunResult ranked = run(Device::cuda, m, t, data, 12, &o, -1, &one);
+  expect_finite(plain.losses, "plain");
+  EXPECT_EQ(ranked.stats.graphs, graphs) << what;
+  EXPECT_TRUE(test::bit_equal(ranked.losses, plain.losses)) << what;
+  EXPECT_TRUE(test::bit_equal(ranked.params, plain.params)) << what;
+  EXPECT_EQ(std::memcmp(&ranked.eval.loss, &plain.eval.loss, sizeof(double)), 0) << what;
+}
+
+TEST_F(CudaBackend, OneRankThroughNcclEqualsThePlainRun) {
+  std::string why;
+  if (!gpu::nccl_loadable(&why)) GTEST_SKIP() << why;
+  test::OneRank one;
+  auto b = make(Device::cuda, model61(), train_cfg(8), nullptr);
+  gpu::CudaBackendOptions o;
+  o.gradient_sum = gpu::GradientSum::nccl;
+  auto forced = make(Device::cuda, model61(), train_cfg(8), &o);
+  forced->set_communicator(&one);
+  EXPECT_EQ(forced->gradient_sum().rfind("NCCL 2.", 0), 0u) << forced->gradient_sum();
+  b->set_communicator(&one);  // automatic: one rank has its GPU
+  EXPECT_EQ(b->gradient_sum(), forced->gradient_sum());
+  expect_one_rank_equals_the_plain_run(gpu::GradientSum::nccl, "NCCL", 2);
+}
+
+TEST_F(CudaBackend, OneRankThroughTheHostSumEqualsThePlainRun) {
+  test::OneRank one;
+  gpu::CudaBackendOptions o;
+  o.gradient_sum = gpu::GradientSum::host;
+  auto b = make(Device::cuda, model61(), train_cfg(8), &o);
+  EXPECT_EQ(b->gradient_sum(), "");
+  b->set_communicator(&one);
+  EXPECT_EQ(b->gradient_sum(), "MPI_Allreduce through host memory");
+  expect_one_rank_equals_the_plain_run(gpu::GradientSum::host, "host", 0);  // no graph: the sum runs on the host
+}
+
 TEST_F(CudaBackend, SameSeedGivesBitIdenticalRuns) {
   const auto data = test::synthetic(150, 61, 37);
   for (Binarize bin : {Binarize::none, Binarize::dynamic}) {

@@ -1,13 +1,21 @@
-// Data-parallel training on the CUDA backend (MPI through host buffers), run by ctest under
-// `mpirun -np 2`: every rank trains its shard of each batch with the communicator and also,
-// alone, the same steps on the whole batch (the one-process run it must equal), to the issue's
-// tolerances: the parameters after one step 1e-5 relative in norm, the losses of 30 steps
-// 1e-3; the same launch twice bit for bit. On the CPU emulator in the emulator build; every
-// test skips where no GPU is usable.
+// Data-parallel training on the CUDA backend, run by ctest under `mpirun -np 2`: every rank
+// trains its shard of each batch with the communicator and also, alone, the same steps on the
+// whole batch (the one-process run it must equal), to the tolerances: the parameters
+// after one step 1e-5 relative in norm, the losses of 30 steps 1e-3; the same launch twice
+// bit for bit. Each test runs with the gradients summed through MPI on host buffers and with
+// the automatic choice, which is NCCL where each rank has a GPU of its own.
+//
+// ctest runs it twice on the CPU emulator (emulator build): with one emulated device (the two
+// ranks share it: the automatic choice is the host path, NCCL asked for is refused) and with
+// two (VAE_EMU_DEVICES=2: NCCL, the emulator's over MPI, inside the captured step). It says
+// which it expects in VAE_TEST_EXPECT_SUM (nccl or host); without it, the expectation
+// follows the machine's GPUs. Every test skips where no GPU is usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -18,10 +26,23 @@
 namespace vae {
 namespace {
 
+using gpu::GradientSum;
 using test::comm;
 using test::ranked_steps;
 
-class CudaMpi : public test::GpuTest {
+// Whether the automatic choice on these ranks must be NCCL.
+bool expect_nccl() {
+  if (const char* e = std::getenv("VAE_TEST_EXPECT_SUM")) {
+    if (std::string(e) == "nccl") return true;
+    if (std::string(e) == "host") return false;
+    ADD_FAILURE() << "VAE_TEST_EXPECT_SUM must be nccl or host, got '" << e << "'";
+  }
+  int devices = 0;
+  EXPECT_EQ(cudaGetDeviceCount(&devices), cudaSuccess);
+  return gpu::nccl_loadable() && devices >= local_processes();
+}
+
+class CudaMpi : public test::GpuTest, public ::testing::WithParamInterface<GradientSum> {
  protected:
   void SetUp() override {
     test::GpuTest::SetUp();
@@ -29,20 +50,28 @@ class CudaMpi : public test::GpuTest {
     ASSERT_NE(comm(), nullptr) << "run under mpirun (ctest does: mpirun -np 2)";
     ASSERT_GE(comm()->size(), 2) << "the tests need at least 2 processes";
   }
+  // A CUDA backend with the ranks (each step then a shard) or alone, with this test's sum.
+  std::unique_ptr<Backend> backend(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
+                                   bool distributed) {
+    gpu::CudaBackendOptions o;
+    o.gradient_sum = GetParam();
+    auto b = test::ranked(gpu::make_cuda_backend(m, t, o), m, t, data, distributed);
+    if (distributed) {
+      const bool nccl = GetParam() == GradientSum::automatic && expect_nccl();
+      EXPECT_EQ(b->gradient_sum().rfind(nccl ? "NCCL 2." : "MPI_Allreduce through host memory", 0), 0u)
+          << b->gradient_sum();
+    }
+    return b;
+  }
 };
 
-std::unique_ptr<Backend> cuda_backend(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
-                                      bool distributed) {
-  return test::ranked_backend(Device::cuda, m, t, data, distributed);
-}
-
-TEST_F(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
+TEST_P(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
   for (const Binarize bin : {Binarize::none, Binarize::dynamic}) {  // eps and the uniforms by global place
     const auto data = test::synthetic(97, 61, 3);
     const ModelConfig m = test::model61();
     TrainConfig t = test::train_cfg(23);  // shards of 12 and 11 items
     t.binarize = bin;
-    auto alone = cuda_backend(m, t, data, false), shard = cuda_backend(m, t, data, true);
+    auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
     std::vector<float> pa, ps;
     const auto a = ranked_steps(*alone, data->count, t, 30, false, &pa);
     const auto s = ranked_steps(*shard, data->count, t, 30, true, &ps);
@@ -59,11 +88,11 @@ TEST_F(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
   }
 }
 
-TEST_F(CudaMpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
+TEST_P(CudaMpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   const auto data = test::synthetic(41, 61, 5);
   const ModelConfig m = test::model61();
   const TrainConfig t = test::train_cfg(1);  // one item per step: the other ranks' shards are empty
-  auto alone = cuda_backend(m, t, data, false), shard = cuda_backend(m, t, data, true);
+  auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
   const auto a = ranked_steps(*alone, data->count, t, 5, false), s = ranked_steps(*shard, data->count, t, 5, true);
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(s[k].loss, a[k].loss, 1e-5 * std::fabs(a[k].loss)) << k;
   // The evaluation shares its batches (37 items each) among the ranks and adds their sums.
@@ -73,19 +102,52 @@ TEST_F(CudaMpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   EXPECT_NEAR(es.loss, ea.loss, 1e-4 * std::fabs(ea.loss));
 }
 
-TEST_F(CudaMpi, TheSameLaunchTwiceIsBitForBit) {
+TEST_P(CudaMpi, TheSameLaunchTwiceIsBitForBit) {
   const auto data = test::synthetic(80, 61, 8);
   const ModelConfig m = test::model61();
   const TrainConfig t = test::train_cfg(16);
   std::vector<double> losses[2];
   std::vector<float> params[2];
   for (int r = 0; r < 2; ++r) {
-    auto b = cuda_backend(m, t, data, true);
+    auto b = backend(m, t, data, true);
     for (const LossSums& s : ranked_steps(*b, data->count, t, 12, true)) losses[r].push_back(s.loss);
     params[r] = b->parameters();
   }
   EXPECT_TRUE(test::bit_equal(losses[0], losses[1]));
   EXPECT_TRUE(test::bit_equal(params[0], params[1]));
+}
+
+INSTANTIATE_TEST_SUITE_P(Sums, CudaMpi, ::testing::Values(GradientSum::host, GradientSum::automatic),
+                         [](const ::testing::TestParamInfo<GradientSum>& i) {
+                           return i.param == GradientSum::host ? "host" : "automatic";
+                         });
+
+// NCCL asked for: where the ranks share a GPU, every rank throws the same clear error (no
+// rank waits for another); where each has its own, the ranks train through it.
+TEST(CudaMpiNccl, AskedForItServesOrEveryRankSaysWhyNot) {
+  std::string why;
+  if (!cuda_device_usable(&why)) GTEST_SKIP() << "no usable GPU: " << why;
+  ASSERT_NE(comm(), nullptr) << "run under mpirun (ctest does: mpirun -np 2)";
+  const auto data = test::synthetic(40, 61, 9);
+  const ModelConfig m = test::model61();
+  const TrainConfig t = test::train_cfg(8);
+  gpu::CudaBackendOptions o;
+  o.gradient_sum = GradientSum::nccl;
+  auto b = gpu::make_cuda_backend(m, t, o);
+  if (!expect_nccl()) {
+    try {
+      b->set_communicator(comm());
+      ADD_FAILURE() << "NCCL was asked for where the ranks share a GPU, and set_communicator did not throw";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("NCCL was asked for"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("share"), std::string::npos) << msg;
+    }
+    return;
+  }
+  b = test::ranked(std::move(b), m, t, data, true);
+  EXPECT_EQ(b->gradient_sum().rfind("NCCL 2.", 0), 0u) << b->gradient_sum();
+  for (const LossSums& s : ranked_steps(*b, data->count, t, 6, true)) EXPECT_TRUE(std::isfinite(s.loss));
 }
 
 }  // namespace

@@ -11,13 +11,17 @@ namespace vae::test {
 
 inline Communicator* comm() { return world(); }
 
-inline std::unique_ptr<Backend> ranked_backend(Device d, const ModelConfig& m, const TrainConfig& t,
-                                               const std::shared_ptr<Dataset>& data, bool distributed) {
-  auto b = make_backend(d, m, t);
+// Backend `b` with the ranks (or alone), the seed's parameters and the training data.
+inline std::unique_ptr<Backend> ranked(std::unique_ptr<Backend> b, const ModelConfig& m, const TrainConfig& t,
+                                       const std::shared_ptr<Dataset>& data, bool distributed) {
   if (distributed) b->set_communicator(comm());
   b->set_parameters(init_parameters(b->layout(), m, t.seed));
   b->set_train_data(data);
   return b;
+}
+inline std::unique_ptr<Backend> ranked_backend(Device d, const ModelConfig& m, const TrainConfig& t,
+                                               const std::shared_ptr<Dataset>& data, bool distributed) {
+  return ranked(make_backend(d, m, t), m, t, data, distributed);
 }
 
 // `n` steps from the seeded stream (this rank's shard of each batch when distributed), every
