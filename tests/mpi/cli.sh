@@ -2,10 +2,13 @@
 # `mpirun -np 2 vae train` as a user runs it: against one process, resumed bit for bit,
 # resumed on another number of processes, and with one rank killed (the job ends, non-zero,
 # within 30 s, and the last checkpoint stays good).
-# Usage: cli.sh VAE MPIRUN
+# Usage: cli.sh VAE MPIRUN [DEVICE [SUM]]: DEVICE cpu (the default) or cuda; SUM how the log
+# must say the gradients are summed (default: MPI_Allreduce).
 set -euo pipefail
 vae=$1
 mpirun=$2
+device=${3:-cpu}
+sum=${4:-MPI_Allreduce}
 mpi=("$mpirun" --allow-run-as-root --oversubscribe -np 2)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,14 +26,15 @@ make_idx() {  # make_idx FILE N SEED
 }
 LC_ALL=C make_idx "$work/train.idx" 600 1
 LC_ALL=C make_idx "$work/test.idx" 200 2
-args=(--device cpu --hidden 32 --latent 4 --batch 50 --train "$work/train.idx" --test "$work/test.idx")
+args=(--device "$device" --hidden 32 --latent 4 --batch 50 --train "$work/train.idx" --test "$work/test.idx")
 
 losses() { cut -d, -f2,3 "$1/metrics.csv" | tail -n +2; }  # train and test loss per epoch
 
 # 1. Two processes against one: the same losses to 1e-3 (float sums in another order).
 "$vae" train "${args[@]}" --epochs 3 --out "$work/one" > /dev/null
 "${mpi[@]}" "$vae" train "${args[@]}" --epochs 3 --out "$work/two" > "$work/two.log"
-grep -q "data parallel: MPI (Open MPI" "$work/two.log" || fail "the log does not say it runs data parallel: $(cat "$work/two.log")"
+grep -q "data parallel: MPI (Open MPI.*gradients summed by $sum" "$work/two.log" ||
+  fail "the log does not say it runs data parallel and how it sums: $(cat "$work/two.log")"
 [[ $(grep -c "^epoch 3/3" "$work/two.log") == 1 ]] || fail "rank 0 alone reports: $(cat "$work/two.log")"
 grep -q '"processes": 2' "$work/two/config.json" || fail "config.json does not record 2 processes"
 paste -d, <(losses "$work/one") <(losses "$work/two") | awk -F, '{
