@@ -25,8 +25,8 @@ namespace vae::gpu {
 
 // How GPU ranks sum their gradients (CudaBackendOptions::gradient_sum).
 enum class GradientSum {
-  automatic,  // NCCL when every rank can load it and has a GPU of its own on its machine; else host
-  nccl,       // NCCL, or vae::Error on every rank when one cannot
+  automatic,  // NCCL when every rank loads it and no two ranks use the same GPU; else host
+  nccl,       // NCCL, or vae::Error on every rank when that cannot be
   host,       // MPI through host buffers, outside the step graph: slow but correct
 };
 
@@ -51,10 +51,13 @@ class NcclSum {
   std::string description_;
 };
 
-// Collective over `comm`'s ranks (every rank calls it at the same point): an NCCL
-// communicator when `want` allows and every rank can use NCCL, else null (the host fallback).
-// GradientSum::nccl throws vae::Error on every rank when one cannot; so does a failing
-// ncclCommInitRank. The CUDA device must be the backend's.
+// Collective over `comm`'s ranks (every rank calls it at the same point, whatever its `want`):
+// an NCCL communicator when `want` allows, every rank loads NCCL and no two ranks use the same
+// GPU (by host name and PCI bus id), else null (the host fallback). The ranks agree with one
+// Communicator::sum before anything can throw, so GradientSum::nccl where that cannot be
+// throws the same vae::Error on every rank; so does a failing ncclGetUniqueId on rank 0. A
+// failing ncclCommInitRank throws on its rank; the others may wait inside NCCL until mpirun
+// ends the job. The current CUDA device must be the backend's.
 std::unique_ptr<NcclSum> open_nccl_sum(Communicator& comm, GradientSum want);
 
 // Whether NCCL loads in this process; if not, why into *why.

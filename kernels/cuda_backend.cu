@@ -140,12 +140,14 @@ class CudaBackend final : public Backend {
   // collective: every rank calls it at the same point.
   void set_communicator(Communicator* comm) override {
     VAE_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));  // no step of the old setting in flight
+    graphs_.clear();  // before the communicator their collectives were captured on
     nccl_.reset();
-    graphs_.clear();
-    comm_ = comm;
-    if (!comm_) return;
-    nccl_ = open_nccl_sum(*comm_, opt_.gradient_sum);
+    comm_ = nullptr;  // until the new setting is complete: a throw below leaves the backend alone
+    if (!comm) return;
+    VAE_CUDA_CHECK(cudaSetDevice(device_));  // NCCL's communicator and the vote use the current device
+    nccl_ = open_nccl_sum(*comm, opt_.gradient_sum);
     if (!nccl_ && !host_grads_.get()) host_grads_ = PinnedBuffer<float>(model_.total(), "the gradients' host copy (MPI)");
+    comm_ = comm;
   }
 
   void train_step(const Batch& batch) override {

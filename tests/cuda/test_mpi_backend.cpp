@@ -49,6 +49,7 @@ class CudaMpi : public test::GpuTest, public ::testing::WithParamInterface<Gradi
     if (IsSkipped()) return;
     ASSERT_NE(comm(), nullptr) << "run under mpirun (ctest does: mpirun -np 2)";
     ASSERT_GE(comm()->size(), 2) << "the tests need at least 2 processes";
+    use_cuda_device_of_local_rank(local_rank());  // as Session does: one GPU per local rank
   }
   // A CUDA backend with the ranks (each step then a shard) or alone, with this test's sum.
   std::unique_ptr<Backend> backend(const ModelConfig& m, const TrainConfig& t, const std::shared_ptr<Dataset>& data,
@@ -67,18 +68,28 @@ class CudaMpi : public test::GpuTest, public ::testing::WithParamInterface<Gradi
 
 TEST_P(CudaMpi, OneStepAndThirtyStepsEqualOneProcess) {
   for (const Binarize bin : {Binarize::none, Binarize::dynamic}) {  // eps and the uniforms by global place
-    const auto data = test::synthetic(97, 61, 3);
+    // Batches of 23 (shards of 12 and 11) and a last one of 22 (11 and 11): rank 1's shards
+    // have 11 items in both, with shares 11/23 and 11/22 (two step graphs).
+    const auto data = test::synthetic(91, 61, 3);
     const ModelConfig m = test::model61();
-    TrainConfig t = test::train_cfg(23);  // shards of 12 and 11 items
+    TrainConfig t = test::train_cfg(23);
     t.binarize = bin;
     auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
     std::vector<float> pa, ps;
-    const auto a = ranked_steps(*alone, data->count, t, 30, false, &pa);
-    const auto s = ranked_steps(*shard, data->count, t, 30, true, &ps);
+    std::vector<std::vector<float>> ga, gs;
+    const auto a = ranked_steps(*alone, data->count, t, 30, false, &pa, &ga);
+    const auto s = ranked_steps(*shard, data->count, t, 30, true, &ps, &gs);
     const std::string what = bin == Binarize::dynamic ? "dynamic binarization" : "no binarization";
     for (const auto& tv : alone->layout().tensors())
       EXPECT_LT(test::rel_norm_error(test::tensor_of(ps, tv), test::tensor_of(pa, tv)), 1e-5)
           << tv.name << " after one step, " << what;
+    // The summed gradient itself (Adam's step hides a wrong scale of the whole gradient):
+    // 1e-5 at every step (measured: below 5e-7 over 30 steps on the emulator).
+    ASSERT_EQ(ga.size(), gs.size());
+    for (std::size_t k = 0; k < ga.size(); ++k)
+      for (const auto& tv : alone->layout().tensors())
+        EXPECT_LT(test::rel_norm_error(test::tensor_of(gs[k], tv), test::tensor_of(ga[k], tv)), 1e-5)
+            << tv.name << " gradient of step " << k << ", " << what;
     ASSERT_EQ(a.size(), s.size());
     for (std::size_t k = 0; k < a.size(); ++k) {
       ASSERT_TRUE(std::isfinite(s[k].loss)) << what << " step " << k;
@@ -128,6 +139,7 @@ TEST(CudaMpiNccl, AskedForItServesOrEveryRankSaysWhyNot) {
   std::string why;
   if (!cuda_device_usable(&why)) GTEST_SKIP() << "no usable GPU: " << why;
   ASSERT_NE(comm(), nullptr) << "run under mpirun (ctest does: mpirun -np 2)";
+  use_cuda_device_of_local_rank(local_rank());
   const auto data = test::synthetic(40, 61, 9);
   const ModelConfig m = test::model61();
   const TrainConfig t = test::train_cfg(8);
@@ -141,7 +153,8 @@ TEST(CudaMpiNccl, AskedForItServesOrEveryRankSaysWhyNot) {
     } catch (const Error& e) {
       const std::string msg = e.what();
       EXPECT_NE(msg.find("NCCL was asked for"), std::string::npos) << msg;
-      EXPECT_NE(msg.find("share"), std::string::npos) << msg;
+      // Why: the ranks share a GPU or, where NCCL does not load, what the loader said.
+      EXPECT_NE(msg.find(gpu::nccl_loadable(&why) ? "share a GPU" : why), std::string::npos) << msg;
     }
     return;
   }

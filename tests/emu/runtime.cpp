@@ -495,13 +495,14 @@ int emulated_devices() {
   static const int n = [] {
     const char* v = std::getenv("VAE_EMU_DEVICES");
     if (!v || !*v) return 1;
-    const int k = std::atoi(v);
-    if (k < 1 || k > 8) fatal(std::string("VAE_EMU_DEVICES must be 1..8, got '") + v + "'");
-    return k;
+    char* end = nullptr;
+    const long k = std::strtol(v, &end, 10);
+    if (*end != '\0' || k < 1 || k > 8) fatal(std::string("VAE_EMU_DEVICES must be 1..8, got '") + v + "'");
+    return static_cast<int>(k);
   }();
   return n;
 }
-int g_device = 0;
+thread_local int g_device = 0;  // the calling thread's current device, as CUDA keeps it
 }  // namespace
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return set_error(cudaErrorInvalidValue);
@@ -516,6 +517,13 @@ cudaError_t cudaGetDevice(int* device) {
 cudaError_t cudaSetDevice(int device) {
   if (device < 0 || device >= emulated_devices()) return set_error(cudaErrorInvalidDevice);
   g_device = device;
+  return cudaSuccess;
+}
+// "0000:0d:00.0" for device d - 1: one bus id per emulated device.
+cudaError_t cudaDeviceGetPCIBusId(char* id, int len, int device) {
+  if (!id || len < 13) return set_error(cudaErrorInvalidValue);
+  if (device < 0 || device >= emulated_devices()) return set_error(cudaErrorInvalidDevice);
+  std::snprintf(id, static_cast<std::size_t>(len), "0000:%02x:00.0", device + 1);
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {

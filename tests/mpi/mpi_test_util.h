@@ -25,9 +25,11 @@ inline std::unique_ptr<Backend> ranked_backend(Device d, const ModelConfig& m, c
 }
 
 // `n` steps from the seeded stream (this rank's shard of each batch when distributed), every
-// step's loss sums; the parameters after the first step into *after_first if given.
+// step's loss sums; the parameters after the first step into *after_first if given, and each
+// step's gradient (the global batch's, summed across the ranks) into *grads if given.
 inline std::vector<LossSums> ranked_steps(Backend& b, std::int64_t count, const TrainConfig& t, int n,
-                                          bool distributed, std::vector<float>* after_first = nullptr) {
+                                          bool distributed, std::vector<float>* after_first = nullptr,
+                                          std::vector<std::vector<float>>* grads = nullptr) {
   BatchStream stream(count, t.batch, t.seed);
   std::vector<LossSums> out;
   Batch batch;
@@ -36,6 +38,7 @@ inline std::vector<LossSums> ranked_steps(Backend& b, std::int64_t count, const 
     b.train_step(distributed ? shard_of(batch, comm()->rank(), comm()->size()) : batch);
     out.push_back(b.take_train_sums());
     if (k == 0 && after_first) *after_first = b.parameters();
+    if (grads) grads->push_back(b.gradients());
   }
   return out;
 }
