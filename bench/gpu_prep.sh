@@ -8,11 +8,14 @@
 #
 # .gpu-proof/ then holds:
 #   bin.tar.gz   stripped sm_90 builds without -march=native (the gpu-proof CMake preset:
-#                a CPU here may have AVX-512 that the GPU machine's CPU lacks): bin/vae,
-#                bin/vae_cuda_tests, bin/gpu_kernels, lib/libvae.so.0
+#                a CPU here may have AVX-512 that the GPU machine's CPU lacks), with MPI:
+#                bin/vae, bin/vae_cuda_tests, bin/vae_cuda_mpi_tests, bin/gpu_kernels,
+#                lib/libvae.so.0
 #   debs/run/    the Debian packages of their runtime libraries, found with ldd (OpenBLAS,
-#                gfortran, quadmath, gomp, png, freetype, brotli, zlib); not glibc, libstdc++,
-#                libgcc or CUDA's own libraries, which the GPU machine has
+#                gfortran, quadmath, gomp, png, freetype, brotli, zlib, Open MPI's libraries),
+#                and Open MPI's launcher (openmpi-bin, openmpi-common, libpmix2: mpirun runs
+#                from the unpacked tree with OPAL_PREFIX); not glibc, libstdc++, libgcc or
+#                CUDA's own libraries, which the GPU machine has
 #   debs/dev/    the -dev packages, for building there if the carried binaries do not load
 #   data/        Fashion-MNIST's training and test images, as Debian ships them (.gz)
 #   cpu-ref/     this machine's CPU-path run of the reference model, 10 epochs (metrics.csv,
@@ -36,11 +39,12 @@ for f in train-images-idx3-ubyte.gz t10k-images-idx3-ubyte.gz; do
   [[ -f $FASHION/$f ]] || die "$FASHION/$f not found; run: bash cmake/install_deps.sh"
 done
 
-echo "== build: cmake --preset gpu-proof (VAE_NATIVE=OFF, sm_90): vae, vae_cuda_tests, gpu_kernels"
+echo "== build: cmake --preset gpu-proof (VAE_NATIVE=OFF, sm_90, MPI): vae, vae_cuda_tests, vae_cuda_mpi_tests, gpu_kernels"
 cmake --preset gpu-proof >/dev/null
 cmake --build --preset gpu-proof
 grep -q '^VAE_NATIVE:BOOL=OFF$' "$BUILD/CMakeCache.txt" || die "$BUILD was configured with VAE_NATIVE=ON; remove it and run again"
-files=("$BUILD/vae" "$BUILD/tests/cuda/vae_cuda_tests" "$BUILD/bench/gpu_kernels" "$BUILD/libvae.so.0")
+files=("$BUILD/vae" "$BUILD/tests/cuda/vae_cuda_tests" "$BUILD/tests/cuda/vae_cuda_mpi_tests" "$BUILD/bench/gpu_kernels"
+  "$BUILD/libvae.so.0")
 for f in "${files[@]}"; do [[ -f $f ]] || die "$f was not built"; done
 
 # Assemble in a new folder and swap it in at the end, so a failed prep leaves no half folder.
@@ -49,6 +53,7 @@ rm -rf "$NEW"
 mkdir -p "$NEW"/{bin/bin,bin/lib,debs/run,debs/dev,data,cpu-ref}
 strip -o "$NEW/bin/bin/vae" "$BUILD/vae"
 strip -o "$NEW/bin/bin/vae_cuda_tests" "$BUILD/tests/cuda/vae_cuda_tests"
+strip -o "$NEW/bin/bin/vae_cuda_mpi_tests" "$BUILD/tests/cuda/vae_cuda_mpi_tests"
 strip -o "$NEW/bin/bin/gpu_kernels" "$BUILD/bench/gpu_kernels"
 strip -o "$NEW/bin/lib/libvae.so.0" "$(readlink -f "$BUILD/libvae.so.0")"
 # gzip, not xz: tar needs the xz program for .xz, and a minimal image may lack it.
@@ -70,6 +75,8 @@ while read -r name path; do
   [[ -n $pkg ]] || die "no Debian package owns $real (needed by the carried binaries as $name)"
   run_pkgs[$pkg]=1
 done < <(ldd "${files[@]}" | awk '$2 == "=>" {print $1, $3}' | sort -u)
+# mpirun (orterun), its help texts and configuration, and PMIx, which it loads as a plugin.
+for pkg in openmpi-bin openmpi-common libpmix2; do run_pkgs[$pkg]=1; done
 # The -dev packages of cmake/install_deps.sh that libvae, vae, the GPU tests and gpu_kernels
 # build against (the GPU machine has CMake, ninja, a C++ compiler and the CUDA toolkit).
 dev_pkgs=(libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libgtest-dev libpng-dev zlib1g-dev libfreetype-dev)

@@ -20,6 +20,10 @@
 #      run side by side: neither is timed.
 #   4. train: `vae train --device cuda`, 10 epochs, batch 128 resident, batch 128 streamed and
 #      batch 4096: per-epoch ms, and the test -ELBO against the carried CPU-path run.
+#   4b. mpi: data parallel under the carried Open MPI's mpirun (relocated with OPAL_PREFIX):
+#      the data-parallel GPU suite (tests/cuda/test_mpi_backend.cpp) on 2 ranks, then
+#      `mpirun -np 2 vae train --device cuda`, 2 epochs, against stage 4's one process. The
+#      dry run launches `vae train --device cpu` there instead (the suite skips without a GPU).
 #   5. bench: `vae bench --impl cuda,torch,torch-compile` at batch 128 and at 4096, with the
 #      machine's python3 (PyTorch) and this tree's bench/torch_reference.py.
 #   6. kernels: bench/gpu_kernels, if time remains.
@@ -106,9 +110,10 @@ jstr() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; [[ -n $1 ]] && echo "\"$s\"" ||
 has() { command -v "$1" >/dev/null 2>&1; }
 
 # Stage records: status is passed, failed, timed out or "skipped (why)".
-STAGES=(load tests sanitizers train bench kernels)
+STAGES=(load tests sanitizers train mpi bench kernels)
 declare -A TITLE=([load]="1. load the carried binaries" [tests]="2. GPU tests" [sanitizers]="3. compute-sanitizer"
-  [train]="4. 10-epoch training runs" [bench]="5. vae bench against PyTorch" [kernels]="6. gpu_kernels")
+  [train]="4. 10-epoch training runs" [mpi]="4b. data parallel under mpirun" [bench]="5. vae bench against PyTorch"
+  [kernels]="6. gpu_kernels")
 declare -A ST DT SECS
 for s in "${STAGES[@]}"; do ST[$s]="not reached"; DT[$s]=""; SECS[$s]=""; done
 stage() { ST[$1]=$2; DT[$1]=$3; SECS[$1]=${4:-}; log "stage $1: $2${3:+: $3}"; }
@@ -157,6 +162,7 @@ write_md() {
     echo "| batch 128: torch.compile's epoch / vae-cuda's (vae bench) | ${V[vs_compile]:+${V[vs_compile]:-}x} | >= 3x | $(target "${V[vs_compile]:-}" '>=' 3) |"
     echo
     echo "Tests: ${V[tests_passed]:-?} passed, ${V[tests_failed]:-?} failed, ${V[tests_skipped]:-?} skipped of ${V[tests_listed]:-?}." \
+      "Data-parallel suite under mpirun -np 2: ${V[mpi_passed]:-?} passed, ${V[mpi_failed]:-?} failed, ${V[mpi_skipped]:-?} skipped." \
       "Sanitizer errors: memcheck ${V[memcheck]:-not measured}, racecheck ${V[racecheck]:-not measured}, synccheck ${V[synccheck]:-not measured}." \
       "Epoch at batch 4096: ${V[epoch_ms_b4096]:+${V[epoch_ms_b4096]} ms}${V[epoch_ms_b4096]:-not measured}; batch 128 streamed: ${V[epoch_ms_b128s]:+${V[epoch_ms_b128s]} ms}${V[epoch_ms_b128s]:-not measured}."
     if ((${#NOTES[@]})); then
@@ -193,6 +199,12 @@ write_json() {
     echo "  \"vs_torch_compile_b128\": $(num "${V[vs_compile]:-}"),"
     echo "  \"vs_torch_eager_b128_per_step\": $(num "${V[vs_eager_step]:-}"),"
     echo "  \"vs_torch_compile_b128_per_step\": $(num "${V[vs_compile_step]:-}"),"
+    echo "  \"mpi_tests_passed\": $(num "${V[mpi_passed]:-}"),"
+    echo "  \"mpi_tests_failed\": $(num "${V[mpi_failed]:-}"),"
+    echo "  \"mpi_tests_skipped\": $(num "${V[mpi_skipped]:-}"),"
+    echo "  \"mpi_gradient_sum\": $(jstr "${V[mpi_sum]:-}"),"
+    echo "  \"mpi_test_elbo_np2\": $(num "${V[mpi_elbo2]:-}"),"
+    echo "  \"mpi_test_elbo_np1\": $(num "${V[mpi_elbo1]:-}"),"
     echo -n "  \"stages\": {"
     for s in "${STAGES[@]}"; do
       ((first)) || echo -n ", "
@@ -264,6 +276,7 @@ check_binaries() {
   local d=$1 out lib name path missing=() outside=() t
   local files=("$d/bin/vae" "$d/bin/vae_cuda_tests" "$d/bin/gpu_kernels" "$d/lib/libvae.so.0")
   for t in "${files[@]}"; do [[ -f $t ]] || { fail_why "$t is missing"; return 1; }; done
+  [[ -f $d/bin/vae_cuda_mpi_tests ]] && files+=("$d/bin/vae_cuda_mpi_tests")  # not in the fallback build
   # CUDA's libraries: wherever this machine keeps them
   for lib in $(ldd "${files[@]}" 2>/dev/null | awk '/not found/ {print $1}' | sort -u); do
     [[ $lib =~ $CUDA_RE ]] || continue
@@ -310,7 +323,8 @@ fix_links() {
 # must come from the carried tree, and none as a static archive but GoogleTest's.
 configure_fallback() {
   local b=$1 bad
-  cmake --preset gpu-proof -B "$b" -DCMAKE_PREFIX_PATH="$PREFIX/usr" -DVAE_WERROR=OFF >"$RES/fallback-configure.log" 2>&1 ||
+  # Without MPI: the carried packages hold Open MPI's runtime, not its -dev files (stage 4b skips).
+  cmake --preset gpu-proof -B "$b" -DCMAKE_PREFIX_PATH="$PREFIX/usr" -DVAE_WERROR=OFF -DVAE_MPI=OFF >"$RES/fallback-configure.log" 2>&1 ||
     { fail_why "cmake configure failed: $(grep -m1 -A2 'CMake Error' "$RES/fallback-configure.log" | tr '\n' ' ')"; return 1; }
   local v found=() missing=()
   for v in ZLIB_LIBRARY_RELEASE ZLIB_INCLUDE_DIR PNG_LIBRARY_RELEASE PNG_PNG_INCLUDE_DIR FREETYPE_LIBRARY_RELEASE \
@@ -664,6 +678,58 @@ if cuda and cuda.get("ok"):
 print(f"sgemm_gflops={d.get('sgemm_gflops', {}).get('cuda', 0):.0f}")
 PY
 }
+# ---- 4b. data parallel under mpirun ---------------------------------------------------------
+# The carried Open MPI, relocated: OPAL_PREFIX for Open MPI, PMIX_INSTALL_PREFIX for PMIx, the
+# carried configuration files; shared memory between the ranks of this one machine, and no
+# warnings about the network plugins whose libraries were not carried. Local ranks inherit
+# this environment (LD_LIBRARY_PATH, VAE_NCCL_LIBRARY).
+mpi_env() {
+  local u=$PREFIX/usr
+  export OPAL_PREFIX=$u PMIX_INSTALL_PREFIX=$u/lib/x86_64-linux-gnu/pmix2
+  export OMPI_MCA_mca_base_param_files=$PREFIX/etc/openmpi/openmpi-mca-params.conf
+  export OMPI_MCA_orte_default_hostfile=$PREFIX/etc/openmpi/openmpi-default-hostfile
+  export OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$u/lib/x86_64-linux-gnu/openmpi/lib"
+}
+stage_mpi() {
+  local t=$SECONDS u=$PREFIX/usr c rc rc2 dev=cuda epochs=2 detail p f s one
+  ((DRY)) && dev=cpu epochs=1
+  if [[ ! -x $u/bin/orterun || ! -f $BIN/bin/vae_cuda_mpi_tests ]]; then
+    stage mpi "skipped (no carried mpirun or data-parallel test binary$([[ $BIN == "$WORK/built" ]] && echo ": the fallback build is without MPI"))" "" $((SECONDS - t))
+    return 0
+  fi
+  c=$(cap 150)
+  if ((c < MIN_STAGE)); then stage mpi "skipped (deadline)" "" ""; return 0; fi
+  mpi_env
+  local run=("$u/bin/orterun" --allow-run-as-root --oversubscribe -np 2)
+  # The suite: each rank's output in its own file (rank 0's is counted; mpirun fails if any rank does).
+  timeout -k 5 "$c" "${run[@]}" bash -c 'exec "$0" --gtest_color=no >"$1.rank$OMPI_COMM_WORLD_RANK" 2>&1' \
+    "$BIN/bin/vae_cuda_mpi_tests" "$RES/mpi-tests.log" >"$RES/mpirun-tests.log" 2>&1
+  rc=$?
+  read -r p f s < <(count_gtest "$RES/mpi-tests.log.rank0")
+  V[mpi_passed]=$p V[mpi_failed]=$f V[mpi_skipped]=$s
+  detail="suite (mpirun -np 2 vae_cuda_mpi_tests): $p passed, $f failed, $s skipped, rc $rc"
+  # One user's run: 2 ranks sharing this machine's GPU(s), against stage 4's one process.
+  c=$(cap 120)
+  timeout -k 5 "$c" "${run[@]}" "$BIN/bin/vae" train --device "$dev" --epochs "$epochs" --seed 1 "${TRAIN_DATA[@]}" \
+    --out "$WORK/mpi-run" >"$RES/mpi-train.log" 2>&1
+  rc2=$?
+  V[mpi_sum]=$(sed -n 's/.*gradients summed by //p' "$RES/mpi-train.log" | head -1)
+  V[mpi_elbo2]=$(awk -F, -v e="$epochs" 'NR == e + 1 {print $3}' "$WORK/mpi-run/metrics.csv" 2>/dev/null)
+  one=$WORK/train-b128/metrics.csv
+  [[ -f $one ]] && V[mpi_elbo1]=$(awk -F, -v e="$epochs" 'NR == e + 1 {print $3}' "$one")
+  cp "$WORK/mpi-run/metrics.csv" "$RES/mpi-train.metrics.csv" 2>/dev/null
+  detail+="; \`mpirun -np 2 vae train --device $dev --epochs $epochs\`: rc $rc2, gradients summed by ${V[mpi_sum]:-?}, test -ELBO ${V[mpi_elbo2]:-?}${V[mpi_elbo1]:+ (one process: ${V[mpi_elbo1]})}"
+  note "- Data parallel: $detail"
+  if ((rc == 124 || rc == 137 || rc2 == 124 || rc2 == 137)); then
+    stage mpi "timed out" "$detail" $((SECONDS - t))
+  elif ((rc != 0 || rc2 != 0 || f > 0)) || [[ -z ${V[mpi_elbo2]} ]] || { ((!DRY)) && ((p == 0 || s > 0)); }; then
+    stage mpi failed "$detail" $((SECONDS - t))
+  else
+    stage mpi passed "$detail" $((SECONDS - t))
+  fi
+}
+
 stage_bench() {
   local t=$SECONDS b c rc parts=() bad=0 json kv
   for b in 128 4096; do
@@ -742,6 +808,7 @@ if stage_load; then
   find_nccl
   if ((DRY)); then
     for s in tests sanitizers train bench kernels; do stage "$s" "skipped (dry run)" "" ""; done
+    stage_mpi
   else
     gpu_info
     start_tests
@@ -752,12 +819,14 @@ if stage_load; then
     publish
     stage_train
     publish
+    stage_mpi
+    publish
     stage_bench
     publish
     stage_kernels
   fi
 else
-  for s in tests sanitizers train bench kernels; do stage "$s" "skipped (no binaries: stage 1 failed)" "" ""; done
+  for s in tests sanitizers train mpi bench kernels; do stage "$s" "skipped (no binaries: stage 1 failed)" "" ""; done
 fi
 publish
 failed=0
