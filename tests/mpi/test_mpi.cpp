@@ -77,8 +77,18 @@ TEST_F(Mpi, OneStepEqualsOneProcess) {
     const ModelConfig m = model(lik);
     const TrainConfig t = train(37);  // odd: shards of 19 and 18
     auto alone = backend(m, t, data, false), shard = backend(m, t, data, true);
-    const LossSums a = ranked_steps(*alone, data->count, t, 2, false).back();  // step 1: a noise offset other than 0
-    const LossSums s = ranked_steps(*shard, data->count, t, 2, true).back();
+    std::vector<std::vector<float>> ga, gs;  // each step's summed gradient (Adam's step hides its scale)
+    const LossSums a = ranked_steps(*alone, data->count, t, 2, false, nullptr, &ga).back();  // step 1: a noise offset other than 0
+    const LossSums s = ranked_steps(*shard, data->count, t, 2, true, nullptr, &gs).back();
+    ASSERT_EQ(ga.size(), 2u);
+    ASSERT_EQ(gs.size(), 2u);
+    for (std::size_t k = 0; k < 2; ++k)
+      for (const auto& tv : alone->layout().tensors()) {
+        const auto at = [&](const std::vector<float>& g) {
+          return std::vector<float>(g.begin() + tv.offset, g.begin() + tv.offset + tv.size());
+        };
+        EXPECT_LE(test::rel_norm_error(at(gs[k]), at(ga[k])), 1e-5) << tv.name << " gradient, step " << k;
+      }
     EXPECT_EQ(s.count, a.count);
     EXPECT_NEAR(s.loss, a.loss, 1e-5 * std::fabs(a.loss)) << to_string(lik);
     const auto pa = alone->parameters(), ps = shard->parameters();
