@@ -40,10 +40,6 @@ namespace {
 constexpr char kMagic[] = "vae_emu nccl id";
 int g_group_depth = 0;  // ncclGroupStart calls not yet ended
 
-[[noreturn]] void fatal(const std::string& what) {
-  std::fprintf(stderr, "vae_emu: %s\n", what.c_str());
-  std::abort();
-}
 
 // Why an NCCL call failed, for ncclGetErrorString's callers to print.
 ncclResult_t refuse(ncclResult_t r, const std::string& why) {
@@ -52,6 +48,11 @@ ncclResult_t refuse(ncclResult_t r, const std::string& why) {
 }
 
 #if defined(VAE_EMU_MPI)
+[[noreturn]] void fatal(const std::string& what) {
+  std::fprintf(stderr, "vae_emu: %s\n", what.c_str());
+  std::abort();
+}
+
 bool mpi_ready() {
   int ready = 0, done = 0;
   MPI_Initialized(&ready);
