@@ -16,6 +16,19 @@
 namespace vae {
 namespace {
 
+// NCCL asked for on one rank that cannot have it: the error says so, and why (`why`).
+void expect_nccl_refused(const std::string& why) {
+  test::OneRank one;
+  try {
+    gpu::open_nccl_sum(one, gpu::GradientSum::nccl);
+    ADD_FAILURE() << "NCCL was asked for where it cannot serve, and open_nccl_sum did not throw";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("NCCL was asked for, but 1 of 1 ranks cannot use it (this rank: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(why), std::string::npos) << msg;
+  }
+}
+
 TEST(NcclLoader, FindsTheLibraryCMakeFound) {
   ASSERT_EQ(std::getenv("VAE_NCCL_LIBRARY"), nullptr) << "ctest runs this case without VAE_NCCL_LIBRARY";
   std::string why;
@@ -33,14 +46,7 @@ TEST(NcclLoader, NamesAMissingLibrary) {
   // Without NCCL, the automatic choice is the host path and NCCL asked for says why.
   test::OneRank one;
   EXPECT_EQ(gpu::open_nccl_sum(one, gpu::GradientSum::automatic), nullptr);
-  try {
-    gpu::open_nccl_sum(one, gpu::GradientSum::nccl);
-    ADD_FAILURE() << "NCCL was asked for without a library, and open_nccl_sum did not throw";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("NCCL was asked for, but 1 of 1 ranks cannot use it"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(named), std::string::npos) << msg;
-  }
+  expect_nccl_refused(named);
 }
 
 // One rank: NCCL where a GPU is usable and NCCL loads; else the host path, and NCCL asked for
@@ -58,15 +64,8 @@ TEST(NcclLoader, OneRankChoosesNcclOnlyWithAGpu) {
     return;
   }
   EXPECT_EQ(gpu::open_nccl_sum(one, gpu::GradientSum::automatic), nullptr) << "no GPU (" << why << ") or no NCCL";
-  try {
-    gpu::open_nccl_sum(one, gpu::GradientSum::nccl);
-    ADD_FAILURE() << "NCCL was asked for without a GPU or NCCL, and open_nccl_sum did not throw";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("NCCL was asked for, but 1 of 1 ranks cannot use it (this rank: "), std::string::npos) << msg;
-    // Why: the loader's words, or the CUDA call that found no GPU.
-    EXPECT_NE(msg.find(loads ? std::string("cudaGetDevice") : loader), std::string::npos) << msg;
-  }
+  // Why: the loader's words, or the CUDA call that found no GPU.
+  expect_nccl_refused(loads ? std::string("cudaGetDevice") : loader);
 }
 
 }  // namespace
