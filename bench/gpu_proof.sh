@@ -679,16 +679,19 @@ print(f"sgemm_gflops={d.get('sgemm_gflops', {}).get('cuda', 0):.0f}")
 PY
 }
 # ---- 4b. data parallel under mpirun ---------------------------------------------------------
-# The carried Open MPI, relocated: OPAL_PREFIX for Open MPI, PMIX_INSTALL_PREFIX for PMIx, the
-# carried configuration files; shared memory between the ranks of this one machine, and no
-# warnings about the network plugins whose libraries were not carried. Local ranks inherit
-# this environment (LD_LIBRARY_PATH, VAE_NCCL_LIBRARY).
+# The carried Open MPI, relocated: OPAL_PREFIX for Open MPI, the carried configuration files;
+# shared memory between the ranks of this one machine, and no warnings about the network
+# plugins whose libraries were not carried. PMIx's three plugins (zlib compression, two
+# resource-manager ones) are looked for at Debian's path only, and it runs without them (tried
+# with that folder moved away): its warning about compression is silenced. Local ranks
+# inherit this environment (LD_LIBRARY_PATH, VAE_NCCL_LIBRARY).
 mpi_env() {
   local u=$PREFIX/usr
-  export OPAL_PREFIX=$u PMIX_INSTALL_PREFIX=$u/lib/x86_64-linux-gnu/pmix2
+  export OPAL_PREFIX=$u
   export OMPI_MCA_mca_base_param_files=$PREFIX/etc/openmpi/openmpi-mca-params.conf
   export OMPI_MCA_orte_default_hostfile=$PREFIX/etc/openmpi/openmpi-default-hostfile
   export OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
+  export PMIX_MCA_pcompress_base_silence_warning=1
   export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$u/lib/x86_64-linux-gnu/openmpi/lib"
 }
 stage_mpi() {
