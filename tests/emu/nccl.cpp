@@ -47,7 +47,14 @@ ncclResult_t refuse(ncclResult_t r, const std::string& why) {
   return r;
 }
 
+// Bytes per value of the types emulated (0: another type).
+std::size_t type_size(ncclDataType_t t) {
+  return t == ncclFloat32 ? 4 : t == ncclFloat64 || t == ncclInt64 ? 8 : 0;
+}
+
 #if defined(VAE_EMU_MPI)
+MPI_Datatype mpi_type(ncclDataType_t t) { return t == ncclFloat32 ? MPI_FLOAT : t == ncclFloat64 ? MPI_DOUBLE : MPI_INT64_T; }
+
 [[noreturn]] void fatal(const std::string& what) {
   std::fprintf(stderr, "vae_emu: %s\n", what.c_str());
   std::abort();
@@ -168,32 +175,8 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
                            ncclComm_t comm, cudaStream_t stream) {
   if (!comm || (count > 0 && (!send || !recv))) return refuse(ncclInvalidArgument, "ncclAllReduce: null argument");
   if (op != ncclSum) return refuse(ncclInvalidArgument, "ncclAllReduce: only ncclSum is emulated");
-  std::size_t size = 0;
-#if defined(VAE_EMU_MPI)
-  MPI_Datatype mpi = MPI_DATATYPE_NULL;
-#endif
-  switch (type) {
-    case ncclFloat32:
-      size = 4;
-#if defined(VAE_EMU_MPI)
-      mpi = MPI_FLOAT;
-#endif
-      break;
-    case ncclFloat64:
-      size = 8;
-#if defined(VAE_EMU_MPI)
-      mpi = MPI_DOUBLE;
-#endif
-      break;
-    case ncclInt64:
-      size = 8;
-#if defined(VAE_EMU_MPI)
-      mpi = MPI_INT64_T;
-#endif
-      break;
-    default:
-      return refuse(ncclInvalidArgument, "ncclAllReduce: only float32, float64 and int64 are emulated");
-  }
+  const std::size_t size = type_size(type);
+  if (size == 0) return refuse(ncclInvalidArgument, "ncclAllReduce: only float32, float64 and int64 are emulated");
   const int nranks = comm->nranks;
 #if defined(VAE_EMU_MPI)
   const MPI_Comm on = comm->mpi;
@@ -206,7 +189,7 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
     auto* p = static_cast<char*>(recv);
     for (std::size_t done = 0; done < count;) {
       const int k = static_cast<int>(std::min<std::size_t>(count - done, std::size_t(1) << 30));
-      if (MPI_Allreduce(MPI_IN_PLACE, p + done * size, k, mpi, MPI_SUM, on) != MPI_SUCCESS)
+      if (MPI_Allreduce(MPI_IN_PLACE, p + done * size, k, mpi_type(type), MPI_SUM, on) != MPI_SUCCESS)
         fatal("ncclAllReduce: MPI_Allreduce failed");
       done += static_cast<std::size_t>(k);
     }
