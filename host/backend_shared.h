@@ -64,6 +64,11 @@ void sum_shard_gradients(Communicator& comm, const Batch& shard, T* grads, std::
   for (std::size_t i = 0; i < n; ++i) grads[i] *= share;
   comm.sum(grads, n);
 }
+// Data parallel evaluation: the test set's batch k is rank k % N's (every batch is ours
+// without ranks); the ranks' sums are then added up (sum_across_ranks).
+inline bool evaluates_batch(const Communicator* comm, std::int64_t k) {
+  return !comm || k % comm->size() == comm->rank();
+}
 // The ranks' loss sums added up.
 inline void sum_across_ranks(Communicator& comm, LossSums& s) {
   double v[4] = {s.loss, s.recon, s.kl, double(s.count)};

@@ -140,7 +140,7 @@ class CpuBackend final : public Backend {
     LossSums total;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
-      if (comm_ && k % comm_->size() != comm_->rank()) continue;  // data parallel: batch k is rank k % N's
+      if (!evaluates_batch(comm_, k)) continue;
       govern();
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       for (int i = 0; i < n; ++i) data.row_as<T>(begin + i, x_.data() + static_cast<std::size_t>(i) * D);

@@ -218,7 +218,7 @@ class CudaBackend final : public Backend {
     const int batch = train_.eval_batch;
     std::int64_t k = 0;
     for (std::int64_t begin = 0; begin < data.count; begin += batch, ++k) {
-      if (comm_ && k % comm_->size() != comm_->rank()) continue;  // data parallel: batch k is rank k % N's
+      if (!evaluates_batch(comm_, k)) continue;
       const int n = static_cast<int>(std::min<std::int64_t>(batch, data.count - begin));
       StepHeader h;
       h.step = k;
