@@ -30,6 +30,8 @@ int launcher_number(std::initializer_list<const char*> vars, int least, int unse
 
 int launched_processes() { return launcher_number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}, 1, 0); }
 
+int launched_rank() { return launcher_number({"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"}, 0, 0); }
+
 int local_processes() {
   return launcher_number({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"}, 1, 1);
 }
@@ -147,6 +149,19 @@ Communicator* world() {
     throw_error("started by mpirun with ", n, " processes, but this vae was built without MPI; install Open MPI ",
                 "(apt-get install libopenmpi-dev openmpi-bin) and build again, or run one process");
   return nullptr;
+#endif
+}
+
+void abort_world(int code) {
+#if defined(VAE_HAVE_MPI)
+  int ready = 0, done = 0, size = 1;
+  MPI_Initialized(&ready);
+  MPI_Finalized(&done);
+  if (!ready || done) return;  // not started: a process that exits non-zero ends the job anyway
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#else
+  (void)code;
 #endif
 }
 

@@ -1,6 +1,7 @@
 // `vae`: the command-line trainer. Errors print one line and exit non-zero.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -8,7 +9,21 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "vae/distributed.h"
 #include "vae/error.h"
+
+namespace {
+// The one line of an error, then exit status 1. Under mpirun the line names the process, and
+// an error on one process ends them all (vae::abort_world): the others may be waiting for it.
+int fail(const std::string& what) {
+  const int n = vae::launched_processes();
+  const std::string who = n > 1 ? " (process " + std::to_string(vae::launched_rank()) + " of " + std::to_string(n) + ")" : "";
+  std::fprintf(stderr, "vae: error%s: %s\n", who.c_str(), what.c_str());
+  std::fflush(stderr);
+  vae::abort_world(1);
+  return 1;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"vae: variational autoencoders on the CPU (OpenBLAS) and on NVIDIA GPUs (fused CUDA kernels)", "vae"};
@@ -41,23 +56,27 @@ int main(int argc, char** argv) {
         known += (known.empty() ? "" : ", ") + sub->get_name();
       if (app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == argv[1]; }).empty())
         vae::throw_error("unknown command '", argv[1], "' (commands: ", known, "; vae --help says more)");
+      // Under mpirun only train is data parallel: the other commands would run once per
+      // process, each writing the same files.
+      const bool help = std::any_of(argv + 2, argv + argc, [](const char* a) {
+        return std::string(a) == "--help" || std::string(a) == "-h";
+      });
+      if (vae::launched_processes() > 1 && std::string(argv[1]) != "train" && !help)
+        vae::throw_error("vae ", argv[1], " runs in one process; only vae train is data parallel (mpirun -np N vae ",
+                         "train): start it without mpirun");
     }
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {  // one line, as every other error
     const std::string command = argc > 1 && argv[1][0] != '-' ? std::string(" ") + argv[1] : "";
-    std::fprintf(stderr, "vae: error: %s (vae%s --help lists the options)\n", e.what(), command.c_str());
-    return 1;
+    return fail(std::string(e.what()) + " (vae" + command + " --help lists the options)");
   } catch (const vae::Error& e) {
-    std::fprintf(stderr, "vae: error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "vae: error: out of host memory\n");
-    return 1;
+    return fail("out of host memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "vae: error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   }
   return 0;
 }

@@ -34,6 +34,8 @@ int launched_processes();
 // Processes of the launch on this machine (1 when started alone): the CPU backend's default
 // thread count divides the cores among them.
 int local_processes();
+// This process's rank in the launch (0 when started alone).
+int launched_rank();
 // This process's rank among those of the launch on this machine (0 when started alone): a
 // GPU rank uses device local_rank() % the machine's devices.
 int local_rank();
@@ -43,6 +45,12 @@ bool mpi_built();
 // finalized at exit), or null when this process was started alone. Throws vae::Error when
 // started by mpirun with several processes but built without MPI.
 Communicator* world();
+// After an error on this process, when MPI runs with several processes: MPI_Abort ends every
+// process of the launch with `code` (the others may be waiting for this one in a collective,
+// and MPI_Finalize at exit would wait for them: the job would hang). Returns otherwise. `vae`
+// calls it after printing its error; a program that catches vae::Error under mpirun and
+// cannot go on calls it likewise.
+void abort_world(int code);
 
 struct Dataset;
 // Dataset::validate, with a mapped file's finite check split among the ranks: each reads only

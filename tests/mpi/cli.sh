@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mpirun -np 2 vae train` as a user runs it: against one process, resumed bit for bit,
 # resumed on another number of processes, and with one rank killed (the job ends, non-zero,
-# within 30 s, and the last checkpoint stays good).
+# within 30 s, and the last checkpoint stays good), and with an error on one process.
 # Usage: cli.sh VAE MPIRUN [DEVICE [SUM]]: DEVICE cpu (the default) or cuda; SUM how the log
 # must say the gradients are summed (default: MPI_Allreduce).
 set -euo pipefail
@@ -75,3 +75,25 @@ wait "$job" || status=$?
 grep -qiE "killed|signal 9|exited on signal" "$work/killed.log" || fail "no message about the killed rank: $(cat "$work/killed.log")"
 "$vae" eval --model "$work/killed" --device cpu --iw 2 --limit 10 > /dev/null || fail "the last checkpoint does not load"
 echo "ok: a killed rank ends the job (exit $status) in $((SECONDS - t0)) s; the checkpoint loads"
+
+# 5. An error on one process ends the job too (the others would wait for it in a collective):
+# non-zero within 30 s, one line naming the process, earlier output untouched.
+ends() {  # ends NAME COMMAND...: the launch must fail within 30 s
+  local name=$1 t0=$SECONDS status=0
+  shift
+  timeout 60 "$@" > "$work/$name.log" 2>&1 || status=$?
+  (( status != 124 && status != 0 && SECONDS - t0 <= 30 )) ||
+    fail "$name: exit $status after $((SECONDS - t0)) s: $(cat "$work/$name.log")"
+}
+sum_before=$(cat "$work/one"/* | cksum)
+ends taken "${mpi[@]}" "$vae" train "${args[@]}" --epochs 1 --out "$work/one"  # only rank 0 looks at OUT
+grep -q "vae: error (process 0 of 2): --out '$work/one' already holds files" "$work/taken.log" ||
+  fail "no error line from process 0: $(cat "$work/taken.log")"
+[[ $(cat "$work/one"/* | cksum) == "$sum_before" ]] || fail "the earlier run's files changed"
+ends missing "$mpirun" --allow-run-as-root --oversubscribe -np 1 "$vae" train "${args[@]}" --epochs 50 --out "$work/m" : \
+  -np 1 "$vae" train "${args[@]}" --epochs 50 --train "$work/missing.idx" --out "$work/m"
+grep -q "vae: error (process 1 of 2): cannot open '$work/missing.idx'" "$work/missing.log" ||
+  fail "no error line from process 1: $(cat "$work/missing.log")"
+ends eval "${mpi[@]}" "$vae" eval --model "$work/one" --device cpu
+grep -q "vae eval runs in one process" "$work/eval.log" || fail "vae eval under mpirun: $(cat "$work/eval.log")"
+echo "ok: an error on one process ends the job with its line, and nothing is written over"
