@@ -95,6 +95,20 @@ class Cli : public ::testing::Test {
     return "train --device cpu --epochs 1 --batch 8 --hidden 8 --latent 2 --train " + train + " --test " + test +
            " --out " + dir_.file("out");
   }
+  // Starts `vae ARGS --out OUT` (its output in OUT.log), sends signal SIG (INT, TERM, ...) once
+  // its first epoch is in metrics.csv, and returns its exit status.
+  int interrupt_after_first_epoch(const std::string& args, const std::string& out, const std::string& sig) {
+    const std::string script = "timeout 120 " + std::string(VAE_CLI_PATH) + " " + args + " --out " + out + " >" +
+                               out + ".log 2>&1 & pid=$!; "
+                               "while [ \"$({ wc -l < " + out + "/metrics.csv; } 2>/dev/null || echo 0)\" -lt 2 ]; do "
+                               "sleep 0.01; kill -0 $pid 2>/dev/null || break; done; kill -" + sig + " $pid; wait $pid; echo $?";
+    FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
+    if (!p) return -1;
+    char buf[64] = {};
+    const std::size_t n = fread(buf, 1, sizeof buf - 1, p);
+    pclose(p);
+    return std::atoi(std::string(buf, n).c_str());
+  }
   vae::test::TempDir dir_;
   std::string good_;
 };
@@ -476,6 +490,16 @@ TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("s.png")));
 }
 
+TEST_F(Cli, SigtermStopsLikeCtrlCWithItsOwnStatus) {
+  const std::string args = base(good_, good_) + " --epochs 1000000";
+  const std::string out = dir_.file("term");
+  const int status = interrupt_after_first_epoch(args, out, "TERM");
+  const std::string log = slurp(dir_.file("term.log"));
+  ASSERT_EQ(status, 128 + 15) << log;
+  EXPECT_NE(log.find("interrupted at epoch"), std::string::npos) << log;
+  EXPECT_NO_THROW(vae::load_checkpoint(out + "/model.safetensors"));
+}
+
 TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {
   std::string big = idx(0x08, {6000, 16, 16}, 0);
   for (std::size_t i = 0; i < 6000u * 256; ++i) big.push_back(static_cast<char>((i * 2654435761u) >> 24));
@@ -488,16 +512,7 @@ TEST_F(Cli, CtrlCWritesACheckpointAndResumeFinishesTheSameRun) {
 
   // Interrupt a second run once its first epoch is done.
   const std::string out = dir_.file("cut");
-  const std::string script = "timeout 120 " + std::string(VAE_CLI_PATH) + " " + args + " --out " + out +
-                             " >" + dir_.file("cut.log") + " 2>&1 & pid=$!; "
-                             "while [ \"$({ wc -l < " + out + "/metrics.csv; } 2>/dev/null || echo 0)\" -lt 2 ]; do "
-                             "sleep 0.01; kill -0 $pid 2>/dev/null || break; done; kill -INT $pid; wait $pid; echo $?";
-  FILE* p = popen(("bash -c '" + script + "'").c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[64] = {};
-  const std::size_t n = fread(buf, 1, sizeof buf - 1, p);
-  pclose(p);
-  const int status = std::atoi(std::string(buf, n).c_str());
+  const int status = interrupt_after_first_epoch(args, out, "INT");
   const std::string log = slurp(dir_.file("cut.log"));
   if (status == 0) GTEST_SKIP() << "the run finished before the interrupt arrived";
   ASSERT_EQ(status, 130) << log;

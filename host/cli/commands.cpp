@@ -1,5 +1,5 @@
 // `vae train`: options, an optional JSON configuration file underneath them, resume, and
-// Ctrl-C handling (a checkpoint, then exit code 130).
+// Ctrl-C handling (a checkpoint, then exit code 130; SIGTERM and SIGUSR1 alike).
 #include "cli/commands.h"
 
 #include <unistd.h>
@@ -31,23 +31,27 @@ struct TrainFlags {
   std::unique_ptr<ConfigFlags> options;
 };
 
-// The first Ctrl-C asks for a checkpoint after the current step; another one at least a
-// second later stops at once. (Wrappers such as `timeout` forward a signal to the whole
-// process group, so one key press can arrive twice within microseconds.)
+// The first Ctrl-C (or SIGTERM, or SIGUSR1: what mpirun passes on to its processes) asks for a
+// checkpoint after the current step; the same signal again at least a second later stops at
+// once. (Wrappers such as `timeout` forward a signal to the whole process group, so one key
+// press can arrive twice within microseconds.)
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
 std::atomic<long long> g_first_interrupt_ns{0};
+std::atomic<int> g_stop_signal{0};  // the first one: the exit status is 128 + it
 long long monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
   return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
-extern "C" void on_interrupt(int) {
+extern "C" void on_interrupt(int sig) {
   const long long now = monotonic_ns();
   long long first = 0;
   if (g_first_interrupt_ns.compare_exchange_strong(first, now)) {
+    g_stop_signal = sig;
     vae::request_stop();
   } else if (now - first > 1000000000LL) {
-    std::signal(SIGINT, SIG_DFL);
-    std::raise(SIGINT);
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
   }
 }
 
@@ -134,7 +138,9 @@ void add_train(CLI::App& app) {
       "  elbo.png             the ELBO curve: train and test -ELBO, test reconstruction and KL per epoch\n"
       "  latent.png           with --latent 2: the test set's posterior means coloured by label\n"
       "\nCtrl-C writes a checkpoint after the current step and exits with code 130 (a second Ctrl-C a second later\n"
-      "stops at once); --resume OUT continues the run exactly where it stopped.\n"
+      "stops at once); --resume OUT continues the run exactly where it stopped. SIGTERM and SIGUSR1 do the same\n"
+      "(exit code 143, 138). Under mpirun, send SIGUSR1 to mpirun: it passes it on to every process, and they stop\n"
+      "after the same step (Ctrl-C there is mpirun's: it ends the processes with SIGTERM, then SIGKILL a second later).\n"
       "\nThe defaults are the reference model: 784-400-20 encoder, 20-400-784 decoder, ReLU, Bernoulli decoder,\n"
       "batch 128, Adam lr 1e-3, 10 epochs, 1 sample, seed 1, on Fashion-MNIST.\n"
       "Examples:\n"
@@ -145,7 +151,7 @@ void add_train(CLI::App& app) {
   cmd->callback([f]() {
     // Under mpirun a rank's stdout is a pseudo-terminal whatever mpirun's own is: plain lines there.
     const bool progress = isatty(STDOUT_FILENO) == 1 && launched_processes() == 0;
-    std::signal(SIGINT, on_interrupt);
+    for (const int sig : kStopSignals) std::signal(sig, on_interrupt);
     TrainResult r;
     if (!f->resume.empty()) {
       const ResumeOptions o = resume_options(f->options->given(), progress);
@@ -166,7 +172,7 @@ void add_train(CLI::App& app) {
       config.progress = progress;
       r = vae::train(model, config, std::cout);
     }
-    if (r.interrupted) std::exit(130);
+    if (r.interrupted) std::exit(128 + g_stop_signal.load());
   });
 }
 

@@ -97,3 +97,20 @@ grep -q "vae: error (process 1 of 2): cannot open '$work/missing.idx'" "$work/mi
 ends eval "${mpi[@]}" "$vae" eval --model "$work/one" --device cpu
 grep -q "vae eval runs in one process" "$work/eval.log" || fail "vae eval under mpirun: $(cat "$work/eval.log")"
 echo "ok: an error on one process ends the job with its line, and nothing is written over"
+
+# 6. SIGUSR1 to mpirun (which passes it on to every process) stops the run after one step for
+# all, with a checkpoint; resuming on 2 processes then equals an uninterrupted run bit for bit.
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs 100000 --out "$work/usr1" > "$work/usr1.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do grep -q "^epoch 1/" "$work/usr1.log" 2>/dev/null && break; sleep 0.05; done
+kill -USR1 "$launcher"
+status=0
+wait "$launcher" || status=$?
+(( status != 0 )) || fail "the stopped job exited 0"
+line=$(grep "^interrupted at epoch" "$work/usr1.log") || fail "no 'interrupted' line: $(cat "$work/usr1.log")"
+epoch=$(sed 's/^interrupted at epoch \([0-9]*\),.*/\1/' <<<"$line")
+"${mpi[@]}" "$vae" train --resume "$work/usr1" --epochs "$epoch" > /dev/null
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs "$epoch" --out "$work/whole" > /dev/null
+diff <(losses "$work/whole") <(losses "$work/usr1") > /dev/null ||
+  fail "stopped by SIGUSR1 at epoch $epoch and resumed: not the uninterrupted run's losses"
+echo "ok: SIGUSR1 to mpirun stops every process with a checkpoint ($line); resumed, the run is bit for bit"
