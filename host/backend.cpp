@@ -18,26 +18,6 @@
 namespace vae {
 
 namespace {
-void check_data_values(const ModelConfig& model, const Dataset& data) {
-  const float* f = data.f32_values();
-  if (!f) return;  // uint8: pixels in [0, 1], or the counts 0..255
-  const bool counts = counts_likelihood(model.likelihood);
-  if (!counts && model.likelihood != Likelihood::bernoulli) return;
-  const std::size_t W = static_cast<std::size_t>(data.dim), D = static_cast<std::size_t>(data.features());
-  for (std::size_t i = 0; i < static_cast<std::size_t>(data.count); ++i)
-    for (std::size_t j = 0; j < D; ++j) {  // the features, not an appended condition
-      const float v = f[i * W + j];
-      if (counts && (!(v >= 0.0f) || v != std::floor(v)))
-        throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
-                    " is not a count (a non-negative integer), which ", flag_of("likelihood"), " ",
-                    to_string(model.likelihood), " needs");
-      if (!counts && (v < 0.0f || v > 1.0f))
-        throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
-                    " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255; for "
-                    "other real values use ", flag_of("likelihood"), " gaussian)");
-    }
-}
-
 // What the model is conditioned on, in words.
 std::string model_condition(const ModelConfig& model) { return describe_condition(model.condition, model.condition_dim); }
 
@@ -65,13 +45,35 @@ void check_condition(const ModelConfig& model, const Dataset& data, const char* 
 
 }  // namespace
 
+ValueRule value_rule(const ModelConfig& model) {
+  if (counts_likelihood(model.likelihood)) return ValueRule::counts;
+  return model.likelihood == Likelihood::bernoulli ? ValueRule::unit_interval : ValueRule::finite;
+}
+
+void throw_bad_value(const ModelConfig& model, const Dataset& data, std::int64_t k) {
+  const float v = data.f32_values()[k];
+  if (!std::isfinite(v)) data.throw_non_finite(k);
+  const std::int64_t i = k / data.dim, j = k % data.dim;
+  if (counts_likelihood(model.likelihood))
+    throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
+                " is not a count (a non-negative integer), which ", flag_of("likelihood"), " ",
+                to_string(model.likelihood), " needs");
+  throw_error("data '", data.source, "': value ", v, " at item ", i, ", feature ", j,
+              " is outside [0, 1], which the Bernoulli likelihood needs (for 0..255 pixels divide by 255; for "
+              "other real values use ", flag_of("likelihood"), " gaussian)");
+}
+
+void check_data_values(const ModelConfig& model, const Dataset& data, ValueRule rule, Communicator* comm) {
+  if (const std::int64_t k = first_bad_value_across_ranks(data, rule, comm); k >= 0) throw_bad_value(model, data, k);
+}
+
 void check_data(const ModelConfig& model, const Dataset& data, const char* what) {
-  data.validate();
+  data.validate(false);  // the values below, in one pass (once for a mapped file)
   if (data.features() != model.input_dim)
     throw_error(what, " '", data.source, "' has ", data.features(), " features per item but the model expects ",
                 model.input_dim);
   check_condition(model, data, what);
-  check_data_values(model, data);
+  check_data_values(model, data, value_rule(model));
 }
 
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what) {

@@ -14,9 +14,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
+#include <string>
+#include <utility>
 
 #include "rng.h"
 #include "vae/error.h"
@@ -26,6 +30,14 @@ namespace vae {
 namespace {
 
 constexpr std::uint64_t kMaxPayload = std::uint64_t(1) << 40;  // 1 TiB: larger is a corrupt header
+
+// A file whose values take `have` bytes where its header promises `want`: read or mapped.
+[[noreturn]] void throw_payload_size(const std::string& path, std::uint64_t want, std::uint64_t have) {
+  if (have < want)
+    throw_error("'", path, "' is truncated: the header promises ", want, " bytes of data but the file holds only ", have);
+  throw_error("'", path, "' has more data than its header describes (", want,
+              " bytes expected); the header's dimensions are wrong or the file is corrupt");
+}
 
 // Reads a file through zlib, which passes uncompressed files through unchanged.
 class Reader {
@@ -82,14 +94,10 @@ class Reader {
       const std::size_t old = out.size();
       out.resize(old + want);
       const std::size_t got = read(out.data() + old, want);
-      if (got != want)
-        throw_error("'", path_, "' is truncated: the header promises ", n, " bytes of data but the file holds only ",
-                    old + got);
+      if (got != want) throw_payload_size(path_, n, old + got);
     }
     unsigned char extra;
-    if (read(&extra, 1) != 0)
-      throw_error("'", path_, "' has more data than its header describes (", n,
-                  " bytes expected); the header's dimensions are wrong or the file is corrupt");
+    if (read(&extra, 1) != 0) throw_payload_size(path_, n, n + 1);
     return out;
   }
 
@@ -216,7 +224,7 @@ struct Dataset::Mapping {
   std::size_t length = 0;
   std::size_t offset = 0;
   bool u8 = false;
-  mutable bool checked = false;  // the finite check of float values, done once
+  mutable std::atomic<unsigned> checked{0};  // the ValueRules (bits) the float values passed: each check runs once
   int fd = -1;  // the file, open: rows at random are read with pread (read)
   // Rows at random are not read through the map: a page fault maps the whole page-cache folio
   // around the row (up to 2 MiB on Linux 6.18, ext4: 1.8 GiB resident after 1024 random rows
@@ -254,8 +262,10 @@ struct Dataset::Mapping {
 };
 
 namespace {
-// `path` mapped read-only, its values `offset` bytes in (a raw file: a .gz cannot be mapped).
-std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::size_t offset, bool u8) {
+// `path` mapped read-only, its values `offset` bytes in, `bytes` of them as its header says (a
+// raw file: a .gz cannot be mapped).
+std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::size_t offset, bool u8,
+                                                 std::uint64_t bytes) {
   if (is_gzip(path))
     throw_error("'", path, "' is gzip-compressed and cannot be memory-mapped; gunzip it, or read it without ",
                 flag_of("mmap"));
@@ -276,9 +286,38 @@ std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::s
   if (m->length > offset) m->base = mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   m->fd = fd;  // kept for read(); closed with the mapping
-  if (m->length <= offset) throw_error("'", path, "' is truncated: it holds no values after its header");
+  if (m->length - std::min(m->length, offset) != bytes) throw_payload_size(path, bytes, m->length - std::min(m->length, offset));
+  if (m->length <= offset) throw_error("'", path, "' holds no values after its header");
   if (m->base == MAP_FAILED) throw_error("cannot memory-map '", path, "': ", std::strerror(err));
   return m;
+}
+
+// The first number in a file (/proc, /sys), or -1 when it cannot be read ("max": no limit).
+double number_in(const char* path, const char* after = "") {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  const std::size_t at = text.find(after);
+  if (!f || at == std::string::npos) return -1;
+  const char* p = text.c_str() + at + std::strlen(after);
+  char* end = nullptr;
+  const double v = std::strtod(p, &end);
+  return end == p ? -1 : v;
+}
+
+// The memory this process can still take, in bytes: the kernel's MemAvailable (free memory
+// and the page cache it can give back), or less where a control group limits it (a
+// container's memory limit: cgroup v2 or v1, as the container sees its own group).
+double memory_available() {
+  double bytes = number_in("/proc/meminfo", "MemAvailable:") * 1024;
+  if (bytes < 0) bytes = double(sysconf(_SC_AVPHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  const std::pair<const char*, const char*> groups[] = {
+      {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+      {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+  for (const auto& [limit_file, usage_file] : groups) {
+    const double limit = number_in(limit_file), usage = number_in(usage_file);
+    if (limit > 0 && usage >= 0 && limit < 1e18) bytes = std::min(bytes, std::max(0.0, limit - usage));
+  }
+  return bytes;
 }
 
 // Whether a file this large should be mapped: more than half of the memory available.
@@ -286,8 +325,8 @@ bool larger_than_half_the_memory(const std::string& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return false;
-  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 && double(size) > 0.5 * double(pages) * double(page);
+  const double available = memory_available();
+  return available > 0 && double(size) > 0.5 * available;
 }
 }  // namespace
 
@@ -324,21 +363,32 @@ void Dataset::read_rows(const std::uint32_t* indices, int n, unsigned char* out)
   }
 }
 
-std::int64_t Dataset::first_non_finite(std::int64_t begin, std::int64_t end) const {
+std::int64_t Dataset::first_bad_value(std::int64_t begin, std::int64_t end, ValueRule rule) const {
   const float* v = f32_values();
   if (!v) return -1;
-  const std::size_t D = static_cast<std::size_t>(dim);
+  const std::size_t D = static_cast<std::size_t>(dim), F = static_cast<std::size_t>(features());
   const std::size_t rows_per_chunk = std::max<std::size_t>(1, (std::size_t(64) << 20) / (4 * D));  // 64 MiB
   const std::size_t b = static_cast<std::size_t>(begin), e = static_cast<std::size_t>(end);
   const bool show = mapping && (e - b) * D * 4 > (std::size_t(1) << 30) && isatty(STDERR_FILENO);
+  const auto bad_value = [rule](float x, bool feature) {
+    if (!std::isfinite(x)) return true;
+    if (!feature) return false;
+    switch (rule) {
+      case ValueRule::unit_interval: return x < 0.0f || x > 1.0f;
+      case ValueRule::counts: return x < 0.0f || x != std::floor(x);
+      case ValueRule::finite: break;
+    }
+    return false;
+  };
   std::int64_t bad = -1;
   for (std::size_t r0 = b; r0 < e && bad < 0; r0 += rows_per_chunk) {
     const std::size_t r1 = std::min(e, r0 + rows_per_chunk);
-    for (std::size_t k = r0 * D; k < r1 * D; ++k)
-      if (!std::isfinite(v[k])) {
-        bad = static_cast<std::int64_t>(k);
-        break;
-      }
+    for (std::size_t r = r0; r < r1 && bad < 0; ++r)
+      for (std::size_t j = 0; j < D; ++j)
+        if (bad_value(v[r * D + j], j < F)) {
+          bad = static_cast<std::int64_t>(r * D + j);
+          break;
+        }
     note_read((r1 - r0) * D * 4);
     if (show) std::fprintf(stderr, "\rchecking '%s': %3.0f%%", source.c_str(), 100.0 * double(r1 - b) / double(e - b));
   }
@@ -357,8 +407,17 @@ void Dataset::throw_non_finite(std::int64_t k) const {
   throw_error("dataset ", quoted_source(*this), ": value ", f32_values()[k], " at item ", k / dim, ", feature ", k % dim, " is not finite");
 }
 
-void Dataset::mark_checked() const {
-  if (mapping) mapping->checked = true;
+namespace {
+unsigned rule_bits(ValueRule rule) { return 1u << static_cast<unsigned>(ValueRule::finite) | 1u << static_cast<unsigned>(rule); }
+}  // namespace
+
+void Dataset::mark_checked(ValueRule rule) const {
+  if (mapping) mapping->checked.fetch_or(rule_bits(rule));
+}
+
+bool Dataset::values_checked(ValueRule rule) const {
+  const unsigned bit = 1u << static_cast<unsigned>(rule);
+  return mapping && (mapping->checked.load() & bit) == bit;
 }
 
 void Dataset::validate(bool values) const {
@@ -376,8 +435,8 @@ void Dataset::validate(bool values) const {
   if (have != want)
     throw_error("dataset ", name, ": ", mapping ? "the mapped file" : is_u8() ? "u8" : "f32", " holds ", have,
                 " values, expected count x dim = ", count, " x ", dim, " = ", want);
-  if (values && f32_values() && !(mapping && mapping->checked)) {
-    if (const std::int64_t k = first_non_finite(0, count); k >= 0) throw_non_finite(k);
+  if (values && f32_values() && !values_checked(ValueRule::finite)) {
+    if (const std::int64_t k = first_bad_value(0, count); k >= 0) throw_non_finite(k);
     mark_checked();  // a mapped file is checked once, not at every call
   }
   if (appended < 0 || appended >= dim)
@@ -504,7 +563,7 @@ Dataset read_idx_images_as(const std::string& path, bool map) {
     d.width = static_cast<int>(h.dims[2]);
   }
   if (map) {
-    d.mapping = map_file(path, 4 + 4 * h.dims.size(), true);
+    d.mapping = map_file(path, 4 + 4 * h.dims.size(), true, bytes);
     set_picture_shape(d);
     d.validate();
     return d;
@@ -577,7 +636,7 @@ Dataset read_npy_values(const std::string& path, bool one_d, std::string* descr_
     d.source = path;
     d.count = static_cast<std::int64_t>(dims[0]);
     d.dim = static_cast<int>(dims[1]);
-    d.mapping = map_file(path, data_offset, u8);
+    d.mapping = map_file(path, data_offset, u8, checked_mul(checked_mul(dims[0], dims[1], path), u8 ? 1 : 4, path));
     set_picture_shape(d);
     d.validate(false);  // the size; the floats' finite check comes at first use (once)
     return d;

@@ -46,17 +46,27 @@ bool mpi_built() {
 #endif
 }
 
-void check_values_across_ranks(const Dataset& data, Communicator* comm) {
-  if (!comm || !data.is_mapped() || !data.f32_values()) return data.validate();  // all of it, here
-  const int r = comm->rank(), n = comm->size();
+std::int64_t first_bad_value_across_ranks(const Dataset& data, ValueRule rule, Communicator* comm) {
+  if (!data.f32_values()) return -1;  // uint8: nothing to check (the same on every rank: the file says)
+  if (!comm && data.values_checked(rule)) return -1;
+  // With ranks, every rank takes part whatever it holds (a file may be mapped on one machine
+  // and read on another): its share of the items, then one sum.
+  const int r = comm ? comm->rank() : 0, n = comm ? comm->size() : 1;
   const std::int64_t begin = data.count * r / n, end = data.count * (r + 1) / n;
-  std::vector<double> first(static_cast<std::size_t>(n), 0.0);  // per rank: its first bad index + 1, or 0
-  const std::int64_t k = data.first_non_finite(begin, end);
-  first[static_cast<std::size_t>(r)] = k >= 0 ? static_cast<double>(k) + 1 : 0.0;  // exact below 2^53
-  comm->sum(first.data(), first.size());
-  for (const double f : first)  // the lowest rank's find is the file's first
-    if (f > 0) data.throw_non_finite(static_cast<std::int64_t>(f) - 1);
-  data.mark_checked();
+  std::int64_t k = data.first_bad_value(begin, end, rule);
+  if (comm) {
+    std::vector<double> first(static_cast<std::size_t>(n), 0.0);  // per rank: its first bad index + 1, or 0
+    first[static_cast<std::size_t>(r)] = k >= 0 ? static_cast<double>(k) + 1 : 0.0;  // exact below 2^53
+    comm->sum(first.data(), first.size());
+    k = -1;
+    for (const double f : first)  // the lowest rank's find is the file's first
+      if (f > 0) {
+        k = static_cast<std::int64_t>(f) - 1;
+        break;
+      }
+  }
+  if (k < 0) data.mark_checked(rule);
+  return k;
 }
 
 Batch shard_of(const Batch& global, int rank, int size) {

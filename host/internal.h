@@ -5,6 +5,7 @@
 #include <string>
 
 #include "vae/backend.h"
+#include "vae/distributed.h"
 
 namespace vae {
 
@@ -24,6 +25,13 @@ int cpu_cores();
 // decode_means' codes' length (it returns the number of codes); decoder_input_rows: the
 // same for the backends' rows [z, c] of decoder_input_dim values.
 void check_nonempty_data(const ModelConfig& model, const Dataset& data, const char* call, const char* what = "data");
+// The values a model's likelihood needs (Bernoulli: [0, 1]; the count likelihoods: counts),
+// and their check: the first bad value (data.f32_values()[k]) as a vae::Error naming the file,
+// the item, the feature and what was expected. check_data_values checks every value (each rank
+// its share with comm: first_bad_value_across_ranks), a mapped file once.
+ValueRule value_rule(const ModelConfig& model);
+[[noreturn]] void throw_bad_value(const ModelConfig& model, const Dataset& data, std::int64_t k);
+void check_data_values(const ModelConfig& model, const Dataset& data, ValueRule rule, Communicator* comm = nullptr);
 void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64_t begin, std::int64_t n);
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z);
 std::int64_t decoder_input_rows(const ModelConfig& model, const std::vector<float>& codes);

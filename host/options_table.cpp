@@ -101,7 +101,7 @@ std::vector<Option> model_options() {
 std::vector<Option> training_options() {
   return {
       entry("train", "--train", TRAIN(train_path), G::data,
-            "Training images: IDX (.gz or raw) or NPY (2-D float32/float64/uint8); default: Fashion-MNIST's "
+            "Training images: IDX (.gz or raw) or NPY (2-D float32, float64, uint8, int32 or int64); default: Fashion-MNIST's "
             "training set (apt-get install dataset-fashion-mnist)"),
       entry("test", "--test", TRAIN(test_path), G::data,
             "Test images, same formats; default: Fashion-MNIST t10k (needed when --train names other data)"),

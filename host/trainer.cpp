@@ -103,8 +103,11 @@ RunData load_data(TrainConfig& cfg, const ModelConfig& model) {
   };
   d.train = std::make_shared<Dataset>(read_dataset(cfg.train_path, access(cfg.train_path)));
   d.test = read_dataset(cfg.test_path, access(cfg.test_path));
-  check_values_across_ranks(*d.train, world());  // a mapped file: each rank reads its share
-  check_values_across_ranks(d.test, world());
+  // The values, each file once (each rank reads its share): finite, and what the likelihood
+  // needs of them unless static binarization replaces them with 0 and 1.
+  const ValueRule rule = cfg.binarize == Binarize::static_threshold ? ValueRule::finite : value_rule(model);
+  check_data_values(model, *d.train, rule, world());
+  check_data_values(model, d.test, rule, world());
   if (d.test.dim != d.train->dim)
     throw_error(flag_of("test"), " '", cfg.test_path, "' has ", d.test.dim, " features per item but ", flag_of("train"),
                 " '", cfg.train_path, "' has ", d.train->dim);

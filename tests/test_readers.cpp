@@ -411,7 +411,42 @@ TEST(MappedData, WhatCannotBeMappedSaysWhy) {
   };
   expect_error(map_and_train, dir.file("nan.npy"), "at item 1, feature 0 is not finite");
   write_raw(dir.file("short.idx"), idx_bytes(0x08, {4, 2, 2}, pixels(15)));
-  expect_error(map, dir.file("short.idx"), "holds 15 values, expected count x dim = 4 x 4 = 16");
+  // A file shorter or longer than its header says: the reader's words, mapped or read.
+  for (const DataAccess how : {DataAccess::map, DataAccess::read}) {
+    const auto open = [how](const std::string& p) { read_dataset(p, how); };
+    expect_error(open, dir.file("short.idx"), "is truncated: the header promises 16 bytes of data but the file holds only 15");
+    write_raw(dir.file("long.npy"), npy_bytes("<f4", "(2, 2)", as_bytes(std::vector<float>{1, 2, 3, 4, 5})));
+    expect_error(open, dir.file("long.npy"), "has more data than its header describes (16 bytes expected)");
+  }
+}
+
+// The likelihood's check of a mapped file's values ([0, 1] for the Bernoulli likelihood, counts
+// for the count likelihoods) runs once, as the finite check does, and says what is wrong.
+TEST(MappedData, TheLikelihoodsCheckOfAMappedFileRunsOnce) {
+  test::TempDir dir;
+  const auto train = [](Likelihood lik, const Dataset& d) {
+    ModelConfig m;
+    m.input_dim = 2;
+    m.likelihood = lik;
+    Session s(m, test::cpu_train(2, 2));
+    s.set_train_data(std::make_shared<Dataset>(d));
+  };
+  write_raw(dir.file("unit.npy"), npy_bytes("<f4", "(2, 2)", as_bytes(std::vector<float>{0, 0.25f, 1, 0.5f})));
+  const Dataset unit = read_dataset(dir.file("unit.npy"), DataAccess::map);
+  EXPECT_FALSE(unit.values_checked(ValueRule::unit_interval));
+  train(Likelihood::bernoulli, unit);
+  EXPECT_TRUE(unit.values_checked(ValueRule::unit_interval));
+  EXPECT_TRUE(unit.values_checked(ValueRule::finite));
+  EXPECT_FALSE(unit.values_checked(ValueRule::counts));  // 0.25 is no count: that check fails
+  test::expect_error([&] { train(Likelihood::poisson, unit); }, "value 0.25 at item 0, feature 1 is not a count");
+  EXPECT_FALSE(unit.values_checked(ValueRule::counts));
+  write_raw(dir.file("wide.npy"), npy_bytes("<f4", "(2, 2)", as_bytes(std::vector<float>{0, 1, 1.5f, 0})));
+  const auto bernoulli = [&](const std::string& p) { train(Likelihood::bernoulli, read_dataset(p, DataAccess::map)); };
+  expect_error(bernoulli, dir.file("wide.npy"), "value 1.5 at item 1, feature 0 is outside [0, 1]");
+  // In memory nothing is marked: the values may change.
+  const Dataset read = read_dataset(dir.file("unit.npy"));
+  train(Likelihood::bernoulli, read);
+  EXPECT_FALSE(read.values_checked(ValueRule::unit_interval));
 }
 
 TEST(Binarize, StaticThresholdAndFixedDraw) {

@@ -32,6 +32,11 @@ struct Condition {
   Condition rows(std::int64_t begin, std::int64_t n) const;
 };
 
+// What a check of a dataset's values asks (Dataset::first_bad_value): every value finite, and
+// of the features (not an appended condition) what the likelihood needs: [0, 1] for the
+// Bernoulli likelihood, non-negative integers for the count likelihoods.
+enum class ValueRule : unsigned char { finite, unit_interval, counts };
+
 // A dataset of N items of D values. The readers fill it; a program may also fill one itself
 // (source, count, dim, and exactly one of u8 or f32 with count * dim values; height and
 // width only matter for pictures). The backends and the binarizers call validate() on it.
@@ -79,13 +84,17 @@ struct Dataset {
   // its resident pages, so that a file larger than memory streams through a bounded resident
   // set. Nothing for data in memory.
   void note_read(std::size_t bytes) const;
-  // The finite check of float values, items [begin, end): the flat index of the first value
-  // that is not finite, or -1 (always -1 for uint8). In 64 MiB chunks, with a progress line on
-  // a terminal for over 1 GiB. validate() runs it once over a mapped file; a data-parallel run
-  // splits it among the ranks (check_values_across_ranks), then mark_checked().
-  std::int64_t first_non_finite(std::int64_t begin, std::int64_t end) const;
+  // The check of float values, items [begin, end): the flat index of the first value that
+  // breaks `rule`, or -1 (always -1 for uint8). In 64 MiB chunks, with a progress line on a
+  // terminal for over 1 GiB. validate() runs the finite check once over a mapped file; a
+  // training run checks each mapped file once for its likelihood's rule, split among the
+  // ranks (first_bad_value_across_ranks, vae/distributed.h), then mark_checked(rule).
+  std::int64_t first_bad_value(std::int64_t begin, std::int64_t end, ValueRule rule = ValueRule::finite) const;
   [[noreturn]] void throw_non_finite(std::int64_t flat_index) const;
-  void mark_checked() const;  // a mapped file's values are known finite: validate() skips the check
+  // A mapped file's values passed the check of `rule` (and so are finite): later checks of it
+  // skip the file. Data in memory is never marked: its values may change.
+  void mark_checked(ValueRule rule = ValueRule::finite) const;
+  bool values_checked(ValueRule rule) const;
   // Item i (0 <= i < count, unchecked) as floats: u8 / 255, or the f32 values as they are.
   void row(std::int64_t i, float* out) const;
   template <class T>

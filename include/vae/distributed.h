@@ -6,10 +6,12 @@
 // MPI is Open MPI's (an optional build dependency, VAE_MPI); this header is there either way.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "vae/batch_stream.h"
+#include "vae/data.h"
 
 namespace vae {
 
@@ -52,11 +54,12 @@ Communicator* world();
 // cannot go on calls it likewise.
 void abort_world(int code);
 
-struct Dataset;
-// Dataset::validate, with a mapped file's finite check split among the ranks: each reads only
-// its share of the items; every rank throws the same vae::Error if any rank found a value that
-// is not finite. Without ranks (comm null), or for data in memory or uint8, validate() as it is.
-void check_values_across_ranks(const Dataset& data, Communicator* comm);
+// Dataset::first_bad_value over all the items, split among the ranks: each reads only its
+// share (a mapped file's pages: its own). The flat index of the first value that breaks
+// `rule`, the same on every rank, or -1; then a mapped file is marked checked for `rule`.
+// Without ranks (comm null): all of it here, and nothing for a mapped file checked before.
+// Every rank must call it (a collective).
+std::int64_t first_bad_value_across_ranks(const Dataset& data, ValueRule rule, Communicator* comm);
 
 // Rank `rank`'s shard of a global batch among `size` ranks: contiguous, the first
 // (batch % size) ranks one item more; empty when the batch has fewer items than ranks. Its

@@ -140,8 +140,8 @@ TEST_F(Mpi, ABatchOfFewerItemsThanRanksAndTheEvaluation) {
   EXPECT_NEAR(es.loss, ea.loss, 1e-4 * std::fabs(ea.loss));
 }
 
-// A mapped file's finite check: each rank reads its share of the items, and every rank learns
-// of a bad value in another's share. (Each rank writes its own copy of the same file.)
+// A mapped file's check of its values (finite, then the Bernoulli likelihood's [0, 1]): each
+// rank reads its share of the items, and every rank learns of a bad value in another's share. (Each rank writes its own copy of the same file.)
 TEST_F(Mpi, AMappedFilesCheckIsSplitAmongTheRanksAndEveryRankHearsOfABadValue) {
   const int n = comm()->size();
   const std::int64_t count = 10 * n, dim = 3;
@@ -156,13 +156,26 @@ TEST_F(Mpi, AMappedFilesCheckIsSplitAmongTheRanksAndEveryRankHearsOfABadValue) {
     const Dataset d = read_dataset(path, DataAccess::map);
     ASSERT_TRUE(d.is_mapped());
     if (!with_nan) {
-      EXPECT_NO_THROW(check_values_across_ranks(d, comm()));
+      EXPECT_EQ(first_bad_value_across_ranks(d, ValueRule::finite, comm()), -1);
+      EXPECT_TRUE(d.values_checked(ValueRule::finite));
       continue;
     }
-    EXPECT_EQ(d.first_non_finite(0, count - 10), -1) << "the bad value lies in the last rank's share";
-    test::expect_error([&] { check_values_across_ranks(d, comm()); },
-                       "value nan at item " + std::to_string(bad_item) + ", feature 1 is not finite");
+    EXPECT_EQ(d.first_bad_value(0, count - 10), -1) << "the bad value lies in the last rank's share";
+    EXPECT_EQ(first_bad_value_across_ranks(d, ValueRule::finite, comm()), bad_item * dim + 1);
+    EXPECT_FALSE(d.values_checked(ValueRule::finite));
   }
+  // The Bernoulli likelihood's [0, 1], the same way: 1.5 is finite but out of range.
+  std::vector<float> v = test::uniform_values<float>(static_cast<std::size_t>(count * dim), 0, 1, 10);
+  v[static_cast<std::size_t>(bad_item * dim + 2)] = 1.5f;
+  const std::string path = dir.file("range.npy");
+  std::ofstream(path, std::ios::binary) << test::npy_file("<f4", "(" + std::to_string(count) + ", 3)", v.data(),
+                                                          v.size() * sizeof(float));
+  const Dataset d = read_dataset(path, DataAccess::map);
+  EXPECT_EQ(first_bad_value_across_ranks(d, ValueRule::finite, comm()), -1);
+  EXPECT_TRUE(d.values_checked(ValueRule::finite));
+  EXPECT_FALSE(d.values_checked(ValueRule::unit_interval));
+  EXPECT_EQ(first_bad_value_across_ranks(d, ValueRule::unit_interval, comm()), bad_item * dim + 2);
+  EXPECT_FALSE(d.values_checked(ValueRule::unit_interval));
 }
 
 }  // namespace
