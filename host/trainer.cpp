@@ -225,7 +225,10 @@ class Run {
     if (!csv_) throw_error("cannot write '", metrics_path, "'");
     log_ << (s_.resumed ? "resuming" : "training") << " on " << session_->backend().name() << ": "
          << data_.train->count << " items of " << model_.input_dim << " from " << cfg_.train_path
-         << (data_.train->is_mapped() ? " (memory-mapped)" : "") << ", "
+         << (data_.train->is_mapped()            ? " (memory-mapped)"
+             : cfg_.mmap && is_gzip(cfg_.train_path) ? " (compressed: read whole, not memory-mapped)"
+                                                     : "")
+         << ", "
          << session_->backend().layout().total() << " parameters, writing to " << out;
     if (s_.resumed) log_ << ", from epoch " << s_.ck.position.epoch + 1 << " batch " << s_.ck.position.batch + 1;
     log_ << "\n";

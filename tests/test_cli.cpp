@@ -490,6 +490,27 @@ TEST_F(Cli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("s.png")));
 }
 
+// --mmap: the same run as a read, and the log says how the data came in (a .gz cannot be mapped).
+TEST_F(Cli, MmapGivesTheSameRunAndSaysHowTheDataWasRead) {
+  std::string bytes = idx(0x08, {40, 4, 4}, 0);
+  for (int i = 0; i < 40 * 16; ++i) bytes.push_back(static_cast<char>((i * 37) % 256));
+  const std::string raw = dir_.file("raw.idx");
+  write_bytes(raw, bytes);
+  const std::string args = "train --device cpu --epochs 2 --batch 8 --hidden 8 --latent 2 --train " + raw + " --test " + raw;
+  const CliRun read = run(args + " --out " + dir_.file("read"));
+  const CliRun mapped = run(args + " --mmap --out " + dir_.file("mapped"));
+  ASSERT_EQ(read.status, 0) << read.error;
+  ASSERT_EQ(mapped.status, 0) << mapped.error;
+  EXPECT_EQ(read.output.find("memory-mapped"), std::string::npos) << read.output;
+  EXPECT_NE(mapped.output.find(raw + " (memory-mapped)"), std::string::npos) << mapped.output;
+  EXPECT_EQ(loss_rows(slurp(dir_.file("mapped") + "/metrics.csv")), loss_rows(slurp(dir_.file("read") + "/metrics.csv")));
+  ASSERT_EQ(std::system(("gzip -k " + raw).c_str()), 0);
+  const CliRun gz = run(args + " --train " + raw + ".gz --mmap --out " + dir_.file("gz"));
+  ASSERT_EQ(gz.status, 0) << gz.error;
+  EXPECT_NE(gz.output.find(raw + ".gz (compressed: read whole, not memory-mapped)"), std::string::npos) << gz.output;
+  EXPECT_EQ(loss_rows(slurp(dir_.file("gz") + "/metrics.csv")), loss_rows(slurp(dir_.file("read") + "/metrics.csv")));
+}
+
 TEST_F(Cli, SigtermStopsLikeCtrlCWithItsOwnStatus) {
   const std::string args = base(good_, good_) + " --epochs 1000000";
   const std::string out = dir_.file("term");
