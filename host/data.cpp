@@ -304,18 +304,31 @@ double number_in(const char* path, const char* after = "") {
   return end == p ? -1 : v;
 }
 
-// The memory this process can still take, in bytes: the kernel's MemAvailable (free memory
-// and the page cache it can give back), or less where a control group limits it (a
-// container's memory limit: cgroup v2 or v1, as the container sees its own group).
+// The memory this process can still take, in bytes (-1: unknown): the kernel's MemAvailable
+// (free memory and the page cache it can give back), or less where a control group limits it
+// (a container's memory limit, cgroup v2 or v1, as the container sees its own group): the
+// limit less the group's usage, page cache it can drop first (inactive files) not counted.
 double memory_available() {
-  double bytes = number_in("/proc/meminfo", "MemAvailable:") * 1024;
-  if (bytes < 0) bytes = double(sysconf(_SC_AVPHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  const std::pair<const char*, const char*> groups[] = {
-      {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
-      {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
-  for (const auto& [limit_file, usage_file] : groups) {
-    const double limit = number_in(limit_file), usage = number_in(usage_file);
-    if (limit > 0 && usage >= 0 && limit < 1e18) bytes = std::min(bytes, std::max(0.0, limit - usage));
+  double bytes = number_in("/proc/meminfo", "MemAvailable:");
+  if (bytes >= 0) {
+    bytes *= 1024;
+  } else {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    bytes = pages > 0 && page > 0 ? double(pages) * double(page) : -1;
+  }
+  struct Group {
+    const char *limit, *usage, *stat, *inactive;
+  };
+  const Group groups[] = {
+      {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat", "\ninactive_file "},
+      {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+       "/sys/fs/cgroup/memory/memory.stat", "\ntotal_inactive_file "}};
+  for (const Group& g : groups) {
+    const double limit = number_in(g.limit), usage = number_in(g.usage);
+    if (limit <= 0 || usage < 0 || limit >= 1e18) continue;  // no limit ("max", or v1's near 2^63)
+    const double inactive = std::max(0.0, number_in(g.stat, g.inactive));
+    const double headroom = std::max(0.0, limit - std::max(0.0, usage - inactive));
+    bytes = bytes < 0 ? headroom : std::min(bytes, headroom);
   }
   return bytes;
 }
@@ -326,7 +339,7 @@ bool larger_than_half_the_memory(const std::string& path) {
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return false;
   const double available = memory_available();
-  return available > 0 && double(size) > 0.5 * available;
+  return available >= 0 && double(size) > 0.5 * available;
 }
 }  // namespace
 

@@ -32,12 +32,12 @@ struct TrainFlags {
 };
 
 // The first Ctrl-C (or SIGTERM, or SIGUSR1: what mpirun passes on to its processes) asks for a
-// checkpoint after the current step; the same signal again at least a second later stops at
+// checkpoint after the current step; any of them again at least a second later stops at
 // once. (Wrappers such as `timeout` forward a signal to the whole process group, so one key
 // press can arrive twice within microseconds.)
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
 std::atomic<long long> g_first_interrupt_ns{0};
-std::atomic<int> g_stop_signal{0};  // the first one: the exit status is 128 + it
+std::atomic<int> g_stop_signal{0};  // the first one: the exit status is 128 + it (SIGINT's for a rank the others stopped)
 long long monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
@@ -172,7 +172,10 @@ void add_train(CLI::App& app) {
       config.progress = progress;
       r = vae::train(model, config, std::cout);
     }
-    if (r.interrupted) std::exit(128 + g_stop_signal.load());
+    if (r.interrupted) {
+      const int sig = g_stop_signal.load();
+      std::exit(128 + (sig ? sig : SIGINT));
+    }
   });
 }
 

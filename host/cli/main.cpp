@@ -1,7 +1,6 @@
 // `vae`: the command-line trainer. Errors print one line and exit non-zero.
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -56,14 +55,12 @@ int main(int argc, char** argv) {
         known += (known.empty() ? "" : ", ") + sub->get_name();
       if (app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == argv[1]; }).empty())
         vae::throw_error("unknown command '", argv[1], "' (commands: ", known, "; vae --help says more)");
-      // Under mpirun only train is data parallel: the other commands would run once per
-      // process, each writing the same files.
-      const bool help = std::any_of(argv + 2, argv + argc, [](const char* a) {
-        return std::string(a) == "--help" || std::string(a) == "-h";
-      });
-      if (vae::launched_processes() > 1 && std::string(argv[1]) != "train" && !help)
-        vae::throw_error("vae ", argv[1], " runs in one process; only vae train is data parallel (mpirun -np N vae ",
-                         "train): start it without mpirun");
+      // Under mpirun only train is data parallel: another command runs once in every process
+      // (a script may mean that: one evaluation per process), so the first process says so.
+      const int n = vae::launched_processes();
+      if (n > 1 && std::string(argv[1]) != "train" && vae::launched_rank() == 0)
+        std::fprintf(stderr, "vae: note: vae %s is not data parallel: each of the %d processes mpirun started runs it on its own\n",
+                     argv[1], n);
     }
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

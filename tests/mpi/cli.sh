@@ -94,9 +94,13 @@ ends missing "$mpirun" --allow-run-as-root --oversubscribe -np 1 "$vae" train "$
   -np 1 "$vae" train "${args[@]}" --epochs 50 --train "$work/missing.idx" --out "$work/m"
 grep -q "vae: error (process 1 of 2): cannot open '$work/missing.idx'" "$work/missing.log" ||
   fail "no error line from process 1: $(cat "$work/missing.log")"
-ends eval "${mpi[@]}" "$vae" eval --model "$work/one" --device cpu
-grep -q "vae eval runs in one process" "$work/eval.log" || fail "vae eval under mpirun: $(cat "$work/eval.log")"
 echo "ok: an error on one process ends the job with its line, and nothing is written over"
+# The other commands are not data parallel: each process runs its own, and the first says so.
+"${mpi[@]}" "$vae" eval --model "$work/one" --device cpu --limit 20 > "$work/eval.log" 2>&1 ||
+  fail "vae eval under mpirun: $(cat "$work/eval.log")"
+[[ $(grep -c "vae: note: vae eval is not data parallel: each of the 2 processes" "$work/eval.log") == 1 ]] ||
+  fail "vae eval under mpirun: not one note: $(cat "$work/eval.log")"
+echo "ok: vae eval under mpirun runs in each process and says so once"
 
 # 6. SIGUSR1 to mpirun (which passes it on to every process) stops the run after one step for
 # all, with a checkpoint; resuming on 2 processes then equals an uninterrupted run bit for bit.
@@ -114,3 +118,16 @@ epoch=$(sed 's/^interrupted at epoch \([0-9]*\),.*/\1/' <<<"$line")
 diff <(losses "$work/whole") <(losses "$work/usr1") > /dev/null ||
   fail "stopped by SIGUSR1 at epoch $epoch and resumed: not the uninterrupted run's losses"
 echo "ok: SIGUSR1 to mpirun stops every process with a checkpoint ($line); resumed, the run is bit for bit"
+# SIGTERM to one process only (a scheduler's, say): the other stops by the vote, after the same
+# step; each exits 128 + a stop signal (143 for SIGTERM, 130 for the one that got none).
+"${mpi[@]}" "$vae" train "${args[@]}" --epochs 100000 --out "$work/term" > "$work/term.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do grep -q "^epoch 1/" "$work/term.log" 2>/dev/null && break; sleep 0.05; done
+rank=$(pgrep -f "$vae train.*$work/term" | tail -1)
+[[ -n "$rank" ]] || fail "no rank process found"
+kill -TERM "$rank"
+status=0
+wait "$launcher" || status=$?
+grep -q "^interrupted at epoch" "$work/term.log" || fail "SIGTERM to one rank: no 'interrupted' line: $(cat "$work/term.log")"
+(( status == 143 || status == 130 )) || fail "SIGTERM to one rank: exit $status: $(cat "$work/term.log")"
+echo "ok: SIGTERM to one process stops both after the same step (exit $status)"
