@@ -97,11 +97,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck, const std::s
 
 Checkpoint load_checkpoint(const std::string& path) {
   const SafetensorsFile f = read_safetensors(path);
-  const auto cfg = f.metadata.find("config");
-  if (cfg == f.metadata.end()) throw_error("'", path, "' has no 'config' metadata; it was not written by vae");
+  const std::string& config = f.vae_config(path, {"vae-checkpoint-1"});
   Checkpoint ck;
   try {
-    config_from_json(cfg->second, ck.model, ck.train);
+    config_from_json(config, ck.model, ck.train);
     ck.model.validate();
     ck.train.validate();
   } catch (const Error& e) {

@@ -201,14 +201,26 @@ void save_model(const std::string& path, const ParamLayout& layout, const std::v
   write_safetensors(path, tensors, {{"config", config_json}, {"format", "vae-model-1"}});
 }
 
+const std::string& SafetensorsFile::vae_config(const std::string& path, std::initializer_list<const char*> formats) const {
+  const auto it = metadata.find("config");
+  if (it == metadata.end()) throw_error("'", path, "' has no 'config' metadata; it was not written by vae");
+  const auto format = metadata.find("format");
+  if (format == metadata.end()) return it->second;
+  std::string known;
+  for (const char* f : formats) {
+    if (format->second == f) return it->second;
+    known += (known.empty() ? "" : " or ") + std::string(f);
+  }
+  throw_error("'", path, "' is of format '", format->second, "', but this reads ", known,
+              " (a vae-model-1 file holds no optimizer state to train on from; another format may be a newer vae's)");
+}
+
 SavedModel load_model(const std::string& path) {
   const SafetensorsFile f = read_safetensors(path);
-  auto it = f.metadata.find("config");
-  if (it == f.metadata.end())
-    throw_error("'", path, "' has no 'config' metadata; it was not written by vae");
+  const std::string& config = f.vae_config(path, {"vae-model-1", "vae-checkpoint-1"});
   SavedModel m;
   try {
-    config_from_json(it->second, m.model, m.train);
+    config_from_json(config, m.model, m.train);
     m.model.validate();
   } catch (const Error& e) {
     throw_error("'", path, "': its configuration is invalid: ", e.what());

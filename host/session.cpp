@@ -58,8 +58,13 @@ void Session::set_train_data(std::shared_ptr<const Dataset> data) {
     check_data(model_, *data, "training data");
     backend_->set_standardization(Standardization::fit(*data));
   }
+  auto stream = std::make_unique<BatchStream>(data->count, train_.batch, train_.seed);
+  if (position_.batch > stream->batches_per_epoch())
+    throw_error("training data '", data->source, "': the model stopped in the middle of an epoch, after batch ",
+                position_.batch, ", but this data has ", stream->batches_per_epoch(), " batches of ", train_.batch,
+                ": go on with the data it was trained on to the end of that epoch");
   backend_->set_train_data(data);  // checks it against the model
-  stream_ = std::make_unique<BatchStream>(data->count, train_.batch, train_.seed);
+  stream_ = std::move(stream);
   data_ = std::move(data);
 }
 

@@ -9,6 +9,7 @@
 
 #include "test_util.h"
 #include "vae/backend.h"
+#include "vae/checkpoint.h"
 #include "vae/data.h"
 #include "vae/error.h"
 #include "vae/io.h"
@@ -490,6 +491,14 @@ TEST(Safetensors, ModelRoundTripAndBadFiles) {
   EXPECT_EQ(m.model.decoder_hidden, cfg.decoder_hidden);
   EXPECT_TRUE(m.model.learn_sigma);
 
+  // A model file is not a checkpoint (no optimizer state), and a format this vae does not
+  // know is refused by name, not read as if it were one it knows.
+  expect_error([](const std::string& p) { load_checkpoint(p); }, dir.file("m.safetensors"),
+               "is of format 'vae-model-1', but this reads vae-checkpoint-1");
+  write_safetensors(dir.file("new.safetensors"), {}, {{"config", config_to_json(cfg, tc)}, {"format", "vae-model-9"}});
+  expect_error([](const std::string& p) { load_model(p); }, dir.file("new.safetensors"),
+               "is of format 'vae-model-9', but this reads vae-model-1 or vae-checkpoint-1");
+
   // Named tensors with the shapes of the layout, readable by name.
   const auto f = read_safetensors(dir.file("m.safetensors"));
   ASSERT_NE(f.find("encoder.0.weight"), nullptr);
@@ -547,6 +556,20 @@ TEST(Safetensors, NonIntegerShapesAndOffsetsAreClearErrors) {
   expect_error(read, file("neg.safetensors", "[2, 3]", "[-8, 24]"), "data_offsets[0] must be an integer in [0, ");
   expect_error(read, file("float_off.safetensors", "[2, 3]", "[0, 24.5]"), "data_offsets[1] must be an integer");
   expect_error(read, file("not_list.safetensors", "6", "[0, 24]"), "shape must be a list of integers");
+  // A byte that is not UTF-8 in the header: the JSON parser's message quotes it, escaped.
+  expect_error(read, file("byte.safetensors", "[2, \xc5]", "[0, 24]"), "last read: '2, \\xc5'");
+}
+
+// Every message is printable UTF-8 (a terminal's text, a Python str): valid UTF-8 as it is, and
+// any other byte or a control character (but tab and newline) as \xNN.
+TEST(Errors, MessagesArePrintableUtf8) {
+  const auto message = [](const std::string& text) { return Error(text).what(); };
+  EXPECT_STREQ(message("donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc"), "donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc");
+  EXPECT_STREQ(message("bad \xc5 byte"), "bad \\xc5 byte");
+  EXPECT_STREQ(message("cut \xe2\x82"), "cut \\xe2\\x82");              // a sequence cut short
+  EXPECT_STREQ(message("long \xc0\xaf"), "long \\xc0\\xaf");            // an overlong '/'
+  EXPECT_STREQ(message("half \xed\xa0\x80"), "half \\xed\\xa0\\x80");  // a UTF-16 surrogate
+  EXPECT_STREQ(message(std::string("nul \0 bell \a del \x7f", 18)), "nul \\x00 bell \\x07 del \\x7f");
 }
 
 TEST(Png, WritesAValidPngFile) {

@@ -3,6 +3,7 @@
 // failed write never leaves a half-written file where a good one was.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ struct SafetensorsFile {
   std::vector<NamedTensor> tensors;
   std::map<std::string, std::string> metadata;
   const NamedTensor* find(const std::string& name) const;  // nullptr when absent
+  // The "config" metadata of a file vae wrote, whose "format" metadata, if any, is one of
+  // `formats` ("vae-checkpoint-1", "vae-model-1"); else vae::Error naming `path` and why.
+  const std::string& vae_config(const std::string& path, std::initializer_list<const char*> formats) const;
 };
 // Reads any safetensors file with F32, F64 and I64 tensors; vae::Error names the file.
 SafetensorsFile read_safetensors(const std::string& path);
