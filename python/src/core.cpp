@@ -164,6 +164,30 @@ nb::list options() {
 }
 
 class Model {
+  // What the model is doing while the GIL is released: fit's steps (a progress callback runs
+  // between them, mid-epoch) or another call. Any call then is refused, from another thread or
+  // from the progress callback: the session is not shared. (Calls are made holding the GIL, so
+  // the flags need no atomics.) fit's per-epoch callback runs with the session idle: there the
+  // model may be used, but not fitted again or reconfigured, while the outer fit goes on.
+  const char* busy_ = nullptr;
+  bool fitting_ = false;
+  struct Busy {
+    Busy(Model& m, const char* call) : m_(m) {
+      if (m.busy_)
+        vae::throw_error("VAE.", call, "(): the model is busy in ", m.busy_,
+                         "() (another thread, or fit's progress callback); wait until it returns");
+      m.busy_ = call;
+    }
+    ~Busy() { m_.busy_ = nullptr; }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+    Model& m_;
+  };
+  void not_fitting(const char* call) const {
+    if (fitting_)
+      vae::throw_error("VAE.", call, "(): fit() is running (this is its callback); call it after fit returns");
+  }
+
  public:
   explicit Model(const std::string& config_json) {
     vae::ModelConfig m;
@@ -180,7 +204,10 @@ class Model {
   }
 
   std::string config_json() const { return vae::config_to_json(session_->model(), session_->config()); }
-  std::string device() { return session_->backend().name(); }
+  std::string device() {
+    Busy busy(*this, "device");
+    return session_->backend().name();
+  }
   std::string device_note() const { return session_->device_note(); }
   std::vector<std::int64_t> position() const {
     const vae::TrainPosition& p = session_->position();
@@ -191,6 +218,8 @@ class Model {
   // Another configuration: fresh parameters before any step, else the model's state carried
   // over (the Python layer allows only options a resumed run may change).
   void reconfigure(const std::string& config_json) {
+    Busy busy(*this, "reconfigure");
+    not_fitting("reconfigure");
     vae::ModelConfig m;
     vae::TrainConfig t;
     vae::config_from_json(config_json, m, t);
@@ -207,6 +236,7 @@ class Model {
                nb::handle test_cond);
 
   std::pair<nb::ndarray<nb::numpy, float>, nb::ndarray<nb::numpy, float>> encode(nb::handle x, nb::handle cond) {
+    Busy busy(*this, "encode");
     const auto d = data(x, "X", cond);
     std::vector<float> head;
     {
@@ -224,10 +254,15 @@ class Model {
 
   nb::ndarray<nb::numpy, float> decode(nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> z,
                                        nb::handle cond) {
+    Busy busy(*this, "decode");
     const int Z = session_->model().latent;
     if (z.shape(1) != static_cast<std::size_t>(Z))
       throw nb::value_error(("z: expected " + std::to_string(Z) + " columns (the latent size), got " +
                              std::to_string(z.shape(1))).c_str());
+    for (std::size_t k = 0; k < z.size(); ++k)
+      if (!std::isfinite(z.data()[k]))
+        throw nb::value_error(("z: value " + std::to_string(z.data()[k]) + " at row " + std::to_string(k / z.shape(1)) +
+                               ", column " + std::to_string(k % z.shape(1)) + " is not finite").c_str());
     const vae::Condition c = condition(cond, "condition");
     std::vector<float> codes(z.data(), z.data() + z.size()), means;
     {
@@ -238,6 +273,7 @@ class Model {
   }
 
   nb::ndarray<nb::numpy, float> sample(int n, std::uint64_t seed, nb::handle cond) {
+    Busy busy(*this, "sample");
     const vae::Condition c = condition(cond, "condition");
     std::vector<float> means;
     {
@@ -248,6 +284,7 @@ class Model {
   }
 
   nb::dict evaluate(nb::handle x, nb::handle cond) {
+    Busy busy(*this, "evaluate");
     const auto d = data(x, "X", cond);
     vae::LossSums s;
     {
@@ -262,6 +299,7 @@ class Model {
   }
 
   nb::dict log_likelihood(nb::handle x, int k, nb::handle cond) {
+    Busy busy(*this, "log_likelihood");
     const auto d = data(x, "X", cond);
     vae::LikelihoodSums s;
     double exact = NAN;
@@ -283,6 +321,7 @@ class Model {
   }
 
   void save(const std::string& path) {
+    Busy busy(*this, "save");
     const vae::Checkpoint ck = session_->checkpoint();
     vae::save_checkpoint(path, ck, "");
   }
@@ -290,6 +329,7 @@ class Model {
   // The parameters by name, each a numpy array of the tensor's shape; for a standardized
   // model also its scaling, as the files name it (vae/standardize.h).
   nb::dict parameters() {
+    Busy busy(*this, "parameters");
     const std::vector<float> flat = session_->backend().parameters();
     nb::dict out;
     for (const auto& t : session_->backend().layout().tensors()) {
@@ -335,6 +375,13 @@ class Model {
 // raised) and, at most every 0.2 s, progress(epoch, done, total, samples, seconds) is called.
 nb::list Model::fit(nb::handle x, nb::handle test, int epochs, nb::object callback, nb::object progress,
                     nb::handle cond, nb::handle test_cond) {
+  std::optional<Busy> busy(std::in_place, *this, "fit");
+  not_fitting("fit");
+  fitting_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{fitting_};
   auto train = data(x, "X", cond);
   std::shared_ptr<vae::Dataset> held_out = test.is_none() ? nullptr : data(test, "test", test_cond);
   vae::prepare_data(session_->config(), *train, held_out.get());
@@ -377,7 +424,12 @@ nb::list Model::fit(nb::handle x, nb::handle test, int epochs, nb::object callba
     history.append(d);
     if (!std::isfinite(outcome->metrics.train_loss))
       vae::throw_error("training diverged at epoch ", outcome->metrics.epoch, ": the loss is not finite; try a smaller lr");
-    if (!callback.is_none() && callback(d).is(Py_False)) break;
+    if (!callback.is_none()) {  // the session idle: the callback may use the model (not fit it)
+      busy.reset();
+      const bool stop = callback(d).is(Py_False);
+      busy.emplace(*this, "fit");
+      if (stop) break;
+    }
   }
   return history;
 }

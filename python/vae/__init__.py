@@ -25,6 +25,7 @@ step, as `vae train` does.
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -60,6 +61,32 @@ def read_labels(path):
     return _core.read_labels(os.fspath(path))
 
 
+def _integer(value, name, least, most):
+    """An integer argument in [least, most]: TypeError for another type, ValueError out of range."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s: expected an integer, got %r" % (name, value))
+    if not least <= int(value) <= most:
+        raise ValueError("%s: expected an integer in [%d, %d], got %d" % (name, least, most, int(value)))
+    return int(value)
+
+
+def _host_array(x, name):
+    """A tensor (torch, or anything with __dlpack__; on a GPU, or needing grad) as a numpy array
+    on the host; anything else as it is."""
+    if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray):
+        device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else 1
+        if device_type != 1 and hasattr(x, "cpu"):  # a CUDA tensor: through the host
+            x = x.detach().cpu() if hasattr(x, "detach") else x.cpu()
+        if hasattr(x, "detach"):
+            x = x.detach()
+        try:
+            return np.from_dlpack(x)
+        except (RuntimeError, TypeError, BufferError) as e:
+            raise TypeError("%s: a tensor of dtype %s cannot be read (%s); give %s"
+                            % (name, getattr(x, "dtype", "?"), e, _DTYPES)) from None
+    return x
+
+
 def _condition(c, name, n=None):
     """A condition as the core takes it: None; class labels as a 1-D int64 array (from any
     integer array of shape (N,) or (N, 1), or one class k for all n items); covariates as a
@@ -68,9 +95,7 @@ def _condition(c, name, n=None):
         return None
     if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and n is not None:
         return np.full(n, int(c), dtype=np.int64)
-    if hasattr(c, "__dlpack__") and not isinstance(c, np.ndarray):
-        c = c.detach().cpu().numpy() if hasattr(c, "detach") else np.from_dlpack(c)
-    a = np.asarray(c)
+    a = np.asarray(_host_array(c, name))
     if a.dtype.kind in "iu":
         if a.ndim == 2 and a.shape[1] == 1:
             a = a[:, 0]
@@ -135,14 +160,7 @@ _DTYPES = "float32, float64, uint8, int32 or int64"
 def _array(x, name):
     """x as a C-contiguous 2-D uint8 or float32 numpy array (uint8: pixels, read as x / 255,
     or the counts 0..255 under a count likelihood; int32 and int64: counts, as float32)."""
-    if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray):
-        device_type = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else 1
-        if device_type != 1 and hasattr(x, "cpu"):  # a CUDA tensor: through the host
-            x = x.detach().cpu() if hasattr(x, "detach") else x.cpu()
-        if hasattr(x, "detach"):
-            x = x.detach()
-        x = np.from_dlpack(x)
-    a = np.asarray(x)
+    a = np.asarray(_host_array(x, name))
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     elif a.dtype in (np.int32, np.int64):
@@ -240,7 +258,8 @@ class VAE:
     def fit(self, X, epochs=None, test=None, callback=None, progress=None, condition=None, test_condition=None,
             **keywords):
         """Trains `epochs` epochs (default: the epochs option) on X from where the model stands;
-        two fit(X, epochs=1) give the parameters one fit(X, epochs=2) gives, bit for bit.
+        two fit(X, epochs=1) give the parameters one fit(X, epochs=2) gives, bit for bit. A
+        learning-rate schedule runs over the epochs option (VAE(epochs=N)), not over this call's.
         test: evaluated after each epoch (else the test_* entries are NaN). callback(epoch_dict)
         runs after each epoch and may return False to stop. progress: a bar on stderr (None: when
         interactive), or a function (epoch, done, total, samples, seconds) called as steps go. Keywords change options: before
@@ -263,6 +282,11 @@ class VAE:
             epochs = self.config["train"]["epochs"]
         if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
             raise TypeError("epochs: expected an integer >= 0, got %r" % (epochs,))
+        planned = self.config["train"]["epochs"]
+        if self.config["train"]["lr_schedule"] != "constant" and self.epochs_done + epochs > planned:
+            warnings.warn("lr_schedule=%r runs over the epochs option (%d); this fit goes to epoch %d. "
+                          "Give VAE(..., epochs=N) for a schedule over N epochs"
+                          % (self.config["train"]["lr_schedule"], planned, self.epochs_done + epochs))
         bar = progress if callable(progress) else _Progress(progress)
         try:
             return model.fit(X, test, int(epochs), callback, bar, condition, test_condition)
@@ -294,7 +318,7 @@ class VAE:
     def decode(self, z, condition=None):
         """The decoder's means for codes z (N, Z): sigmoid of the logits (Bernoulli) or the mean.
         condition: a conditional model's condition of each code, or one class k for all."""
-        z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
+        z = np.ascontiguousarray(np.asarray(_host_array(z, "z"), dtype=np.float32))
         if z.ndim != 2:
             raise ValueError("z: expected a 2-D array (codes, latent), got shape %s" % (z.shape,))
         return self._built().decode(z, _condition(condition, "condition", len(z)))
@@ -303,9 +327,9 @@ class VAE:
         """Decoder means for n codes drawn from the prior (the draws of `vae sample --seed`);
         condition: a conditional model's class k for all n (vae sample --condition k), or the
         n samples' conditions."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError("n: expected an integer >= 1, got %r" % (n,))
-        return self._built().sample(int(n), int(seed), _condition(condition, "condition", int(n)))
+        n = _integer(n, "n", 1, 2**31 - 1)
+        seed = _integer(seed, "seed", 0, 2**64 - 1)
+        return self._built().sample(n, seed, _condition(condition, "condition", n))
 
     def evaluate(self, X, condition=None):
         """{"loss", "recon", "kl"} per data point: the -ELBO and its parts, as vae train's test columns."""
@@ -315,9 +339,8 @@ class VAE:
         """Estimates of log p(x) per data point with k importance samples, as `vae eval --iw k`:
         {"elbo", "iwae", "prior", "gap", "exact"} ("exact": the closed form, for a linear
         Gaussian decoder; else None)."""
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError("k: expected an integer >= 1, got %r" % (k,))
-        return self._built().log_likelihood(_array(X, "X"), int(k), _condition(condition, "condition"))
+        k = _integer(k, "k", 1, 2**31 - 1)
+        return self._built().log_likelihood(_array(X, "X"), k, _condition(condition, "condition"))
 
     def parameters(self):
         """The parameters by name (encoder.0.weight, ...), numpy arrays of their shapes; with
@@ -329,8 +352,12 @@ class VAE:
         z = mu) (the output: logits for Bernoulli, the mean for Gaussian, the log-rate or log-mean
         for the count likelihoods); encode, decode too.
         A standardized model's module scales x on the way in and the means on the way out."""
-        from ._torch import module
-
+        try:
+            from ._torch import module
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            raise ImportError("VAE.to_torch() needs PyTorch, which is not installed here: pip install torch") from None
         return module(self.config["model"], self.parameters())
 
     def __repr__(self):

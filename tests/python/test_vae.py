@@ -379,3 +379,100 @@ def test_a_conditional_model_takes_labels_and_covariates(data, tmp_path):
         mean = t.decode_mean(tmu, torch.from_numpy(ct))
     np.testing.assert_allclose(tmu.numpy(), mu, rtol=0, atol=1e-6)
     np.testing.assert_allclose(mean.numpy(), k.decode(mu, condition=ct), rtol=0, atol=1e-6)
+
+
+def test_the_model_is_used_by_one_call_at_a_time(data, tmp_path):
+    """fit releases the GIL: another thread, or fit's progress callback (mid-epoch), is refused
+    rather than let into the running session; the per-epoch callback may use the idle model
+    (save it, evaluate) but not fit it again."""
+    _, x, xt = data
+    m = vae.VAE(**SMALL)
+    seen = []
+
+    def progress(*args):
+        try:
+            m.fit(x, epochs=1)
+        except vae.Error as e:
+            seen.append(str(e))
+            raise
+
+    with pytest.raises(vae.Error, match="VAE.fit\\(\\): the model is busy in fit\\(\\)"):
+        m.fit(x, epochs=1, progress=progress)
+    assert seen and m.epochs_done == 0
+    with pytest.raises(vae.Error, match="VAE.encode\\(\\): the model is busy in fit\\(\\)"):
+        m.fit(x, epochs=1, progress=lambda *a: m.encode(xt))
+
+    def each_epoch(e):
+        m.save(tmp_path / ("epoch%d.safetensors" % e["epoch"]))
+        losses.append(m.evaluate(xt)["loss"])
+        with pytest.raises(vae.Error, match="VAE.fit\\(\\): fit\\(\\) is running"):
+            m.fit(x, epochs=1)
+
+    losses = []
+    history = m.fit(x, epochs=2, test=xt, callback=each_epoch)
+    assert [h["test_loss"] for h in history] == pytest.approx(losses, rel=1e-6)
+    assert (tmp_path / "epoch2.safetensors").exists()
+    # Two threads: a call while the other trains is refused, not queued.
+    errors, started = [], threading.Event()
+    big = np.tile(x, (40, 1))
+
+    def hold(*a):  # the session is busy while this runs: the first call waits for the other thread
+        if not started.is_set():
+            started.set()
+            time.sleep(0.3)
+
+    def train():
+        m.fit(big, epochs=1, progress=hold)
+
+    t = threading.Thread(target=train)
+    t.start()
+    started.wait(10)
+    try:
+        m.sample(2)
+    except vae.Error as e:
+        errors.append(str(e))
+    t.join()
+    assert errors and "busy in fit()" in errors[0]
+    assert m.epochs_done == 3
+
+
+def test_arguments_and_files_say_what_is_wrong(data, tmp_path):
+    _, x, xt = data
+    m = vae.VAE(**SMALL)
+    m.fit(x, epochs=1)
+    with pytest.raises(ValueError, match="z: value nan at row 0, column 1 is not finite"):
+        m.decode(np.array([[0.0, np.nan, 0.0]], dtype=np.float32))
+    with pytest.raises(ValueError, match="seed: expected an integer in \\[0, 18446744073709551615\\], got -1"):
+        m.sample(2, seed=-1)
+    with pytest.raises(TypeError, match="seed: expected an integer, got 1.7"):
+        m.sample(2, seed=1.7)
+    with pytest.raises(TypeError, match="n: expected an integer, got True"):
+        m.sample(True)
+    with pytest.raises(ValueError, match="k: expected an integer in \\[1, 2147483647\\]"):
+        m.log_likelihood(xt, k=2**31)
+    # A checkpoint's header with a byte that is not UTF-8: vae.Error with the byte escaped.
+    p = tmp_path / "m.safetensors"
+    m.save(p)
+    b = bytearray(p.read_bytes())
+    b[8 + b[8:].index(b'"config"') + 1] = 0xC5
+    p.write_bytes(bytes(b))
+    with pytest.raises(vae.Error, match="\\\\xc5"):
+        vae.VAE.load(p)
+    # Stopped mid-epoch, then given data too small for that place in the epoch.
+    def slow_stop(epoch, done, *a):  # slow, so that it is called at every step
+        time.sleep(0.21)
+        if done >= 7:
+            signal.raise_signal(signal.SIGINT)
+
+    stop = vae.VAE(**dict(SMALL, batch=4))
+    with pytest.raises(KeyboardInterrupt):
+        stop.fit(x, epochs=1, progress=slow_stop)
+    with pytest.raises(vae.Error, match="stopped in the middle of an epoch, after batch \\d+, but this data has 5 batches"):
+        stop.fit(x[:20], epochs=1)
+
+
+def test_a_schedule_runs_over_the_epochs_option(data):
+    _, x, _ = data
+    m = vae.VAE(**dict(SMALL, lr_schedule="cosine", epochs=2))
+    with pytest.warns(UserWarning, match="lr_schedule='cosine' runs over the epochs option \\(2\\); this fit goes to epoch 3"):
+        m.fit(x, epochs=3)
