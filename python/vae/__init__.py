@@ -243,13 +243,16 @@ class VAE:
 
     def _built(self, dim=None, condition=None):
         if self._model is None:
+            given = {}
             if not self._input_given:
                 if dim is None:
                     raise Error("the model has no input_dim yet: give VAE(input_dim=...) or fit() it first")
-                given = {"input_dim": dim}
-                if condition is not None:  # a conditional model: the condition's kind and width
-                    classes = self.config["train"]["condition_classes"]
-                    given["condition_kind"], given["condition_dim"] = _core.condition_shape(condition, classes)
+                given["input_dim"] = dim
+            if condition is not None and self.config["model"]["condition_kind"] == "none":
+                # the first fit with conditions makes a conditional model: their kind and width
+                classes = self.config["train"]["condition_classes"]
+                given["condition_kind"], given["condition_dim"] = _core.condition_shape(condition, classes)
+            if given:
                 self._config = _configure(self._config, given)
             self._model = _core.Model(self._config)
         return self._model

@@ -476,3 +476,11 @@ def test_a_schedule_runs_over_the_epochs_option(data):
     m = vae.VAE(**dict(SMALL, lr_schedule="cosine", epochs=2))
     with pytest.warns(UserWarning, match="lr_schedule='cosine' runs over the epochs option \\(2\\); this fit goes to epoch 3"):
         m.fit(x, epochs=3)
+
+
+def test_a_first_fit_with_conditions_makes_a_conditional_model_with_input_dim_given(data):
+    _, x, _ = data
+    labels = np.arange(len(x)) % 3
+    m = vae.VAE(input_dim=20, **SMALL)
+    m.fit(x, epochs=1, condition=labels)
+    assert m.config["model"]["condition_kind"] == "classes" and m.config["model"]["condition_dim"] == 3
