@@ -449,7 +449,8 @@ TEST_F(Cli, UnderMpirunWithoutMpiSaysSo) {
   setenv("OMPI_COMM_WORLD_SIZE", "2", 1);  // what mpirun -np 2 gives each process
   const CliRun r = run(base(good_, good_));
   unsetenv("OMPI_COMM_WORLD_SIZE");
-  expect_clean_failure(r, "started by mpirun with 2 processes, but this vae was built without MPI", "mpirun, no MPI");
+  expect_clean_failure(r, "process 0 of 2: started by mpirun with 2 processes, but this vae was built without MPI",
+                       "mpirun, no MPI");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("out")));
 }
 

@@ -563,13 +563,13 @@ TEST(Safetensors, NonIntegerShapesAndOffsetsAreClearErrors) {
 // Every message is printable UTF-8 (a terminal's text, a Python str): valid UTF-8 as it is, and
 // any other byte or a control character (but tab and newline) as \xNN.
 TEST(Errors, MessagesArePrintableUtf8) {
-  const auto message = [](const std::string& text) { return Error(text).what(); };
-  EXPECT_STREQ(message("donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc"), "donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc");
-  EXPECT_STREQ(message("bad \xc5 byte"), "bad \\xc5 byte");
-  EXPECT_STREQ(message("cut \xe2\x82"), "cut \\xe2\\x82");              // a sequence cut short
-  EXPECT_STREQ(message("long \xc0\xaf"), "long \\xc0\\xaf");            // an overlong '/'
-  EXPECT_STREQ(message("half \xed\xa0\x80"), "half \\xed\\xa0\\x80");  // a UTF-16 surrogate
-  EXPECT_STREQ(message(std::string("nul \0 bell \a del \x7f", 18)), "nul \\x00 bell \\x07 del \\x7f");
+  const auto message = [](const std::string& text) { return std::string(Error(text).what()); };
+  EXPECT_EQ(message("donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc"), "donn\xc3\xa9" "es \xf0\x9f\x99\x82 a\tb\nc");
+  EXPECT_EQ(message("bad \xc5 byte"), "bad \\xc5 byte");
+  EXPECT_EQ(message("cut \xe2\x82"), "cut \\xe2\\x82");              // a sequence cut short
+  EXPECT_EQ(message("long \xc0\xaf"), "long \\xc0\\xaf");            // an overlong '/'
+  EXPECT_EQ(message("half \xed\xa0\x80"), "half \\xed\\xa0\\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(message(std::string("nul \0 bell \a del \x7f", 18)), "nul \\x00 bell \\x07 del \\x7f");
 }
 
 TEST(Png, WritesAValidPngFile) {

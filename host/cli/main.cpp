@@ -12,12 +12,13 @@
 #include "vae/error.h"
 
 namespace {
-// The one line of an error, then exit status 1. Under mpirun the line names the process, and
+// The one line of an error, then exit status 1. Under mpirun the line names the process
+// ('vae: error: process 1 of 2: ...'), and
 // an error on one process ends them all (vae::abort_world): the others may be waiting for it.
 int fail(const std::string& what) {
   const int n = vae::launched_processes();
-  const std::string who = n > 1 ? " (process " + std::to_string(vae::launched_rank()) + " of " + std::to_string(n) + ")" : "";
-  std::fprintf(stderr, "vae: error%s: %s\n", who.c_str(), what.c_str());
+  const std::string who = n > 1 ? "process " + std::to_string(vae::launched_rank()) + " of " + std::to_string(n) + ": " : "";
+  std::fprintf(stderr, "vae: error: %s%s\n", who.c_str(), what.c_str());
   std::fflush(stderr);
   vae::abort_world(1);
   return 1;

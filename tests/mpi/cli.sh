@@ -87,12 +87,12 @@ ends() {  # ends NAME COMMAND...: the launch must fail within 30 s
 }
 sum_before=$(cat "$work/one"/* | cksum)
 ends taken "${mpi[@]}" "$vae" train "${args[@]}" --epochs 1 --out "$work/one"  # only rank 0 looks at OUT
-grep -q "vae: error (process 0 of 2): --out '$work/one' already holds files" "$work/taken.log" ||
+grep -q "vae: error: process 0 of 2: --out '$work/one' already holds files" "$work/taken.log" ||
   fail "no error line from process 0: $(cat "$work/taken.log")"
 [[ $(cat "$work/one"/* | cksum) == "$sum_before" ]] || fail "the earlier run's files changed"
 ends missing "$mpirun" --allow-run-as-root --oversubscribe -np 1 "$vae" train "${args[@]}" --epochs 50 --out "$work/m" : \
   -np 1 "$vae" train "${args[@]}" --epochs 50 --train "$work/missing.idx" --out "$work/m"
-grep -q "vae: error (process 1 of 2): cannot open '$work/missing.idx'" "$work/missing.log" ||
+grep -q "vae: error: process 1 of 2: cannot open '$work/missing.idx'" "$work/missing.log" ||
   fail "no error line from process 1: $(cat "$work/missing.log")"
 echo "ok: an error on one process ends the job with its line, and nothing is written over"
 # The other commands are not data parallel: each process runs its own, and the first says so.
