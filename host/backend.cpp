@@ -191,7 +191,11 @@ void check_encode_args(const ModelConfig& model, const Dataset& data, std::int64
 std::int64_t decode_rows(const ModelConfig& model, const std::vector<float>& z) {
   if (z.size() % static_cast<std::size_t>(model.latent) != 0)
     throw_error("decode_means: ", z.size(), " values are not whole codes of the latent size ", model.latent);
-  return static_cast<std::int64_t>(z.size() / static_cast<std::size_t>(model.latent));
+  const std::size_t Z = static_cast<std::size_t>(model.latent);
+  for (std::size_t k = 0; k < z.size(); ++k)
+    if (!std::isfinite(z[k]))
+      throw_error("decode_means: code ", k / Z, " holds ", z[k], " at dimension ", k % Z, "; codes must be finite");
+  return static_cast<std::int64_t>(z.size() / Z);
 }
 
 std::int64_t decoder_input_rows(const ModelConfig& model, const std::vector<float>& codes) {

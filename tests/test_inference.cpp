@@ -388,6 +388,9 @@ TEST(PictureMeans, RejectItemsOutsideTheDataAndPartialCodes) {
   test::expect_error([&] { b->encode_means(*wide, 0, 2); }, "14 features per item but the model expects 13");
   test::expect_error([&] { b->decode_means(std::vector<float>(static_cast<std::size_t>(m.latent) + 1, 0.5f)); },
                      "not whole codes");
+  std::vector<float> codes(2 * static_cast<std::size_t>(m.latent), 0.5f);
+  codes[4] = INFINITY;
+  test::expect_error([&] { b->decode_means(codes); }, "code 1 holds inf at dimension 1; codes must be finite");
 }
 
 }  // namespace

@@ -259,10 +259,6 @@ class Model {
     if (z.shape(1) != static_cast<std::size_t>(Z))
       throw nb::value_error(("z: expected " + std::to_string(Z) + " columns (the latent size), got " +
                              std::to_string(z.shape(1))).c_str());
-    for (std::size_t k = 0; k < z.size(); ++k)
-      if (!std::isfinite(z.data()[k]))
-        throw nb::value_error(("z: value " + std::to_string(z.data()[k]) + " at row " + std::to_string(k / z.shape(1)) +
-                               ", column " + std::to_string(k % z.shape(1)) + " is not finite").c_str());
     const vae::Condition c = condition(cond, "condition");
     std::vector<float> codes(z.data(), z.data() + z.size()), means;
     {

@@ -440,7 +440,7 @@ def test_arguments_and_files_say_what_is_wrong(data, tmp_path):
     _, x, xt = data
     m = vae.VAE(**SMALL)
     m.fit(x, epochs=1)
-    with pytest.raises(ValueError, match="z: value nan at row 0, column 1 is not finite"):
+    with pytest.raises(ValueError, match="decode_means: code 0 holds nan at dimension 1; codes must be finite"):
         m.decode(np.array([[0.0, np.nan, 0.0]], dtype=np.float32))
     with pytest.raises(ValueError, match="seed: expected an integer in \\[0, 18446744073709551615\\], got -1"):
         m.sample(2, seed=-1)
