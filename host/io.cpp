@@ -212,7 +212,8 @@ const std::string& SafetensorsFile::vae_config(const std::string& path, std::ini
     known += (known.empty() ? "" : " or ") + std::string(f);
   }
   throw_error("'", path, "' is of format '", format->second, "', but this reads ", known,
-              " (a vae-model-1 file holds no optimizer state to train on from; another format may be a newer vae's)");
+              format->second == "vae-model-1" ? " (a vae-model-1 file holds no optimizer state to train on from)"
+                                              : " (a newer vae's file?)");
 }
 
 SavedModel load_model(const std::string& path) {

@@ -13,8 +13,8 @@
 
 namespace {
 // The one line of an error, then exit status 1. Under mpirun the line names the process
-// ('vae: error: process 1 of 2: ...'), and
-// an error on one process ends them all (vae::abort_world): the others may be waiting for it.
+// ('vae: error: process 1 of 2: ...'), and an error on one process ends them all
+// (vae::abort_world): the others may be waiting for it.
 int fail(const std::string& what) {
   const int n = vae::launched_processes();
   const std::string who = n > 1 ? "process " + std::to_string(vae::launched_rank()) + " of " + std::to_string(n) + ": " : "";
