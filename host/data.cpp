@@ -286,8 +286,9 @@ std::shared_ptr<const Dataset::Mapping> map_file(const std::string& path, std::s
   if (m->length > offset) m->base = mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   m->fd = fd;  // kept for read(); closed with the mapping
-  if (m->length - std::min(m->length, offset) != bytes) throw_payload_size(path, bytes, m->length - std::min(m->length, offset));
-  if (m->length <= offset) throw_error("'", path, "' holds no values after its header");
+  const std::size_t have = m->length - std::min(m->length, offset);
+  if (have != bytes) throw_payload_size(path, bytes, have);
+  if (have == 0) throw_error("'", path, "' holds no values after its header");  // nothing to map
   if (m->base == MAP_FAILED) throw_error("cannot memory-map '", path, "': ", std::strerror(err));
   return m;
 }
